@@ -1,0 +1,41 @@
+# Every target sets itself up: a fresh machine needs only python3 (3.9+), pip and git.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup test lint typecheck run-example bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# torch first, pinned: a bare `torch` requirement would pull a CUDA build of several GB.
+$(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+## The test command: lint, types, then the whole suite.
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The run command: a real training job end to end through `smc local` (PyTorch example).
+run-example: setup
+	$(BIN)/smc local examples/pytorch --entry-point train.py --hyperparameter epochs=3 --job-name pytorch-example
+
+## Benchmarks against the reference toolkit (see benchmarks/RESULTS.md).
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .smc .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""smc adapter for PyTorch."""

@@ -1,0 +1,1 @@
+"""The PyTorch adapter's hook implementations (torch is imported only inside functions)."""

@@ -1,0 +1,177 @@
+"""The command line: ``train`` (what the platform runs) and ``smc`` (train, env, exec, plugins, local)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from smc_core import __version__
+
+DESCRIPTION = """\
+smc runs a training job inside a machine-learning container: it reads the job directory
+(/opt/ml, or $SAGEMAKER_BASE_DIR), fetches the user's code, installs its requirements, wires hosts
+together, runs the entry point, and writes output/success or output/failure.
+"""
+
+EPILOG = """\
+environment:
+  SAGEMAKER_BASE_DIR   job directory (default /opt/ml)
+  SMC_ADAPTER          the adapter to load when several are installed (e.g. pytorch)
+  SMC_PLUGINS          comma-separated modules to register as plugins
+  SMC_DISABLE_PLUGINS  comma-separated plugin names to block
+
+exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
+5 install failed; any other: the training code's own exit code (137: killed, likely out of memory).
+"""
+
+
+def _plugin_manager() -> Any:
+    from smc_core.plugins import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+def _load_training_env(pm: Any) -> Any:
+    from smc_core.environment import base_dir
+    from smc_core.runner import require
+
+    environ = dict(os.environ)
+    return require(pm.hook.load_environment(base_dir=base_dir(environ), environ=environ), "load_environment", pm)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Run the training job in the job directory."""
+    from smc_core.runner import main as run_main
+
+    return run_main()
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """Print the resolved environment."""
+    from smc_core.exports import env_vars, training_env_dict
+
+    training_env = _load_training_env(_plugin_manager())
+    if args.export:
+        for name, value in sorted(env_vars(training_env).items()):
+            print(f"export {name}={shlex.quote(value)}")
+    else:
+        print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command with the job's SM_* environment."""
+    from smc_core.exports import env_vars
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        print("smc exec: name a command to run, e.g. smc exec -- env", file=sys.stderr)
+        return 2
+    training_env = _load_training_env(_plugin_manager())
+    environ = {**os.environ, **env_vars(training_env)}
+    try:
+        return subprocess.call(command, env=environ)
+    except FileNotFoundError:
+        print(f"smc exec: command not found: {command[0]}", file=sys.stderr)
+        return 127
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """List the loaded plugins and, for each hook, its implementations in call order."""
+    from smc_core.plugins import hook_implementations, hook_names
+
+    pm = _plugin_manager()
+    report = {
+        "plugins": [
+            {
+                "name": info.name,
+                "origin": info.origin,
+                "module": info.module,
+                "distribution": info.distribution,
+                "version": info.version,
+            }
+            for info in pm.plugin_info.values()
+        ],
+        "hooks": {name: hook_implementations(pm, name) for name in hook_names()},
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    adapter = pm.adapter
+    print(f"adapter: {adapter.name + ' (' + (adapter.distribution or '?') + ' ' + (adapter.version or '?') + ')' if adapter else 'none (core only)'}")
+    print("plugins:")
+    for p in report["plugins"]:
+        where = f"{p['distribution']} {p['version']}" if p["distribution"] else p["module"]
+        print(f"  {p['name']:<36} {p['origin']:<12} {where}")
+    print("hooks (in call order):")
+    for name, impls in report["hooks"].items():
+        print(f"  {name}: {', '.join(impls)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``smc`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="smc", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"smc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("train", help="run the training job in the job directory (what `train` does)")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("env", help="print the resolved training environment as JSON")
+    p.add_argument("--export", action="store_true", help="print shell `export` lines of the SM_* variables")
+    p.set_defaults(func=cmd_env)
+    p = sub.add_parser(
+        "exec", help="run a command with the job's SM_* environment", usage="smc exec -- COMMAND [ARG ...]"
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command and its arguments")
+    p.set_defaults(func=cmd_exec)
+    p = sub.add_parser("plugins", help="list loaded plugins and the implementations of each hook")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
+    p.set_defaults(func=cmd_plugins)
+    sub.add_parser("local", help="run a training job on this machine (see `smc local --help`)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smc`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "local":
+        from smc_core.local import main as local_main
+
+        return local_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from smc_core.errors import SmcError
+
+    try:
+        return int(args.func(args))
+    except SmcError as error:
+        print(f"smc {args.command}: {error.message}", file=sys.stderr)
+        return error.exit_code
+
+
+def train_main() -> int:
+    """Entry point of the ``train`` command the platform runs."""
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print("usage: train\n\nRun the training job in the job directory ($SAGEMAKER_BASE_DIR or /opt/ml).")
+        print("The same as `smc train`; see `smc --help`.")
+        return 0
+    from smc_core.runner import main as run_main
+
+    return run_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

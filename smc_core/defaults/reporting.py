@@ -1,0 +1,43 @@
+"""Timing and log lines around every hook, as wrappers (they see every plugin's work)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from smc_core import hookimpl
+from smc_core.reporting import logger
+
+
+def _timed(name: str) -> Generator[None, Any, Any]:
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        logger.info("%s: %.3f s", name, time.perf_counter() - start)
+
+
+@hookimpl(wrapper=True)
+def load_environment(base_dir: Path, environ: Mapping[str, str]) -> Generator[None, Any, Any]:
+    """Log how long reading the environment took."""
+    return (yield from _timed("load_environment"))
+
+
+@hookimpl(wrapper=True)
+def fetch_user_code(training_env: Any) -> Generator[None, Any, Any]:
+    """Log how long fetching the code took."""
+    return (yield from _timed("fetch_user_code"))
+
+
+@hookimpl(wrapper=True)
+def prepare_training(training_env: Any, user_code: Any) -> Generator[None, Any, Any]:
+    """Log how long preparing took."""
+    return (yield from _timed("prepare_training"))
+
+
+@hookimpl(wrapper=True)
+def invoke_train(training_env: Any, user_code: Any, process_env: Any) -> Generator[None, Any, Any]:
+    """Log how long the user's code ran."""
+    return (yield from _timed("invoke_train"))

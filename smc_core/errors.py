@@ -1,0 +1,87 @@
+"""The errors smc raises, and the exit code each one maps to.
+
+Every expected failure is an :class:`SmcError`: the runner shows its message without a traceback,
+writes it to ``output/failure`` and exits with its ``exit_code``. Anything else is a bug in smc or in
+a plugin and is reported with its traceback.
+
+=====  ==========================================================================================
+code   meaning
+=====  ==========================================================================================
+0      the training job succeeded
+1      the user's code failed (or was killed) and gave no exit code of its own to keep
+2      the job configuration is wrong (a config file, a hyperparameter, an environment variable)
+3      a plugin failed to load or broke the hook contract
+4      the user's code could not be fetched (bad URI, missing object, hostile archive)
+5      the user's requirements or package could not be installed
+N      any other code is the user's own process's exit code, kept as it was; a process killed by
+       signal S exits ``128 + S`` (137: SIGKILL, most likely the out-of-memory killer)
+=====  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "FetchError",
+    "InstallError",
+    "PluginError",
+    "SmcError",
+    "UserCodeError",
+]
+
+
+class SmcError(Exception):
+    """Base of every expected error: shown to the user without a traceback.
+
+    Attributes:
+        exit_code: the process exit code the runner uses for this error.
+        kind: a short name for the first line of the failure file.
+    """
+
+    exit_code: int = 1
+    kind: str = "SmcError"
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        """The explanation given when the error was raised."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(SmcError):
+    """The job's configuration (a config file, a hyperparameter, an env var) is wrong."""
+
+    exit_code = 2
+    kind = "ConfigError"
+
+
+class PluginError(SmcError):
+    """A plugin failed to load, was ambiguous, or broke the hook contract."""
+
+    exit_code = 3
+    kind = "PluginError"
+
+
+class FetchError(SmcError):
+    """The user's code could not be fetched or safely extracted."""
+
+    exit_code = 4
+    kind = "FetchError"
+
+
+class InstallError(SmcError):
+    """The user's requirements or package could not be installed."""
+
+    exit_code = 5
+    kind = "InstallError"
+
+
+class UserCodeError(SmcError):
+    """The user's training code failed; ``exit_code`` is the user's own code where there is one."""
+
+    exit_code = 1
+    kind = "UserCodeError"

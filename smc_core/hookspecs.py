@@ -1,0 +1,143 @@
+"""The smc hook contract: the four steps of a training job, as pluggy hook specifications.
+
+The runner calls the hooks in this order, with keyword arguments, and nothing else in between::
+
+    training_env = load_environment(base_dir=..., environ=...)         # first result wins
+    user_code    = fetch_user_code(training_env=...)                   # first result wins
+    contributions = prepare_training(training_env=..., user_code=...)  # every plugin contributes
+    result       = invoke_train(training_env=..., user_code=..., process_env=...)  # first result wins
+
+One name per concept, in every hook: ``training_env`` (:class:`smc_core.environment.TrainingEnv`),
+``user_code`` (:class:`smc_core.usercode.UserCode`), ``process_env`` (the environment variables the
+user's processes get) and ``result`` (:class:`smc_core.process.TrainingResult`).
+
+The defaults (``smc_core.defaults``) implement every hook ``trylast``: any plugin or adapter that
+answers wins over them, and one that returns ``None`` ("not mine") lets them answer.
+
+How each launch style maps onto the hooks
+-----------------------------------------
+* **One process** (no distribution switch): the default ``prepare_training`` installs the
+  requirements and exports the ``SM_*`` variables; the default ``invoke_train`` runs the entry point
+  once, supervised.
+* **torchrun on each host** (PyTorch adapter): ``prepare_training`` returns ``MASTER_ADDR``,
+  ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
+  ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
+  its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
+* **TensorFlow parameter server**: ``prepare_training`` returns ``TF_CONFIG``; ``invoke_train`` starts the
+  parameter server as a supervised background process beside the worker, runs the worker, then (on
+  non-master hosts) waits until the master host is done before stopping the server and returning.
+* **MPI**: ``prepare_training`` starts sshd on every host and waits for peers; ``invoke_train`` on the
+  master runs ``mpirun`` over ssh to all hosts and returns its result; on every other host it waits
+  until the master's ``mpirun`` ends (the ssh sessions close) and returns success.
+* **Function mode** (the original design's ``train(**hyperparameters)``): ``fetch_user_code`` reports
+  ``EntryKind.FUNCTION``; the default ``invoke_train`` imports the module, calls ``train`` with the
+  hyperparameters and environment fields its signature names, and returns the returned object as
+  ``result.model``. An adapter saves it with an ``invoke_train`` *wrapper*
+  (``@hookimpl(wrapper=True)``) that receives the result after the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from smc_core.environment import TrainingEnv
+    from smc_core.process import TrainingResult
+    from smc_core.usercode import UserCode
+
+PROJECT_NAME = "smc"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+
+
+@hookspec(firstresult=True)
+def load_environment(base_dir: Path, environ: Mapping[str, str]) -> TrainingEnv | None:
+    """Read the job directory and the process environment into a :class:`TrainingEnv`.
+
+    Called first, once per host. The first non-None result wins; the default reads
+    ``base_dir/input/config/*.json`` as the container contract describes.
+
+    :param base_dir: the job directory (``/opt/ml``, or ``$SAGEMAKER_BASE_DIR``).
+    :param environ: the process environment to read (``SAGEMAKER_PROGRAM``, ``TRAINING_JOB_NAME`` ...).
+    :return: the environment, or None to let the next plugin (finally the default) answer.
+
+    Example: a platform that describes hosts in its own file::
+
+        @hookimpl
+        def load_environment(base_dir, environ):
+            if "MY_CLUSTER_FILE" in environ:
+                return create_environment(base_dir, environ, resource_config=read_mine(...))
+    """
+
+
+@hookspec(firstresult=True)
+def fetch_user_code(training_env: TrainingEnv) -> UserCode | None:
+    """Make the user's code available in ``training_env.code_dir`` and describe its entry point.
+
+    Called once per host after :func:`load_environment`. The first non-None result wins; the default
+    fetches ``training_env.module_dir`` (``s3://`` tar.gz, ``file://``, a local directory or tarball),
+    or uses the code dir as it is when none is given.
+
+    :param training_env: the job's environment.
+    :return: the :class:`UserCode`, or None to let the next plugin answer.
+
+    Example: code from a mounted volume::
+
+        @hookimpl
+        def fetch_user_code(training_env):
+            shutil.copytree(os.environ["MY_CODE"], training_env.code_dir, dirs_exist_ok=True)
+            return describe_user_code(training_env)
+    """
+
+
+@hookspec
+def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> Mapping[str, str] | None:
+    """Get ready to launch: install what the code needs, wire hosts together, export variables.
+
+    Called once per host after :func:`fetch_user_code`. Every plugin contributes (not first-result):
+    each returns the environment variables it wants the user's processes to have, or None. Where two
+    plugins set the same variable, the one called first wins (adapters and plugins over the defaults).
+    Side effects belong here too: installing ``requirements.txt``, starting sshd, waiting until
+    peer hosts resolve.
+
+    :param training_env: the job's environment.
+    :param user_code: the fetched code.
+    :return: a mapping of environment variables to add, or None.
+
+    Example: an adapter's rendezvous variables::
+
+        @hookimpl
+        def prepare_training(training_env, user_code):
+            return {"MASTER_ADDR": training_env.master_hostname, "MASTER_PORT": "7777"}
+    """
+
+
+@hookspec(firstresult=True)
+def invoke_train(
+    training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
+) -> TrainingResult | None:
+    """Launch and supervise the user's processes until they end, and say how they ended.
+
+    Called once per host, last. The first non-None result wins: an adapter returns a result for the
+    launch styles it owns (torchrun, mpirun, a parameter server beside the worker) and None for the
+    rest; the default runs the entry point as one supervised process, or calls ``train()`` in
+    function mode. Wrappers (``@hookimpl(wrapper=True)``) see the result, e.g. to save
+    ``result.model``.
+
+    :param training_env: the job's environment.
+    :param user_code: the fetched code.
+    :param process_env: the complete environment for the user's processes (this process's
+        environment plus every ``prepare_training`` contribution).
+    :return: the :class:`TrainingResult`, or None to let the next plugin answer.
+
+    Example: a custom launcher::
+
+        @hookimpl
+        def invoke_train(training_env, user_code, process_env):
+            return run_process(["my-launcher", user_code.entry_point], env=process_env,
+                               cwd=user_code.code_dir)
+    """

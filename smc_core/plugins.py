@@ -1,0 +1,192 @@
+"""Plugin discovery: the plugin manager factory, adapters and general plugins.
+
+* ``smc.adapters`` entry points (entry name = framework name): exactly one is loaded, the one named by
+  ``SMC_ADAPTER``, else the only one installed, else none (the core alone runs any script).
+* ``smc.plugins`` entry points: all are loaded.
+* ``SMC_PLUGINS=pkg.module,...`` registers modules directly, without packaging.
+* ``SMC_DISABLE_PLUGINS=name,...`` blocks plugins by entry-point or module name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from smc_core import hookimpl, hookspecs
+from smc_core.defaults import DEFAULT_PLUGINS
+from smc_core.errors import PluginError
+
+ADAPTER_GROUP = "smc.adapters"
+PLUGIN_GROUP = "smc.plugins"
+
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a registered plugin came from, for ``smc plugins`` and error messages."""
+
+    name: str
+    module: str
+    origin: str
+    """``default``, ``adapter``, ``plugin`` (an ``smc.plugins`` entry point) or ``SMC_PLUGINS``."""
+    distribution: str | None = None
+    version: str | None = None
+
+
+def _split(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _entry_points(group: str) -> list[metadata.EntryPoint]:
+    # One scan of the installed distributions per group; sorted by name for a stable order.
+    return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> Any:
+    dist, version = _dist_of(ep)
+    try:
+        return ep.load()
+    except Exception as exc:
+        where = f"{dist} {version}" if dist else "an unknown distribution"
+        raise PluginError(
+            f"The {ep.group} entry point {ep.name!r} ({ep.value}) from {where} failed to load: "
+            f"{type(exc).__name__}: {exc}. Fix or reinstall {dist or 'the plugin'}, or block it with "
+            f"SMC_DISABLE_PLUGINS={ep.name}."
+        ) from exc
+
+
+def select_adapter(
+    adapters: Iterable[metadata.EntryPoint], pinned: str | None
+) -> metadata.EntryPoint | None:
+    """Choose the one adapter to load: the pinned one, else the only one, else None.
+
+    Raises :class:`PluginError` when the pinned adapter is not installed, or when several are
+    installed and none is pinned.
+    """
+    by_name = {ep.name: ep for ep in adapters}
+    installed = ", ".join(sorted(by_name)) or "none"
+    if pinned:
+        if pinned not in by_name:
+            raise PluginError(
+                f"SMC_ADAPTER={pinned!r}, but no adapter of that name is installed "
+                f"(installed adapters: {installed}). Install it (pip install smc-{pinned}) or set "
+                "SMC_ADAPTER to one of the installed adapters."
+            )
+        return by_name[pinned]
+    if len(by_name) > 1:
+        raise PluginError(
+            f"Several adapters are installed ({installed}) and none is chosen. "
+            "Set SMC_ADAPTER to the one this job uses, e.g. SMC_ADAPTER="
+            f"{sorted(by_name)[0]}."
+        )
+    return next(iter(by_name.values()), None)
+
+
+class SmcPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        self.plugin_info: dict[str, PluginInfo] = {}
+
+    def register_plugin(self, plugin: ModuleType | object, info: PluginInfo) -> None:
+        """Register ``plugin`` under ``info.name`` unless that name is blocked."""
+        if self.is_blocked(info.name):
+            return
+        self.register(plugin, name=info.name)
+        self.plugin_info[info.name] = info
+
+    @property
+    def adapter(self) -> PluginInfo | None:
+        """The loaded adapter, if any."""
+        return next((i for i in self.plugin_info.values() if i.origin == "adapter"), None)
+
+
+def get_plugin_manager(
+    *,
+    environ: Mapping[str, str] | None = None,
+    load_entrypoints: bool = True,
+    plugins: Iterable[object] = (),
+) -> SmcPluginManager:
+    """Build a plugin manager with the defaults, the installed plugins and the chosen adapter.
+
+    :param environ: where to read ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS``
+        (default: ``os.environ``).
+    :param load_entrypoints: False builds a manager with the defaults only (and ``plugins``),
+        as tests do.
+    :param plugins: extra plugin objects to register, first (so they win over everything else).
+    """
+    environ = os.environ if environ is None else environ
+    pm = SmcPluginManager()
+    for name in _split(environ.get("SMC_DISABLE_PLUGINS")):
+        pm.set_blocked(name)
+
+    for module_name in DEFAULT_PLUGINS:
+        pm.register_plugin(importlib.import_module(module_name), PluginInfo(module_name, module_name, "default"))
+
+    if load_entrypoints:
+        for ep in _entry_points(PLUGIN_GROUP):
+            if pm.is_blocked(ep.name):
+                continue
+            dist, version = _dist_of(ep)
+            pm.register_plugin(_load_entry_point(ep), PluginInfo(ep.name, ep.value, "plugin", dist, version))
+        adapter = select_adapter(_entry_points(ADAPTER_GROUP), environ.get("SMC_ADAPTER"))
+        if adapter is not None and not pm.is_blocked(adapter.name):
+            dist, version = _dist_of(adapter)
+            pm.register_plugin(
+                _load_entry_point(adapter), PluginInfo(adapter.name, adapter.value, "adapter", dist, version)
+            )
+
+    for module_name in _split(environ.get("SMC_PLUGINS")):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(
+                f"SMC_PLUGINS names {module_name!r}, which failed to import: {type(exc).__name__}: {exc}. "
+                "Put the module on PYTHONPATH or remove it from SMC_PLUGINS."
+            ) from exc
+        pm.register_plugin(module, PluginInfo(module_name, module_name, "SMC_PLUGINS"))
+
+    for index, plugin in enumerate(plugins):
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
+        pm.register_plugin(plugin, PluginInfo(name, name, "given"))
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(
+            f"{exc} Hook implementations must be named after a hook in smc_core.hookspecs: "
+            f"{', '.join(hook_names())}."
+        ) from exc
+    return pm
+
+
+def hook_names() -> list[str]:
+    """The names of the hooks in the contract, in the order the runner calls them."""
+    return ["load_environment", "fetch_user_code", "prepare_training", "invoke_train"]
+
+
+def hook_implementations(pm: pluggy.PluginManager, hook_name: str) -> list[str]:
+    """The plugin names implementing ``hook_name``, in the order they are called (wrappers first)."""
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    # pluggy calls implementations last-to-first; wrappers enclose the plain ones.
+    ordered = [i for i in reversed(impls) if i.hookwrapper or i.wrapper]
+    ordered += [i for i in reversed(impls) if not (i.hookwrapper or i.wrapper)]
+    return [
+        f"{pm.get_name(i.plugin)}{' (wrapper)' if i.hookwrapper or i.wrapper else ''}" for i in ordered
+    ]

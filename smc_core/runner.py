@@ -1,0 +1,107 @@
+"""The runner: the four steps of a training job, in order, then the report.
+
+Read :func:`run_training` to see a whole job; :func:`main` adds the report (``output/success`` or
+``output/failure``) and the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pluggy
+
+from smc_core.environment import JobPaths, base_dir
+from smc_core.errors import PluginError, SmcError
+from smc_core.process import TrainingResult
+from smc_core.reporting import (
+    configure_logging,
+    format_error,
+    format_user_failure,
+    logger,
+    write_failure,
+    write_success,
+)
+
+T = TypeVar("T")
+
+
+def require(value: T | None, hook: str, pm: pluggy.PluginManager) -> T:
+    """``value``, or a :class:`PluginError` naming the hook and the plugins that were asked."""
+    if value is None:
+        asked = ", ".join(pm.get_name(i.plugin) or "?" for i in getattr(pm.hook, hook).get_hookimpls())
+        raise PluginError(
+            f"No plugin answered {hook}: every implementation returned None (asked: {asked or 'none'}). "
+            f"Check SMC_DISABLE_PLUGINS, or make one plugin's {hook} return a result."
+        )
+    return value
+
+
+def merge_process_env(contributions: Sequence[Mapping[str, str] | None], environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` plus every ``prepare_training`` contribution; the first-called plugin wins."""
+    process_env = dict(environ)
+    for contribution in reversed(contributions):  # defaults come last: apply them first
+        process_env.update(contribution or {})
+    return process_env
+
+
+def run_training(
+    pm: pluggy.PluginManager, *, base: Path | None = None, environ: Mapping[str, str] | None = None
+) -> TrainingResult:
+    """Run the four hooks of a training job in order and return the result of ``invoke_train``."""
+    environ = dict(os.environ if environ is None else environ)
+    hook: Any = pm.hook
+    training_env = require(
+        hook.load_environment(base_dir=base or base_dir(environ), environ=environ), "load_environment", pm
+    )
+    user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
+    contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
+    process_env = merge_process_env(contributions, environ)
+    return require(
+        hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
+        "invoke_train",
+        pm,
+    )
+
+
+def main(
+    pm: pluggy.PluginManager | None = None,
+    *,
+    base: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run a training job and report it: returns the exit code (0 on success).
+
+    Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself).
+    """
+    from smc_core.plugins import get_plugin_manager
+
+    environ = dict(os.environ if environ is None else environ)
+    configure_logging()
+    paths = JobPaths(base or base_dir(environ))
+    started_at = time.time()
+    try:
+        pm = pm or get_plugin_manager(environ=environ)
+        result = run_training(pm, base=paths.base_dir, environ=environ)
+    except SmcError as error:
+        logger.error("%s", error.message)
+        write_failure(paths.failure_file, format_error(error), started_at=started_at)
+        return error.exit_code
+    except KeyboardInterrupt:
+        write_failure(paths.failure_file, "Interrupted\nExitCode 130", started_at=started_at)
+        return 130
+    except Exception as error:
+        logger.exception("smc failed")
+        write_failure(paths.failure_file, format_error(error), started_at=started_at)
+        return 1
+    if result.succeeded:
+        write_success(paths.success_file)
+        logger.info("Training succeeded.")
+        return 0
+    text = format_user_failure(result.exit_code, result.failure, result.command)
+    write_failure(paths.failure_file, text, started_at=started_at)
+    logger.error("Training failed with exit code %d; see %s", result.exit_code, paths.failure_file)
+    return result.exit_code
