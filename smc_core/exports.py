@@ -44,3 +44,8 @@ def env_vars(training_env: TrainingEnv) -> dict[str, str]:
 def cmd_args(hyperparameters: Mapping[str, Any]) -> list[str]:
     """The entry point's arguments: ``--key value`` for each hyperparameter, sorted by key."""
     return [item for k, v in sorted(hyperparameters.items()) for item in (f"--{k}", str(v))]
+
+
+def user_args(training_env: TrainingEnv) -> list[str]:
+    """The arguments the entry point gets for ``training_env`` (``SM_USER_ARGS``)."""
+    return cmd_args(training_env.hyperparameters)

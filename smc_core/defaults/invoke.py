@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
+from smc_core.exports import user_args
 from smc_core.process import TrainingResult, python_executable, run_process
 from smc_core.usercode import EntryKind, UserCode
 
@@ -33,5 +34,4 @@ def invoke_train(
     training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
 ) -> TrainingResult:
     """Run the entry point once with the hyperparameters as arguments."""
-    args = [item for k, v in sorted(training_env.hyperparameters.items()) for item in (f"--{k}", str(v))]
-    return run_process(entry_command(user_code, args), env=process_env, cwd=user_code.code_dir)
+    return run_process(entry_command(user_code, user_args(training_env)), env=process_env, cwd=user_code.code_dir)
