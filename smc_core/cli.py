@@ -42,7 +42,9 @@ def _load_training_env(pm: Any) -> Any:
     from smc_core.runner import require
 
     environ = dict(os.environ)
-    return require(pm.hook.load_environment(base_dir=base_dir(environ), environ=environ), "load_environment", pm)
+    return require(
+        pm.hook.load_environment(base_dir=base_dir(environ), environ=environ), "load_environment", pm
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -106,7 +108,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     adapter = pm.adapter
-    print(f"adapter: {adapter.name + ' (' + (adapter.distribution or '?') + ' ' + (adapter.version or '?') + ')' if adapter else 'none (core only)'}")
+    if adapter:
+        print(f"adapter: {adapter.name} ({adapter.distribution or '?'} {adapter.version or '?'})")
+    else:
+        print("adapter: none (the core alone runs the script)")
     print("plugins:")
     for p in report["plugins"]:
         where = f"{p['distribution']} {p['version']}" if p["distribution"] else p["module"]
@@ -120,7 +125,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``smc`` argument parser."""
     parser = argparse.ArgumentParser(
-        prog="smc", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="smc",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"smc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -137,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list loaded plugins and the implementations of each hook")
     p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=cmd_plugins)
-    sub.add_parser("local", help="run a training job on this machine (see `smc local --help`)", add_help=False)
+    sub.add_parser(
+        "local", help="run a training job on this machine (see `smc local --help`)", add_help=False
+    )
     return parser
 
 

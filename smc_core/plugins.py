@@ -19,13 +19,12 @@ from typing import Any
 
 import pluggy
 
-from smc_core import hookimpl, hookspecs
+from smc_core import hookspecs
 from smc_core.defaults import DEFAULT_PLUGINS
 from smc_core.errors import PluginError
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
-
 
 
 @dataclass(frozen=True)
@@ -69,9 +68,7 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Any:
         ) from exc
 
 
-def select_adapter(
-    adapters: Iterable[metadata.EntryPoint], pinned: str | None
-) -> metadata.EntryPoint | None:
+def select_adapter(adapters: Iterable[metadata.EntryPoint], pinned: str | None) -> metadata.EntryPoint | None:
     """Choose the one adapter to load: the pinned one, else the only one, else None.
 
     Raises :class:`PluginError` when the pinned adapter is not installed, or when several are
@@ -137,7 +134,9 @@ def get_plugin_manager(
         pm.set_blocked(name)
 
     for module_name in DEFAULT_PLUGINS:
-        pm.register_plugin(importlib.import_module(module_name), PluginInfo(module_name, module_name, "default"))
+        pm.register_plugin(
+            importlib.import_module(module_name), PluginInfo(module_name, module_name, "default")
+        )
 
     if load_entrypoints:
         for ep in _entry_points(PLUGIN_GROUP):
@@ -145,8 +144,9 @@ def get_plugin_manager(
                 continue
             dist, version = _dist_of(ep)
             pm.register_plugin(_load_entry_point(ep), PluginInfo(ep.name, ep.value, "plugin", dist, version))
-        adapter = select_adapter(_entry_points(ADAPTER_GROUP), environ.get("SMC_ADAPTER"))
-        if adapter is not None and not pm.is_blocked(adapter.name):
+        adapters = [ep for ep in _entry_points(ADAPTER_GROUP) if not pm.is_blocked(ep.name)]
+        adapter = select_adapter(adapters, environ.get("SMC_ADAPTER"))
+        if adapter is not None:
             dist, version = _dist_of(adapter)
             pm.register_plugin(
                 _load_entry_point(adapter), PluginInfo(adapter.name, adapter.value, "adapter", dist, version)
@@ -187,6 +187,4 @@ def hook_implementations(pm: pluggy.PluginManager, hook_name: str) -> list[str]:
     # pluggy calls implementations last-to-first; wrappers enclose the plain ones.
     ordered = [i for i in reversed(impls) if i.hookwrapper or i.wrapper]
     ordered += [i for i in reversed(impls) if not (i.hookwrapper or i.wrapper)]
-    return [
-        f"{pm.get_name(i.plugin)}{' (wrapper)' if i.hookwrapper or i.wrapper else ''}" for i in ordered
-    ]
+    return [f"{pm.get_name(i.plugin)}{' (wrapper)' if i.hookwrapper or i.wrapper else ''}" for i in ordered]

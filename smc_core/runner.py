@@ -40,7 +40,9 @@ def require(value: T | None, hook: str, pm: pluggy.PluginManager) -> T:
     return value
 
 
-def merge_process_env(contributions: Sequence[Mapping[str, str] | None], environ: Mapping[str, str]) -> dict[str, str]:
+def merge_process_env(
+    contributions: Sequence[Mapping[str, str] | None], environ: Mapping[str, str]
+) -> dict[str, str]:
     """``environ`` plus every ``prepare_training`` contribution; the first-called plugin wins."""
     process_env = dict(environ)
     for contribution in reversed(contributions):  # defaults come last: apply them first

@@ -1,0 +1,119 @@
+"""Each hook overridden by an installed plugin (the smc-recorder fixture distribution), end to end."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smc_core import hookspecs
+from smc_core.plugins import hook_names
+from smc_core.testing.helpers import run_smc
+
+SCRIPT = "import os, sys\nprint('user script', sys.argv[1:], os.environ.get('RECORDER_PREPARED'))\n"
+
+
+def run_with_recorder(recorder_dist: Path, job: Path, tmp_path: Path, override: str = ""):
+    log = tmp_path / "calls.jsonl"
+    proc = run_smc(
+        "train",
+        pythonpath=recorder_dist,
+        env={"SAGEMAKER_BASE_DIR": str(job), "SMC_RECORDER_LOG": str(log), "SMC_RECORDER_OVERRIDE": override},
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return proc, calls
+
+
+def test_recorded_hook_order_through_train(recorder_dist, job_dir, tmp_path):
+    job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
+    proc, calls = run_with_recorder(recorder_dist, job, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [c["hook"] for c in calls] == hook_names()
+    assert "user script ['--epochs', '2'] None" in proc.stdout
+
+
+def test_override_load_environment(recorder_dist, job_dir, tmp_path):
+    job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
+    proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "load_environment")
+    assert proc.returncode == 0, proc.stderr
+    assert "user script ['--from-recorder', 'yes'] None" in proc.stdout
+
+
+def test_override_fetch_user_code(recorder_dist, job_dir, tmp_path):
+    job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
+    proc, calls = run_with_recorder(recorder_dist, job, tmp_path, "fetch_user_code")
+    assert proc.returncode == 0, proc.stderr
+    assert "recorder code ['--epochs', '2']" in proc.stdout
+    assert calls[2] == {"hook": "prepare_training", "entry_point": "recorded.py"}
+
+
+def test_override_prepare_training(recorder_dist, job_dir, tmp_path):
+    script = "import os\nprint('prepared', os.environ['RECORDER_PREPARED'], os.environ['SM_MODEL_DIR'])\n"
+    job = job_dir(code={"train.py": script}, entry_point="train.py")
+    proc, calls = run_with_recorder(recorder_dist, job, tmp_path, "prepare_training")
+    assert proc.returncode == 0, proc.stderr
+    # the plugin's variables win over the defaults' for the same name
+    assert "prepared 1 /recorder/wins" in proc.stdout
+    assert calls[3] == {"hook": "invoke_train", "prepared": "1"}
+
+
+def test_override_invoke_train(recorder_dist, job_dir, tmp_path):
+    job = job_dir(code={"train.py": "raise SystemExit('must not run')"}, entry_point="train.py")
+    proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "invoke_train")
+    assert proc.returncode == 0, proc.stderr
+    assert (job / "output" / "success").exists()
+
+
+# --- meta-tests: the contract stays honest ------------------------------------------------------
+
+SPECS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "smc_spec")]
+
+
+def test_the_runner_order_names_every_hookspec():
+    assert sorted(hook_names()) == sorted(SPECS)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_hookspec_is_documented(name):
+    fn = getattr(hookspecs, name)
+    doc = inspect.getdoc(fn) or ""
+    assert len(doc.splitlines()[0]) > 20, f"{name}: first line of the docstring says what the hook is for"
+    for param in inspect.signature(fn).parameters:
+        assert f":param {param}:" in doc, f"{name}: document the argument {param}"
+    assert ":return:" in doc and "Example" in doc, f"{name}: document the result and give an example"
+    assert ("first non-None result wins" in doc or "first result wins" in doc.lower()) == bool(
+        fn.smc_spec["firstresult"]
+    ) or "Every plugin contributes" in doc
+    assert fn.__annotations__.get("return"), f"{name}: type the return value"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_hookspec_has_an_override_test(name):
+    assert f"def test_override_{name}(" in Path(__file__).read_text()
+
+
+def test_cli_commands_do_not_import_frameworks_or_boto3(job_dir):
+    job = job_dir(code={"train.py": "print()"}, entry_point="train.py")
+    code = (
+        "import sys\n"
+        "from smc_core.cli import main\n"
+        "for args in (['plugins'], ['env'], ['env', '--export']):\n"
+        "    assert main(args) == 0\n"
+        "names = ('torch', 'tensorflow', 'keras', 'boto3', 'botocore')\n"
+        "heavy = sorted(m for m in names if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"SAGEMAKER_BASE_DIR": str(job), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^HEAVY \[\]$", proc.stdout, re.M), proc.stdout
