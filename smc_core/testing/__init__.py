@@ -16,12 +16,9 @@ from typing import Any
 
 import pytest
 
+from smc_core.local import encode_hyperparameters
+
 __all__ = ["encode_hyperparameters", "make_job_dir"]
-
-
-def encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
-    """JSON-encode every value, as the SageMaker Python SDK writes ``hyperparameters.json``."""
-    return {key: json.dumps(value) for key, value in hyperparameters.items()}
 
 
 def make_job_dir(
@@ -53,7 +50,11 @@ def make_job_dir(
     encoded.update(raw_hyperparameters or {})
     (config / "hyperparameters.json").write_text(json.dumps(encoded))
     if resource_config is None:
-        resource_config = {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}
+        resource_config = {
+            "current_host": current_host,
+            "hosts": list(hosts),
+            "network_interface_name": "eth0",
+        }
     (config / "resourceconfig.json").write_text(json.dumps(resource_config))
     if not isinstance(channels, Mapping):
         channels = {name: {"TrainingInputMode": "File"} for name in channels}
