@@ -1,0 +1,98 @@
+"""`smc local`: bad input refused before anything runs, and whole jobs end to end."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from smc_core.local import parse_value
+from smc_core.testing.helpers import run_smc
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAIN = ROOT / "examples" / "plain"
+
+
+def local(*args: str, cwd: Path, **kwargs):
+    return run_smc("smc", "local", *args, cwd=cwd, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing-dir", "--entry-point", "train.py"], "source dir missing-dir: no such directory"),
+        ([str(PLAIN), "--entry-point", "nope.py"], "--entry-point nope.py: not found in"),
+        ([str(PLAIN), "--entry-point", "train.py", "-p", "epochs"], "--hyperparameter 'epochs': expected KEY=VALUE"),
+        ([str(PLAIN), "--entry-point", "train.py", "-c", "train=/no/such/path"], "--channel train=/no/such/path"),
+        ([str(PLAIN), "--entry-point", "train.py", "-c", "bad name=."], "channel names use letters"),
+        ([str(PLAIN), "--entry-point", "train.py", "--adapter", "nosuch"], "--adapter nosuch: not installed"),
+        ([str(PLAIN), "--entry-point", "train.py", "--env", "=x"], "--env '=x': expected KEY=VALUE"),
+    ],
+)
+def test_bad_input_is_one_line_and_nothing_runs(tmp_path, args, message):
+    proc = local(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / ".smc").exists()
+
+
+def test_an_existing_job_dir_is_never_overwritten(tmp_path):
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    (job_dir / "precious").write_text("keep me")
+    proc = local(str(PLAIN), "--entry-point", "train.py", "--job-dir", str(job_dir), cwd=tmp_path)
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert (job_dir / "precious").read_text() == "keep me"
+
+
+def test_values_are_json_when_they_are_json():
+    assert parse_value("3") == 3
+    assert parse_value("[64, 32]") == [64, 32]
+    assert parse_value("true") is True
+    assert parse_value("adam") == "adam"
+    assert parse_value('"007"') == "007"
+
+
+def test_plain_example_end_to_end(tmp_path):
+    proc = local(
+        str(PLAIN),
+        "--entry-point",
+        "train.py",
+        "-p",
+        "slope=2.5",
+        "-p",
+        "points=40",
+        "-c",
+        f"train={PLAIN / 'data'}",
+        "--job-name",
+        "plain-1",
+        "--output-tar",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job = tmp_path / ".smc" / "jobs" / "plain-1"
+    assert "smc local: job plain-1 succeeded" in proc.stdout
+    assert f"model:   {job / 'model'} (model.json)" in proc.stdout
+    model = json.loads((job / "model" / "model.json").read_text())
+    assert model["slope"] == pytest.approx(3.0) and model["intercept"] == pytest.approx(0.5)
+    hps = json.loads((job / "input" / "config" / "hyperparameters.json").read_text())
+    assert hps["slope"] == "2.5" and hps["points"] == "40" and hps["sagemaker_program"] == '"train.py"'
+    assert (job / "input" / "data" / "train").resolve() == (PLAIN / "data").resolve()
+    with tarfile.open(job / "output" / "model.tar.gz") as tar:
+        assert tar.getnames() == ["model.json"]
+    assert (job / "output" / "success").exists()
+
+
+def test_failing_job_prints_the_reason_and_keeps_the_exit_code(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("import sys\nraise SystemExit(9)\n")
+    proc = local(str(source), "--entry-point", "train.py", "--job-name", "bad", "--clean", cwd=tmp_path)
+    assert proc.returncode == 9
+    assert "smc local: job bad failed (exit code 9)" in proc.stdout
+    assert "failure: " in proc.stdout and "ExitCode 9" in proc.stdout
+    job = tmp_path / ".smc" / "jobs" / "bad"
+    assert not (job / "input").exists() and (job / "output" / "failure").exists()
