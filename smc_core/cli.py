@@ -91,7 +91,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from smc_core.plugins import hook_implementations, hook_names
 
     pm = _plugin_manager()
-    report = {
+    report: dict[str, Any] = {
         "plugins": [
             {
                 "name": info.name,
