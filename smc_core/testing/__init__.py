@@ -103,3 +103,4 @@ def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]
     for plugin in registered:
         if plugin_manager.is_registered(plugin):
             plugin_manager.unregister(plugin)
+from smc_core.testing.netns import netns_hosts  # noqa: E402,F401

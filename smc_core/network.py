@@ -1,0 +1,174 @@
+"""Network helpers every adapter reuses: waiting for peer hosts, network interfaces, ports.
+
+Framework-free: nothing here imports torch or TensorFlow. Every wait is bounded and logged, and a
+wait that runs out raises an :class:`~smc_core.errors.SmcError` naming what did not answer and the
+environment variable that sets the bound.
+
+* :func:`wait_for_hosts` — block until every host name resolves (``SMC_HOST_WAIT_TIMEOUT``).
+* :func:`wait_for_port` — block until a TCP port on a host accepts connections.
+* :func:`interface_exists`, :func:`interface_names` — the network interfaces of this host.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from smc_core.errors import ConfigError, SmcError
+from smc_core.reporting import logger
+
+__all__ = [
+    "DEFAULT_HOST_WAIT_TIMEOUT",
+    "HOST_WAIT_TIMEOUT_VAR",
+    "host_wait_timeout",
+    "interface_exists",
+    "interface_names",
+    "resolve_host",
+    "wait_for_hosts",
+    "wait_for_port",
+]
+
+HOST_WAIT_TIMEOUT_VAR = "SMC_HOST_WAIT_TIMEOUT"
+"""Environment variable: seconds to wait for peer hosts to resolve (and their ports to open)."""
+
+DEFAULT_HOST_WAIT_TIMEOUT = 600.0
+"""Seconds every host waits for its peers by default (instances of a cluster can start minutes apart)."""
+
+
+def host_wait_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """The bound on waiting for peer hosts: ``$SMC_HOST_WAIT_TIMEOUT`` seconds, else 600.
+
+    Raises :class:`ConfigError` when the variable is set to something other than a positive number.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(HOST_WAIT_TIMEOUT_VAR, "").strip()
+    if not raw:
+        return DEFAULT_HOST_WAIT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(
+            f"The environment variable {HOST_WAIT_TIMEOUT_VAR} is {raw!r}, which is not a positive number "
+            f"of seconds: set it to e.g. 600 (the default), or unset it."
+        )
+    return value
+
+
+def resolve_host(host: str) -> str | None:
+    """The IPv4 address ``host`` resolves to now, or None when it does not resolve (yet)."""
+    try:
+        return socket.gethostbyname(host)
+    except (OSError, UnicodeError):
+        return None
+
+
+def wait_for_hosts(
+    hosts: Iterable[str],
+    timeout: float | None = None,
+    interval: float = 1.0,
+    *,
+    resolve: Callable[[str], str | None] = resolve_host,
+) -> dict[str, str]:
+    """Wait until every name in ``hosts`` resolves; return ``{host: address}``.
+
+    Each round tries the names not resolved yet, then sleeps ``interval`` seconds. Progress is logged
+    when the wait starts, about every 10 seconds while it lasts, and when it ends.
+
+    :param hosts: the host names (``training_env.hosts``).
+    :param timeout: seconds before giving up; None reads :func:`host_wait_timeout`
+        (``$SMC_HOST_WAIT_TIMEOUT``, default 600).
+    :param interval: seconds between rounds.
+    :param resolve: the resolver (``resolve_host``); returns None for a name that does not resolve.
+    :raises SmcError: when some names still do not resolve after ``timeout`` seconds; the message
+        names them and the variable that sets the bound.
+
+    Example::
+
+        addresses = wait_for_hosts(training_env.hosts)   # {"algo-1": "10.0.0.1", "algo-2": ...}
+    """
+    bound = host_wait_timeout() if timeout is None else float(timeout)
+    pending = list(dict.fromkeys(hosts))
+    resolved: dict[str, str] = {}
+    start = time.monotonic()
+    last_log = start
+    logged_wait = False
+    while True:
+        for host in list(pending):
+            address = resolve(host)
+            if address is not None:
+                resolved[host] = address
+                pending.remove(host)
+        now = time.monotonic()
+        if not pending:
+            if logged_wait:
+                logger.info("All hosts resolve after %.1f s: %s", now - start, _pairs(resolved))
+            else:
+                logger.debug("All hosts resolve: %s", _pairs(resolved))
+            return resolved
+        elapsed = now - start
+        if elapsed >= bound:
+            raise SmcError(
+                f"Hosts {', '.join(pending)} did not resolve within {bound:g} s "
+                f"(resolved: {_pairs(resolved) or 'none'}). Check that every host of the job started and "
+                f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
+                "longer."
+            )
+        if not logged_wait or now - last_log >= 10:
+            logger.info(
+                "Waiting for hosts to resolve: %s (%.0f s of %g s, %s)",
+                ", ".join(pending),
+                elapsed,
+                bound,
+                HOST_WAIT_TIMEOUT_VAR,
+            )
+            logged_wait, last_log = True, now
+        time.sleep(max(0.0, min(interval, bound - elapsed)))
+
+
+def wait_for_port(host: str, port: int, timeout: float | None = None, interval: float = 0.5) -> None:
+    """Wait until ``host:port`` accepts a TCP connection (e.g. a peer's sshd or parameter server).
+
+    :param timeout: seconds before giving up; None reads :func:`host_wait_timeout`.
+    :raises SmcError: naming the host, the port and the last connection error after ``timeout``.
+    """
+    bound = host_wait_timeout() if timeout is None else float(timeout)
+    start = time.monotonic()
+    last_log = start
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=min(5.0, max(0.1, bound))):
+                return
+        except OSError as exc:
+            error = exc
+        now = time.monotonic()
+        if now - start >= bound:
+            raise SmcError(
+                f"{host}:{port} did not accept connections within {bound:g} s (last error: {error}). "
+                f"Check that the service on {host} started; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
+                "longer."
+            )
+        if now - last_log >= 10:
+            logger.info("Waiting for %s:%d (%.0f s of %g s)", host, port, now - start, bound)
+            last_log = now
+        time.sleep(interval)
+
+
+def interface_names() -> list[str]:
+    """The names of this host's network interfaces (``lo``, ``eth0`` ...), sorted."""
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        return []
+
+
+def interface_exists(name: str) -> bool:
+    """True when this host has a network interface called ``name``."""
+    return name in interface_names()
+
+
+def _pairs(mapping: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in mapping.items())
