@@ -3,7 +3,7 @@
 Written as for SageMaker's framework containers: hyperparameters arrive as arguments, the data
 channel and model dir as SM_* variables.
 
-    smc local examples/plain --entry-point train.py --hyperparameter slope=2.5 --channel train=examples/plain/data
+    smc local examples/plain --entry-point train.py -p slope=2.5 -c train=examples/plain/data
 """
 
 import argparse
