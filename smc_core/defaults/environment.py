@@ -11,5 +11,10 @@ from smc_core.environment import TrainingEnv, create_environment
 
 @hookimpl(trylast=True)
 def load_environment(base_dir: Path, environ: Mapping[str, str]) -> TrainingEnv:
-    """Read ``base_dir/input/config`` and ``environ`` with :func:`create_environment`."""
+    """Read ``base_dir/input/config`` and ``environ`` with :func:`create_environment`.
+
+    Hyperparameters JSON-decoded with reserved keys split off, hosts and instance groups checked,
+    channel directories checked, CPUs (affinity, cgroup quota), GPUs (``nvidia-smi``) and Neuron
+    cores counted. Bad input raises :class:`~smc_core.errors.ConfigError`.
+    """
     return create_environment(base_dir, environ)
