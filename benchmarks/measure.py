@@ -1,0 +1,203 @@
+"""Running a runner on a job and timing it; interleaving runners; summarising samples.
+
+One sample is one run of a runner's ``train`` on a job directory:
+
+* ``first_line_s``: from just before the harness spawns ``train`` until the user script's first line
+  (``time.time()`` on both sides: the same clock).
+* ``total_s``: until ``train`` exits.
+* ``runner_peak_mib``: the runner process's own ``VmHWM`` (peak resident set) read from ``/proc`` by the
+  user script while it runs; the user's process is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envs import Venv
+from jobs import Job, reset_job
+
+
+@dataclass
+class Sample:
+    """One run."""
+
+    ok: bool
+    first_line_s: float | None = None
+    total_s: float | None = None
+    runner_peak_mib: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class Series:
+    """The samples of one runner on one measurement (warm-up runs excluded)."""
+
+    runner: str
+    venv: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def values(self, metric: str) -> list[float]:
+        """The metric's values over the successful samples."""
+        return [getattr(s, metric) for s in self.samples if s.ok and getattr(s, metric) is not None]
+
+    def failures(self) -> list[Sample]:
+        """The failed samples."""
+        return [s for s in self.samples if not s.ok]
+
+
+def runner_env(venv: Venv, job: Job, common: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
+    """The environment ``train`` gets: the same for both runners but for the venv's ``bin`` on PATH."""
+    env = {
+        "PATH": f"{venv.path / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "SAGEMAKER_BASE_DIR": str(job.base),
+        "SMC_BENCH_PID_FILE": str(job.pid_file),
+        "SMC_BENCH_RESULT_FILE": str(job.result_file),
+        # Cold package caches for every run, as in a fresh container.
+        "PIP_CACHE_DIR": str(cache_dir / "pip"),
+        "UV_CACHE_DIR": str(cache_dir / "uv"),
+    }
+    env.update(common)
+    env.update(job.extra_env)
+    return env
+
+
+def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float = 600.0) -> Sample:
+    """Run ``venv``'s ``train`` on ``job`` once and return the sample."""
+    reset_job(job)
+    cache_dir = job.base.parent / f"{job.name}.cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    env = runner_env(venv, job, common, cache_dir)
+    pid_tmp = job.pid_file.with_suffix(".tmp")
+    with job.log_file.open("wb") as log:
+        started = time.time()
+        proc = subprocess.Popen(
+            [str(venv.train)], env=env, cwd=str(job.base), stdout=log, stderr=subprocess.STDOUT
+        )
+        pid_tmp.write_text(str(proc.pid))
+        os.replace(pid_tmp, job.pid_file)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return Sample(ok=False, error=f"timed out after {timeout:.0f} s; see {job.log_file}")
+        ended = time.time()
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    try:
+        result = json.loads(job.result_file.read_text())
+    except (OSError, ValueError):
+        tail = job.log_file.read_text(errors="replace").strip().splitlines()[-3:]
+        return Sample(
+            ok=False,
+            exit_code=code,
+            error=f"the user script did not run (exit code {code}): {' | '.join(tail)}",
+        )
+    return Sample(
+        ok=code == 0,
+        first_line_s=result["first_line"] - started,
+        total_s=ended - started,
+        runner_peak_mib=result["runner_vmhwm_kib"] / 1024 if result.get("runner_pid") == proc.pid else None,
+        exit_code=code,
+        error=None if code == 0 else f"exit code {code}; see {job.log_file}",
+    )
+
+
+def interleave(
+    contenders: Sequence[tuple[str, Venv]],
+    job: Job,
+    common: Mapping[str, str],
+    *,
+    runs: int,
+    warmup: int,
+    verify: Callable[[Venv], str | None] | None = None,
+    after_each: Callable[[Venv], None] | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Series]:
+    """Run every contender on ``job`` in turn (A B A B ...), ``warmup`` rounds discarded then ``runs`` kept.
+
+    :param verify: called after every successful run; a returned message marks the run failed (e.g. the
+        requirements were not installed: the run did not do the work being timed).
+    :param after_each: called after every run (e.g. to uninstall what the run installed).
+    """
+    series = [Series(name, venv.path.name) for name, venv in contenders]
+    for round_index in range(warmup + runs):
+        for (_, venv), s in zip(contenders, series):
+            sample = run_once(venv, job, common)
+            if sample.ok and verify is not None:
+                problem = verify(venv)
+                if problem:
+                    sample.ok, sample.error = False, problem
+            if after_each is not None:
+                after_each(venv)
+            if round_index >= warmup:
+                s.samples.append(sample)
+            tag = "warm-up" if round_index < warmup else f"run {round_index - warmup + 1}/{runs}"
+            shown = f"{sample.first_line_s:.3f} s to first line" if sample.ok else f"FAILED: {sample.error}"
+            progress(f"  {job.name:<22} {s.runner:<10} {tag:<9} {shown}")
+    return series
+
+
+def summary(values: Sequence[float]) -> dict[str, float] | None:
+    """min, median and max of ``values`` (None when empty)."""
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def paired_ratios(numerator: Series, denominator: Series, metric: str) -> list[float]:
+    """``numerator / denominator`` of ``metric`` round by round (both runs of a round must have succeeded)."""
+    ratios = []
+    for a, b in zip(numerator.samples, denominator.samples):
+        va, vb = getattr(a, metric), getattr(b, metric)
+        if a.ok and b.ok and va is not None and vb:
+            ratios.append(va / vb)
+    return ratios
+
+
+# --- plugin discovery, in-process ---------------------------------------------------------------------
+
+DISCOVERY_PROBE = """\
+import time; t0 = time.perf_counter()
+import json, os
+from importlib import metadata
+import smc_core.plugins as plugins
+t1 = time.perf_counter()
+pm = plugins.get_plugin_manager(environ={})
+t2 = time.perf_counter()
+n = len(list(metadata.distributions()))
+print(json.dumps({"import_s": t1 - t0, "discovery_s": t2 - t1, "plugins": len(pm.plugin_info),
+                  "adapter": pm.adapter.name if pm.adapter else None, "distributions": n}))
+"""
+
+BARE_PROBE = "import time, json; print(json.dumps({'now': time.time()}))"
+
+
+def discovery_once(venv: Venv) -> dict[str, float]:
+    """One fresh interpreter in ``venv``: seconds to import ``smc_core.plugins`` and to discover plugins."""
+    env = {
+        "PATH": f"{venv.path / 'bin'}:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+    }
+    started = time.time()
+    out = subprocess.run(
+        [str(venv.python), "-c", DISCOVERY_PROBE], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    wall = time.time() - started
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    started = time.time()
+    subprocess.run([str(venv.python), "-c", BARE_PROBE], env=env, check=True, capture_output=True)
+    result["bare_interpreter_s"] = time.time() - started
+    result["process_s"] = wall
+    return result

@@ -1,0 +1,266 @@
+"""Turning the measurements into tables: figures per runner, ratios, and the targets of issue 7."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from measure import Series, paired_ratios, summary
+
+MARK_START = "<!-- figures:start (written by `benchmarks/run.py --update-results`) -->"
+MARK_END = "<!-- figures:end -->"
+
+TITLES = {
+    "overhead": "1. Start-up overhead, small environment (no requirements)",
+    "overhead-requirements": "2. Start-up overhead, small environment, requirements.txt already satisfied",
+    "overhead-framework": "1. Start-up overhead, framework-sized environment",
+    "overhead-requirements-framework": (
+        "2. Start-up overhead, framework-sized environment, requirements.txt already satisfied"
+    ),
+    "fetch": "3. Code fetch: sourcedir.tar.gz from the loopback S3 endpoint",
+    "install": "4. Requirements install into a fresh environment (cold caches)",
+}
+
+MEMORY_JOBS = {
+    "overhead": "plain job, small environment (measurement 1)",
+    "overhead-framework": "plain job, framework-sized environment",
+    "fetch": "code fetched from S3 (measurement 3)",
+    "install": "requirements installed (measurement 4)",
+}
+
+SPEEDUP_TARGETS = {
+    "overhead": 6.0,
+    "overhead-requirements": 6.0,
+    "overhead-framework": 6.0,
+    "overhead-requirements-framework": 6.0,
+    "fetch": 1.5,
+    "install": 4.0,
+}
+
+
+def machine() -> dict[str, str]:
+    """A description of this machine and of the software measured."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "smc_core", "plugins/pytorch"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+            check=False,
+        ).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except OSError:
+        commit = "?"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "smc commit": commit or "?",
+    }
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "s":
+        return f"{value:.3f}" if value < 10 else f"{value:.2f}"
+    if unit == "ms":
+        return f"{value * 1000:.1f}"
+    if unit == "MiB":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _range(stats: dict[str, float] | None, unit: str) -> str:
+    if stats is None:
+        return "n/a"
+    return f"{_fmt(stats['min'], unit)} / **{_fmt(stats['median'], unit)}** / {_fmt(stats['max'], unit)}"
+
+
+def _by_runner(series: list[Series]) -> dict[str, Series]:
+    return {s.runner: s for s in series}
+
+
+def timing_rows(results: dict[str, list[Series]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Markdown rows for the timed measurements, and the verdicts for the targets table."""
+    rows = [
+        "| measurement | reference: min / **median** / max (s) | smc: min / **median** / max (s) "
+        "| speed-up reference/smc: min / **median** / max | runs |",
+        "|---|---|---|---|---|",
+    ]
+    verdicts: list[dict[str, Any]] = []
+    for name, title in TITLES.items():
+        if name not in results:
+            continue
+        by = _by_runner(results[name])
+        ref, smc = by.get("reference"), by.get("smc")
+        ref_stats = summary(ref.values("first_line_s")) if ref else None
+        smc_stats = summary(smc.values("first_line_s")) if smc else None
+        ratios = summary(paired_ratios(ref, smc, "first_line_s")) if ref and smc else None
+        runs = max(len(s.samples) for s in results[name])
+        rows.append(
+            f"| {title} | {_range(ref_stats, 's')} | {_range(smc_stats, 's')} | "
+            f"{_range(ratios, 'x')} | {runs} |"
+        )
+        verdicts.append({"name": name, "title": title, "ratio": ratios, "target": SPEEDUP_TARGETS[name]})
+    return rows, verdicts
+
+
+def component_rows(results: dict[str, list[Series]]) -> tuple[list[str], dict[str, float | None]]:
+    """Fetch and install alone: the median time to first line less the same runner's median start-up."""
+    rows = [
+        "| step alone (median less the runner's median start-up, measurement 1) | reference (s) | smc (s) "
+        "| speed-up |",
+        "|---|---|---|---|",
+    ]
+    speedups: dict[str, float | None] = {}
+    base = _by_runner(results.get("overhead", []))
+    for name in ("fetch", "install"):
+        if name not in results:
+            continue
+        by = _by_runner(results[name])
+        parts: dict[str, float | None] = {}
+        for runner in ("reference", "smc"):
+            step, start = summary(by[runner].values("first_line_s")) if runner in by else None, None
+            if runner in base:
+                start = summary(base[runner].values("first_line_s"))
+            parts[runner] = step["median"] - start["median"] if step and start else None
+        ref, smc = parts.get("reference"), parts.get("smc")
+        speedups[name] = ref / smc if ref is not None and smc else None
+        rows.append(f"| {TITLES[name]} | {_fmt(ref, 's')} | {_fmt(smc, 's')} | {_fmt(speedups[name], 'x')} |")
+    return rows, speedups
+
+
+def memory_rows(results: dict[str, list[Series]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The runner process's own peak resident memory (VmHWM) while the user script runs."""
+    rows = [
+        "| job | reference: min / **median** / max (MiB) | smc: min / **median** / max (MiB) "
+        "| smc/reference (median) |",
+        "|---|---|---|---|",
+    ]
+    verdicts = []
+    for name in MEMORY_JOBS:
+        if name not in results:
+            continue
+        by = _by_runner(results[name])
+        ref = summary(by["reference"].values("runner_peak_mib")) if "reference" in by else None
+        smc = summary(by["smc"].values("runner_peak_mib")) if "smc" in by else None
+        ratio = smc["median"] / ref["median"] if ref and smc else None
+        rows.append(
+            f"| {MEMORY_JOBS[name]} | {_range(ref, 'MiB')} | {_range(smc, 'MiB')} | {_fmt(ratio, 'x')} |"
+        )
+        verdicts.append({"name": name, "ratio": ratio})
+    return rows, verdicts
+
+
+def discovery_rows(discovery: dict[str, list[dict[str, float]]]) -> tuple[list[str], float | None]:
+    """Plugin discovery in fresh interpreters, per environment."""
+    rows = [
+        "| environment | distributions | `import smc_core.plugins` (ms) | `get_plugin_manager()` (ms) "
+        "| bare interpreter start (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    framework_median = None
+    for venv, samples in discovery.items():
+        if not samples:
+            continue
+        imp = summary([s["import_s"] for s in samples])
+        disc = summary([s["discovery_s"] for s in samples])
+        bare = summary([s["bare_interpreter_s"] for s in samples])
+        rows.append(
+            f"| {venv} | {int(samples[0]['distributions'])} | {_range(imp, 'ms')} | "
+            f"{_range(disc, 'ms')} | {_range(bare, 'ms')} |"
+        )
+        if "framework" in venv and disc:
+            framework_median = disc["median"]
+    return rows, framework_median
+
+
+def render(
+    results: dict[str, list[Series]],
+    discovery: dict[str, list[dict[str, float]]],
+    info: dict[str, str],
+    command: str,
+) -> str:
+    """The figures section of RESULTS.md."""
+    timing, verdicts = timing_rows(results)
+    components, speedups = component_rows(results)
+    memory, mem_verdicts = memory_rows(results)
+    disc, disc_median = discovery_rows(discovery)
+    lines = [MARK_START, "", f"Measured {info['date']} with `{command}`.", ""]
+    lines += [f"- {key}: {value}" for key, value in info.items() if key != "date"]
+    lines += ["", "### Time from `train` starting to the user script's first line", "", *timing, ""]
+    if len(components) > 2:
+        lines += ["### Fetch and install alone", "", *components, ""]
+    if len(memory) > 2:
+        lines += ["### 5. The runner's own peak memory (VmHWM) while the user script runs", "", *memory, ""]
+    if len(disc) > 2:
+        lines += ["### 6. Plugin discovery (fresh interpreter each run)", "", *disc, ""]
+    lines += ["### Targets", "", "| target | figure (median) | met |", "|---|---|---|"]
+    for v in verdicts:
+        ratio = v["ratio"]["median"] if v["ratio"] else None
+        name = v["name"]
+        if name in speedups:
+            ratio = speedups[name]
+            label = f"{name} (step alone) at least {v['target']:g}x faster"
+        else:
+            label = f"{name}: smc overhead at most 1/{v['target']:g} of the reference's"
+        met = "n/a" if ratio is None else ("yes" if ratio >= v["target"] else "**no**")
+        lines.append(f"| {label} | {_fmt(ratio, 'x')}{'x' if ratio is not None else ''} | {met} |")
+    for v in mem_verdicts:
+        if v["name"] == "overhead":
+            met = "n/a" if v["ratio"] is None else ("yes" if v["ratio"] <= 0.5 else "**no**")
+            shown = _fmt(v["ratio"], "x") + ("x" if v["ratio"] is not None else "")
+            lines.append(f"| runner peak memory at most half the reference's | {shown} | {met} |")
+    if disc_median is not None:
+        met = "yes" if disc_median <= 0.030 else "**no**"
+        lines.append(
+            f"| plugin discovery at most 30 ms (framework-sized) | {disc_median * 1000:.1f} ms | {met} |"
+        )
+    failures = [
+        (name, s.runner, f.error) for name, series in results.items() for s in series for f in s.failures()
+    ]
+    if failures:
+        lines += ["", "### Failed runs", ""]
+        lines += [f"- {name}, {runner}: {error}" for name, runner, error in failures[:20]]
+    lines += ["", MARK_END]
+    return "\n".join(lines) + "\n"
+
+
+def update_results_file(path: Path, section: str) -> None:
+    """Replace the figures section of ``path`` (between the markers) with ``section``."""
+    text = path.read_text() if path.exists() else ""
+    if MARK_START in text and MARK_END in text:
+        before = text.split(MARK_START)[0]
+        after = text.split(MARK_END, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text + ("\n" if text else "") + section
+    path.write_text(text)
