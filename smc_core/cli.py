@@ -55,12 +55,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    """Print the resolved environment."""
-    from smc_core.exports import env_vars, training_env_dict
+    """Print the resolved environment (``--export``: every variable the user's process gets)."""
+    from smc_core.exports import exported_vars, training_env_dict
 
     training_env = _load_training_env(_plugin_manager())
     if args.export:
-        for name, value in sorted(env_vars(training_env).items()):
+        for name, value in sorted(exported_vars(training_env).items()):
             print(f"export {name}={shlex.quote(value)}")
     else:
         print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
@@ -68,8 +68,8 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    """Run a command with the job's SM_* environment."""
-    from smc_core.exports import env_vars
+    """Run a command with the job's SM_* environment (as the default ``prepare_training`` exports it)."""
+    from smc_core.exports import exported_vars
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -78,7 +78,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         print("smc exec: name a command to run, e.g. smc exec -- env", file=sys.stderr)
         return 2
     training_env = _load_training_env(_plugin_manager())
-    environ = {**os.environ, **env_vars(training_env)}
+    environ = {**os.environ, **exported_vars(training_env)}
     try:
         return subprocess.call(command, env=environ)
     except FileNotFoundError:

@@ -497,8 +497,9 @@ def get_channel_dir(name: str, base: Path | str | None = None, *, must_exist: bo
         except OSError:
             present = []
         raise ConfigError(
-            f"{paths.input_data_config_file}: channel {name!r} has no data directory {path}; expected the "
-            f"platform to create it (channels with data: {_show(present)}).{_closest(name, present)}"
+            f"{paths.input_data_config_file}: channel {name!r} has no data directory {path}; expected "
+            "one for a File or FastFile channel: create it (e.g. put the data there), or remove the "
+            f"channel from the file (channels with data: {_show(present)}).{_closest(name, present)}"
         )
     return path
 
