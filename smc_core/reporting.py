@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -60,31 +61,86 @@ def write_success(success_file: Path) -> None:
 
 
 def format_error(error: BaseException) -> str:
-    """The failure-file text for an error raised by smc or a plugin."""
+    """The failure-file text for an error raised by smc or a plugin.
+
+    First line: the error's kind and the first line of its message; second: ``ExitCode N``; then the
+    rest of the message (an installer's error tail, say), so the key facts fit in 1024 characters.
+    """
     if isinstance(error, SmcError):
-        return f"{error.kind}: {error.message}\nExitCode {error.exit_code}"
+        first, _, rest = error.message.partition("\n")
+        text = f"{error.kind}: {first}\nExitCode {error.exit_code}"
+        return text + ("\n" + rest.rstrip() if rest.strip() else "")
     return f"InternalError: {type(error).__name__}: {error}\nExitCode 1"
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)|[A-Z]\w*Error)\b.*")
+
+
+def summary_line(stderr_tail: str | None) -> str | None:
+    """The line that says best what went wrong: the last exception line of a traceback
+    (``ValueError: loss is NaN``), else the last non-empty line; None for no output."""
+    lines = [line.strip() for line in (stderr_tail or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    return lines[-1]
 
 
 def format_user_failure(exit_code: int, reason: str | None, command: Sequence[str] | None) -> str:
     """The failure-file text for user code that exited with ``exit_code``.
 
-    The first 1024 characters hold, in order: the error line with the exit code, the last lines of
-    stderr (the traceback tail), then the command.
+    The platform shows the first 1024 characters, so they hold, in order: the error kind with the
+    exception line (``UserCodeError: ValueError: loss is NaN``), ``ExitCode N`` with what a death by
+    signal means, the command (shortened), then as many of the last lines of stderr as fit. When
+    anything was shortened, the full command and stderr tail follow after that first part.
     """
-    from smc_core.signals import describe_exit_code
+    from smc_core.signals import describe_exit_code, signal_of
 
-    head = f"UserCodeError: the training code exited with {describe_exit_code(exit_code)}\nExitCode {exit_code}"
-    parts = [head]
-    if reason:
-        parts.append("ErrorMessage:\n" + reason.rstrip())
-    if command:
-        parts.append("Command " + " ".join(_quote(c) for c in command))
-    return "\n".join(parts)
+    summary = summary_line(reason)
+    if signal_of(exit_code) is not None:
+        head = f"UserCodeError: the training code was {describe_exit_code(exit_code).split(': ', 1)[-1]}"
+        if summary:
+            head += f"; last error output: {summary}"
+    elif summary:
+        head = f"UserCodeError: {summary}"
+    else:
+        head = f"UserCodeError: the training code exited with {describe_exit_code(exit_code)}"
+    lines = [_shorten(head, 400), f"ExitCode {exit_code}"]
+    full_command = " ".join(_quote(c) for c in command) if command else ""
+    if full_command:
+        lines.append("Command " + _shorten(full_command, 200))
+    text = "\n".join(lines)
+    tail = [line for line in (reason or "").rstrip().splitlines()]
+    budget = FAILURE_LIMIT - len(text) - len("\nErrorMessage:\n")
+    kept: list[str] = []
+    for line in reversed(tail):
+        if budget - len(line) - 1 < 0:
+            break
+        kept.insert(0, line)
+        budget -= len(line) + 1
+    if kept:
+        text += "\nErrorMessage:\n" + "\n".join(kept)
+    cut_tail = len(kept) < len(tail)
+    if cut_tail or len(full_command) > 200:
+        text += "\n\n--- full report ---"
+        if len(full_command) > 200:
+            text += "\nCommand " + full_command
+        if cut_tail:
+            text += "\nErrorMessage:\n" + "\n".join(tail)
+    return text
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _quote(arg: str) -> str:
-    return f'"{arg}"' if (" " in arg or not arg) else arg
+    """An argument as a reader can copy it into a shell."""
+    import shlex
+
+    return shlex.quote(arg)
 
 
 class Timer:

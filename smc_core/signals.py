@@ -1,8 +1,27 @@
-"""Exit codes and signals: how a process death is described to the user."""
+"""Signals: passing SIGTERM/SIGINT on to the user's processes, and describing a death by signal.
+
+Exit codes follow the shell's rule: a process killed by signal S exits ``128 + S``.
+
+====  ==========================================================================================
+code  meaning
+====  ==========================================================================================
+130   SIGINT: interrupted (Ctrl-C, passed on by smc)
+134   SIGABRT: aborted, usually a failed assertion in native code
+137   SIGKILL: killed, most likely by the out-of-memory killer (or by smc after the grace period)
+139   SIGSEGV: a segmentation fault, usually in a native extension
+143   SIGTERM: terminated: the job was stopped or the instance is being reclaimed
+====  ==========================================================================================
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any, Callable
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed (SIGKILL), most likely by the out-of-memory killer: use a larger instance "
@@ -13,19 +32,113 @@ SIGNAL_HINTS = {
     signal.SIGINT: "interrupted (SIGINT)",
 }
 
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals smc passes on to the user's process groups."""
+
 
 def exit_code_of(returncode: int) -> int:
     """A ``subprocess`` return code as a shell reports it: death by signal S becomes ``128 + S``."""
     return 128 - returncode if returncode < 0 else returncode
 
 
+def signal_of(exit_code: int) -> signal.Signals | None:
+    """The signal behind ``exit_code`` (``137`` -> ``SIGKILL``), or None for an ordinary exit."""
+    if 128 < exit_code < 128 + 65:
+        try:
+            return signal.Signals(exit_code - 128)
+        except ValueError:
+            return None
+    return None
+
+
 def describe_exit_code(exit_code: int) -> str:
     """``exit code 137: killed (SIGKILL), most likely by the out-of-memory killer ...``."""
-    if exit_code > 128:
-        try:
-            sig = signal.Signals(exit_code - 128)
-        except ValueError:
-            return f"exit code {exit_code}"
-        hint = SIGNAL_HINTS.get(sig, f"killed by {sig.name}")
-        return f"exit code {exit_code}: {hint}"
-    return f"exit code {exit_code}"
+    sig = signal_of(exit_code)
+    if sig is None:
+        return f"exit code {exit_code}"
+    hint = SIGNAL_HINTS.get(sig, f"killed by {sig.name}")
+    return f"exit code {exit_code}: {hint}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Forwarding: while a supervised process runs, SIGTERM/SIGINT to smc go to every live process group.
+
+
+class _Forwarder:
+    """Process-wide registry of supervised process groups and the handlers that signal them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.targets: dict[int, Callable[[int], None]] = {}  # id -> on_signal(signum)
+        self.depth = 0
+        self.previous: dict[int, Any] = {}
+        self.received: list[int] = []
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        with self.lock:
+            targets = list(self.targets.values())
+        for on_signal in targets:
+            on_signal(signum)
+
+    def install(self) -> None:
+        with self.lock:
+            self.depth += 1
+            if self.depth > 1 or threading.current_thread() is not threading.main_thread():
+                return
+            for sig in FORWARDED_SIGNALS:
+                try:
+                    self.previous[sig] = signal.signal(sig, self.handle)
+                except (ValueError, OSError):  # not the main thread of the main interpreter
+                    pass
+
+    def uninstall(self) -> None:
+        with self.lock:
+            self.depth -= 1
+            if self.depth > 0:
+                return
+            for sig, handler in self.previous.items():
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, handler)
+            self.previous.clear()
+
+
+_FORWARDER = _Forwarder()
+
+
+def add_signal_target(key: int, on_signal: Callable[[int], None]) -> None:
+    """Call ``on_signal(signum)`` when smc receives SIGTERM or SIGINT (see :func:`forward_signals`)."""
+    with _FORWARDER.lock:
+        _FORWARDER.targets[key] = on_signal
+
+
+def remove_signal_target(key: int) -> None:
+    """Stop passing signals to the target registered under ``key``."""
+    with _FORWARDER.lock:
+        _FORWARDER.targets.pop(key, None)
+
+
+@contextlib.contextmanager
+def forward_signals() -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT sent to smc are passed on to every supervised process.
+
+    Nestable and thread-safe; handlers are installed only from the main thread (elsewhere Python
+    forbids it, and the enclosing main-thread ``forward_signals`` does the work). The previous
+    handlers are restored on exit.
+    """
+    _FORWARDER.install()
+    try:
+        yield
+    finally:
+        _FORWARDER.uninstall()
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a zombie leader with no live members on some kernels
+        return False

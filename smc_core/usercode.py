@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import enum
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smc_core.environment import TrainingEnv
 
 
 class EntryKind(str, enum.Enum):
@@ -19,7 +25,9 @@ class EntryKind(str, enum.Enum):
     COMMAND = "command"
     """Anything else: run as an executable command with the arguments."""
     FUNCTION = "function"
-    """Function mode: import the module and call ``train(**hyperparameters)`` in-process."""
+    """Function mode: import the module and call ``train(...)`` in-process (see
+    :mod:`smc_core.functions`; switched on by ``SMC_FUNCTION_MODE=1`` or the hyperparameter
+    ``sagemaker_function_mode``)."""
 
 
 @dataclass(frozen=True)
@@ -42,22 +50,64 @@ class UserCode:
     source: str | None = None
 
 
+def is_package(code_dir: Path) -> bool:
+    """True when ``code_dir`` holds an installable package: a ``setup.py``, or a ``pyproject.toml``
+    with a ``[project]`` or ``[build-system]`` table (one holding only tool settings does not count)."""
+    if (code_dir / "setup.py").is_file():
+        return True
+    try:
+        text = (code_dir / "pyproject.toml").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.strip() in ("[project]", "[build-system]") for line in text.splitlines())
+
+
 def entry_kind(code_dir: Path, entry_point: str) -> EntryKind:
-    """The :class:`EntryKind` of ``entry_point`` inside ``code_dir``, by the contract's rules."""
-    if entry_point.endswith(".py"):
-        return EntryKind.PYTHON
+    """The :class:`EntryKind` of ``entry_point`` inside ``code_dir``, by the contract's rules, in order:
+    ``*.sh`` is a shell script; in a package (:func:`is_package`) the entry point is a module run with
+    ``python -m``; ``*.py`` is a Python script; anything else is an executable command."""
     if entry_point.endswith(".sh"):
         return EntryKind.SHELL
-    if (code_dir / "setup.py").exists() or (code_dir / "pyproject.toml").exists():
+    if is_package(code_dir):
         return EntryKind.MODULE
+    if entry_point.endswith(".py"):
+        return EntryKind.PYTHON
     return EntryKind.COMMAND
 
 
 def module_name(entry_point: str | None) -> str | None:
-    """``train`` for ``train.py`` or ``train.sh``; the entry point itself otherwise."""
+    """``train`` for ``train.py`` or ``train.sh``, ``pkg.train`` for ``pkg/train.py``; the entry point
+    itself otherwise."""
     if entry_point is None:
         return None
     for suffix in (".py", ".sh"):
         if entry_point.endswith(suffix):
-            return entry_point[: -len(suffix)]
+            return entry_point[: -len(suffix)].replace("/", ".")
     return entry_point
+
+
+FUNCTION_MODE_VARIABLE = "SMC_FUNCTION_MODE"
+FUNCTION_MODE_HYPERPARAMETER = "sagemaker_function_mode"
+
+
+def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> bool:
+    """True when the job asks for function mode: ``SMC_FUNCTION_MODE=1`` (or ``true``/``yes``) in the
+    environment, or the hyperparameter ``sagemaker_function_mode`` set to true. The environment
+    variable wins when both are given (``SMC_FUNCTION_MODE=0`` turns it off)."""
+    environ = os.environ if environ is None else environ
+    value: Any = environ.get(FUNCTION_MODE_VARIABLE)
+    if value is None or value == "":
+        value = training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:
+    """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point."""
+    code_dir = training_env.code_dir
+    entry = training_env.user_entry_point
+    kind = EntryKind.FUNCTION if function_mode(training_env) else entry_kind(code_dir, entry or "")
+    return UserCode(
+        code_dir=code_dir, entry_point=entry, kind=kind, module_name=module_name(entry), source=source
+    )

@@ -1,13 +1,24 @@
-"""Default ``prepare_training`` part one: install what the user's code needs."""
+"""Default ``prepare_training`` part one: install what the user's code needs.
+
+A package (``setup.py`` / ``pyproject.toml``) is installed with its ``requirements.txt``; otherwise
+``requirements.txt`` alone, when there is one. See :mod:`smc_core.install` for the installer (uv or
+pip) and the settings it honours.
+"""
 
 from __future__ import annotations
 
 from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
-from smc_core.usercode import UserCode
+from smc_core.install import install_package, install_requirements
+from smc_core.usercode import EntryKind, UserCode, is_package
 
 
 @hookimpl(trylast=True)
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> None:
-    """Install ``requirements.txt`` from the code dir (filled in by the user-code pipeline)."""
+    """Install the package, or ``requirements.txt``, from the code dir into this interpreter."""
+    code_dir = user_code.code_dir
+    if user_code.kind is EntryKind.MODULE or (user_code.kind is EntryKind.FUNCTION and is_package(code_dir)):
+        install_package(code_dir)
+    else:
+        install_requirements(code_dir)
     return None

@@ -1,37 +1,118 @@
-"""Default ``invoke_train``: run the entry point as one supervised process."""
+"""Default ``invoke_train``: run the entry point as one supervised process, or call ``train()``.
+
+Entry kinds (:class:`~smc_core.usercode.EntryKind`): a Python script runs as ``python FILE args``; a
+package's module as ``python -m MODULE args``; a shell script through the interpreter its ``#!`` line
+names, else ``/bin/sh FILE args``; anything else as an executable (in the code dir, else on ``PATH``).
+Never through a shell: each argument reaches the program exactly. In function mode
+(:mod:`smc_core.functions`) ``train(...)`` is called in this process and its return value becomes
+``result.model``.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 
 from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
 from smc_core.exports import user_args
+from smc_core.functions import run_function
 from smc_core.process import TrainingResult, python_executable, run_process
 from smc_core.usercode import EntryKind, UserCode
 
+_NO_ENTRY = (
+    "No entry point: the job names none. Set the hyperparameter sagemaker_program "
+    '(e.g. "train.py") or the environment variable SAGEMAKER_PROGRAM.'
+)
 
-def entry_command(user_code: UserCode, args: list[str]) -> list[str]:
-    """The command line that runs ``user_code``'s entry point with ``args``."""
+
+def shebang_command(path: Path) -> list[str] | None:
+    """The interpreter command from ``path``'s ``#!`` line (``["/usr/bin/env", "bash"]``), or None.
+
+    As the kernel does, everything after the interpreter is one argument.
+    """
+    try:
+        with open(path, "rb") as file:
+            first = file.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    line = first[2:].decode("utf-8", "replace").strip()
+    if not line:
+        return None
+    interpreter, _, argument = line.partition(" ")
+    return [interpreter, argument.strip()] if argument.strip() else [interpreter]
+
+
+def _missing_entry(code_dir: Path, entry: str) -> ConfigError:
+    try:
+        names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-"))
+    except OSError:
+        names = []
+    near = difflib.get_close_matches(entry, names, n=1)
+    hint = f" Did you mean {near[0]!r}?" if near else ""
+    shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "nothing"
+    return ConfigError(
+        f"The entry point {entry!r} (sagemaker_program) is not in the code dir {code_dir}, which holds: "
+        f"{shown}.{hint} Check sagemaker_program and the code archive (sagemaker_submit_directory)."
+    )
+
+
+def entry_command(
+    user_code: UserCode, args: list[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The command line that runs ``user_code``'s entry point with ``args`` (see the module docstring)."""
     entry = user_code.entry_point
-    if entry is None:
-        raise ConfigError(
-            "No entry point: the job names none. Set the hyperparameter sagemaker_program "
-            '(e.g. "train.py") or the environment variable SAGEMAKER_PROGRAM.'
-        )
-    if user_code.kind is EntryKind.PYTHON:
-        return [python_executable(), entry, *args]
+    if not entry:
+        raise ConfigError(_NO_ENTRY)
+    code_dir = user_code.code_dir
+    path = code_dir / entry
     if user_code.kind is EntryKind.MODULE:
         return [python_executable(), "-m", user_code.module_name or entry, *args]
+    if user_code.kind is EntryKind.PYTHON:
+        if not path.is_file():
+            raise _missing_entry(code_dir, entry)
+        return [python_executable(), entry, *args]
     if user_code.kind is EntryKind.SHELL:
-        return ["/bin/sh", entry, *args]
-    return [str(user_code.code_dir / entry), *args]
+        if not path.is_file():
+            raise _missing_entry(code_dir, entry)
+        return [*(shebang_command(path) or ["/bin/sh"]), entry, *args]
+    if path.is_file():
+        if os.access(path, os.X_OK):
+            return [str(path), *args]
+        interpreter = shebang_command(path)
+        if interpreter:
+            return [*interpreter, str(path), *args]
+        raise ConfigError(
+            f"The entry point {path} is not executable and has no #! line. Make it executable "
+            "(chmod +x before packing the code), or name it .py or .sh."
+        )
+    found = shutil.which(entry, path=(environ or os.environ).get("PATH"))
+    if found:
+        return [found, *args]
+    raise _missing_entry(code_dir, entry)
 
 
 @hookimpl(trylast=True)
 def invoke_train(
     training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
 ) -> TrainingResult:
-    """Run the entry point once with the hyperparameters as arguments."""
-    return run_process(entry_command(user_code, user_args(training_env)), env=process_env, cwd=user_code.code_dir)
+    """Run the entry point once with the hyperparameters as arguments, or call ``train()``."""
+    args = user_args(training_env)
+    if user_code.kind is EntryKind.FUNCTION:
+        if not user_code.module_name:
+            raise ConfigError(_NO_ENTRY)
+        return run_function(
+            training_env,
+            code_dir=user_code.code_dir,
+            module_name=user_code.module_name,
+            process_env=process_env,
+            argv=args,
+        )
+    command = entry_command(user_code, args, process_env)
+    return run_process(command, env=process_env, cwd=user_code.code_dir)

@@ -1,16 +1,25 @@
-"""Default ``fetch_user_code``: the code dir as it is."""
+"""Default ``fetch_user_code``: fetch ``sagemaker_submit_directory`` into the code dir and describe it.
+
+See :mod:`smc_core.fetch` for the sources and the code dir rule (``SMC_EXISTING_CODE``).
+"""
 
 from __future__ import annotations
 
 from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
-from smc_core.usercode import UserCode, entry_kind, module_name
+from smc_core.fetch import fetch_code
+from smc_core.usercode import UserCode, describe_user_code
+
+
+def code_region(training_env: TrainingEnv) -> str | None:
+    """The region to read the code from: the job's region, else the ``sagemaker_region`` hyperparameter."""
+    region = training_env.region or training_env.raw_hyperparameters.get("sagemaker_region")
+    return str(region) if region else None
 
 
 @hookimpl(trylast=True)
 def fetch_user_code(training_env: TrainingEnv) -> UserCode:
-    """Describe the code already in ``training_env.code_dir``."""
-    code_dir = training_env.code_dir
-    entry = training_env.user_entry_point
-    kind = entry_kind(code_dir, entry) if entry else entry_kind(code_dir, "")
-    return UserCode(code_dir=code_dir, entry_point=entry, kind=kind, module_name=module_name(entry))
+    """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point."""
+    source = training_env.module_dir or None
+    fetch_code(source, training_env.code_dir, region=code_region(training_env))
+    return describe_user_code(training_env, source=source)

@@ -1,0 +1,278 @@
+"""Bringing the user's code into the code dir: download, extract, and the rules around them.
+
+:func:`fetch_code` is what the default ``fetch_user_code`` calls; :func:`download_and_extract` is the
+transfer alone. Sources: ``s3://bucket/key.tar.gz`` (streamed from S3 into the extractor: no
+temporary copy, no second pass, resumed at the byte where a transient error broke it),
+``file://PATH`` or a plain path (a directory, a tarball, or a single file), or None for the code dir
+as it is.
+
+The code dir rule (``SMC_EXISTING_CODE``)
+-----------------------------------------
+When a source is given, the code run is always the source's. smc records what it fetched in
+``code_dir/.smc-source.json``; when the code dir already holds that same source (same URI, same S3
+ETag or the same local files), it is reused as is (another process on this host fetched it, or the
+job is re-run). When the code dir holds anything else:
+
+* ``replace`` (default): what is there is removed, with a warning that lists it, and the source is
+  fetched. The reference toolkit instead skips the download and silently runs the stale code.
+* ``keep``: the download is skipped and what is there runs, with a warning saying so (the reference
+  toolkit's behaviour, made visible).
+* ``error``: the job stops with a :class:`~smc_core.errors.FetchError` (exit code 4).
+
+Several processes on one host fetching into one code dir take turns on an exclusive lock
+(``code_dir/.smc-lock``); the first fetches, the others find the marker and reuse its work. The
+archive is extracted into ``code_dir/.smc-staging-*`` and moved into place only once complete, so a
+failed or refused download leaves the code dir as it was. Names beginning ``.smc-`` are smc's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlparse
+
+from smc_core.archive import extract_tar, is_tarball
+from smc_core.errors import ConfigError, FetchError
+from smc_core.progress import Progress, ProgressReader
+from smc_core.reporting import logger
+
+__all__ = [
+    "EXISTING_CODE_POLICIES",
+    "MARKER_NAME",
+    "code_dir_lock",
+    "download_and_extract",
+    "fetch_code",
+    "local_source_path",
+]
+
+EXISTING_CODE_POLICIES = ("replace", "keep", "error")
+MARKER_NAME = ".smc-source.json"
+LOCK_NAME = ".smc-lock"
+_OWN_PREFIX = ".smc-"
+
+
+def local_source_path(source: str) -> Path | None:
+    """The local path of ``source`` (``file://`` URI or plain path), or None for a remote URI."""
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.netloc + parsed.path))
+    if parsed.scheme and len(parsed.scheme) > 1:  # "c:" is a drive, not a scheme
+        return None
+    return Path(source)
+
+
+@contextlib.contextmanager
+def code_dir_lock(code_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``code_dir`` (``.smc-lock`` inside it) while inside the block."""
+    code_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(code_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("Waiting for another process fetching into %s ...", code_dir)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _visible_entries(code_dir: Path) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(code_dir) if not n.startswith(_OWN_PREFIX))
+    except FileNotFoundError:
+        return []
+
+
+def _read_marker(code_dir: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((code_dir / MARKER_NAME).read_text())
+        return marker if isinstance(marker, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _local_version(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                with contextlib.suppress(OSError):
+                    st = os.lstat(full)
+                    digest.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        st = path.stat()
+        digest.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _existing_policy(policy: str | None) -> str:
+    value = (policy or os.environ.get("SMC_EXISTING_CODE") or "replace").strip().lower()
+    if value not in EXISTING_CODE_POLICIES:
+        raise ConfigError(
+            f"SMC_EXISTING_CODE is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
+            "(replace: fetch the source over what is in the code dir; keep: run what is there; error: stop)."
+        )
+    return value
+
+
+def fetch_code(
+    source: str | None,
+    code_dir: Path | str,
+    *,
+    region: str | None = None,
+    policy: str | None = None,
+) -> str:
+    """Make ``source`` the content of ``code_dir``, by the rules in this module's docstring.
+
+    :param source: ``s3://bucket/key.tar.gz``, ``file://PATH``, a local directory, tarball or file;
+        None or empty for the code dir as it is.
+    :param code_dir: the code dir (created when missing).
+    :param region: the S3 region (default: from the environment).
+    :param policy: ``replace``, ``keep`` or ``error`` for a code dir holding other code
+        (default: ``$SMC_EXISTING_CODE``, else ``replace``).
+    :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
+        from the same source) or ``"kept"`` (policy ``keep``).
+    :raises FetchError: the source cannot be read, is not an archive, or is hostile.
+    """
+    code_dir = Path(code_dir)
+    if not source:
+        code_dir.mkdir(parents=True, exist_ok=True)
+        return "as-is"
+    policy = _existing_policy(policy)
+    local = local_source_path(source)
+    if local is not None:
+        if not local.exists():
+            raise FetchError(
+                f"{source}: no such file or directory. Give an s3:// URI, or a path that exists here."
+            )
+        if local.is_dir() and local.resolve() == code_dir.resolve():
+            return "as-is"
+    elif not source.startswith("s3://"):
+        raise FetchError(
+            f"{source}: unsupported code source. Use s3://bucket/key.tar.gz, file://PATH or a local path; "
+            "for anything else (git, http), implement the fetch_user_code hook in a plugin."
+        )
+    with code_dir_lock(code_dir):
+        reader: Any = None
+        try:
+            if local is not None:
+                version = _local_version(local)
+            else:
+                from smc_core.s3 import open_s3_object
+
+                reader = open_s3_object(source, region=region)
+                version = reader.etag
+            marker = _read_marker(code_dir)
+            if marker == {"source": source, "version": version}:
+                logger.info("Code dir %s already holds %s: reusing it.", code_dir, source)
+                return "reused"
+            existing = _visible_entries(code_dir)
+            if existing:
+                shown = ", ".join(existing[:8]) + (
+                    f" and {len(existing) - 8} more" if len(existing) > 8 else ""
+                )
+                what = f"code fetched from {marker['source']}" if marker else "code not fetched from it"
+                if policy == "error":
+                    raise FetchError(
+                        f"The code dir {code_dir} already holds {what} ({shown}), and the job names "
+                        f"{source}. Empty the code dir, or set SMC_EXISTING_CODE=replace (fetch the source) "
+                        "or keep (run what is there)."
+                    )
+                if policy == "keep":
+                    logger.warning(
+                        "NOT fetching %s: the code dir %s already holds %s (%s), which runs instead "
+                        "(SMC_EXISTING_CODE=keep).",
+                        source,
+                        code_dir,
+                        what,
+                        shown,
+                    )
+                    return "kept"
+                logger.warning(
+                    "The code dir %s holds %s (%s): replacing it with %s (SMC_EXISTING_CODE=keep runs it "
+                    "instead).",
+                    code_dir,
+                    what,
+                    shown,
+                    source,
+                )
+            staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
+            try:
+                download_and_extract(source, staging, region=region, reader=reader)
+                for name in existing:
+                    _remove(code_dir / name)
+                with contextlib.suppress(FileNotFoundError):
+                    (code_dir / MARKER_NAME).unlink()
+                for name in os.listdir(staging):
+                    os.replace(staging / name, code_dir / name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            marker_tmp = code_dir / f"{MARKER_NAME}.{os.getpid()}"
+            marker_tmp.write_text(json.dumps({"source": source, "version": version}))
+            marker_tmp.replace(code_dir / MARKER_NAME)
+            logger.info("Fetched %s into %s.", source, code_dir)
+            return "fetched"
+        finally:
+            if reader is not None:
+                reader.close()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def download_and_extract(
+    source: str, dest: Path | str, *, region: str | None = None, reader: IO[bytes] | None = None
+) -> None:
+    """Put ``source``'s files into ``dest`` (no locking, no marker: see :func:`fetch_code` for those).
+
+    An ``s3://`` object and a local tarball are streamed through :func:`~smc_core.archive.extract_tar`
+    (with progress for large ones); a local directory is copied (symlinks as symlinks); a single
+    local file is copied into ``dest``.
+
+    :param reader: an already opened :class:`~smc_core.s3.S3ObjectReader` for ``source`` (optional).
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    local = local_source_path(source)
+    if local is None:
+        from smc_core.s3 import open_s3_object
+
+        owned = reader is None
+        stream: Any = reader if reader is not None else open_s3_object(source, region=region)
+        try:
+            _extract_with_progress(stream, stream.size, dest, source)
+            if getattr(stream, "retries", 0):
+                logger.info(
+                    "%s: completed after %d transient error(s), resumed each time.", source, stream.retries
+                )
+        finally:
+            if owned:
+                stream.close()
+    elif local.is_dir():
+        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True)
+    elif is_tarball(local):
+        with open(local, "rb") as file:
+            _extract_with_progress(file, local.stat().st_size, dest, source)
+    else:
+        shutil.copy2(local, dest / local.name)
+
+
+def _extract_with_progress(stream: Any, size: int, dest: Path, source: str) -> None:
+    progress = Progress(f"Downloading {source}", size)
+    extract_tar(ProgressReader(stream, progress), dest, source=source)
+    progress.finish()

@@ -1,0 +1,268 @@
+"""Installing what the user's code needs: ``requirements.txt``, or the code dir as a package.
+
+Installer: ``uv pip install`` when uv is available (next to the interpreter or on ``PATH``), else
+``python -m pip install``; ``SMC_INSTALLER=pip`` or ``SMC_INSTALLER=uv`` forces one. Packages go
+into the interpreter that runs the user's code (``sys.executable`` unless told otherwise).
+
+The user's pip configuration is honoured either way: pip reads its own ``pip.conf`` files and
+``PIP_*`` variables; for uv, :func:`pip_settings` reads the same (index URL, extra index URLs,
+find-links, constraints, ``no-index``, trusted hosts) and passes them on as uv options, index URLs
+through uv's environment variables so that credentials in them never reach a command line or a log.
+
+Private index: with ``CA_REPOSITORY_ARN=arn:aws:codeartifact:REGION:ACCOUNT:repository/DOMAIN/REPO``
+(as in the reference toolkit), an AWS CodeArtifact authorization token is fetched (boto3) and the
+repository becomes the index URL.
+
+A failed install raises :class:`~smc_core.errors.InstallError` (exit code 5) whose message ends with
+the tail of the installer's error output; the runner puts it in the failure file.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+from smc_core.errors import ConfigError, InstallError
+from smc_core.process import run_process
+from smc_core.reporting import logger, summary_line
+
+__all__ = [
+    "PipSettings",
+    "codeartifact_index_url",
+    "find_uv",
+    "install_package",
+    "install_requirements",
+    "installer_command",
+    "parse_codeartifact_arn",
+    "pip_settings",
+]
+
+INSTALL_TAIL_LINES = 15
+
+
+@dataclass
+class PipSettings:
+    """The pip options that matter for finding packages, as pip's configuration gives them."""
+
+    index_url: str | None = None
+    extra_index_urls: list[str] = field(default_factory=list)
+    find_links: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    trusted_hosts: list[str] = field(default_factory=list)
+    no_index: bool = False
+
+
+def _config_files(environ: Mapping[str, str]) -> list[Path]:
+    """pip's configuration files, in the order pip loads them (later ones win)."""
+    explicit = environ.get("PIP_CONFIG_FILE")
+    if explicit == os.devnull:
+        return []
+    home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    xdg_dirs = (environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs] + [Path("/etc/pip.conf")]
+    files += [
+        home / ".pip" / "pip.conf",
+        Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "pip" / "pip.conf",
+    ]
+    files.append(Path(sys.prefix) / "pip.conf")
+    if explicit:
+        files.append(Path(explicit))
+    return files
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
+    """Read pip's configuration files (``[global]`` then ``[install]``) and ``PIP_*`` variables."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, str] = {}
+    for path in _config_files(environ):
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path)
+        except configparser.Error as exc:
+            logger.warning("Ignoring pip configuration %s: %s", path, exc)
+            continue
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                values.update({k.replace("_", "-"): v for k, v in parser.items(section)})
+    for key in ("index-url", "extra-index-url", "find-links", "constraint", "trusted-host", "no-index"):
+        env_value = environ.get("PIP_" + key.upper().replace("-", "_"))
+        if env_value is not None:
+            values[key] = env_value
+    return PipSettings(
+        index_url=values.get("index-url") or None,
+        extra_index_urls=values.get("extra-index-url", "").split(),
+        find_links=values.get("find-links", "").split(),
+        constraints=values.get("constraint", "").split(),
+        trusted_hosts=values.get("trusted-host", "").split(),
+        no_index=_truthy(values.get("no-index", "")),
+    )
+
+
+def find_uv() -> str | None:
+    """The uv executable beside the interpreter or on ``PATH``, or None."""
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("uv")
+
+
+def _installer(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    choice = (environ.get("SMC_INSTALLER") or "auto").strip().lower()
+    if choice not in ("auto", "uv", "pip"):
+        raise ConfigError(f"SMC_INSTALLER is {choice!r}; expected auto, uv or pip.")
+    uv = find_uv() if choice in ("auto", "uv") else None
+    if choice == "uv" and uv is None:
+        raise ConfigError(
+            "SMC_INSTALLER=uv, but uv is not installed: `pip install uv`, or set SMC_INSTALLER=pip."
+        )
+    return ("uv", uv) if uv else ("pip", None)
+
+
+def parse_codeartifact_arn(arn: str) -> dict[str, str]:
+    """The parts of a CodeArtifact repository ARN: partition, region, account, domain, repository."""
+    match = re.match(
+        r"^arn:(?P<partition>[^:]+):codeartifact:(?P<region>[^:]+):(?P<account>\d+):"
+        r"repository/(?P<domain>[^/]+)/(?P<repository>[^/]+)$",
+        arn.strip(),
+    )
+    if not match:
+        raise ConfigError(
+            f"CA_REPOSITORY_ARN is {arn!r}; expected "
+            "arn:aws:codeartifact:REGION:ACCOUNT:repository/DOMAIN/REPO."
+        )
+    return match.groupdict()
+
+
+def codeartifact_index_url(endpoint: str, token: str) -> str:
+    """The pip index URL for a CodeArtifact PyPI ``endpoint`` with an authorization ``token``."""
+    parsed = urlparse(endpoint)
+    path = parsed.path.rstrip("/") + "/simple/"
+    return f"{parsed.scheme}://aws:{quote(token, safe='')}@{parsed.netloc}{path}"
+
+
+def _codeartifact_index(environ: Mapping[str, str]) -> str | None:
+    arn = environ.get("CA_REPOSITORY_ARN")
+    if not arn:
+        return None
+    parts = parse_codeartifact_arn(arn)
+    import boto3
+
+    client = boto3.session.Session().client("codeartifact", region_name=parts["region"])
+    try:
+        token = client.get_authorization_token(domain=parts["domain"], domainOwner=parts["account"])
+        endpoint = client.get_repository_endpoint(
+            domain=parts["domain"],
+            domainOwner=parts["account"],
+            repository=parts["repository"],
+            format="pypi",
+        )
+    except Exception as exc:
+        raise InstallError(
+            f"CodeArtifact repository {arn}: cannot get an index URL ({type(exc).__name__}: {exc}). Give the "
+            "job's role codeartifact:GetAuthorizationToken, codeartifact:GetRepositoryEndpoint, "
+            "codeartifact:ReadFromRepository and sts:GetServiceBearerToken."
+        ) from exc
+    logger.info("Installing from the CodeArtifact repository %s.", arn)
+    return codeartifact_index_url(endpoint["repositoryEndpoint"], token["authorizationToken"])
+
+
+def installer_command(
+    targets: Sequence[str], *, python: str | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The install command for ``targets`` (pip/uv arguments, e.g. ``["-r", "requirements.txt"]``)
+    and the environment to run it with; see the module docstring for the installer's choice."""
+    environ = dict(os.environ if environ is None else environ)
+    python = python or sys.executable
+    name, uv = _installer(environ)
+    private_index = _codeartifact_index(environ)
+    if name == "pip":
+        if private_index:
+            environ["PIP_INDEX_URL"] = private_index
+        command = [python, "-m", "pip", "install", "--disable-pip-version-check", *targets]
+        return command, environ
+    assert uv is not None
+    settings = pip_settings(environ)
+    command = [uv, "pip", "install", "--python", python]
+    index_url = private_index or settings.index_url
+    if index_url:
+        environ["UV_INDEX_URL"] = index_url
+    if settings.extra_index_urls:
+        environ["UV_EXTRA_INDEX_URL"] = " ".join(settings.extra_index_urls)
+    for link in settings.find_links:
+        command += ["--find-links", link]
+    for constraint in settings.constraints:
+        command += ["--constraint", constraint]
+    for host in settings.trusted_hosts:
+        command += ["--allow-insecure-host", host]
+    if settings.no_index:
+        command.append("--no-index")
+    return [*command, *targets], environ
+
+
+def _run_installer(
+    what: str, targets: Sequence[str], code_dir: Path, python: str | None, environ: Mapping[str, str] | None
+) -> None:
+    command, env = installer_command(targets, python=python, environ=environ)
+    tool = "uv" if command[1:3] == ["pip", "install"] else "pip"
+    logger.info("Installing %s with %s.", what, tool)
+    result = run_process(command, env=env, cwd=code_dir, tail_lines=INSTALL_TAIL_LINES)
+    if result.succeeded:
+        return
+    tail = (result.failure or "").rstrip()
+    errors = [line.strip() for line in tail.splitlines() if re.match(r"^\s*(ERROR|error|\u00d7)", line)]
+    headline = errors[-1] if errors else (summary_line(tail) or f"exit code {result.exit_code}")
+    raise InstallError(
+        f"Installing {what} with {tool} failed (exit code {result.exit_code}): {headline}\n"
+        f"{tail}\n"
+        f"Command: {' '.join(command)}\n"
+        "Check the names and versions required, and the package index settings (PIP_INDEX_URL, "
+        "PIP_EXTRA_INDEX_URL, PIP_FIND_LINKS, pip.conf, CA_REPOSITORY_ARN)."
+    )
+
+
+def install_requirements(
+    code_dir: Path | str, *, python: str | None = None, environ: Mapping[str, str] | None = None
+) -> bool:
+    """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
+
+    :param code_dir: the directory holding ``requirements.txt`` (also the installer's working
+        directory, so relative paths in the file are relative to it).
+    :param python: the interpreter to install into (default: this one).
+    :param environ: the environment to read settings from and run the installer with (default: this
+        process's).
+    :return: True when something was installed, False when there is no ``requirements.txt``.
+    :raises InstallError: the installer failed; the message ends with its error output.
+    """
+    code_dir = Path(code_dir)
+    if not (code_dir / "requirements.txt").is_file():
+        return False
+    _run_installer(f"{code_dir / 'requirements.txt'}", ["-r", "requirements.txt"], code_dir, python, environ)
+    return True
+
+
+def install_package(
+    code_dir: Path | str, *, python: str | None = None, environ: Mapping[str, str] | None = None
+) -> None:
+    """Install the package in ``code_dir`` (``setup.py`` / ``pyproject.toml``), with its
+    ``requirements.txt`` when there is one, into ``python``'s environment.
+
+    Arguments as for :func:`install_requirements`.
+
+    :raises InstallError: the installer failed; the message ends with its error output.
+    """
+    code_dir = Path(code_dir)
+    targets = ["."]
+    if (code_dir / "requirements.txt").is_file():
+        targets += ["-r", "requirements.txt"]
+    _run_installer(f"the package in {code_dir}", targets, code_dir, python, environ)

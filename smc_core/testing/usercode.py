@@ -1,0 +1,143 @@
+# ruff: noqa: E501
+"""Helpers for tests of the user-code pipeline: archives, tiny wheels and packages, running ``train``.
+
+Plain functions (no fixtures), importable from any test::
+
+    from smc_core.testing.usercode import run_train, tar_bytes, failure_text
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "IN_TREE_BACKEND",
+    "PACKAGE_PYPROJECT",
+    "TRAIN",
+    "failure_text",
+    "make_wheel",
+    "run_train",
+    "tar_bytes",
+]
+
+TRAIN = str(  # the console script beside this interpreter
+    Path(sys.executable).parent / "train"
+)
+
+
+def tar_bytes(files: Mapping[str, str | bytes], *, mode: str = "w:gz") -> bytes:
+    """A tar archive of ``{name: content}`` (files; names ending in / are directories)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if name.endswith("/"):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+                continue
+            data = content.encode() if isinstance(content, str) else content
+            info.size, info.mode = len(data), 0o755 if name.endswith(".sh") else 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def run_train(
+    base: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    python: str | None = None,
+    timeout: float = 120,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``train`` (the console script, or ``python``'s smc) on the job dir ``base``."""
+    full_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SMC_GRACE_PERIOD": "10", **(env or {})}
+    if "SMC_FUNCTION_MODE" not in (env or {}):
+        full_env.pop("SMC_FUNCTION_MODE", None)
+    command = (
+        [TRAIN]
+        if python is None
+        else [python, "-c", "import sys; from smc_core.cli import train_main; sys.exit(train_main())"]
+    )
+    return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def failure_text(base: Path) -> str:
+    """The job's output/failure."""
+    return (base / "output" / "failure").read_text()
+
+
+def make_wheel(directory: Path, name: str, version: str, module_source: str) -> Path:
+    """Write a minimal pure-Python wheel of ``name`` (one module ``name``) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": module_source,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: smc-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+IN_TREE_BACKEND = textwrap.dedent('''
+    """A PEP 517 backend that needs nothing from an index: it zips the package by hand."""
+    import base64, hashlib, os, zipfile
+
+    NAME, VERSION = "userpkg", "0.1"
+
+    def get_requires_for_build_wheel(config_settings=None):
+        return []
+
+    def _files():
+        dist = f"{NAME}-{VERSION}.dist-info"
+        files = {}
+        for root, _, names in os.walk(NAME):
+            for n in names:
+                if n.endswith(".py"):
+                    p = os.path.join(root, n)
+                    files[p.replace(os.sep, "/")] = open(p, "rb").read()
+        files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\\nName: {NAME}\\nVersion: {VERSION}\\n".encode()
+        files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        record = [f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},{len(d)}"
+                  for p, d in files.items()]
+        files[f"{dist}/RECORD"] = ("\\n".join(record + [f"{dist}/RECORD,,"]) + "\\n").encode()
+        return files
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        name = f"{NAME}-{VERSION}-py3-none-any.whl"
+        with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+            for p, d in _files().items():
+                z.writestr(p, d)
+        return name
+''')
+
+PACKAGE_PYPROJECT = textwrap.dedent("""
+    [build-system]
+    requires = []
+    build-backend = "backend"
+    backend-path = ["."]
+
+    [project]
+    name = "userpkg"
+    version = "0.1"
+""")
