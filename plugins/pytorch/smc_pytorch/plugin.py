@@ -1,1 +1,131 @@
-"""The PyTorch adapter's hook implementations (torch is imported only inside functions)."""
+"""The PyTorch adapter's hook implementations (torch is imported only inside functions).
+
+* ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
+  ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
+* ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
+  runs torchrun on this host (through :mod:`smc_pytorch.launcher`) and reports the failing rank and
+  host; otherwise returns None and the default runs one process.
+* ``save_returned_module`` (an ``invoke_train`` wrapper): in function mode, saves an ``nn.Module``
+  that ``train()`` returned into the model dir, on rank 0 only (:mod:`smc_pytorch.saving`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from smc_core import hookimpl
+from smc_core.environment import TrainingEnv
+from smc_core.exports import user_args
+from smc_core.network import wait_for_hosts
+from smc_core.process import TrainingResult, run_process
+from smc_core.reporting import logger
+from smc_core.usercode import EntryKind, UserCode
+from smc_pytorch.distribution import (
+    distribution_switch,
+    launcher_command,
+    master_port,
+    processes_per_host,
+    rendezvous_env,
+    rendezvous_timeout,
+    torchrun_args,
+)
+from smc_pytorch.saving import is_module, is_rank_zero, save_model
+
+TRACEBACK_CHARS = 700
+"""How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
+
+
+@hookimpl
+def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
+    """Wait for peer hosts (multi-host jobs), then return the rendezvous variables."""
+    if len(training_env.hosts) > 1:
+        wait_for_hosts(training_env.hosts)
+    return rendezvous_env(training_env)
+
+
+@hookimpl
+def invoke_train(
+    training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
+) -> TrainingResult | None:
+    """Run torchrun on this host when a distribution switch is on; None otherwise."""
+    switch = distribution_switch(training_env)
+    if switch is None:
+        return None
+    if user_code.kind is EntryKind.FUNCTION:
+        logger.warning(
+            "%s is on, but function mode runs train() in this process: torchrun is not used.", switch
+        )
+        return None
+    nproc = processes_per_host(training_env, process_env)
+    arguments = torchrun_args(
+        training_env,
+        user_code,
+        user_args(training_env),
+        nproc_per_host=nproc,
+        port=master_port(process_env),
+        timeout=rendezvous_timeout(process_env),
+    )
+    logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(arguments))
+    with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        command = launcher_command(arguments, report=report_path, host=training_env.current_host)
+        result = run_process(command, env=process_env, cwd=user_code.code_dir)
+        report = _read_report(report_path)
+    result = dataclasses.replace(result, command=["torchrun", *arguments])
+    if result.succeeded or not report.get("root_cause"):
+        return result
+    root = report["root_cause"]
+    return dataclasses.replace(
+        result,
+        failure=failure_reason(root, training_env.current_host),
+        details={
+            **result.details,
+            "rank": root["rank"],
+            "local_rank": root["local_rank"],
+            "host": root["host"],
+        },
+    )
+
+
+@hookimpl(specname="invoke_train", wrapper=True)
+def save_returned_module(
+    training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
+) -> Generator[None, Any, Any]:
+    """Function mode: save an ``nn.Module`` returned by ``train()`` to the model dir, on rank 0."""
+    result = yield
+    if result is not None and result.succeeded and is_module(result.model):
+        if is_rank_zero(training_env):
+            save_model(result.model, training_env.model_dir)
+        else:
+            logger.info(
+                "Not rank 0: the returned module is saved by rank 0 on %s.", training_env.master_hostname
+            )
+    return result
+
+
+def failure_reason(root: Mapping[str, Any], current_host: str) -> str:
+    """The failure-file reason for a torchrun job: which rank on which host, then its traceback tail."""
+    head = (
+        f"rank {root['rank']} (local rank {root['local_rank']}) on host {root['host']} "
+        f"failed with exit code {root['exitcode']}"
+    )
+    if root["host"] != current_host:
+        head += f"; {current_host} stopped its own processes because of it"
+    tail = str(root.get("traceback") or "").rstrip()
+    if len(tail) > TRACEBACK_CHARS:
+        tail = tail[-TRACEBACK_CHARS:]
+        tail = tail[tail.find("\n") + 1 :] if "\n" in tail else tail
+    return f"{head}:\n{tail}" if tail else head
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,295 @@
+"""torchrun, run by smc: the same launcher, plus failure reports that name the rank and host.
+
+``python -m smc_pytorch.launcher --report FILE --host algo-2 -- <torchrun arguments>`` runs
+torchrun's own code (``torch.distributed.run``) in this process, with three additions:
+
+* **Which rank failed, with its traceback.** torchrun is given ``--log-dir``, ``--redirects 3`` and
+  ``--tee 3``: every worker's output still reaches the console, each line prefixed
+  ``[<host> rank <N>]:``, and is also kept in a per-rank file. When workers fail, the first failure
+  (the earliest, not counting workers the agent itself stopped with SIGTERM/SIGKILL) is the root cause;
+  the tail of that rank's stderr is its traceback. The launcher writes it as JSON to ``--report``.
+* **One failure ends every host.** On a multi-host job the launcher on each host also talks to the
+  rendezvous store that torchrun already runs on the master (``--master_addr:--master_port``; on the
+  master the launcher opens that store itself, so it outlives torchrun's agent). A host whose workers
+  fail publishes its root cause there (the first one published wins); every other host polls for it
+  and, on seeing it, stops its own workers: the whole job ends within seconds instead of waiting for
+  collective timeouts. Each host's report then names the same rank and host.
+* **The user's exit code is kept** (torchrun itself always exits 1): the root cause's code, or
+  ``128 + signal``.
+
+Imports torch only inside :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+FAILURE_KEY = "smc/first_failure"
+SEEN_KEY = "smc/failure_seen"
+POLL_INTERVAL = 0.5
+"""Seconds between two looks at the rendezvous store for a peer's failure."""
+LINGER_SECONDS = 10.0
+"""How long the master keeps the store up after a failure, for peers to read it."""
+STOP_GRACE = 10.0
+"""Seconds local workers get after SIGTERM (peer failure) before SIGKILL."""
+TAIL_CHARS = 2000
+"""How much of the failing rank's stderr a report keeps."""
+AGENT_STOPPED = {-int(signal.SIGTERM), -int(signal.SIGKILL)}
+
+
+def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """``--report F --host H [--master] -- torchrun args`` → (our options, torchrun's arguments)."""
+    argv = list(argv)
+    if "--" not in argv:
+        raise SystemExit("usage: python -m smc_pytorch.launcher --report FILE --host HOST -- TORCHRUN-ARGS")
+    cut = argv.index("--")
+    parser = argparse.ArgumentParser(prog="python -m smc_pytorch.launcher")
+    parser.add_argument("--report", required=True, help="where to write the failure report (JSON)")
+    parser.add_argument("--host", required=True, help="this host's name (SM_CURRENT_HOST)")
+    return parser.parse_args(argv[:cut]), argv[cut + 1 :]
+
+
+def exit_code_of(exitcode: int) -> int:
+    """A worker's exit code as a shell reports it (signal S → 128 + S); never 0 for a failure."""
+    if exitcode < 0:
+        return 128 - exitcode
+    return exitcode or 1
+
+
+def stderr_tail(log_dir: Path, local_rank: int, limit: int = TAIL_CHARS) -> str:
+    """The last ``limit`` characters of a local rank's stderr, as torchrun's ``--log-dir`` kept it."""
+    files = sorted(log_dir.glob(f"*/attempt_*/{local_rank}/stderr.log"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return ""
+    text = files[-1].read_text(errors="replace")
+    return text[-limit:].lstrip("\n")
+
+
+def describe_failures(failures: Mapping[int, Any], host: str, log_dir: Path) -> list[dict[str, Any]]:
+    """torchrun's failures (``{rank: ProcessFailure}``) as report entries, root cause first.
+
+    The root cause is the earliest failure among workers that were not stopped by the agent
+    (SIGTERM/SIGKILL); ties are broken by when the rank last wrote to stderr.
+    """
+    entries = []
+    for rank, failure in failures.items():
+        local_rank = int(failure.local_rank)
+        files = list(log_dir.glob(f"*/attempt_*/{local_rank}/stderr.log"))
+        written = max((f.stat().st_mtime for f in files), default=float(failure.timestamp))
+        entries.append(
+            {
+                "host": host,
+                "rank": int(rank),
+                "local_rank": local_rank,
+                "exitcode": exit_code_of(int(failure.exitcode)),
+                "stopped": int(failure.exitcode) in AGENT_STOPPED,
+                "timestamp": int(failure.timestamp),
+                "written": written,
+                "traceback": stderr_tail(log_dir, local_rank),
+            }
+        )
+    entries.sort(key=lambda e: (e["stopped"], e["timestamp"], e["written"]))
+    return entries
+
+
+class PeerWatch:
+    """The cross-host failure channel: a key in the rendezvous store on the master.
+
+    :param master_addr: the master host; :param port: its rendezvous port (``MASTER_PORT``).
+    :param host: this host's name; :param is_master: True on the master, which hosts the store.
+    :param nnodes: number of hosts (how many must read a failure before the master lets go).
+    :param connect_timeout: seconds to keep trying to reach the store.
+    """
+
+    def __init__(
+        self, master_addr: str, port: int, host: str, *, is_master: bool, nnodes: int, connect_timeout: float
+    ) -> None:
+        self.master_addr, self.port, self.host = master_addr, port, host
+        self.is_master, self.nnodes, self.connect_timeout = is_master, nnodes, connect_timeout
+        self.remote: dict[str, Any] | None = None
+        self._store: Any = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="smc-peer-watch", daemon=True)
+
+    def start(self) -> None:
+        """Open (master) or reach (others) the store and start watching for a peer's failure."""
+        if self.is_master:
+            # Opened before torchrun's agent: it shares this server (multi-tenant), and the server
+            # lives as long as this launcher, so a failure published here reaches every peer.
+            self._store = self._tcp_store(is_master=True)
+        self._thread.start()
+
+    def _tcp_store(self, *, is_master: bool) -> Any:
+        from datetime import timedelta
+
+        from torch.distributed import TCPStore
+
+        return TCPStore(
+            self.master_addr,
+            self.port,
+            None,
+            is_master,
+            timedelta(seconds=self.connect_timeout),
+            wait_for_workers=False,
+            multi_tenant=is_master,
+        )
+
+    def _watch(self) -> None:
+        if self._store is None:
+            try:
+                store = self._tcp_store(is_master=False)
+            except Exception as exc:  # the master never came up: torchrun's own rendezvous reports it
+                print(f"smc: cannot reach the rendezvous store for failure reports: {exc}", file=sys.stderr)
+                return
+            with self._lock:
+                self._store = store
+        while not self._done.wait(POLL_INTERVAL):
+            try:
+                with self._lock:
+                    if not self._store.check([FAILURE_KEY]):
+                        continue
+                    failure = json.loads(self._store.get(FAILURE_KEY))
+                    if failure.get("host") == self.host:
+                        return
+                    self._store.add(SEEN_KEY, 1)
+                    self.remote = failure
+            except Exception:  # the store went away: the master ended, local workers will notice
+                return
+            print(
+                f"smc: rank {failure.get('rank')} on {failure.get('host')} failed: stopping this host's "
+                "workers.",
+                file=sys.stderr,
+                flush=True,
+            )
+            stop_children()
+            return
+
+    def publish(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Offer ``entry`` as the job's first failure; return the one that is (a peer's, if earlier)."""
+        self._done.set()
+        with self._lock:
+            store = self._store
+            if store is None:
+                return entry
+            try:
+                first = json.loads(store.compare_set(FAILURE_KEY, "", json.dumps(entry)))
+                if first.get("host") != self.host and self.remote is None:
+                    store.add(SEEN_KEY, 1)
+            except Exception:
+                return self.remote or entry
+        if self.is_master and first.get("host") == self.host:
+            self._linger(store)
+        return first
+
+    def _linger(self, store: Any) -> None:
+        deadline = time.monotonic() + LINGER_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                if store.add(SEEN_KEY, 0) >= self.nnodes - 1:
+                    return
+            except Exception:
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._done.set()
+
+
+def stop_children(grace: float = STOP_GRACE) -> None:
+    """SIGTERM this process's children (torchrun's workers), SIGKILL those left after ``grace``."""
+    import psutil
+
+    children = psutil.Process().children()
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write the failure report (JSON) atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(path)
+
+
+def _raise_signal(signum: int, frame: Any) -> None:
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    raise SignalException(f"Process {os.getpid()} got signal {signum}", sigval=signal.Signals(signum))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run torchrun with smc's failure reports; return the exit code."""
+    options, torchrun_argv = split_argv(sys.argv[1:] if argv is None else argv)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    args = parse_args(torchrun_argv)
+    report = Path(options.report)
+    log_dir = Path(tempfile.mkdtemp(prefix="smc-torchrun-"))
+    args.log_dir, args.redirects, args.tee = str(log_dir), "3", "3"
+    os.environ.setdefault("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", f"[{options.host} rank ${{rank}}]: ")
+    nnodes = int(str(args.nnodes).split(":")[-1])
+    watch = None
+    if nnodes > 1:
+        timeout = float(
+            dict(kv.split("=", 1) for kv in args.rdzv_conf.split(",") if "=" in kv).get("timeout", 600)
+        )
+        watch = PeerWatch(
+            args.master_addr,
+            int(args.master_port),
+            options.host,
+            is_master=int(args.node_rank) == 0,
+            nnodes=nnodes,
+            connect_timeout=timeout,
+        )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _raise_signal)  # until torchrun installs the same handler
+    try:
+        if watch:
+            watch.start()
+        run(args)
+        return 0
+    except ChildFailedError as error:
+        entries = describe_failures(error.failures, options.host, log_dir)
+        root = entries[0]
+        if watch:
+            root = watch.publish({k: v for k, v in root.items() if k != "written"})
+        write_report(report, {"root_cause": root, "local_failures": entries})
+        return int(root["exitcode"])
+    except SignalException as error:
+        code = 128 + int(error.sigval)
+        write_report(report, {"signal": int(error.sigval), "exitcode": code})
+        return code
+    finally:
+        if watch:
+            watch.stop()
+        import shutil
+
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""torchrun on one host through ``train``: two real gloo processes train a model."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from pytorch_helpers import DDP_SCRIPT, free_port, run_train, single_host
+
+
+def test_two_process_ddp_ends_with_identical_weights(job_dir):
+    base = job_dir(
+        hyperparameters={
+            "steps": 3,
+            "sagemaker_torch_distributed_enabled": True,
+            "sagemaker_mpi_num_of_processes_per_host": 2,
+        },
+        resource_config=single_host(),
+        code={"train.py": DDP_SCRIPT},
+        entry_point="train.py",
+    )
+    port = free_port()
+    done = run_train(base, SMC_PYTORCH_MASTER_PORT=str(port))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (base / "output" / "success").exists()
+    w0 = torch.load(base / "model" / "weights-0.pt")
+    w1 = torch.load(base / "model" / "weights-1.pt")
+    assert w0.keys() == w1.keys()
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), key
+    envs = [json.loads((base / "model" / f"env-{r}.json").read_text()) for r in (0, 1)]
+    for rank, env in enumerate(envs):
+        assert env["RANK"] == str(rank) and env["LOCAL_RANK"] == str(rank)
+        assert env["WORLD_SIZE"] == "2" and env["LOCAL_WORLD_SIZE"] == "2" and env["GROUP_RANK"] == "0"
+        assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == str(port)
+        assert env["GLOO_SOCKET_IFNAME"] == "lo" == env["NCCL_SOCKET_IFNAME"]
+        assert env["NCCL_DEBUG"] == "WARN"
+    # every line of the workers' output is prefixed with host and rank
+    assert "[algo-1 rank 1]: rank 1 of 2 done" in done.stdout
