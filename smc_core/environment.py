@@ -17,13 +17,11 @@ the value and what was expected; the runner turns it into ``output/failure`` and
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
 import os
 import shutil
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +231,8 @@ def _type_name(value: Any) -> str:
 
 
 def _closest(name: str, choices: Iterable[str]) -> str:
+    import difflib  # only on the error path
+
     match = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
 
@@ -449,6 +449,8 @@ def load_resource_config(
     if config is None:
         if environ.get("TF_CONFIG"):
             return check_resource_config(resource_config_from_tf_config(environ["TF_CONFIG"]), "TF_CONFIG")
+        import socket  # only without resourceconfig.json
+
         hostname = socket.gethostname()
         return {"current_host": hostname, "hosts": [hostname]}
     return check_resource_config(config, path)
