@@ -91,6 +91,7 @@ BOOL_FLAGS_ENV = "SMC_BOOL_FLAGS"
 """Set to ``1``/``true``/``yes`` to render boolean hyperparameters as bare flags (see exports.cmd_args)."""
 
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 _FILE_MODES = frozenset({"File", "FastFile"})
 
 
@@ -808,6 +809,14 @@ def _reserved_string(path: Path, reserved: Mapping[str, Any], key: str, example:
     return value
 
 
+def _switch(environ: Mapping[str, str], name: str) -> bool:
+    raw = environ.get(name, "")
+    word = raw.strip().lower()
+    if word not in _TRUE_WORDS | _FALSE_WORDS:
+        raise ConfigError(f"The environment variable {name} is {raw!r}: expected 1 (on) or 0 (off).")
+    return word in _TRUE_WORDS
+
+
 def _log_level(path: Path, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -952,6 +961,6 @@ def create_environment(
         raw_hyperparameters=_frozen(all_hps),
         is_smddprun_installed=shutil.which("smddprun", path=search_path) is not None,
         is_smddpmprun_installed=shutil.which("smddpmprun", path=search_path) is not None,
-        booleans_as_flags=environ.get(BOOL_FLAGS_ENV, "").strip().lower() in _TRUE_WORDS,
+        booleans_as_flags=_switch(environ, BOOL_FLAGS_ENV),
         environ=_frozen(environ),
     )

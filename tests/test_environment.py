@@ -395,3 +395,5 @@ def test_booleans_as_flags_switch(job_dir) -> None:
     assert env_for(base).booleans_as_flags is False
     assert env_for(base, SMC_BOOL_FLAGS="true").booleans_as_flags is True
     assert env_for(base, SMC_BOOL_FLAGS="0").booleans_as_flags is False
+    with pytest.raises(ConfigError, match="SMC_BOOL_FLAGS is 'maybe': expected 1 \\(on\\) or 0 \\(off\\)"):
+        env_for(base, SMC_BOOL_FLAGS="maybe")
