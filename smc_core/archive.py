@@ -37,7 +37,7 @@ def is_tarball(path: Path | str) -> bool:
 
 
 def _inside(root: str, path: str) -> bool:
-    return bool(path) and path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+    return (bool(path) and path == root) or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _refuse(source: str, member: str, why: str) -> FetchError:

@@ -97,7 +97,7 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
                 values.update({k.replace("_", "-"): v for k, v in parser.items(section)})
     for key in ("index-url", "extra-index-url", "find-links", "constraint", "trusted-host", "no-index"):
         env_value = environ.get("PIP_" + key.upper().replace("-", "_"))
-        if env_value is not None:
+        if env_value:  # an empty variable counts as unset
             values[key] = env_value
     return PipSettings(
         index_url=values.get("index-url") or None,
@@ -110,11 +110,19 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
 
 
 def find_uv() -> str | None:
-    """The uv executable beside the interpreter or on ``PATH``, or None."""
+    """The uv executable beside the interpreter, on ``PATH``, or from the ``uv`` Python package; or None."""
     beside = Path(sys.executable).parent / "uv"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    return shutil.which("uv")
+    found = shutil.which("uv")
+    if found:
+        return found
+    try:
+        import uv  # the PyPI distribution of uv ships its binary and this finder
+
+        return str(uv.find_uv_bin())
+    except Exception:
+        return None
 
 
 def _installer(environ: Mapping[str, str]) -> tuple[str, str | None]:

@@ -103,5 +103,7 @@ def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]
     for plugin in registered:
         if plugin_manager.is_registered(plugin):
             plugin_manager.unregister(plugin)
+
+
 from smc_core.testing.netns import netns_hosts  # noqa: E402,F401
 from smc_core.testing.s3 import fault_proxy, s3_server  # noqa: E402,F401

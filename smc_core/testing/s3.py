@@ -189,8 +189,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for key, value in response.getheaders():
             if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
                 self.send_header(key, value)
-        length = response.getheader("Content-Length") if self.command == "HEAD" else None
-        self.send_header("Content-Length", length or str(len(payload)))
+        head_length = response.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", head_length or str(len(payload)))
         self.end_headers()
         if fault and fault.reset_after is not None and self.command != "HEAD":
             self.wfile.write(payload[: fault.reset_after])

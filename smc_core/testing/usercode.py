@@ -39,7 +39,7 @@ TRAIN = str(  # the console script beside this interpreter
 def tar_bytes(files: Mapping[str, str | bytes], *, mode: str = "w:gz") -> bytes:
     """A tar archive of ``{name: content}`` (files; names ending in / are directories)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode=mode) as archive:
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:  # type: ignore[call-overload]
         for name, content in files.items():
             info = tarfile.TarInfo(name.rstrip("/"))
             if name.endswith("/"):
