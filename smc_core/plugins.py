@@ -103,8 +103,7 @@ def _dists_by_directory_listing(headers: tuple[bytes, ...]) -> list[metadata.Dis
     """
     import re
     import sys
-    from importlib import machinery, metadata
-    from pathlib import Path
+    from importlib import machinery
 
     if any(getattr(f, "find_distributions", None) for f in sys.meta_path if f is not machinery.PathFinder):
         return None
@@ -136,6 +135,9 @@ def _dists_by_directory_listing(headers: tuple[bytes, ...]) -> list[metadata.Dis
             except _UNREADABLE:
                 continue
             if _has_header(raw, headers):
+                from importlib import metadata  # only now: its import costs ~20 ms of start-up
+                from pathlib import Path
+
                 dists.append(metadata.PathDistribution(Path(root, child)))
     return dists
 
