@@ -1,0 +1,38 @@
+"""How error messages show the values they complain about: quoted, typed, with the closest name.
+
+Shared by the readers of the job's configuration so that every message reads the same way:
+"hyperparameters.json: 'epochs' is "ten" (a string), expected a number".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["did_you_mean", "quoted", "type_name"]
+
+
+def quoted(value: Any) -> str:
+    """A value as the error messages quote it: its JSON text, shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def type_name(value: Any) -> str:
+    """The JSON type of ``value`` in words: "an object", "a list", "a string", "a number" ..."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the choice closest to ``name``, else ``""``."""
+    import difflib  # only on the error path
+
+    match = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {match[0]!r}?" if match else ""

@@ -1,0 +1,103 @@
+"""The job directory's layout: ``/opt/ml`` (or ``$SAGEMAKER_BASE_DIR``) and the paths under it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DEFAULT_BASE_DIR", "JobPaths", "base_dir", "job_paths"]
+
+DEFAULT_BASE_DIR = "/opt/ml"
+
+
+def base_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The job directory: ``$SAGEMAKER_BASE_DIR`` when set, else ``/opt/ml`` (made absolute)."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR).absolute()
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """The paths of the job directory, all derived from its base (``/opt/ml``)."""
+
+    base_dir: Path
+
+    @property
+    def input_dir(self) -> Path:
+        """``input/``: configuration and data the platform provides."""
+        return self.base_dir / "input"
+
+    @property
+    def input_config_dir(self) -> Path:
+        """``input/config/``: hyperparameters.json, resourceconfig.json, inputdataconfig.json."""
+        return self.base_dir / "input" / "config"
+
+    @property
+    def input_data_dir(self) -> Path:
+        """``input/data/``: one directory (File mode) or FIFOs (Pipe mode) per channel."""
+        return self.base_dir / "input" / "data"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.input_config_dir / "hyperparameters.json"
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.input_config_dir / "resourceconfig.json"
+
+    @property
+    def input_data_config_file(self) -> Path:
+        return self.input_config_dir / "inputdataconfig.json"
+
+    @property
+    def checkpoint_config_file(self) -> Path:
+        return self.input_config_dir / "checkpointconfig.json"
+
+    @property
+    def code_dir(self) -> Path:
+        """``code/``: where the user's code is placed; the working directory of the user's process."""
+        return self.base_dir / "code"
+
+    @property
+    def model_dir(self) -> Path:
+        """``model/``: the model the job produces (the platform tars and uploads it)."""
+        return self.base_dir / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        """``output/``: the success and failure files."""
+        return self.base_dir / "output"
+
+    @property
+    def output_data_dir(self) -> Path:
+        """``output/data/``: other outputs, uploaded with the model."""
+        return self.base_dir / "output" / "data"
+
+    @property
+    def output_intermediate_dir(self) -> Path:
+        """``output/intermediate/``: synced to S3 while the job runs (with ``sagemaker_s3_output``)."""
+        return self.base_dir / "output" / "intermediate"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """``checkpoints/``: the default local checkpoint path."""
+        return self.base_dir / "checkpoints"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+    @property
+    def success_file(self) -> Path:
+        return self.output_dir / "success"
+
+    def channel_dir(self, name: str) -> Path:
+        """``input/data/<name>``."""
+        return self.input_data_dir / name
+
+
+def job_paths(base: Path | str | None = None, environ: Mapping[str, str] | None = None) -> JobPaths:
+    """The :class:`JobPaths` of ``base``, default :func:`base_dir` (``$SAGEMAKER_BASE_DIR``, ``/opt/ml``)."""
+    return JobPaths(Path(base).absolute() if base is not None else base_dir(environ))
