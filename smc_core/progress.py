@@ -22,15 +22,24 @@ def _mb(n: float) -> str:
 class Progress:
     """Reports ``done`` of ``total`` bytes for ``label``.
 
-    On a terminal (``stream.isatty()``) a bar is redrawn at most ten times a second; otherwise a log
-    line is written at each further 10 % (at most every 2 s) or every 30 s, whichever comes first.
+    On a terminal (``stream.isatty()``) a bar is redrawn at most every ``redraw_every`` seconds;
+    otherwise a log line is written at each further 10 % (at most every ``log_every`` seconds) or
+    every 30 s, whichever comes first.
     Nothing is shown when ``total`` is below ``min_bytes``.
     """
 
     def __init__(
-        self, label: str, total: int, *, stream: IO[str] | None = None, min_bytes: int = PROGRESS_MIN_BYTES
+        self,
+        label: str,
+        total: int,
+        *,
+        stream: IO[str] | None = None,
+        min_bytes: int = PROGRESS_MIN_BYTES,
+        redraw_every: float = 0.1,
+        log_every: float = 2.0,
     ) -> None:
         self.label, self.total = label, total
+        self.redraw_every, self.log_every = redraw_every, log_every
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = total >= min_bytes
         try:
@@ -39,7 +48,7 @@ class Progress:
             self.tty = False
         self.done = 0
         self.start = self.last = time.monotonic()
-        self.last_fraction = 0.0
+        self.last_decile = 0
 
     def update(self, n: int) -> None:
         """Count ``n`` more bytes."""
@@ -49,11 +58,13 @@ class Progress:
         now = time.monotonic()
         fraction = self.done / self.total if self.total else 1.0
         if self.tty:
-            if now - self.last >= 0.1:
+            if now - self.last >= self.redraw_every:
                 self.last = now
                 self._draw(fraction, now)
-        elif (fraction - self.last_fraction >= 0.1 and now - self.last >= 2) or now - self.last >= 30:
-            self.last, self.last_fraction = now, fraction
+        elif (
+            int(10 * fraction) > self.last_decile and now - self.last >= self.log_every
+        ) or now - self.last >= 30:
+            self.last, self.last_decile = now, int(10 * fraction)
             logger.info("%s: %s of %s (%.0f%%)", self.label, _mb(self.done), _mb(self.total), 100 * fraction)
 
     def _draw(self, fraction: float, now: float) -> None:

@@ -286,3 +286,22 @@ def test_run_process_result(exit_code: int) -> None:
     result = run_process([sys.executable, "-c", f"raise SystemExit({exit_code})"], env=os.environ)
     assert result.exit_code == exit_code
     assert result.command[0] == sys.executable  # type: ignore[index]
+
+
+def test_sigint_is_passed_on(job_dir: Callable[..., Path]) -> None:
+    script = (
+        "import time\nopen('started', 'w').close()\ntry:\n    time.sleep(120)\nexcept KeyboardInterrupt:\n"
+        "    print('interrupted cleanly', flush=True)\n    raise\n"
+    )
+    base = job_dir(entry_point="train.py", code={"train.py": script})
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
+    train = subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(base / "code" / "started")
+    train.send_signal(signal.SIGINT)
+    out, _ = train.communicate(timeout=60)
+    assert "interrupted cleanly" in out
+    assert train.returncode == 130  # Python re-raises an uncaught KeyboardInterrupt as death by SIGINT
+    assert failure_text(base).startswith(
+        "UserCodeError: the training code was interrupted (SIGINT); last error output: KeyboardInterrupt\n"
+        "ExitCode 130\n"
+    )
