@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from smc_core.errors import FetchError
+from smc_core.progress import Progress
 from smc_core.reporting import logger
 
 __all__ = [
@@ -249,10 +250,10 @@ def open_s3_object(
     return S3ObjectReader(s3_client(region), bucket, key, attempts=attempts, backoff=backoff)
 
 
-def _copy_object(reader: S3ObjectReader, dest: Path) -> None:
-    from smc_core.progress import Progress
+def _copy_object(reader: S3ObjectReader, dest: Path, progress: Progress | None = None) -> None:
+    """Copy ``reader`` to ``dest`` (via a ``.part`` file), reporting to ``progress`` (default: its own)."""
 
-    progress = Progress(f"Downloading {reader.uri}", reader.size)
+    progress = progress or Progress(f"Downloading {reader.uri}", reader.size)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     with open(tmp, "wb") as out:
@@ -263,7 +264,6 @@ def _copy_object(reader: S3ObjectReader, dest: Path) -> None:
             out.write(chunk)
             progress.update(len(chunk))
     tmp.replace(dest)
-    progress.finish()
 
 
 def download_file(uri: str, dest: Path | str, *, region: str | None = None) -> Path:
@@ -271,7 +271,9 @@ def download_file(uri: str, dest: Path | str, *, region: str | None = None) -> P
     written to ``dest`` only once complete). Returns ``dest``."""
     dest = Path(dest)
     with open_s3_object(uri, region=region) as reader:
-        _copy_object(reader, dest)
+        progress = Progress(f"Downloading {uri}", reader.size)
+        _copy_object(reader, dest, progress)
+    progress.finish()
     return dest
 
 
@@ -290,13 +292,18 @@ def download_prefix(uri: str, dest: Path | str, *, region: str | None = None) ->
     dest = Path(dest)
     client = s3_client(region)
     keys: list[str] = []
+    total = 0
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            keys += [item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    keys.append(item["Key"])
+                    total += int(item.get("Size", 0))
     except Exception as exc:
         raise FetchError(f"{uri}: cannot list objects ({type(exc).__name__}: {exc}).") from exc
     if not keys:
         raise FetchError(f"{uri}: no objects under this prefix. Check the bucket and prefix.")
+    progress = Progress(f"Downloading {uri} ({len(keys)} objects)", total)
     written = []
     base = prefix if prefix.endswith("/") or not prefix else prefix + "/"
     for key in keys:
@@ -306,7 +313,8 @@ def download_prefix(uri: str, dest: Path | str, *, region: str | None = None) ->
             raise FetchError(f"s3://{bucket}/{key}: refusing a key that would land outside {dest}.")
         target = dest.joinpath(*parts)
         with S3ObjectReader(client, bucket, key) as reader:
-            _copy_object(reader, target)
+            _copy_object(reader, target, progress)
         written.append(target)
+    progress.finish()
     logger.info("Downloaded %d object(s) from %s into %s.", len(written), uri, dest)
     return written

@@ -24,8 +24,14 @@ def local(*args: str, cwd: Path, **kwargs):
     [
         (["missing-dir", "--entry-point", "train.py"], "source dir missing-dir: no such directory"),
         ([str(PLAIN), "--entry-point", "nope.py"], "--entry-point nope.py: not found in"),
-        ([str(PLAIN), "--entry-point", "train.py", "-p", "epochs"], "--hyperparameter 'epochs': expected KEY=VALUE"),
-        ([str(PLAIN), "--entry-point", "train.py", "-c", "train=/no/such/path"], "--channel train=/no/such/path"),
+        (
+            [str(PLAIN), "--entry-point", "train.py", "-p", "epochs"],
+            "--hyperparameter 'epochs': expected KEY=VALUE",
+        ),
+        (
+            [str(PLAIN), "--entry-point", "train.py", "-c", "train=/no/such/path"],
+            "--channel train=/no/such/path",
+        ),
         ([str(PLAIN), "--entry-point", "train.py", "-c", "bad name=."], "channel names use letters"),
         ([str(PLAIN), "--entry-point", "train.py", "--adapter", "nosuch"], "--adapter nosuch: not installed"),
         ([str(PLAIN), "--entry-point", "train.py", "--env", "=x"], "--env '=x': expected KEY=VALUE"),
@@ -96,3 +102,42 @@ def test_failing_job_prints_the_reason_and_keeps_the_exit_code(tmp_path):
     assert "failure: " in proc.stdout and "ExitCode 9" in proc.stdout
     job = tmp_path / ".smc" / "jobs" / "bad"
     assert not (job / "input").exists() and (job / "output" / "failure").exists()
+
+
+def test_s3_channel_is_downloaded_into_the_job(tmp_path, s3_server):
+    bucket = s3_server.bucket()
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="data/points.csv", Body=b"0,1\n1,4\n2,7\n")
+    client.put_object(Bucket=bucket, Key="data/extra/readme.txt", Body=b"nested")
+    proc = local(
+        str(PLAIN),
+        "--entry-point",
+        "train.py",
+        "-c",
+        f"train=s3://{bucket}/data",
+        "--job-name",
+        "s3-channel",
+        cwd=tmp_path,
+        env=s3_server.env,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    channel = tmp_path / ".smc" / "jobs" / "s3-channel" / "input" / "data" / "train"
+    assert (channel / "points.csv").read_bytes() == b"0,1\n1,4\n2,7\n"
+    assert (channel / "extra" / "readme.txt").read_bytes() == b"nested"
+    model = json.loads((tmp_path / ".smc" / "jobs" / "s3-channel" / "model" / "model.json").read_text())
+    assert model["slope"] == pytest.approx(3.0)
+
+
+def test_missing_s3_channel_is_a_clear_error(tmp_path, s3_server):
+    bucket = s3_server.bucket()
+    proc = local(
+        str(PLAIN),
+        "--entry-point",
+        "train.py",
+        "-c",
+        f"train=s3://{bucket}/nothing",
+        cwd=tmp_path,
+        env=s3_server.env,
+    )
+    assert proc.returncode == 4
+    assert f"s3://{bucket}/nothing: no objects under this prefix" in proc.stderr
