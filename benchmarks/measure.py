@@ -212,3 +212,35 @@ def discovery_once(venv: Venv) -> dict[str, float]:
     subprocess.run([str(venv.python), "-c", BARE_PROBE], env=env, check=True, capture_output=True)
     result["bare_interpreter_s"] = time.time() - started
     return result
+
+
+# --- where start-up time goes: python -X importtime, by top-level package ----------------------------
+
+
+def import_profile(venv: Venv, job: Job, common: Mapping[str, str]) -> dict[str, float]:
+    """Seconds of import time (self time, ``-X importtime``) per top-level package in one run of ``train``.
+
+    ``-X importtime`` slows imports down itself: compare packages with each other, not with the timings.
+    The key ``(all imports)`` holds the sum.
+    """
+    reset_job(job)
+    cache_dir = job.base.parent / f"{job.name}.cache"
+    env = runner_env(venv, job, common, cache_dir)
+    job.pid_file.write_text("0")
+    done = subprocess.run(
+        [str(venv.python), "-X", "importtime", str(venv.train)],
+        env=env,
+        cwd=str(job.base),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    by_package: dict[str, float] = {}
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
+        package = name.split(".")[0]
+        by_package[package] = by_package.get(package, 0.0) + int(self_us) / 1e6
+    by_package["(all imports)"] = sum(by_package.values())
+    return by_package

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -204,11 +205,29 @@ def discovery_rows(discovery: dict[str, list[dict[str, float]]]) -> tuple[list[s
     return rows, framework_median
 
 
+def profile_rows(profile: dict[str, dict[str, list[float]]], top: int = 14) -> list[str]:
+    """Median import self time per top-level package, the largest first, side by side per runner."""
+    runners = [r for r in ("reference", "smc") if r in profile]
+    ranked = {
+        r: sorted(((statistics.median(v), p) for p, v in profile[r].items() if v), reverse=True)[: top + 1]
+        for r in runners
+    }
+    rows = ["| " + " | ".join(f"{r}: package | ms" for r in runners) + " |", "|---|---" * len(runners) + "|"]
+    for i in range(max(len(v) for v in ranked.values())):
+        cells = []
+        for r in runners:
+            seconds, package = ranked[r][i] if i < len(ranked[r]) else (None, "")
+            cells.append(f"{package} | {_fmt(seconds, 'ms') if seconds is not None else ''}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def render(
     results: dict[str, list[Series]],
     discovery: dict[str, list[dict[str, float]]],
     info: dict[str, str],
     command: str,
+    profile: dict[str, dict[str, list[float]]] | None = None,
 ) -> str:
     """The figures section of RESULTS.md."""
     timing, verdicts = timing_rows(results)
@@ -224,6 +243,16 @@ def render(
         lines += ["### 5. The runner's own peak memory (VmHWM) while the user script runs", "", *memory, ""]
     if len(disc) > 2:
         lines += ["### 6. Plugin discovery (fresh interpreter each run)", "", *disc, ""]
+    if profile:
+        lines += [
+            "### Where start-up time goes: import self time by top-level package "
+            "(`python -X importtime train`, plain job, median)",
+            "",
+            "`-X importtime` slows imports itself: compare rows with each other, not with the timings above.",
+            "",
+            *profile_rows(profile),
+            "",
+        ]
     lines += ["### Targets", "", "| target | figure (median) | met |", "|---|---|---|"]
     for v in verdicts:
         ratio = v["ratio"]["median"] if v["ratio"] else None

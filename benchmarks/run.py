@@ -41,6 +41,7 @@ MEASUREMENTS = (
     "fetch",
     "install",
     "discovery",
+    "profile",
 )
 IN_NAMESPACE = "SMC_BENCH_IN_NAMESPACE"
 
@@ -270,6 +271,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"import {sample['import_s'] * 1000:.1f} ms"
                 )
 
+    profile: dict[str, dict[str, list[float]]] = {}
+    if "profile" in want:
+        log(f"[profile] python -X importtime, {', '.join(v.path.name for v in small.values())}")
+        for _ in range(max(args.runs, 1)):
+            for name, venv in contenders(small):
+                for package, seconds in measure.import_profile(venv, plain, common).items():
+                    profile.setdefault(name, {}).setdefault(package, []).append(seconds)
+
     command = "make bench" if not sys.argv[1:] else "python benchmarks/run.py " + " ".join(sys.argv[1:])
     info = report.machine()
     info["reference"] = envs.REFERENCE_REQUIREMENT
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         else "SM_STUDIO_LOCAL_MODE=true"
     )
     info["runs"] = f"{args.runs} kept per runner after {args.warmup} warm-up round(s), interleaved"
-    section = report.render(results, discovery, info, command)
+    section = report.render(results, discovery, info, command, profile)
     print()
     print(section)
     (work / "latest.md").write_text(section)
@@ -289,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "info": info,
             "discovery": discovery,
+            "profile": profile,
             "results": {k: [asdict(s) for s in v] for k, v in results.items()},
         }
         args.json.write_text(json.dumps(payload, indent=2))
