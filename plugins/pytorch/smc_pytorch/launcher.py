@@ -112,14 +112,23 @@ class PeerWatch:
     """
 
     def __init__(
-        self, master_addr: str, port: int, host: str, *, is_master: bool, nnodes: int, connect_timeout: float
+        self,
+        master_addr: str,
+        port: int,
+        host: str,
+        *,
+        is_master: bool,
+        nnodes: int,
+        connect_timeout: float,
+        report: Path | None = None,
     ) -> None:
-        self.master_addr, self.port, self.host = master_addr, port, host
+        self.master_addr, self.port, self.host, self.report = master_addr, port, host, report
         self.is_master, self.nnodes, self.connect_timeout = is_master, nnodes, connect_timeout
         self.remote: dict[str, Any] | None = None
         self._store: Any = None
         self._lock = threading.Lock()
         self._done = threading.Event()
+        self._finished = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="smc-peer-watch", daemon=True)
 
     def start(self) -> None:
@@ -173,6 +182,14 @@ class PeerWatch:
                 flush=True,
             )
             stop_children()
+            # torchrun's agent notices its stopped workers and returns (main() then reports). If it
+            # does not (it may be waiting, in C++, in its exit barrier for the host that failed), end
+            # this launcher with the peer's failure after a grace period rather than hang.
+            if not self._finished.wait(STOP_GRACE) and self.report is not None:
+                write_report(self.report, {"root_cause": failure, "local_failures": []})
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(int(failure.get("exitcode") or 1))
             return
 
     def publish(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +220,9 @@ class PeerWatch:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        """Stop watching."""
+        """Stop watching (main() has reported)."""
         self._done.set()
+        self._finished.set()
 
 
 def stop_children(grace: float = STOP_GRACE) -> None:
@@ -264,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             is_master=int(args.node_rank) == 0,
             nnodes=nnodes,
             connect_timeout=timeout,
+            report=report,
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _raise_signal)  # until torchrun installs the same handler
@@ -271,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if watch:
             watch.start()
         run(args)
+        if watch and watch.remote:  # a peer failed while this host's workers were finishing
+            write_report(report, {"root_cause": watch.remote, "local_failures": []})
+            return int(watch.remote.get("exitcode") or 1)
         return 0
     except ChildFailedError as error:
         entries = describe_failures(error.failures, options.host, log_dir)

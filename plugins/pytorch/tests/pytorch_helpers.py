@@ -20,7 +20,10 @@ import torch.distributed as dist
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=3)
 parser.add_argument("--fail-rank", type=int, default=-1)
+parser.add_argument("--fail-before-init", type=int, default=0)
 args = parser.parse_args()
+if args.fail_before_init and int(os.environ["RANK"]) == args.fail_rank:
+    raise RuntimeError(f"cannot start rank {os.environ['RANK']}")
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()
