@@ -29,29 +29,46 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.setLevel(level)
 
 
-def written_since(path: Path, since: float) -> bool:
-    """True when ``path`` exists and was written at or after ``since`` (a ``time.time()``)."""
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime_ns, size)`` of ``path``, or None when it does not exist: a change detector."""
     try:
-        return path.stat().st_mtime >= since - 1
+        st = path.stat()
     except FileNotFoundError:
-        return False
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def write_failure(failure_file: Path, text: str, *, started_at: float | None = None) -> bool:
-    """Write ``text`` to ``failure_file`` unless the user's code wrote it during this job.
+class FailureFile:
+    """``output/failure``, remembering how it looked when the job started.
 
-    :param started_at: when the job started; a failure file written since then is the user's own
-        and is kept. None writes unconditionally.
-    :return: True when written.
+    A failure file the user's code writes during the job is the user's own and is kept; one left by
+    an earlier job in the same directory is replaced.
     """
-    if started_at is not None and written_since(failure_file, started_at):
-        logger.info("Keeping %s, written by the user's code.", failure_file)
-        return False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state_at_start = file_state(path)
+
+    def written_by_user(self) -> bool:
+        """True when the file exists and changed since the job started."""
+        now = file_state(self.path)
+        return now is not None and now != self.state_at_start
+
+    def write(self, text: str) -> bool:
+        """Write ``text`` unless the user's code wrote the file during this job; True when written."""
+        if self.written_by_user():
+            logger.info("Keeping %s, written by the user's code.", self.path)
+            return False
+        write_failure(self.path, text)
+        return True
+
+
+def write_failure(failure_file: Path, text: str) -> None:
+    """Write ``text`` to ``failure_file`` atomically (use :class:`FailureFile` to keep the user's)."""
     failure_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = failure_file.with_name(f".{failure_file.name}.{os.getpid()}")
     tmp.write_text(text if text.endswith("\n") else text + "\n")
     tmp.replace(failure_file)
-    return True
 
 
 def write_success(success_file: Path) -> None:

@@ -7,7 +7,6 @@ Read :func:`run_training` to see a whole job; :func:`main` adds the report (``ou
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,11 +17,11 @@ from smc_core.environment import JobPaths, base_dir
 from smc_core.errors import PluginError, SmcError
 from smc_core.process import TrainingResult
 from smc_core.reporting import (
+    FailureFile,
     configure_logging,
     format_error,
     format_user_failure,
     logger,
-    write_failure,
     write_success,
 )
 
@@ -84,26 +83,26 @@ def main(
     environ = dict(os.environ if environ is None else environ)
     configure_logging()
     paths = JobPaths(base or base_dir(environ))
-    started_at = time.time()
+    failure_file = FailureFile(paths.failure_file)
     try:
         pm = pm or get_plugin_manager(environ=environ)
         result = run_training(pm, base=paths.base_dir, environ=environ)
     except SmcError as error:
         logger.error("%s", error.message)
-        write_failure(paths.failure_file, format_error(error), started_at=started_at)
+        failure_file.write(format_error(error))
         return error.exit_code
     except KeyboardInterrupt:
-        write_failure(paths.failure_file, "Interrupted\nExitCode 130", started_at=started_at)
+        failure_file.write("Interrupted\nExitCode 130")
         return 130
     except Exception as error:
         logger.exception("smc failed")
-        write_failure(paths.failure_file, format_error(error), started_at=started_at)
+        failure_file.write(format_error(error))
         return 1
     if result.succeeded:
         write_success(paths.success_file)
         logger.info("Training succeeded.")
         return 0
     text = format_user_failure(result.exit_code, result.failure, result.command)
-    write_failure(paths.failure_file, text, started_at=started_at)
+    failure_file.write(text)
     logger.error("Training failed with exit code %d; see %s", result.exit_code, paths.failure_file)
     return result.exit_code
