@@ -12,7 +12,7 @@ $(BIN)/python:
 
 # torch first, pinned: a bare `torch` requirement would pull a CUDA build of several GB.
 $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q "$(TORCH)" numpy
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
 	touch $@
 

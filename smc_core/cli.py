@@ -25,6 +25,12 @@ environment:
   SMC_ADAPTER          the adapter to load when several are installed (e.g. pytorch)
   SMC_PLUGINS          comma-separated modules to register as plugins
   SMC_DISABLE_PLUGINS  comma-separated plugin names to block
+  SMC_EXISTING_CODE    replace|keep|error: what to do with other code already in the code dir
+  SMC_INSTALLER        uv|pip: force the installer for requirements.txt (default: uv when found)
+  SMC_FUNCTION_MODE    1: import the entry module and call train(**hyperparameters) in-process
+  SMC_BOOL_FLAGS       1: render True hyperparameters as bare --flags, drop False ones
+  SMC_GRACE_PERIOD     seconds between passing SIGTERM on and SIGKILL (default 100)
+  SMC_HOST_WAIT_TIMEOUT seconds to wait for peer hosts to resolve (default 600)
 
 exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
 5 install failed; any other: the training code's own exit code (137: killed, likely out of memory).
