@@ -31,7 +31,7 @@ test: lint typecheck
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
-	$(BIN)/smc local examples/pytorch --entry-point train.py --hyperparameter epochs=3 --job-name pytorch-example
+	$(BIN)/smc local examples/pytorch --entry-point train.py --hyperparameter epochs=3
 
 ## Benchmarks against the reference toolkit (see benchmarks/RESULTS.md).
 bench: setup
