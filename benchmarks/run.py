@@ -40,6 +40,7 @@ MEASUREMENTS = (
     "overhead-requirements-framework",
     "fetch",
     "install",
+    "install-pip",
     "discovery",
     "profile",
 )
@@ -227,16 +228,12 @@ def main(argv: list[str] | None = None) -> int:
 
             timed("fetch", small, fetch, {**common, "AWS_ENDPOINT_URL": endpoint}, verify=extracted)
 
-    if "install" in want:
+    if want & {"install", "install-pip"}:
         index_root = jobs.make_package_index(work / "index", jobs.REQUIREMENTS_NEW)
         with services.package_index(index_root, work) as index_url:
             install = jobs.make_job(jobs_root, "install", requirements=jobs.REQUIREMENTS_NEW)
-            env = {
-                **common,
-                "PIP_INDEX_URL": index_url,
-                "UV_DEFAULT_INDEX": index_url,
-                "UV_INDEX_URL": index_url,
-            }
+            # Both runners read pip's settings (smc hands them on to uv when it uses uv).
+            env = {**common, "PIP_INDEX_URL": index_url}
 
             def uninstall(venv: envs.Venv) -> None:
                 subprocess.run(
@@ -255,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
             for venv in small.values():
                 uninstall(venv)
             timed("install", small, install, env, verify=installed, after_each=uninstall)
+            # The same with smc told to use pip: how much of the difference is uv's.
+            pip_env = {**env, "SMC_INSTALLER": "pip"}
+            timed("install-pip", small, install, pip_env, verify=installed, after_each=uninstall)
 
     if "discovery" in want and "smc" in args.runners:
         pools = [small["smc"], *([framework["smc"]] if "smc" in framework else [])]
