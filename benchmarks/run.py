@@ -57,7 +57,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="smoke run: 1 run, no warm-up, a 10 MB tarball (figures mean nothing)",
     )
-    parser.add_argument("--runs", type=int, default=None, help="kept runs per runner (default 7; --quick 1)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="kept runs per runner for 3 and 4 (default 7; --quick 1)"
+    )
+    parser.add_argument(
+        "--overhead-runs",
+        type=int,
+        default=None,
+        help="kept runs per runner for 1 and 2, which take well under a second (default 15; --quick 1)",
+    )
     parser.add_argument(
         "--warmup", type=int, default=None, help="discarded rounds first (default 1; --quick 0)"
     )
@@ -88,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.runs = args.runs if args.runs is not None else (1 if args.quick else 7)
+    if args.overhead_runs is None:
+        args.overhead_runs = 1 if args.quick else max(15, args.runs)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.source_mb = args.source_mb or (10 if args.quick else 200)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -198,7 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             return
         log(f"[{name}] {', '.join(v.path.name for v in pool.values())}")
         results[name] = measure.interleave(
-            contenders(pool), job, env, runs=args.runs, warmup=args.warmup, progress=log, **kw
+            contenders(pool),
+            job,
+            env,
+            runs=args.overhead_runs if name.startswith("overhead") else args.runs,
+            warmup=args.warmup,
+            progress=log,
+            **kw,
         )  # type: ignore[arg-type]
 
     plain = jobs.make_job(jobs_root, "plain")
@@ -289,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
         if "SM_STUDIO_LOCAL_MODE" not in common
         else "SM_STUDIO_LOCAL_MODE=true"
     )
-    info["runs"] = f"{args.runs} kept per runner after {args.warmup} warm-up round(s), interleaved"
+    info["runs"] = (
+        f"{args.overhead_runs} (measurements 1, 2) and {args.runs} (3, 4, 6, profile) kept per runner "
+        f"after {args.warmup} warm-up round(s), interleaved"
+    )
     section = report.render(results, discovery, info, command, profile)
     print()
     print(section)
