@@ -14,16 +14,14 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
 from smc_core import hookspecs
 from smc_core.defaults import DEFAULT_PLUGINS
+from smc_core.entrypoints import EntryPointLike, find_entry_points
 from smc_core.errors import PluginError
-
-if TYPE_CHECKING:  # imported where needed: importlib.metadata costs ~20 ms of start-up (email)
-    from importlib import metadata
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
@@ -45,104 +43,7 @@ def _split(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def _entry_points(*groups: str) -> dict[str, list[metadata.EntryPoint]]:
-    """The entry points of each of ``groups``, sorted by name, from one scan of the installed distributions.
-
-    The same entry points as ``metadata.entry_points(group=...)`` gives (the first distribution of a name on
-    ``sys.path`` wins), found faster: framework images carry hundreds of distributions, so each is looked at
-    once for all groups, and only one whose ``entry_points.txt`` has a ``[group]`` header is parsed.
-    """
-    found: dict[str, list[metadata.EntryPoint]] = {group: [] for group in groups}
-    headers = tuple(f"[{group}]".encode() for group in groups)
-    dists = _dists_by_directory_listing(headers)
-    if dists is None:
-        dists = _dists_by_importlib_metadata(headers)
-    for dist in dists:
-        for ep in dist.entry_points:
-            if ep.group in found:
-                found[ep.group].append(ep)
-    return {group: sorted(eps, key=lambda ep: ep.name) for group, eps in found.items()}
-
-
-def _has_header(raw: bytes | str | None, headers: tuple[bytes, ...]) -> bool:
-    if not raw:
-        return False
-    data = raw.encode() if isinstance(raw, str) else raw
-    return any(header in data for header in headers)
-
-
-def _dists_by_importlib_metadata(headers: tuple[bytes, ...]) -> list[metadata.Distribution]:
-    # importlib.metadata's own walk (what metadata.entry_points() does), for any layout.
-    from importlib import metadata
-
-    seen: set[str] = set()
-    dists = []
-    for dist in metadata.distributions():
-        # importlib.metadata itself tells distributions apart by this name (its _unique()).
-        key = getattr(dist, "_normalized_name", None) or (dist.metadata["Name"] or "").lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        if _has_header(dist.read_text("entry_points.txt"), headers):
-            dists.append(dist)
-    return dists
-
-
-_INFO_SUFFIXES = (".dist-info", ".egg-info")
-_UNREADABLE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
-
-
-def _dists_by_directory_listing(headers: tuple[bytes, ...]) -> list[metadata.Distribution] | None:
-    """importlib.metadata's walk for the usual layout, without a ``Distribution`` per metadata directory.
-
-    Lists each ``sys.path`` directory once, takes its ``*.dist-info`` / ``*.egg-info`` entries in the order
-    and with the de-duplication importlib.metadata uses (by the name before the first ``-``, normalised),
-    reads their ``entry_points.txt`` as bytes, and builds a ``PathDistribution`` only for those with a header.
-    Returns None (use importlib.metadata) where the layout is unusual: a zip file or ``.egg`` on
-    ``sys.path``, another metadata finder on ``sys.meta_path``, a name this shortcut cannot normalise.
-    """
-    import re
-    import sys
-    from importlib import machinery
-
-    if any(getattr(f, "find_distributions", None) for f in sys.meta_path if f is not machinery.PathFinder):
-        return None
-    seen: set[str] = set()
-    dists: list[metadata.Distribution] = []
-    for root in sys.path:
-        if not isinstance(root, str) or root.lower().endswith(".egg"):
-            return None
-        try:
-            children = os.listdir(root or ".")
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None  # a file (zip) or an unreadable directory: importlib.metadata knows what to do
-        for child in children:
-            if not child.lower().endswith(_INFO_SUFFIXES):
-                continue
-            stem, _, suffix = child.rpartition(".")
-            name = stem.partition("-")[0]
-            if "." + suffix not in _INFO_SUFFIXES or not name:
-                return None  # importlib.metadata would read METADATA for this one's name
-            key = re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
-            if key in seen:
-                continue
-            seen.add(key)
-            try:
-                with open(os.path.join(root, child, "entry_points.txt"), "rb") as file:
-                    raw = file.read()
-            except _UNREADABLE:
-                continue
-            if _has_header(raw, headers):
-                from importlib import metadata  # only now: its import costs ~20 ms of start-up
-                from pathlib import Path
-
-                dists.append(metadata.PathDistribution(Path(root, child)))
-    return dists
-
-
-def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+def _dist_of(ep: EntryPointLike) -> tuple[str | None, str | None]:
     dist = getattr(ep, "dist", None)
     if dist is None:
         return None, None
@@ -150,7 +51,7 @@ def _dist_of(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
     return meta["Name"], meta["Version"]
 
 
-def _load_entry_point(ep: metadata.EntryPoint) -> Any:
+def _load_entry_point(ep: EntryPointLike) -> Any:
     dist, version = _dist_of(ep)
     try:
         return ep.load()
@@ -163,7 +64,7 @@ def _load_entry_point(ep: metadata.EntryPoint) -> Any:
         ) from exc
 
 
-def select_adapter(adapters: Iterable[metadata.EntryPoint], pinned: str | None) -> metadata.EntryPoint | None:
+def select_adapter(adapters: Iterable[EntryPointLike], pinned: str | None) -> EntryPointLike | None:
     """Choose the one adapter to load: the pinned one, else the only one, else None.
 
     Raises :class:`PluginError` when the pinned adapter is not installed, or when several are
@@ -234,7 +135,7 @@ def get_plugin_manager(
         )
 
     if load_entrypoints:
-        entry_points = _entry_points(PLUGIN_GROUP, ADAPTER_GROUP)
+        entry_points = find_entry_points(PLUGIN_GROUP, ADAPTER_GROUP)
         for ep in entry_points[PLUGIN_GROUP]:
             if pm.is_blocked(ep.name):
                 continue
