@@ -175,7 +175,6 @@ def paired_ratios(numerator: Series, denominator: Series, metric: str) -> list[f
 DISCOVERY_PROBE = """\
 import time; t0 = time.perf_counter()
 import json, sys
-from importlib import metadata
 import smc_core.runner
 import smc_core.plugins as plugins
 t1 = time.perf_counter()
@@ -184,6 +183,7 @@ if sys.argv[1] == "discovery":
     t1 = time.perf_counter()
 pm = plugins.get_plugin_manager(environ={})
 t2 = time.perf_counter()
+from importlib import metadata  # after the clock: the runner imports it only when it needs it
 n = len(list(metadata.distributions()))
 print(json.dumps({"import_s": t1 - t0, "call_s": t2 - t1, "plugins": len(pm.plugin_info),
                   "adapter": pm.adapter.name if pm.adapter else None, "distributions": n}))
