@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
-import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+# argparse, json, shlex and subprocess are imported where used: `train` needs none of them, and the
+# runner's start-up is part of every job's overhead.
 
 from smc_core import __version__
 
@@ -62,6 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     """Print the resolved environment (``--export``: every variable the user's process gets)."""
+    import json
+    import shlex
+
     from smc_core.exports import exported_vars, training_env_dict
 
     training_env = _load_training_env(_plugin_manager())
@@ -86,6 +91,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     training_env = _load_training_env(_plugin_manager())
     environ = {**os.environ, **exported_vars(training_env)}
     try:
+        import subprocess
+
         return subprocess.call(command, env=environ)
     except FileNotFoundError:
         print(f"smc exec: command not found: {command[0]}", file=sys.stderr)
@@ -111,6 +118,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         "hooks": {name: hook_implementations(pm, name) for name in hook_names()},
     }
     if args.json:
+        import json
+
         print(json.dumps(report, indent=2))
         return 0
     adapter = pm.adapter
@@ -130,6 +139,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``smc`` argument parser."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="smc",
         description=DESCRIPTION,

@@ -29,19 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
-from smc_core.archive import extract_tar, is_tarball
 from smc_core.errors import ConfigError, FetchError
-from smc_core.progress import Progress, ProgressReader
 from smc_core.reporting import logger
 
 __all__ = [
@@ -101,6 +97,8 @@ def _read_marker(code_dir: Path) -> dict[str, Any] | None:
 
 
 def _local_version(path: Path) -> str:
+    import hashlib
+
     digest = hashlib.sha256()
     if path.is_dir():
         for root, dirs, files in os.walk(path):
@@ -207,6 +205,8 @@ def fetch_code(
                     shown,
                     source,
                 )
+            import tempfile
+
             staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
             try:
                 download_and_extract(source, staging, region=region, reader=reader)
@@ -265,14 +265,23 @@ def download_and_extract(
                 stream.close()
     elif local.is_dir():
         shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True)
-    elif is_tarball(local):
+    elif _is_tarball(local):
         with open(local, "rb") as file:
             _extract_with_progress(file, local.stat().st_size, dest, source)
     else:
         shutil.copy2(local, dest / local.name)
 
 
+def _is_tarball(path: Path) -> bool:
+    from smc_core.archive import is_tarball  # tarfile: imported only for archives
+
+    return is_tarball(path)
+
+
 def _extract_with_progress(stream: Any, size: int, dest: Path, source: str) -> None:
+    from smc_core.archive import extract_tar
+    from smc_core.progress import Progress, ProgressReader
+
     progress = Progress(f"Downloading {source}", size)
     extract_tar(ProgressReader(stream, progress), dest, source=source)
     progress.finish()

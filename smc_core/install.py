@@ -19,7 +19,6 @@ the tail of the installer's error output; the runner puts it in the failure file
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import shutil
@@ -86,6 +85,8 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     for path in _config_files(environ):
+        import configparser  # only when a pip.conf exists
+
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(path)

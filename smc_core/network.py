@@ -12,7 +12,6 @@ environment variable that sets the bound.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -61,6 +60,8 @@ def host_wait_timeout(environ: Mapping[str, str] | None = None) -> float:
 def resolve_host(host: str) -> str | None:
     """The IPv4 address ``host`` resolves to now, or None when it does not resolve (yet)."""
     try:
+        import socket  # imported where used: the runner's start-up needs no sockets
+
         return socket.gethostbyname(host)
     except (OSError, UnicodeError):
         return None
@@ -140,6 +141,8 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
     last_log = start
     while True:
         try:
+            import socket
+
             with socket.create_connection((host, port), timeout=min(5.0, max(0.1, bound))):
                 return
         except OSError as exc:
@@ -160,6 +163,8 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
 def interface_names() -> list[str]:
     """The names of this host's network interfaces (``lo``, ``eth0`` ...), sorted."""
     try:
+        import socket
+
         return sorted(name for _, name in socket.if_nameindex())
     except OSError:
         return []

@@ -284,6 +284,9 @@ class SupervisedProcess:
 
     # --- descendants ---------------------------------------------------------------------------
     def _watch_descendants(self) -> None:
+        # First wait, then import psutil (10-20 ms): not while the user's interpreter starts up.
+        if self._done.wait(_MONITOR_INTERVAL):
+            return
         import psutil
 
         try:
@@ -300,6 +303,8 @@ class SupervisedProcess:
 
     def _leftovers(self) -> list[Any]:
         """Processes still alive from this one's group, or seen as its descendants while it ran."""
+        if not self._descendants and not kill_group(self.pgid, 0):
+            return []  # nothing seen, nothing left in the group: no need to import psutil
         import psutil
 
         found: dict[int, psutil.Process] = {}
@@ -317,11 +322,11 @@ class SupervisedProcess:
 
     def _stop_leftovers(self) -> int:
         """Stop what the process left behind (SIGTERM, then SIGKILL); how many processes that was."""
-        import psutil
-
         left = self._leftovers()
         if not left:
             return 0
+        import psutil
+
         for sig, timeout in ((signal.SIGTERM, min(self.grace_period, 5.0)), (signal.SIGKILL, 5.0)):
             kill_group(self.pgid, sig)
             for proc in left:

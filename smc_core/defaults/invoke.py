@@ -10,7 +10,6 @@ Never through a shell: each argument reaches the program exactly. In function mo
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 from collections.abc import Mapping
@@ -20,7 +19,6 @@ from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
 from smc_core.exports import user_args
-from smc_core.functions import run_function
 from smc_core.process import TrainingResult, python_executable, run_process
 from smc_core.usercode import EntryKind, UserCode
 
@@ -54,6 +52,8 @@ def _missing_entry(code_dir: Path, entry: str) -> ConfigError:
         names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-"))
     except OSError:
         names = []
+    import difflib
+
     near = difflib.get_close_matches(entry, names, n=1)
     hint = f" Did you mean {near[0]!r}?" if near else ""
     shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "nothing"
@@ -107,6 +107,8 @@ def invoke_train(
     if user_code.kind is EntryKind.FUNCTION:
         if not user_code.module_name:
             raise ConfigError(_NO_ENTRY)
+        from smc_core.functions import run_function  # inspect, difflib, traceback: function mode only
+
         return run_function(
             training_env,
             code_dir=user_code.code_dir,

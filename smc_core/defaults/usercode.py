@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
-from smc_core.fetch import fetch_code
 from smc_core.usercode import UserCode, describe_user_code
 
 
@@ -21,5 +20,10 @@ def code_region(training_env: TrainingEnv) -> str | None:
 def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point."""
     source = training_env.module_dir or None
-    fetch_code(source, training_env.code_dir, region=code_region(training_env))
+    if source:
+        from smc_core.fetch import fetch_code  # archives, hashing, locks: only when there is a source
+
+        fetch_code(source, training_env.code_dir, region=code_region(training_env))
+    else:
+        training_env.code_dir.mkdir(parents=True, exist_ok=True)
     return describe_user_code(training_env, source=source)

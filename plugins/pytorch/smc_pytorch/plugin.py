@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,8 @@ def invoke_train(
         timeout=rendezvous_timeout(process_env),
     )
     logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(arguments))
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
         report_path = Path(tmp) / "report.json"
         command = launcher_command(arguments, report=report_path, host=training_env.current_host)
