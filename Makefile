@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# The reference toolkit, for the conformance suite's differential check (tests/conformance).
+REFERENCE_VENV ?= .venv-reference
+REFERENCE      ?= sagemaker-training==5.1.4
 
-.PHONY: setup test lint typecheck run-example bench clean
+.PHONY: setup reference test lint typecheck run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 
 setup: $(VENV)/.installed
 
+$(REFERENCE_VENV)/.installed:
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/pip install -q "$(REFERENCE)"
+	touch $@
+
+reference: $(REFERENCE_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -26,8 +36,8 @@ typecheck: setup
 	$(BIN)/mypy
 
 ## The test command: lint, types, then the whole suite.
-test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: lint typecheck reference
+	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
@@ -38,4 +48,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
