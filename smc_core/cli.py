@@ -35,7 +35,8 @@ environment:
   SMC_HOST_WAIT_TIMEOUT seconds to wait for peer hosts to resolve (default 600)
 
 exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
-5 install failed; any other: the training code's own exit code (137: killed, likely out of memory).
+5 install failed; 6 a peer host never came up; any other: the training code's own exit code
+(137: killed, likely out of memory).
 """
 
 

@@ -126,8 +126,8 @@ class ScannedEntryPoint:
 
         match = _VALUE.match(self.value)
         if match is None:
-            raise AttributeError(
-                f"'NoneType' object has no attribute 'group' (entry point value {self.value!r})"
+            raise ValueError(
+                f"entry point {self.name} = {self.value!r}: the value is not 'module' or 'module:attr'"
             )
         module = importlib.import_module(match.group("module"))
         attrs = filter(None, (match.group("attr") or "").split("."))
@@ -147,6 +147,13 @@ def _parse_entry_points(text: str, dist: ScannedDistribution) -> list[ScannedEnt
             continue
         if group is None:
             continue
+        if "=" not in line:
+            from smc_core.errors import PluginError
+
+            raise PluginError(
+                f"{os.path.join(dist.path, 'entry_points.txt')}: the line {line!r} under [{group}] is not "
+                "'name = value'. Reinstall that distribution, or fix its entry points and rebuild it."
+            )
         name, value = line.split("=", 1)
         found.append(ScannedEntryPoint(name.strip(), value.strip(), group, dist))
     return found

@@ -13,6 +13,7 @@ code   meaning
 3      a plugin failed to load or broke the hook contract
 4      the user's code could not be fetched (bad URI, missing object, hostile archive)
 5      the user's requirements or package could not be installed
+6      the cluster did not come together: a peer host did not resolve or answer in time
 N      any other code is the user's own process's exit code, kept as it was; a process killed by
        signal S exits ``128 + S`` (137: SIGKILL, most likely the out-of-memory killer)
 =====  ==========================================================================================
@@ -21,6 +22,7 @@ N      any other code is the user's own process's exit code, kept as it was; a p
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "FetchError",
     "InstallError",
@@ -78,6 +80,13 @@ class InstallError(SmcError):
 
     exit_code = 5
     kind = "InstallError"
+
+
+class ClusterError(SmcError):
+    """A peer host did not resolve, or did not accept connections, within the bound."""
+
+    exit_code = 6
+    kind = "ClusterError"
 
 
 class UserCodeError(SmcError):

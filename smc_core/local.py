@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from smc_core.errors import ConfigError, SmcError
+from smc_core.usercode import is_package
 
 DEFAULT_JOBS_DIR = Path(".smc") / "jobs"
 LOCAL_HOST = "algo-1"
@@ -139,11 +141,10 @@ def default_job_name(entry_point: str) -> str:
 
 def installed_adapters() -> list[str]:
     """Names of the installed ``smc.adapters`` entry points."""
-    from importlib import metadata
-
+    from smc_core.entrypoints import find_entry_points
     from smc_core.plugins import ADAPTER_GROUP
 
-    return sorted({ep.name for ep in metadata.entry_points(group=ADAPTER_GROUP)})
+    return sorted({ep.name for ep in find_entry_points(ADAPTER_GROUP)[ADAPTER_GROUP]})
 
 
 def validate(job: LocalJob) -> None:
@@ -153,8 +154,7 @@ def validate(job: LocalJob) -> None:
             f"source dir {job.source_dir}: no such directory. Pass the folder that holds your training code."
         )
     entry = job.source_dir / job.entry_point
-    is_package = (job.source_dir / "setup.py").exists() or (job.source_dir / "pyproject.toml").exists()
-    if not entry.exists() and not is_package:
+    if not entry.exists() and not is_package(job.source_dir):
         present = sorted(p.name for p in job.source_dir.iterdir() if p.suffix in (".py", ".sh"))[:10]
         raise ConfigError(
             f"--entry-point {job.entry_point}: not found in {job.source_dir} "
@@ -253,7 +253,23 @@ def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> Local
     """Run ``train`` in the job directory (a subprocess, as the platform runs it); wait for it."""
     started = time.perf_counter()
     command = [sys.executable, "-m", "smc_core.cli", "train"]
-    exit_code = subprocess.call(command, env=job_environment(job, environ), cwd=job.job_dir)
+    with subprocess.Popen(command, env=job_environment(job, environ), cwd=job.job_dir) as process:
+        # SIGTERM sent to smc local is passed on to `train`, which stops the job and reports it.
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+        try:
+            while True:
+                try:
+                    exit_code = process.wait()
+                    break
+                except KeyboardInterrupt:
+                    # From a terminal, Ctrl-C reached `train` too (same process group); otherwise
+                    # pass it on. Either way `train` stops the user's processes, with their grace
+                    # period, and reports: wait for it rather than leave them behind.
+                    if not sys.stdin.isatty():
+                        process.send_signal(signal.SIGINT)
+                    print("smc local: interrupted; waiting for the job to stop ...", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     failure_file = job.job_dir / "output" / "failure"
     failure = failure_file.read_text(errors="replace") if exit_code and failure_file.exists() else None
     return LocalResult(exit_code, time.perf_counter() - started, job.job_dir, failure)

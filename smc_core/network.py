@@ -1,8 +1,8 @@
 """Network helpers every adapter reuses: waiting for peer hosts, network interfaces, ports.
 
 Framework-free: nothing here imports torch or TensorFlow. Every wait is bounded and logged, and a
-wait that runs out raises an :class:`~smc_core.errors.SmcError` naming what did not answer and the
-environment variable that sets the bound.
+wait that runs out raises an :class:`~smc_core.errors.ClusterError` (exit code 6) naming what did not
+answer and the environment variable that sets the bound.
 
 * :func:`wait_for_hosts` — block until every host name resolves (``SMC_HOST_WAIT_TIMEOUT``).
 * :func:`wait_for_port` — block until a TCP port on a host accepts connections.
@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from smc_core.errors import ConfigError, SmcError
+from smc_core.errors import ClusterError, ConfigError
 from smc_core.reporting import logger
 
 __all__ = [
@@ -84,7 +84,7 @@ def wait_for_hosts(
         (``$SMC_HOST_WAIT_TIMEOUT``, default 600).
     :param interval: seconds between rounds.
     :param resolve: the resolver (``resolve_host``); returns None for a name that does not resolve.
-    :raises SmcError: when some names still do not resolve after ``timeout`` seconds; the message
+    :raises ClusterError: when some names still do not resolve after ``timeout`` seconds; the message
         names them and the variable that sets the bound.
 
     Example::
@@ -112,7 +112,7 @@ def wait_for_hosts(
             return resolved
         elapsed = now - start
         if elapsed >= bound:
-            raise SmcError(
+            raise ClusterError(
                 f"Hosts {', '.join(pending)} did not resolve within {bound:g} s "
                 f"(resolved: {_pairs(resolved) or 'none'}). Check that every host of the job started and "
                 f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
@@ -134,7 +134,7 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
     """Wait until ``host:port`` accepts a TCP connection (e.g. a peer's sshd or parameter server).
 
     :param timeout: seconds before giving up; None reads :func:`host_wait_timeout`.
-    :raises SmcError: naming the host, the port and the last connection error after ``timeout``.
+    :raises ClusterError: naming the host, the port and the last connection error after ``timeout``.
     """
     bound = host_wait_timeout() if timeout is None else float(timeout)
     start = time.monotonic()
@@ -149,7 +149,7 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
             error = exc
         now = time.monotonic()
         if now - start >= bound:
-            raise SmcError(
+            raise ClusterError(
                 f"{host}:{port} did not accept connections within {bound:g} s (last error: {error}). "
                 f"Check that the service on {host} started; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
                 "longer."

@@ -101,7 +101,15 @@ class SmcPluginManager(pluggy.PluginManager):
         """Register ``plugin`` under ``info.name`` unless that name is blocked."""
         if self.is_blocked(info.name):
             return
-        self.register(plugin, name=info.name)
+        try:
+            self.register(plugin, name=info.name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            where = f"{info.distribution} {info.version}" if info.distribution else info.module
+            raise PluginError(
+                f"The plugin {info.name!r} ({info.origin}, from {where}) cannot be registered: {exc}. "
+                "Hook implementations take the hook's own argument names (see smc_core/hookspecs.py), and "
+                f"a plugin is registered once: block one copy with SMC_DISABLE_PLUGINS={info.name}."
+            ) from exc
         self.plugin_info[info.name] = info
 
     @property
@@ -174,8 +182,10 @@ def get_plugin_manager(
 
 
 def hook_names() -> list[str]:
-    """The names of the hooks in the contract, in the order the runner calls them."""
-    return ["load_environment", "fetch_user_code", "prepare_training", "invoke_train"]
+    """The names of the hooks in the contract, in the order the runner calls them (their order in
+    :mod:`smc_core.hookspecs`)."""
+    marker = f"{hookspecs.PROJECT_NAME}_spec"
+    return [name for name, value in vars(hookspecs).items() if hasattr(value, marker)]
 
 
 def hook_implementations(pm: pluggy.PluginManager, hook_name: str) -> list[str]:

@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +52,11 @@ class FailureFile:
         """True when the file exists and changed since the job started."""
         now = file_state(self.path)
         return now is not None and now != self.state_at_start
+
+    def remove_stale(self) -> None:
+        """Remove a failure file left by an earlier job (one this job's code did not write)."""
+        if self.state_at_start is not None and not self.written_by_user():
+            self.path.unlink(missing_ok=True)
 
     def write(self, text: str) -> bool:
         """Write ``text`` unless the user's code wrote the file during this job; True when written."""
@@ -117,7 +121,7 @@ def format_user_failure(exit_code: int, reason: str | None, command: Sequence[st
 
     summary = summary_line(reason)
     if signal_of(exit_code) is not None:
-        head = f"UserCodeError: the training code was {describe_exit_code(exit_code).split(': ', 1)[-1]}"
+        head = f"UserCodeError: the training code ended: {describe_exit_code(exit_code).split(': ', 1)[-1]}"
         if summary:
             head += f"; last error output: {summary}"
     elif summary:
@@ -158,18 +162,3 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
-
-
-class Timer:
-    """Logs how long a step took: ``with Timer("fetch_user_code"): ...``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.start = 0.0
-
-    def __enter__(self) -> Timer:
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logger.debug("%s took %.3f s", self.name, time.perf_counter() - self.start)

@@ -42,10 +42,27 @@ def require(value: T | None, hook: str, pm: pluggy.PluginManager) -> T:
 def merge_process_env(
     contributions: Sequence[Mapping[str, str] | None], environ: Mapping[str, str]
 ) -> dict[str, str]:
-    """``environ`` plus every ``prepare_training`` contribution; the first-called plugin wins."""
+    """``environ`` plus every ``prepare_training`` contribution; the first-called plugin wins.
+
+    Raises :class:`PluginError` for a contribution that is not a mapping of strings to strings.
+    """
     process_env = dict(environ)
     for contribution in reversed(contributions):  # defaults come last: apply them first
-        process_env.update(contribution or {})
+        if contribution is None:
+            continue
+        if not isinstance(contribution, Mapping):
+            raise PluginError(
+                f"A prepare_training implementation returned a {type(contribution).__name__}; it must "
+                "return a mapping of environment variables (names to string values), or None."
+            )
+        for name, value in contribution.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise PluginError(
+                    f"A prepare_training implementation returned {name!r}={value!r} "
+                    f"({type(value).__name__}); environment variable names and values must be strings: "
+                    f"return str(value), e.g. {{{str(name)!r}: {str(value)!r}}}."
+                )
+        process_env.update(contribution)
     return process_env
 
 
@@ -84,6 +101,8 @@ def main(
     configure_logging()
     paths = JobPaths(base or base_dir(environ))
     failure_file = FailureFile(paths.failure_file)
+    # An outcome left by an earlier run in this job directory must not describe this one.
+    paths.success_file.unlink(missing_ok=True)
     try:
         pm = pm or get_plugin_manager(environ=environ)
         result = run_training(pm, base=paths.base_dir, environ=environ)
@@ -99,6 +118,7 @@ def main(
         failure_file.write(format_error(error))
         return 1
     if result.succeeded:
+        failure_file.remove_stale()
         write_success(paths.success_file)
         logger.info("Training succeeded.")
         return 0

@@ -141,3 +141,52 @@ def test_missing_s3_channel_is_a_clear_error(tmp_path, s3_server):
     )
     assert proc.returncode == 4
     assert f"s3://{bucket}/nothing: no objects under this prefix" in proc.stderr
+
+
+def test_sigterm_to_smc_local_stops_the_job_and_leaves_nothing_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = tmp_path / "src"
+    source.mkdir()
+    marker = tmp_path / "started"
+    checkpoint = tmp_path / "checkpoint"
+    (source / "train.py").write_text(
+        "import os, signal, sys, time\n"
+        "def stop(signum, frame):\n"
+        f"    open({str(checkpoint)!r}, 'w').write('saved')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(120)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
+    smc = Path(sys.executable).parent / "smc"
+    proc = subprocess.Popen(
+        [str(smc), "local", str(source), "--entry-point", "train.py", "--job-name", "stopped"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    user_pid = int(marker.read_text())
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out + err
+    assert checkpoint.read_text() == "saved"
+    assert "ExitCode 143" in (tmp_path / ".smc" / "jobs" / "stopped" / "output" / "failure").read_text()
+    try:
+        os.kill(user_pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError(f"the user's process {user_pid} outlived smc local")

@@ -177,3 +177,36 @@ def test_a_plugin_that_fails_to_load_names_entry_point_distribution_and_version(
     failure = (base / "output" / "failure").read_text()
     assert "'broken'" in failure and "smc-broken 0.0.1" in failure and "RuntimeError: cannot start" in failure
     assert "SMC_DISABLE_PLUGINS=broken" in failure
+
+
+def test_a_hookimpl_with_wrong_argument_names_is_a_plugin_error(tmp_path, job_dir):
+    (tmp_path / "bad_args.py").write_text(
+        "from smc_core import hookimpl\n\n@hookimpl\ndef prepare_training(env, user_code):\n    return None\n"
+    )
+    base = job_dir(code={"train.py": "print('never ran')"}, entry_point="train.py")
+    proc = run_smc(
+        "train", pythonpath=tmp_path, env={"SAGEMAKER_BASE_DIR": str(base), "SMC_PLUGINS": "bad_args"}
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith(
+        "PluginError: The plugin 'bad_args' (SMC_PLUGINS, from bad_args) cannot be registered"
+    )
+    assert "'env'" in failure
+
+
+def test_a_plugin_named_twice_is_a_plugin_error(tmp_path):
+    (tmp_path / "twice.py").write_text(ADAPTER_MODULE.format(name="twice"))
+    proc = run_smc("smc", "plugins", pythonpath=tmp_path, env={"SMC_PLUGINS": "twice,twice"})
+    assert proc.returncode == 3
+    assert "The plugin 'twice' (SMC_PLUGINS, from twice) cannot be registered" in proc.stderr
+
+
+def test_a_broken_smc_entry_points_file_names_the_file_and_line(tmp_path):
+    site = write_fake_dist(tmp_path, "smc-garbled", "1.0", {"smc.plugins": {"ok": "os"}})
+    entry_points = site / "smc_garbled-1.0.dist-info" / "entry_points.txt"
+    entry_points.write_text(entry_points.read_text() + "no equals sign here\n")
+    proc = run_smc("smc", "plugins", pythonpath=site)
+    assert proc.returncode == 3
+    assert f"{entry_points}: the line 'no equals sign here' under [smc.plugins]" in proc.stderr

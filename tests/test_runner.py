@@ -125,3 +125,32 @@ def test_stale_failure_from_an_earlier_job_is_replaced(job_dir):
     pm = get_plugin_manager(environ={}, load_entrypoints=False)
     assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 4
     assert "ExitCode 4" in stale.read_text()
+
+
+class IntContribution:
+    @hookimpl
+    def prepare_training(self, training_env, user_code):
+        return {"MASTER_PORT": 7777}
+
+
+def test_a_non_string_contribution_is_named(job_dir):
+    base = job_dir(code={"train.py": HELLO}, entry_point="train.py")
+    pm = get_plugin_manager(environ={}, load_entrypoints=False, plugins=[IntContribution()])
+    assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 3
+    failure = (base / "output" / "failure").read_text()
+    assert "returned 'MASTER_PORT'=7777 (int)" in failure and "return str(value)" in failure
+
+
+def test_outcome_files_of_an_earlier_run_do_not_survive_a_rerun(job_dir):
+    base = job_dir(
+        code={"train.py": "import os, sys\nsys.exit(int(os.environ.get('CODE', '0')))\n"},
+        entry_point="train.py",
+    )
+    pm = get_plugin_manager(environ={}, load_entrypoints=False)
+    output = base / "output"
+    assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin", "CODE": "5"}) == 5
+    assert (output / "failure").exists() and not (output / "success").exists()
+    assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 0
+    assert (output / "success").exists() and not (output / "failure").exists()
+    assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin", "CODE": "6"}) == 6
+    assert not (output / "success").exists() and "ExitCode 6" in (output / "failure").read_text()

@@ -156,7 +156,7 @@ def test_death_by_sigkill_is_137_and_explained(job_dir: Callable[..., Path]) -> 
     done = run_train(base)
     assert done.returncode == 137
     assert failure_text(base).startswith(
-        "UserCodeError: the training code was killed (SIGKILL), most likely by the out-of-memory killer"
+        "UserCodeError: the training code ended: killed (SIGKILL), most likely by the out-of-memory killer"
     )
 
 
@@ -302,6 +302,6 @@ def test_sigint_is_passed_on(job_dir: Callable[..., Path]) -> None:
     assert "interrupted cleanly" in out
     assert train.returncode == 130  # Python re-raises an uncaught KeyboardInterrupt as death by SIGINT
     assert failure_text(base).startswith(
-        "UserCodeError: the training code was interrupted (SIGINT); last error output: KeyboardInterrupt\n"
+        "UserCodeError: the training code ended: interrupted (SIGINT); last error output: KeyboardInterrupt\n"
         "ExitCode 130\n"
     )
