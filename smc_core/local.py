@@ -82,10 +82,12 @@ class LocalResult:
 
     @property
     def model_dir(self) -> Path:
+        """The trained model: ``<job dir>/model``."""
         return self.job_dir / "model"
 
     @property
     def output_data_dir(self) -> Path:
+        """Other outputs: ``<job dir>/output/data``."""
         return self.job_dir / "output" / "data"
 
 

@@ -41,18 +41,22 @@ class JobPaths:
 
     @property
     def hyperparameters_file(self) -> Path:
+        """``input/config/hyperparameters.json``."""
         return self.input_config_dir / "hyperparameters.json"
 
     @property
     def resource_config_file(self) -> Path:
+        """``input/config/resourceconfig.json``."""
         return self.input_config_dir / "resourceconfig.json"
 
     @property
     def input_data_config_file(self) -> Path:
+        """``input/config/inputdataconfig.json``."""
         return self.input_config_dir / "inputdataconfig.json"
 
     @property
     def checkpoint_config_file(self) -> Path:
+        """``input/config/checkpointconfig.json`` (optional)."""
         return self.input_config_dir / "checkpointconfig.json"
 
     @property
@@ -87,10 +91,12 @@ class JobPaths:
 
     @property
     def failure_file(self) -> Path:
+        """``output/failure``: why the job failed (the platform shows its first 1024 characters)."""
         return self.output_dir / "failure"
 
     @property
     def success_file(self) -> Path:
+        """``output/success``: written, empty, when the job succeeded."""
         return self.output_dir / "success"
 
     def channel_dir(self, name: str) -> Path:

@@ -95,14 +95,19 @@ def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]
     registered: list[object] = []
 
     def register(plugin: object) -> object:
-        plugin_manager.register(plugin)
+        from smc_core.plugins import PluginInfo
+
+        name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
+        plugin_manager.register_plugin(plugin, PluginInfo(name, name, "given"))
         registered.append(plugin)
         return plugin
 
     yield register
     for plugin in registered:
         if plugin_manager.is_registered(plugin):
+            name = plugin_manager.get_name(plugin)
             plugin_manager.unregister(plugin)
+            plugin_manager.plugin_info.pop(name, None)
 
 
 from smc_core.testing.netns import netns_hosts  # noqa: E402,F401

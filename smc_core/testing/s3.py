@@ -57,18 +57,31 @@ class MotoServer:
     """moto's S3 server in a subprocess on 127.0.0.1 (stopped by :meth:`stop` or when stdin closes)."""
 
     def __init__(self) -> None:
+        import selectors
+        import tempfile
+
+        # stderr gets one access-log line per request: kept in a file, shown only if the start fails.
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the server)
         self.process = subprocess.Popen(
             [sys.executable, "-c", _MOTO_SCRIPT],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # one access-log line per request
+            stderr=self._stderr,
             text=True,
         )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout=60)
+        line = self.process.stdout.readline().strip() if ready else ""
         if not line.isdigit():
             self.stop()
-            raise RuntimeError(f"moto's server did not start (printed {line!r})")
+            self._stderr.seek(0)
+            errors = self._stderr.read()[-2000:]
+            raise RuntimeError(
+                f"moto's server did not start within 60 s (printed {line!r}). Install it with "
+                f"pip install 'moto[server]'. Its error output:\n{errors}"
+            )
         self.port = int(line)
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.env = {"AWS_ENDPOINT_URL": self.endpoint_url, **FAKE_CREDENTIALS}
@@ -102,6 +115,7 @@ class MotoServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._stderr.close()
 
 
 @dataclass
