@@ -55,6 +55,7 @@ from smc_core.messages import did_you_mean, quoted, type_name
 from smc_core.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
 from smc_core.paths import JobPaths, base_dir, job_paths
 from smc_core.platforms import resource_config_from_tf_config
+from smc_core.usercode import module_name as _module_name
 
 __all__ = [
     "BOOL_FLAGS_ENV",
@@ -156,7 +157,8 @@ class TrainingEnv:
     module_dir: str | None = None
     """The code URI (``sagemaker_submit_directory``): ``s3://``, a local path, or None for the code dir."""
     module_name: str | None = None
-    """The entry point without ``.py`` (``train`` for ``train.py``)."""
+    """SM_MODULE_NAME: the entry point without ``.py`` (``train`` for ``train.py``), as
+    :func:`smc_core.usercode.module_name` computes it."""
     framework_module: str | None = None
     """``$SAGEMAKER_TRAINING_MODULE``: the framework's training module, if the image names one."""
     job_name: str | None = None
@@ -420,7 +422,7 @@ def create_environment(
         num_gpus=available_gpus(environ) if num_gpus is None else num_gpus,
         user_entry_point=program,
         module_dir=submit_dir,
-        module_name=program[:-3] if program and program.endswith(".py") else program,
+        module_name=_module_name(program),
         framework_module=environ.get("SAGEMAKER_TRAINING_MODULE") or None,
         job_name=job_name,
         region=region,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
+from smc_core.usercode import module_name
 
 if TYPE_CHECKING:
     from smc_core.usercode import UserCode
@@ -95,11 +96,6 @@ def _entry_point(training_env: TrainingEnv, user_code: UserCode | None) -> str |
     return training_env.user_entry_point
 
 
-def _module_name(entry_point: str | None) -> str | None:
-    # As the reference: only ".py" is stripped (a shell entry point keeps its name).
-    return entry_point[:-3] if entry_point and entry_point.endswith(".py") else entry_point
-
-
 def training_env_dict(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, Any]:
     """The ``SM_TRAINING_ENV`` object: every key of the contract, JSON-ready.
 
@@ -132,7 +128,7 @@ def training_env_dict(training_env: TrainingEnv, user_code: UserCode | None = No
         "master_hostname": env.master_hostname,
         "model_dir": str(env.model_dir),
         "module_dir": env.module_dir or str(env.code_dir),
-        "module_name": _module_name(entry_point),
+        "module_name": module_name(entry_point),
         "network_interface_name": env.network_interface_name,
         "num_cpus": env.num_cpus,
         "num_gpus": env.num_gpus,

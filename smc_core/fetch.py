@@ -32,7 +32,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
@@ -114,8 +114,8 @@ def _local_version(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _existing_policy(policy: str | None) -> str:
-    value = (policy or os.environ.get("SMC_EXISTING_CODE") or "replace").strip().lower()
+def _existing_policy(policy: str | None, environ: Mapping[str, str]) -> str:
+    value = (policy or environ.get("SMC_EXISTING_CODE") or "replace").strip().lower()
     if value not in EXISTING_CODE_POLICIES:
         raise ConfigError(
             f"SMC_EXISTING_CODE is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
@@ -130,6 +130,7 @@ def fetch_code(
     *,
     region: str | None = None,
     policy: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> str:
     """Make ``source`` the content of ``code_dir``, by the rules in this module's docstring.
 
@@ -138,7 +139,9 @@ def fetch_code(
     :param code_dir: the code dir (created when missing).
     :param region: the S3 region (default: from the environment).
     :param policy: ``replace``, ``keep`` or ``error`` for a code dir holding other code
-        (default: ``$SMC_EXISTING_CODE``, else ``replace``).
+        (default: ``SMC_EXISTING_CODE`` in ``environ``, else ``replace``).
+    :param environ: the environment to read ``SMC_EXISTING_CODE``, the S3 endpoint
+        (``AWS_ENDPOINT_URL``...) and the default region from (default: this process's).
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
         from the same source) or ``"kept"`` (policy ``keep``).
     :raises FetchError: the source cannot be read, is not an archive, or is hostile.
@@ -147,7 +150,8 @@ def fetch_code(
     if not source:
         code_dir.mkdir(parents=True, exist_ok=True)
         return "as-is"
-    policy = _existing_policy(policy)
+    environ = os.environ if environ is None else environ
+    policy = _existing_policy(policy, environ)
     local = local_source_path(source)
     if local is not None:
         if not local.exists():
@@ -167,9 +171,10 @@ def fetch_code(
             if local is not None:
                 version = _local_version(local)
             else:
-                from smc_core.s3 import open_s3_object
+                from smc_core.s3 import S3ObjectReader, parse_s3_uri, s3_client
 
-                reader = open_s3_object(source, region=region)
+                bucket, key = parse_s3_uri(source)
+                reader = S3ObjectReader(s3_client(region, environ=environ), bucket, key)
                 version = reader.etag
             marker = _read_marker(code_dir)
             if marker == {"source": source, "version": version}:

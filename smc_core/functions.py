@@ -26,7 +26,6 @@ user's code (so ``finally`` blocks run) unless the user installs a handler.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import inspect
 import os
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from smc_core.errors import ConfigError
+from smc_core.messages import did_you_mean
 from smc_core.process import TrainingResult
 from smc_core.reporting import logger
 
@@ -92,11 +92,6 @@ def environment_fields(training_env: TrainingEnv) -> dict[str, Any]:
                 fields[name] = _plain(getattr(training_env, name))
     fields["training_env"] = training_env
     return fields
-
-
-def _closest(name: str, candidates: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 _SIMPLE_TYPES = (bool, int, float, str)
@@ -175,7 +170,7 @@ def train_arguments(
         elif param.default is inspect.Parameter.empty:
             problems.append(
                 f"{where} requires the parameter {name!r}, which no hyperparameter or environment field "
-                f"gives{_closest(name, unknown)}. Add the hyperparameter {name!r}, or give the parameter "
+                f"gives.{did_you_mean(name, unknown)} Add the hyperparameter {name!r}, or give the parameter "
                 "a default."
             )
             continue
@@ -191,7 +186,7 @@ def train_arguments(
         for name in unknown:
             problems.append(
                 f"the hyperparameter {name!r} is not a parameter of {where} "
-                f"(it takes: {', '.join(named) or 'nothing'}){_closest(name, named)}. "
+                f"(it takes: {', '.join(named) or 'nothing'}).{did_you_mean(name, named)} "
                 "Fix the name, or add the parameter (or **kwargs) to the function."
             )
     if problems:

@@ -110,12 +110,15 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
     )
 
 
-def find_uv() -> str | None:
-    """The uv executable beside the interpreter, on ``PATH``, or from the ``uv`` Python package; or None."""
+def find_uv(environ: Mapping[str, str] | None = None) -> str | None:
+    """The uv executable beside the interpreter, on ``PATH``, or from the ``uv`` Python package; or None.
+
+    :param environ: the environment whose ``PATH`` is searched (default: this process's).
+    """
     beside = Path(sys.executable).parent / "uv"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    found = shutil.which("uv")
+    found = shutil.which("uv", path=(os.environ if environ is None else environ).get("PATH"))
     if found:
         return found
     try:
@@ -130,7 +133,7 @@ def _installer(environ: Mapping[str, str]) -> tuple[str, str | None]:
     choice = (environ.get("SMC_INSTALLER") or "auto").strip().lower()
     if choice not in ("auto", "uv", "pip"):
         raise ConfigError(f"SMC_INSTALLER is {choice!r}; expected auto, uv or pip.")
-    uv = find_uv() if choice in ("auto", "uv") else None
+    uv = find_uv(environ) if choice in ("auto", "uv") else None
     if choice == "uv" and uv is None:
         raise ConfigError(
             "SMC_INSTALLER=uv, but uv is not installed: `pip install uv`, or set SMC_INSTALLER=pip."

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,9 @@ class UserCode:
         entry_point: the entry point as given (``train.py``, ``run.sh``, a module name), or None
             when the job names none.
         kind: how the entry point is run.
-        module_name: the entry point without its suffix (``train`` for ``train.py``): SM_MODULE_NAME.
+        module_name: the name that imports the entry point, for ``python -m`` (:attr:`EntryKind.MODULE`)
+            and function mode: :func:`import_name` (``pkg.train`` for ``pkg/train.py``), or None when
+            there is no entry point. Not ``SM_MODULE_NAME``, which keeps the ``/`` (:func:`module_name`).
         source: where the code came from (``s3://...``, a local path), or None for the code dir as is.
     """
 
@@ -76,14 +77,23 @@ def entry_kind(code_dir: Path, entry_point: str) -> EntryKind:
 
 
 def module_name(entry_point: str | None) -> str | None:
-    """``train`` for ``train.py`` or ``train.sh``, ``pkg.train`` for ``pkg/train.py``; the entry point
-    itself otherwise."""
-    if entry_point is None:
-        return None
-    for suffix in (".py", ".sh"):
-        if entry_point.endswith(suffix):
-            return entry_point[: -len(suffix)].replace("/", ".")
+    """The job's module name (``SM_MODULE_NAME``): ``train`` for ``train.py``, ``pkg/train`` for
+    ``pkg/train.py``; any other entry point (``run.sh``, ``train``) as it is; None for None.
+
+    As the reference toolkit, only a ``.py`` suffix is stripped. This is the one rule for the module
+    name: :class:`~smc_core.environment.TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
+    :attr:`UserCode.module_name` (which adds :func:`import_name`'s dots) all come from it.
+    """
+    if entry_point is not None and entry_point.endswith(".py"):
+        return entry_point[:-3]
     return entry_point
+
+
+def import_name(entry_point: str | None) -> str | None:
+    """The name that imports ``entry_point`` (``python -m``, function mode): :func:`module_name` with
+    ``/`` as ``.`` (``pkg.train`` for ``pkg/train.py``); None for None."""
+    name = module_name(entry_point)
+    return None if name is None else name.replace("/", ".")
 
 
 FUNCTION_MODE_VARIABLE = "SMC_FUNCTION_MODE"
@@ -93,8 +103,12 @@ FUNCTION_MODE_HYPERPARAMETER = "sagemaker_function_mode"
 def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> bool:
     """True when the job asks for function mode: ``SMC_FUNCTION_MODE=1`` (or ``true``/``yes``) in the
     environment, or the hyperparameter ``sagemaker_function_mode`` set to true. The environment
-    variable wins when both are given (``SMC_FUNCTION_MODE=0`` turns it off)."""
-    environ = os.environ if environ is None else environ
+    variable wins when both are given (``SMC_FUNCTION_MODE=0`` turns it off).
+
+    :param environ: the environment to read (default: ``training_env.environ``, the one the job was
+        loaded from).
+    """
+    environ = training_env.environ if environ is None else environ
     value: Any = environ.get(FUNCTION_MODE_VARIABLE)
     if value is None or value == "":
         value = training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False)
@@ -104,10 +118,11 @@ def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None =
 
 
 def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:
-    """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point."""
+    """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point
+    (function mode as :func:`function_mode` reads it from ``training_env.environ``)."""
     code_dir = training_env.code_dir
     entry = training_env.user_entry_point
     kind = EntryKind.FUNCTION if function_mode(training_env) else entry_kind(code_dir, entry or "")
     return UserCode(
-        code_dir=code_dir, entry_point=entry, kind=kind, module_name=module_name(entry), source=source
+        code_dir=code_dir, entry_point=entry, kind=kind, module_name=import_name(entry), source=source
     )

@@ -15,10 +15,13 @@ from smc_core.usercode import EntryKind, UserCode, is_package
 
 @hookimpl(trylast=True)
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> None:
-    """Install the package, or ``requirements.txt``, from the code dir into this interpreter."""
+    """Install the package, or ``requirements.txt``, from the code dir into this interpreter.
+
+    The installer's settings (``SMC_INSTALLER``, ``PIP_*``, ``CA_REPOSITORY_ARN``) are read from
+    ``training_env.environ``, the environment the job was loaded from, which the installer also runs with."""
     code_dir = user_code.code_dir
     if user_code.kind is EntryKind.MODULE or (user_code.kind is EntryKind.FUNCTION and is_package(code_dir)):
-        install_package(code_dir)
+        install_package(code_dir, environ=training_env.environ)
     else:
-        install_requirements(code_dir)
+        install_requirements(code_dir, environ=training_env.environ)
     return None

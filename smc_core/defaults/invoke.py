@@ -19,6 +19,7 @@ from smc_core import hookimpl
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
 from smc_core.exports import user_args
+from smc_core.messages import did_you_mean
 from smc_core.process import TrainingResult, python_executable, run_process
 from smc_core.usercode import EntryKind, UserCode
 
@@ -52,10 +53,7 @@ def _missing_entry(code_dir: Path, entry: str) -> ConfigError:
         names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-"))
     except OSError:
         names = []
-    import difflib
-
-    near = difflib.get_close_matches(entry, names, n=1)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
+    hint = did_you_mean(entry, names)
     shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "nothing"
     return ConfigError(
         f"The entry point {entry!r} (sagemaker_program) is not in the code dir {code_dir}, which holds: "
@@ -107,7 +105,7 @@ def invoke_train(
     if user_code.kind is EntryKind.FUNCTION:
         if not user_code.module_name:
             raise ConfigError(_NO_ENTRY)
-        from smc_core.functions import run_function  # inspect, difflib, traceback: function mode only
+        from smc_core.functions import run_function  # inspect, traceback: function mode only
 
         return run_function(
             training_env,

@@ -18,12 +18,17 @@ def code_region(training_env: TrainingEnv) -> str | None:
 
 @hookimpl(trylast=True)
 def fetch_user_code(training_env: TrainingEnv) -> UserCode:
-    """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point."""
+    """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point.
+
+    Settings (``SMC_EXISTING_CODE``, ``SMC_FUNCTION_MODE``, the S3 endpoint) are read from
+    ``training_env.environ``, the environment the job was loaded from."""
     source = training_env.module_dir or None
     if source:
         from smc_core.fetch import fetch_code  # archives, hashing, locks: only when there is a source
 
-        fetch_code(source, training_env.code_dir, region=code_region(training_env))
+        fetch_code(
+            source, training_env.code_dir, region=code_region(training_env), environ=training_env.environ
+        )
     else:
         training_env.code_dir.mkdir(parents=True, exist_ok=True)
     return describe_user_code(training_env, source=source)

@@ -77,7 +77,7 @@ def test_the_returned_object_reaches_the_adapter(
     saver = SavesModel()
     register_plugin(saver)
     cwd, path = os.getcwd(), list(sys.path)
-    monkeypatch.setenv("SMC_FUNCTION_MODE", "1")  # the default hooks read this process's environment
+    monkeypatch.delenv("SMC_FUNCTION_MODE", raising=False)  # the hooks read the environ given to main
     code = main(
         plugin_manager,
         base=base,
@@ -98,12 +98,12 @@ def test_misspelt_hyperparameter_names_it_and_suggests(job_dir: Callable[..., Pa
     text = failure_text(base)
     assert text.startswith("ConfigError: Function mode: train() in ")
     assert (
-        "requires the parameter 'epochs', which no hyperparameter or environment field gives "
-        "(did you mean 'epoch'?)" in text
+        "requires the parameter 'epochs', which no hyperparameter or environment field gives. "
+        "Did you mean 'epoch'? Add the hyperparameter 'epochs'" in text
     )
     assert (
         "the hyperparameter 'epoch' is not a parameter of train()" in text
-        and "(did you mean 'epochs'?)" in text
+        and "(it takes: epochs, lr, model_dir). Did you mean 'epochs'? Fix the name" in text
     )
 
 
@@ -168,7 +168,7 @@ def test_train_arguments_rules() -> None:
 
     with pytest.raises(
         ConfigError,
-        match=r"'epohcs' is not a parameter of train\(\) \(it takes: epochs\) \(did you mean 'epochs'\?\)",
+        match=r"'epohcs' is not a parameter of train\(\) \(it takes: epochs\)\. Did you mean 'epochs'\?",
     ):
         train_arguments(strict, {"epochs": 1, "epohcs": 1}, {})
 
