@@ -236,30 +236,37 @@ class TrainingEnv:
 
     @property
     def input_dir(self) -> Path:
+        """``input/``."""
         return self.paths.input_dir
 
     @property
     def input_config_dir(self) -> Path:
+        """``input/config/``: the job's JSON config files."""
         return self.paths.input_config_dir
 
     @property
     def code_dir(self) -> Path:
+        """``code/``: where the user's code is placed."""
         return self.paths.code_dir
 
     @property
     def model_dir(self) -> Path:
+        """``model/``: the model the job produces (``SM_MODEL_DIR``)."""
         return self.paths.model_dir
 
     @property
     def output_dir(self) -> Path:
+        """``output/``: the success and failure files."""
         return self.paths.output_dir
 
     @property
     def output_data_dir(self) -> Path:
+        """``output/data/``: other outputs (``SM_OUTPUT_DATA_DIR``)."""
         return self.paths.output_data_dir
 
     @property
     def output_intermediate_dir(self) -> Path:
+        """``output/intermediate/``: synced to S3 while the job runs."""
         return self.paths.output_intermediate_dir
 
     @property
