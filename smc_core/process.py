@@ -9,11 +9,12 @@ Supervision, for every process started here:
 
 * the command runs without a shell (each argument reaches the program exactly), in a new session and
   process group, with stdin from ``/dev/null``;
-* SIGTERM and SIGINT received by smc are passed on to the whole group; after the grace period
-  (``grace_period``, default ``$SMC_GRACE_PERIOD`` or 100 s) the group gets SIGKILL;
+* SIGTERM and SIGINT received by smc from just before the start until the process ends are passed on
+  to the whole group; after the grace period (``grace_period``, default ``$SMC_GRACE_PERIOD`` or
+  100 s) the group gets SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
-  ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); a line ending in
-  ``\\r`` (a progress bar) is passed on at once;
+  ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); ``\\r\\n`` ends a
+  line as ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once;
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its group, or descendants seen while it ran)
   is stopped: no orphan outlives the job;
@@ -154,6 +155,7 @@ class _Pump(threading.Thread):
         fd = self.pipe.fileno()
         buffer = b""
         at_line_start = True
+        after_cr: bytes | None = None  # a segment passed on with its \r last in what had been read
         while True:
             try:
                 chunk = os.read(fd, 65536)
@@ -162,13 +164,26 @@ class _Pump(threading.Thread):
             if not chunk:
                 break
             buffer += chunk
+            if after_cr is not None and buffer.startswith(b"\n"):
+                # A \r\n split between two reads: the \r went out at once, the \n ends that same line.
+                self.sink.write(b"\n")
+                self.keep(after_cr + b"\n")
+                buffer = buffer[1:]
+            after_cr = None
             start = 0
+            newline = carriage = -1  # the next \n and \r at or after start (len(buffer) when none)
             while True:
-                ends = [i for i in (buffer.find(b"\n", start), buffer.find(b"\r", start)) if i >= 0]
-                if not ends:
+                if newline < start:
+                    newline = _find(buffer, b"\n", start)
+                if carriage < start:
+                    carriage = _find(buffer, b"\r", start)
+                end = _segment_end(buffer, newline, carriage)
+                if end > len(buffer):
                     break
-                end = min(ends) + 1
-                self.emit(buffer[start:end], at_line_start, complete=buffer[end - 1 : end] == b"\n")
+                segment = buffer[start:end]
+                self.emit(segment, at_line_start, complete=segment.endswith(b"\n"))
+                if end == len(buffer) and segment.endswith(b"\r"):
+                    after_cr = segment
                 at_line_start = True
                 start = end
             buffer = buffer[start:]
@@ -181,8 +196,29 @@ class _Pump(threading.Thread):
 
     def emit(self, segment: bytes, at_line_start: bool, *, complete: bool) -> None:
         self.sink.write(self.prefix + segment if (self.prefix and at_line_start) else segment)
-        if self.tail is not None and complete:
-            self.tail.append(segment.decode("utf-8", "replace").rstrip("\r\n")[:2000])
+        if complete:
+            self.keep(segment)
+
+    def keep(self, line: bytes) -> None:
+        """Add a complete line to the tail (when one is kept), without its line ending."""
+        if self.tail is not None:
+            self.tail.append(line.decode("utf-8", "replace").rstrip("\r\n")[:2000])
+
+
+def _find(buffer: bytes, byte: bytes, start: int) -> int:
+    """The position of ``byte`` at or after ``start``; ``len(buffer)`` when there is none."""
+    found = buffer.find(byte, start)
+    return len(buffer) if found < 0 else found
+
+
+def _segment_end(buffer: bytes, newline: int, carriage: int) -> int:
+    """Where the segment ends: after its \\n, its \\r\\n, or a lone \\r (a progress bar redrawing
+    its line, passed on at once); past ``len(buffer)`` when no line ending is there yet."""
+    if newline < carriage:
+        return newline + 1
+    if buffer[carriage + 1 : carriage + 2] == b"\n":
+        return carriage + 2  # \r\n: one line ending
+    return carriage + 1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,25 +251,42 @@ class SupervisedProcess:
         self.command = [os.fspath(c) for c in command]
         self.grace_period = default_grace_period() if grace_period is None else grace_period
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
-        self._popen = subprocess.Popen(
-            self.command,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            close_fds=True,
-        )
-        self.pid = self._popen.pid
-        self.pgid = self.pid  # start_new_session: the leader's pid names the group
         self.forwarded: list[str] = []
         self.killed_after_grace = False
-        self._lock = threading.Lock()
+        # Reentrant: a second signal can interrupt the main thread inside send_signal's critical section.
+        self._lock = threading.RLock()
         self._grace_timer: threading.Timer | None = None
         self._result: TrainingResult | None = None
         self._descendants: set[tuple[int, float]] = set()
-        self._done = threading.Event()
+        self._done = threading.Event()  # set once the process has exited: signals are no longer passed on
+        self._started = False
+        self._pending_signals: list[int] = []
+        # The handlers go in before the process starts: a SIGTERM/SIGINT from here on is kept and passed on
+        # as soon as the group exists. Installed after Popen, a signal in between killed smc by the default
+        # action and left the process (in its own session) running as an orphan. (Blocking the signals
+        # around Popen instead would not do: the child inherits the blocked mask through fork and exec.)
+        self._forwarding = forward_signals()
+        self._forwarding.__enter__()
+        add_signal_target(id(self), self._on_signal)
+        try:
+            self._popen = subprocess.Popen(
+                self.command,
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            remove_signal_target(id(self))
+            self._forwarding.__exit__(None, None, None)
+            raise
+        self.pid = self._popen.pid
+        self.pgid = self.pid  # start_new_session: the leader's pid names the group
+        self._started = True
+        self._pass_on_pending()
         raw_prefix = prefix.encode() if prefix else b""
         assert self._popen.stdout is not None and self._popen.stderr is not None
         self._pumps = [
@@ -244,29 +297,45 @@ class SupervisedProcess:
             pump.start()
         self._monitor = threading.Thread(target=self._watch_descendants, daemon=True, name="smc-monitor")
         self._monitor.start()
-        self._forwarding = forward_signals()
-        self._forwarding.__enter__()
-        add_signal_target(id(self), self._on_signal)
         logger.debug("Started pid %d: %s", self.pid, self.command)
 
     # --- signals -------------------------------------------------------------------------------
     def _on_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
-        logger.warning(
-            "Received %s: passing it on to pid %d and its group (grace period %.0f s).",
-            name,
-            self.pid,
-            self.grace_period,
-        )
-        self.send_signal(signum)
+        # Runs in the main thread, between any two bytecodes of whatever it was doing (wait's teardown
+        # included): it must neither block nor start anything once the process has ended.
+        if self._done.is_set():
+            return
+        self._pending_signals.append(signum)
+        if self._started:
+            self._pass_on_pending()
+
+    def _pass_on_pending(self) -> None:
+        """Pass on the signals received so far (each exactly once: ``list.pop`` is atomic)."""
+        while True:
+            try:
+                signum = self._pending_signals.pop(0)
+            except IndexError:
+                return
+            logger.warning(
+                "Received %s: passing it on to pid %d and its group (grace period %.0f s).",
+                signal.Signals(signum).name,
+                self.pid,
+                self.grace_period,
+            )
+            self.send_signal(signum)
 
     def send_signal(self, signum: int) -> None:
-        """Send ``signum`` to the process group; SIGTERM/SIGINT also start the grace period."""
+        """Send ``signum`` to the process group; SIGTERM/SIGINT also start the grace period.
+
+        Does nothing once the process has exited (what it left behind is stopped by :meth:`wait`).
+        """
+        if self._done.is_set():
+            return
         self.forwarded.append(signal.Signals(signum).name)
         kill_group(self.pgid, signum)
         if signum in (signal.SIGTERM, signal.SIGINT):
             with self._lock:
-                if self._grace_timer is None and self._popen.poll() is None:
+                if self._grace_timer is None and not self._done.is_set() and self._popen.poll() is None:
                     self._grace_timer = threading.Timer(self.grace_period, self._kill_after_grace)
                     self._grace_timer.daemon = True
                     self._grace_timer.start()
@@ -356,10 +425,13 @@ class SupervisedProcess:
         if self._result is not None:
             return self._result
         returncode = self._popen.wait(timeout)
+        # Set before taking the lock: a signal handled during the seconds the teardown below may take
+        # (stopping leftovers, draining the pipes) then returns at once instead of waiting for the lock,
+        # which this same thread holds (a deadlock that only SIGKILL ended).
+        self._done.set()
         with self._lock:
             if self._result is not None:
                 return self._result
-            self._done.set()
             if self._grace_timer is not None:
                 self._grace_timer.cancel()
             leftovers = self._stop_leftovers()
@@ -495,5 +567,4 @@ def run_process(
         reason = f"cannot start {command[0]!r}{where}: {exc.strerror or exc}"
         logger.error("%s", reason)
         return TrainingResult(exit_code=code, command=[os.fspath(c) for c in command], failure=reason)
-    with forward_signals():
-        return process.wait()
+    return process.wait()  # the constructor passes signals on until the process ends

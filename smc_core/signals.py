@@ -72,10 +72,8 @@ class _Forwarder:
         self.targets: dict[int, Callable[[int], None]] = {}  # id -> on_signal(signum)
         self.depth = 0
         self.previous: dict[int, Any] = {}
-        self.received: list[int] = []
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        self.received.append(signum)
         with self.lock:
             targets = list(self.targets.values())
         for on_signal in targets:
