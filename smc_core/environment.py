@@ -44,7 +44,9 @@ from smc_core.errors import ConfigError
 from smc_core.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
 from smc_core.hyperparameters import (
     DISTRIBUTION_SWITCHES,
+    FALSE_WORDS,
     RESERVED_HYPERPARAMETERS,
+    TRUE_WORDS,
     SplitHyperparameters,
     decode_hyperparameters,
     load_hyperparameters,
@@ -90,8 +92,6 @@ DEFAULT_INTERFACE = "eth0"
 BOOL_FLAGS_ENV = "SMC_BOOL_FLAGS"
 """Set to ``1``/``true``/``yes`` to render boolean hyperparameters as bare flags (see exports.cmd_args)."""
 
-_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-_FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 _FILE_MODES = frozenset({"File", "FastFile"})
 
 
@@ -301,9 +301,9 @@ def _reserved_string(path: Path, reserved: Mapping[str, Any], key: str, example:
 def _switch(environ: Mapping[str, str], name: str) -> bool:
     raw = environ.get(name, "")
     word = raw.strip().lower()
-    if word not in _TRUE_WORDS | _FALSE_WORDS:
+    if word not in TRUE_WORDS | FALSE_WORDS:
         raise ConfigError(f"The environment variable {name} is {raw!r}: expected 1 (on) or 0 (off).")
-    return word in _TRUE_WORDS
+    return word in TRUE_WORDS
 
 
 def _log_level(path: Path, value: Any) -> int:

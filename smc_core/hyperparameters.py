@@ -14,15 +14,35 @@ from smc_core.paths import job_paths
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
+    "FALSE_WORDS",
     "RESERVED_HYPERPARAMETERS",
     "SAGEMAKER_PREFIX",
+    "TRUE_WORDS",
     "SplitHyperparameters",
     "decode_hyperparameters",
+    "is_true",
     "load_hyperparameters",
     "split_hyperparameters",
 ]
 
 SAGEMAKER_PREFIX = "sagemaker_"
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+"""How a switch given as a string (an environment variable, a bare hyperparameter) says "on"."""
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+"""How a switch given as a string says "off"."""
+
+
+def is_true(value: Any) -> bool:
+    """Whether a switch is on: a string in :data:`TRUE_WORDS` (any case), a mapping whose
+    ``enabled`` is on (``{"enabled": true}``, as the SDK's ``distribution=`` sends some switches),
+    else the value's truth."""
+    if isinstance(value, str):
+        return value.strip().lower() in TRUE_WORDS
+    if isinstance(value, Mapping):
+        return is_true(value.get("enabled", False))
+    return bool(value)
+
 
 RESERVED_HYPERPARAMETERS = frozenset(
     {

@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from smc_core.errors import ConfigError, InstallError
+from smc_core.hyperparameters import is_true
 from smc_core.process import run_process
 from smc_core.reporting import logger, summary_line
 
@@ -76,10 +77,6 @@ def _config_files(environ: Mapping[str, str]) -> list[Path]:
     return files
 
 
-def _truthy(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
 def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
     """Read pip's configuration files (``[global]`` then ``[install]``) and ``PIP_*`` variables."""
     environ = os.environ if environ is None else environ
@@ -106,7 +103,7 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
         find_links=values.get("find-links", "").split(),
         constraints=values.get("constraint", "").split(),
         trusted_hosts=values.get("trusted-host", "").split(),
-        no_index=_truthy(values.get("no-index", "")),
+        no_index=is_true(values.get("no-index", "")),
     )
 
 

@@ -112,9 +112,9 @@ def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None =
     value: Any = environ.get(FUNCTION_MODE_VARIABLE)
     if value is None or value == "":
         value = training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False)
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    from smc_core.hyperparameters import is_true
+
+    return is_true(value)
 
 
 def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:

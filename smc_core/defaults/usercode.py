@@ -10,12 +10,6 @@ from smc_core.environment import TrainingEnv
 from smc_core.usercode import UserCode, describe_user_code
 
 
-def code_region(training_env: TrainingEnv) -> str | None:
-    """The region to read the code from: the job's region, else the ``sagemaker_region`` hyperparameter."""
-    region = training_env.region or training_env.raw_hyperparameters.get("sagemaker_region")
-    return str(region) if region else None
-
-
 @hookimpl(trylast=True)
 def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point.
@@ -26,9 +20,7 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     if source:
         from smc_core.fetch import fetch_code  # archives, hashing, locks: only when there is a source
 
-        fetch_code(
-            source, training_env.code_dir, region=code_region(training_env), environ=training_env.environ
-        )
+        fetch_code(source, training_env.code_dir, region=training_env.region, environ=training_env.environ)
     else:
         training_env.code_dir.mkdir(parents=True, exist_ok=True)
     return describe_user_code(training_env, source=source)

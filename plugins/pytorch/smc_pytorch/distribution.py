@@ -13,6 +13,7 @@ from typing import Any
 
 from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
+from smc_core.hyperparameters import is_true
 from smc_core.network import interface_exists, resolve_host
 from smc_core.process import python_executable
 from smc_core.reporting import logger
@@ -31,18 +32,10 @@ RENDEZVOUS_TIMEOUT_VAR = "SMC_PYTORCH_RENDEZVOUS_TIMEOUT"
 """smc option: seconds torchrun's agents wait for each other at the start (default 600)."""
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(value, Mapping):  # e.g. {"enabled": true}, as some clients send it
-        return _truthy(value.get("enabled", False))
-    return bool(value)
-
-
 def distribution_switch(training_env: TrainingEnv) -> str | None:
     """The distribution switch that is on (``sagemaker_torch_distributed_enabled`` ...), or None."""
     params = training_env.additional_framework_parameters
-    return next((key for key in DISTRIBUTION_SWITCHES if _truthy(params.get(key))), None)
+    return next((key for key in DISTRIBUTION_SWITCHES if is_true(params.get(key))), None)
 
 
 def _positive_int(value: Any, where: str) -> int:
