@@ -167,7 +167,7 @@ def paired_ratios(numerator: Series, denominator: Series, metric: str) -> list[f
 
 # --- plugin discovery, in-process ---------------------------------------------------------------------
 
-# The runner has imported smc_core.runner (and with it the environment, reporting and process modules)
+# The runner has imported smc_core.host.runner (and with it the environment, reporting and process modules)
 # when it calls get_plugin_manager(): the probe does the same before it starts the clock. It reports
 #   total_s: a first get_plugin_manager() call, which also imports the built-in default plugins' modules;
 #   discovery_s (in a second interpreter): the call once those modules are imported, that is finding the
@@ -175,8 +175,8 @@ def paired_ratios(numerator: Series, denominator: Series, metric: str) -> list[f
 DISCOVERY_PROBE = """\
 import time; t0 = time.perf_counter()
 import json, sys
-import smc_core.runner
-import smc_core.plugins as plugins
+import smc_core.host.runner
+import smc_core.host.plugins as plugins
 t1 = time.perf_counter()
 if sys.argv[1] == "discovery":
     plugins.get_plugin_manager(environ={}, load_entrypoints=False)

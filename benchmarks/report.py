@@ -187,7 +187,8 @@ def discovery_rows(discovery: dict[str, list[dict[str, float]]]) -> tuple[list[s
     """Plugin discovery in fresh interpreters, per environment."""
     rows = [
         "| environment | distributions | entry-point discovery (ms) | first `get_plugin_manager()`, all (ms) "
-        "| `import smc_core.runner, smc_core.plugins` (ms) | bare interpreter start, process (ms) |",
+        "| `import smc_core.host.runner, smc_core.host.plugins` (ms) "
+        "| bare interpreter start, process (ms) |",
         "|---|---|---|---|---|---|",
     ]
     framework_median = None

@@ -1,10 +1,21 @@
 """smc: the toolkit that runs inside machine-learning training containers.
 
-Plugin authors need two names from here: :data:`hookimpl`, the marker for hook implementations,
-and the hook contract in :mod:`smc_core.hookspecs`.
+This module is smc's public API: what adapters, plugins and their tests may import. Everything here
+is importable as ``from smc_core import NAME`` (test helpers from :mod:`smc_core.testing`); every
+other module of the package is internal and may change in any release.
+
+Compatibility (0.x): the names below keep their meaning within a minor release (0.1.x); a minor
+release (0.2) may change them, and says so in its notes. Keyword arguments may be added to
+functions and fields (with defaults) to dataclasses at any release.
+
+Names are imported on first use, so ``import smc_core`` stays cheap: the runner's own start, ``smc
+plugins`` and ``smc env`` import only what a job uses.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -13,4 +24,100 @@ __version__ = "0.1.0"
 hookimpl = pluggy.HookimplMarker("smc")
 """Marks a function as an smc hook implementation: ``@hookimpl`` above ``def prepare_training(...)``."""
 
-__all__ = ["__version__", "hookimpl"]
+# Public name -> the internal module that defines it.
+_EXPORTS: dict[str, str] = {
+    # the hook types
+    "TrainingEnv": "smc_core.job.environment",
+    "create_environment": "smc_core.job.environment",
+    "JobPaths": "smc_core.job.paths",
+    "UserCode": "smc_core.usercode.describe",
+    "EntryKind": "smc_core.usercode.describe",
+    "describe_user_code": "smc_core.usercode.describe",
+    "TrainingResult": "smc_core.launch.process",
+    # errors
+    "SmcError": "smc_core.errors",
+    "ConfigError": "smc_core.errors",
+    "PluginError": "smc_core.errors",
+    "FetchError": "smc_core.errors",
+    "InstallError": "smc_core.errors",
+    "ClusterError": "smc_core.errors",
+    "UserCodeError": "smc_core.errors",
+    # settings
+    "Setting": "smc_core.host.settings",
+    "Settings": "smc_core.host.settings",
+    "GRACE_PERIOD": "smc_core.host.settings",
+    "HOST_WAIT_TIMEOUT": "smc_core.host.settings",
+    # running processes
+    "SupervisedProcess": "smc_core.launch.process",
+    "start_process": "smc_core.launch.process",
+    "run_process": "smc_core.launch.process",
+    "python_executable": "smc_core.launch.process",
+    "entry_command": "smc_core.defaults.invoke",
+    # hosts and networks
+    "wait_for_hosts": "smc_core.launch.network",
+    "wait_for_port": "smc_core.launch.network",
+    "resolve_host": "smc_core.launch.network",
+    "interface_exists": "smc_core.launch.network",
+    # what the user's process gets
+    "exported_vars": "smc_core.job.exports",
+    "user_args": "smc_core.job.exports",
+    "is_true": "smc_core.job.hyperparameters",
+    # TF_CONFIG, shared by the TensorFlow and Keras adapters
+    "multi_worker_tf_config": "smc_core.job.tf_config",
+    "parameter_server_tf_config": "smc_core.job.tf_config",
+    "tf_config_json": "smc_core.job.tf_config",
+    # logging
+    "logger": "smc_core.host.reporting",
+}
+
+__all__ = ["__version__", "hookimpl", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'smc_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ imports them
+    from smc_core.defaults.invoke import entry_command as entry_command
+    from smc_core.errors import ClusterError as ClusterError
+    from smc_core.errors import ConfigError as ConfigError
+    from smc_core.errors import FetchError as FetchError
+    from smc_core.errors import InstallError as InstallError
+    from smc_core.errors import PluginError as PluginError
+    from smc_core.errors import SmcError as SmcError
+    from smc_core.errors import UserCodeError as UserCodeError
+    from smc_core.host.reporting import logger as logger
+    from smc_core.host.settings import GRACE_PERIOD as GRACE_PERIOD
+    from smc_core.host.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
+    from smc_core.host.settings import Setting as Setting
+    from smc_core.host.settings import Settings as Settings
+    from smc_core.job.environment import TrainingEnv as TrainingEnv
+    from smc_core.job.environment import create_environment as create_environment
+    from smc_core.job.exports import exported_vars as exported_vars
+    from smc_core.job.exports import user_args as user_args
+    from smc_core.job.hyperparameters import is_true as is_true
+    from smc_core.job.paths import JobPaths as JobPaths
+    from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
+    from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
+    from smc_core.job.tf_config import tf_config_json as tf_config_json
+    from smc_core.launch.network import interface_exists as interface_exists
+    from smc_core.launch.network import resolve_host as resolve_host
+    from smc_core.launch.network import wait_for_hosts as wait_for_hosts
+    from smc_core.launch.network import wait_for_port as wait_for_port
+    from smc_core.launch.process import SupervisedProcess as SupervisedProcess
+    from smc_core.launch.process import TrainingResult as TrainingResult
+    from smc_core.launch.process import python_executable as python_executable
+    from smc_core.launch.process import run_process as run_process
+    from smc_core.launch.process import start_process as start_process
+    from smc_core.usercode.describe import EntryKind as EntryKind
+    from smc_core.usercode.describe import UserCode as UserCode
+    from smc_core.usercode.describe import describe_user_code as describe_user_code

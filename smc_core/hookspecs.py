@@ -2,14 +2,15 @@
 
 The runner calls the hooks in this order, with keyword arguments, and nothing else in between::
 
-    training_env = load_environment(base_dir=..., environ=...)         # first result wins
+    settings     = every plugin's register_settings(), parsed from the runner's environment
+    training_env = load_environment(base_dir=..., environ=..., settings=...)  # first result wins
     user_code    = fetch_user_code(training_env=...)                   # first result wins
     contributions = prepare_training(training_env=..., user_code=...)  # every plugin contributes
     result       = invoke_train(training_env=..., user_code=..., process_env=...)  # first result wins
 
-One name per concept, in every hook: ``training_env`` (:class:`smc_core.environment.TrainingEnv`),
-``user_code`` (:class:`smc_core.usercode.UserCode`), ``process_env`` (the environment variables the
-user's processes get) and ``result`` (:class:`smc_core.process.TrainingResult`).
+One name per concept, in every hook: ``training_env`` (:class:`smc_core.job.environment.TrainingEnv`),
+``user_code`` (:class:`smc_core.usercode.describe.UserCode`), ``process_env`` (the environment variables the
+user's processes get) and ``result`` (:class:`smc_core.launch.process.TrainingResult`).
 
 The defaults (``smc_core.defaults``) implement every hook ``trylast``: any plugin or adapter that
 answers wins over them, and one that returns ``None`` ("not mine") lets them answer.
@@ -38,24 +39,66 @@ How each launch style maps onto the hooks
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
-    from smc_core.environment import TrainingEnv
-    from smc_core.process import TrainingResult
-    from smc_core.usercode import UserCode
+    from smc_core.host.settings import Setting, Settings
+    from smc_core.job.environment import TrainingEnv
+    from smc_core.launch.process import TrainingResult
+    from smc_core.usercode.describe import UserCode
 
 PROJECT_NAME = "smc"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
+@hookspec
+def register_settings() -> Iterable[Setting[Any]] | None:
+    """Declare the environment variables this plugin reads, so that they are parsed and checked once.
+
+    Called once, when the plugin manager is built, before any step of the job. Every plugin
+    contributes (not first-result). The runner parses every declared setting (and the core's own)
+    from its environment before :func:`load_environment`; a bad value of any of them fails the job
+    with exit 2, naming the variable, the value and what is accepted. The values reach every hook as
+    ``training_env.settings``; the settings reference (``smc --help``, the README) lists them all.
+
+    :return: the plugin's :class:`~smc_core.host.settings.Setting` declarations, or None.
+
+    Example::
+
+        WORKERS = Setting.integer("SMC_MYFW_WORKERS", 1, "worker processes per host", minimum=1,
+                                  owner="smc-myfw")
+
+        @hookimpl
+        def register_settings():
+            return [WORKERS]
+    """
+
+
+@hookspec
+def claim_switches() -> Iterable[str] | None:
+    """Name the distribution switches (``sagemaker_*`` framework parameters) this plugin launches.
+
+    Called once, before any step of the job. Every plugin contributes. A job whose hyperparameters
+    turn on a distribution switch that no loaded plugin claims fails at start with exit 2, naming the
+    switch and what to install or pin, rather than silently running one independent copy per host.
+
+    :return: the switch names (``sagemaker_multi_worker_mirrored_strategy_enabled`` ...), or None.
+
+    Example::
+
+        @hookimpl
+        def claim_switches():
+            return ["sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled"]
+    """
+
+
 @hookspec(firstresult=True)
-def load_environment(base_dir: Path, environ: Mapping[str, str]) -> TrainingEnv | None:
+def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv | None:
     """Read the job directory and the process environment into a :class:`TrainingEnv`.
 
     Called first, once per host. The first non-None result wins; the default reads
@@ -63,14 +106,17 @@ def load_environment(base_dir: Path, environ: Mapping[str, str]) -> TrainingEnv 
 
     :param base_dir: the job directory (``/opt/ml``, or ``$SAGEMAKER_BASE_DIR``).
     :param environ: the process environment to read (``SAGEMAKER_PROGRAM``, ``TRAINING_JOB_NAME`` ...).
+    :param settings: every declared setting, parsed; pass it on as ``create_environment(...,
+        settings=settings)`` so that later hooks find it as ``training_env.settings``.
     :return: the environment, or None to let the next plugin (finally the default) answer.
 
     Example: a platform that describes hosts in its own file::
 
         @hookimpl
-        def load_environment(base_dir, environ):
+        def load_environment(base_dir, environ, settings):
             if "MY_CLUSTER_FILE" in environ:
-                return create_environment(base_dir, environ, resource_config=read_mine(...))
+                return create_environment(base_dir, environ, settings=settings,
+                                          resource_config=read_mine(...))
     """
 
 

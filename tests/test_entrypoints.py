@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from smc_core.entrypoints import ScannedEntryPoint, _scan_directories, find_entry_points
-from smc_core.plugins import _dist_of
+from smc_core.host.entrypoints import ScannedEntryPoint, _scan_directories, find_entry_points
+from smc_core.host.plugins import _dist_of
 
 GROUPS = ("smc.plugins", "smc.adapters", "console_scripts")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.environment import (
+from smc_core.errors import ConfigError
+from smc_core.job.environment import (
     TrainingEnv,
     available_cpus,
     available_gpus,
@@ -31,7 +32,6 @@ from smc_core.environment import (
     resource_config_from_tf_config,
     split_hyperparameters,
 )
-from smc_core.errors import ConfigError
 
 CONFIG = Path("input") / "config"
 
@@ -395,5 +395,7 @@ def test_booleans_as_flags_switch(job_dir) -> None:
     assert env_for(base).booleans_as_flags is False
     assert env_for(base, SMC_BOOL_FLAGS="true").booleans_as_flags is True
     assert env_for(base, SMC_BOOL_FLAGS="0").booleans_as_flags is False
-    with pytest.raises(ConfigError, match="SMC_BOOL_FLAGS is 'maybe': expected 1 \\(on\\) or 0 \\(off\\)"):
+    with pytest.raises(
+        ConfigError, match=r"SMC_BOOL_FLAGS is 'maybe'.*takes 1/true/yes/on or 0/false/no/off"
+    ):
         env_for(base, SMC_BOOL_FLAGS="maybe")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.environment import TrainingEnv, create_environment
 from smc_core.errors import ConfigError
-from smc_core.exports import (
+from smc_core.job.environment import TrainingEnv, create_environment
+from smc_core.job.exports import (
     TRAINING_ENV_KEYS,
     cmd_args,
     encode_value,
@@ -20,7 +20,7 @@ from smc_core.exports import (
     training_env_dict,
     user_args,
 )
-from smc_core.usercode import EntryKind, UserCode
+from smc_core.usercode.describe import EntryKind, UserCode
 
 
 def env_for(base: Path, **environ: str) -> TrainingEnv:

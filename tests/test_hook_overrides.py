@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from smc_core import hookspecs
-from smc_core.plugins import hook_names
+from smc_core.host.plugins import hook_names
 from smc_core.testing.helpers import run_smc
 
 SCRIPT = "import os, sys\nprint('user script', sys.argv[1:], os.environ.get('RECORDER_PREPARED'))\n"
@@ -37,6 +37,37 @@ def test_recorded_hook_order_through_train(recorder_dist, job_dir, tmp_path):
     assert "user script ['--epochs', '2'] None" in proc.stdout
 
 
+def test_override_register_settings(recorder_dist, job_dir, tmp_path):
+    job = job_dir(code={"train.py": SCRIPT}, entry_point="train.py")
+    log = tmp_path / "calls.jsonl"
+    env = {
+        "SAGEMAKER_BASE_DIR": str(job),
+        "SMC_RECORDER_LOG": str(log),
+        "SMC_RECORDER_OVERRIDE": "register_settings",
+    }
+    # the plugin's setting is parsed at start like the core's: a bad value stops the job with exit 2
+    proc = run_smc("train", pythonpath=recorder_dist, env={**env, "SMC_RECORDER_LEVEL": "0"})
+    assert proc.returncode == 2, proc.stderr
+    assert "SMC_RECORDER_LEVEL is '0'" in proc.stderr and "a whole number >= 1" in proc.stderr
+    assert "SMC_RECORDER_LEVEL is '0'" in (job / "output" / "failure").read_text()
+    proc = run_smc("train", pythonpath=recorder_dist, env={**env, "SMC_RECORDER_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_override_claim_switches(recorder_dist, job_dir, tmp_path):
+    job = job_dir(
+        hyperparameters={"sagemaker_recorder_enabled": True},
+        code={"train.py": SCRIPT},
+        entry_point="train.py",
+    )
+    proc, _ = run_with_recorder(recorder_dist, job, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "sagemaker_recorder_enabled is on, but no loaded adapter handles it" in proc.stderr
+    assert not (job / "output" / "success").exists()
+    proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "claim_switches")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_override_load_environment(recorder_dist, job_dir, tmp_path):
     job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
     proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "load_environment")
@@ -49,7 +80,7 @@ def test_override_fetch_user_code(recorder_dist, job_dir, tmp_path):
     proc, calls = run_with_recorder(recorder_dist, job, tmp_path, "fetch_user_code")
     assert proc.returncode == 0, proc.stderr
     assert "recorder code ['--epochs', '2']" in proc.stdout
-    assert calls[2] == {"hook": "prepare_training", "entry_point": "recorded.py"}
+    assert {"hook": "prepare_training", "entry_point": "recorded.py"} in calls
 
 
 def test_override_prepare_training(recorder_dist, job_dir, tmp_path):
@@ -59,7 +90,7 @@ def test_override_prepare_training(recorder_dist, job_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     # the plugin's variables win over the defaults' for the same name
     assert "prepared 1 /recorder/wins" in proc.stdout
-    assert calls[3] == {"hook": "invoke_train", "prepared": "1"}
+    assert calls[-1] == {"hook": "invoke_train", "prepared": "1"}
 
 
 def test_override_invoke_train(recorder_dist, job_dir, tmp_path):
@@ -101,7 +132,7 @@ def test_cli_commands_do_not_import_frameworks_or_boto3(job_dir):
     job = job_dir(code={"train.py": "print()"}, entry_point="train.py")
     code = (
         "import sys\n"
-        "from smc_core.cli import main\n"
+        "from smc_core.cli.main import main\n"
         "for args in (['plugins'], ['env'], ['env', '--export']):\n"
         "    assert main(args) == 0\n"
         "names = ('torch', 'tensorflow', 'keras', 'boto3', 'botocore')\n"

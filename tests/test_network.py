@@ -1,4 +1,4 @@
-"""smc_core.network: bounded, logged waits for peer hosts and ports."""
+"""smc_core.launch.network: bounded, logged waits for peer hosts and ports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from smc_core.errors import ConfigError, SmcError
-from smc_core.network import (
+from smc_core.launch.network import (
     HOST_WAIT_TIMEOUT_VAR,
     host_wait_timeout,
     interface_exists,

@@ -6,8 +6,8 @@ import pytest
 
 from smc_core import hookimpl
 from smc_core.errors import PluginError
-from smc_core.plugins import get_plugin_manager
-from smc_core.runner import main, merge_process_env, run_training
+from smc_core.host.plugins import get_plugin_manager
+from smc_core.host.runner import main, merge_process_env, run_training
 
 HELLO = "import sys\nprint('hello', sys.argv[1:])\n"
 

@@ -3,8 +3,7 @@
 import os
 import shutil
 
-from smc_core import hookimpl
-from smc_core.usercode import describe_user_code
+from smc_core import describe_user_code, hookimpl
 
 
 @hookimpl

@@ -1,16 +1,16 @@
 """Default ``prepare_training`` part one: install what the user's code needs.
 
 A package (``setup.py`` / ``pyproject.toml``) is installed with its ``requirements.txt``; otherwise
-``requirements.txt`` alone, when there is one. See :mod:`smc_core.install` for the installer (uv or
+``requirements.txt`` alone, when there is one. See :mod:`smc_core.usercode.install` for the installer (uv or
 pip) and the settings it honours.
 """
 
 from __future__ import annotations
 
 from smc_core import hookimpl
-from smc_core.environment import TrainingEnv
-from smc_core.install import install_package, install_requirements
-from smc_core.usercode import EntryKind, UserCode, is_package
+from smc_core.job.environment import TrainingEnv
+from smc_core.usercode.describe import EntryKind, UserCode, is_package
+from smc_core.usercode.install import install_package, install_requirements
 
 
 @hookimpl(trylast=True)

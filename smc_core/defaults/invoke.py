@@ -1,10 +1,10 @@
 """Default ``invoke_train``: run the entry point as one supervised process, or call ``train()``.
 
-Entry kinds (:class:`~smc_core.usercode.EntryKind`): a Python script runs as ``python FILE args``; a
+Entry kinds (:class:`~smc_core.usercode.describe.EntryKind`): a Python script runs as ``python FILE args``; a
 package's module as ``python -m MODULE args``; a shell script through the interpreter its ``#!`` line
 names, else ``/bin/sh FILE args``; anything else as an executable (in the code dir, else on ``PATH``).
 Never through a shell: each argument reaches the program exactly. In function mode
-(:mod:`smc_core.functions`) ``train(...)`` is called in this process and its return value becomes
+(:mod:`smc_core.launch.functions`) ``train(...)`` is called in this process and its return value becomes
 ``result.model``.
 """
 
@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from smc_core import hookimpl
-from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
-from smc_core.exports import user_args
-from smc_core.messages import did_you_mean
-from smc_core.process import TrainingResult, python_executable, run_process
-from smc_core.usercode import EntryKind, UserCode
+from smc_core.host.messages import did_you_mean
+from smc_core.job.environment import TrainingEnv
+from smc_core.job.exports import user_args
+from smc_core.launch.process import TrainingResult, python_executable, run_process
+from smc_core.usercode.describe import EntryKind, UserCode
 
 _NO_ENTRY = (
     "No entry point: the job names none. Set the hyperparameter sagemaker_program "
@@ -105,7 +105,7 @@ def invoke_train(
     if user_code.kind is EntryKind.FUNCTION:
         if not user_code.module_name:
             raise ConfigError(_NO_ENTRY)
-        from smc_core.functions import run_function  # inspect, traceback: function mode only
+        from smc_core.launch.functions import run_function  # inspect, traceback: function mode only
 
         return run_function(
             training_env,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import hookimpl
-from smc_core.reporting import logger
+from smc_core.host.reporting import logger
 
 
 def _timed(name: str) -> Generator[None, Any, Any]:

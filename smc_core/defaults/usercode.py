@@ -1,13 +1,13 @@
 """Default ``fetch_user_code``: fetch ``sagemaker_submit_directory`` into the code dir and describe it.
 
-See :mod:`smc_core.fetch` for the sources and the code dir rule (``SMC_EXISTING_CODE``).
+See :mod:`smc_core.usercode.fetch` for the sources and the code dir rule (``SMC_EXISTING_CODE``).
 """
 
 from __future__ import annotations
 
 from smc_core import hookimpl
-from smc_core.environment import TrainingEnv
-from smc_core.usercode import UserCode, describe_user_code
+from smc_core.job.environment import TrainingEnv
+from smc_core.usercode.describe import UserCode, describe_user_code
 
 
 @hookimpl(trylast=True)
@@ -18,7 +18,9 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     ``training_env.environ``, the environment the job was loaded from."""
     source = training_env.module_dir or None
     if source:
-        from smc_core.fetch import fetch_code  # archives, hashing, locks: only when there is a source
+        from smc_core.usercode.fetch import (
+            fetch_code,  # archives, hashing, locks: only when there is a source
+        )
 
         fetch_code(source, training_env.code_dir, region=training_env.region, environ=training_env.environ)
     else:

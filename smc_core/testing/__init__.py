@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from smc_core.local import encode_hyperparameters
+from smc_core.cli.local import encode_hyperparameters
 
 __all__ = ["encode_hyperparameters", "make_job_dir"]
 
@@ -84,7 +84,7 @@ def job_dir(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def plugin_manager() -> Any:
     """A fresh plugin manager with only the default plugins registered."""
-    from smc_core.plugins import get_plugin_manager
+    from smc_core.host.plugins import get_plugin_manager
 
     return get_plugin_manager(environ={}, load_entrypoints=False)
 
@@ -95,7 +95,7 @@ def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]
     registered: list[object] = []
 
     def register(plugin: object) -> object:
-        from smc_core.plugins import PluginInfo
+        from smc_core.host.plugins import PluginInfo
 
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
         plugin_manager.register_plugin(plugin, PluginInfo(name, name, "given"))

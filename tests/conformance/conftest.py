@@ -58,6 +58,11 @@ def clean_environ(extra: Mapping[str, str] | None = None, drop: Sequence[str] = 
         if not k.startswith(("SM_", "SMC_", "SAGEMAKER_")) and k not in CLEAN and k not in drop
     }
     env["SMC_DISABLE_PLUGINS"] = ",".join(installed_adapters())
+    if "PYTHONPATH" not in (extra or {}):  # a test that sets PYTHONPATH itself checks it exactly
+        # environment_only.py claims the distribution switches: these jobs check the environment,
+        # not the launch
+        env["SMC_PLUGINS"] = "environment_only"
+        env["PYTHONPATH"] = str(Path(__file__).parent)
     env.update(extra or {})
     return env
 

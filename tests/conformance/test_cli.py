@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from smc_core.exports import TRAINING_ENV_KEYS
+from smc_core.job.exports import TRAINING_ENV_KEYS
 
 from .conftest import clean_environ, console_script
 

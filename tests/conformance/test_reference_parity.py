@@ -33,8 +33,8 @@ print(json.dumps({"env": env.to_env_vars(), "args": env.to_cmd_args(),
 
 SMC_DUMP = """\
 import json, os
-from smc_core.environment import create_environment
-from smc_core.exports import exported_vars, user_args
+from smc_core.job.environment import create_environment
+from smc_core.job.exports import exported_vars, user_args
 env = create_environment()
 out = exported_vars(env)
 print(json.dumps({"env": {k: v for k, v in out.items() if k.startswith("SM_")}, "args": user_args(env),

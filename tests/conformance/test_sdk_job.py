@@ -10,8 +10,8 @@ import json
 import os
 from pathlib import Path
 
-from smc_core.environment import available_cpus
-from smc_core.exports import TRAINING_ENV_KEYS
+from smc_core.job.environment import available_cpus
+from smc_core.job.exports import TRAINING_ENV_KEYS
 
 from .conftest import PROBE
 

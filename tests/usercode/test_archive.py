@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.archive import extract_tar
 from smc_core.errors import FetchError
-from smc_core.fetch import fetch_code
+from smc_core.usercode.archive import extract_tar
+from smc_core.usercode.fetch import fetch_code
 
 
 def build(entries: list[tuple[str, str, str | bytes]]) -> bytes:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from smc_core.errors import ConfigError
-from smc_core.plugins import get_plugin_manager
-from smc_core.runner import run_training
-from smc_core.usercode import EntryKind, import_name, module_name
+from smc_core.host.plugins import get_plugin_manager
+from smc_core.host.runner import run_training
+from smc_core.usercode.describe import EntryKind, import_name, module_name
 
 ENTRY = "passthrough_train.py"
 MODULE = "passthrough_train"
@@ -136,9 +136,9 @@ def test_module_name_rules(entry: str | None, sm_module_name: str | None, import
 
 
 def test_the_module_names_agree(job_dir: Callable[..., Path]) -> None:
-    from smc_core.environment import create_environment
-    from smc_core.exports import env_vars
-    from smc_core.usercode import describe_user_code
+    from smc_core.job.environment import create_environment
+    from smc_core.job.exports import env_vars
+    from smc_core.usercode.describe import describe_user_code
 
     base = job_dir(entry_point="pkg/train.py", code={"pkg/__init__.py": "", "pkg/train.py": ""})
     env = create_environment(base, environ={"PATH": "/usr/bin:/bin"})

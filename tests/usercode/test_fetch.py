@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.fetch import MARKER_NAME, fetch_code
 from smc_core.testing.s3 import FaultProxy, MotoServer
 from smc_core.testing.usercode import failure_text, run_train, tar_bytes
+from smc_core.usercode.fetch import MARKER_NAME, fetch_code
 
 SCRIPT = """
 import os, sys
@@ -173,7 +173,7 @@ def test_same_source_is_reused_and_a_changed_one_refetched(tmp_path: Path) -> No
 
 RACER = """
 import sys
-from smc_core.fetch import fetch_code
+from smc_core.usercode.fetch import fetch_code
 print(fetch_code(sys.argv[1], sys.argv[2]))
 """
 

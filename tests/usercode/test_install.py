@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from smc_core.errors import ConfigError
-from smc_core.install import (
+from smc_core.testing.usercode import IN_TREE_BACKEND, PACKAGE_PYPROJECT, failure_text, make_wheel, run_train
+from smc_core.usercode.install import (
     codeartifact_index_url,
     find_uv,
     installer_command,
     parse_codeartifact_arn,
     pip_settings,
 )
-from smc_core.testing.usercode import IN_TREE_BACKEND, PACKAGE_PYPROJECT, failure_text, make_wheel, run_train
 
 INSTALLERS = [
     "pip",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from smc_core.progress import Progress, ProgressReader
+from smc_core.usercode.progress import Progress, ProgressReader
 
 
 class Terminal(io.StringIO):

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from smc_core.process import run_process, start_process
-from smc_core.reporting import FAILURE_LIMIT
+from smc_core.host.reporting import FAILURE_LIMIT
+from smc_core.launch.process import run_process, start_process
 from smc_core.testing.usercode import TRAIN, failure_text, run_train
 
 TRICKY = {"msg": "two words", "quote": 'it\'s "quoted"', "shell": "$(touch pwned) `id` ; rm -rf x", "e": ""}

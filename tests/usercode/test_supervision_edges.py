@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from smc_core.process import run_process
+from smc_core.launch.process import run_process
 from smc_core.testing.usercode import TRAIN, failure_text, run_train
 
 
@@ -108,7 +108,7 @@ def test_sigterm_during_teardown_does_not_hang(job_dir: Callable[..., Path], mar
 # after start_process returns, so the driver's result is the same whichever moment it was.
 START_DRIVER = """
 import json, os, signal, sys
-from smc_core.process import start_process
+from smc_core.launch.process import start_process
 
 AFTER_POPEN = sys.argv[1] == "after-popen"
 state = {"popen": False, "sent": False, "inside": False}

@@ -1,6 +1,6 @@
 """How a PyTorch job spans processes and hosts: the switches, the counts, the variables, the command.
 
-Plain functions, no torch import: each works on a :class:`~smc_core.environment.TrainingEnv`.
+Plain functions, no torch import: each works on a :class:`smc_core.TrainingEnv`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from smc_core.environment import TrainingEnv
-from smc_core.errors import ConfigError
-from smc_core.hyperparameters import is_true
-from smc_core.network import interface_exists, resolve_host
-from smc_core.process import python_executable
-from smc_core.reporting import logger
-from smc_core.usercode import EntryKind, UserCode
+from smc_core import (
+    ConfigError,
+    EntryKind,
+    TrainingEnv,
+    UserCode,
+    interface_exists,
+    is_true,
+    logger,
+    python_executable,
+    resolve_host,
+)
 
 DISTRIBUTION_SWITCHES = ("sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled")
 """Hyperparameters that turn on a torchrun launch (the SageMaker SDK's ``distribution=``)."""

@@ -17,14 +17,19 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from smc_core import hookimpl
-from smc_core.environment import TrainingEnv
-from smc_core.exports import user_args
-from smc_core.network import wait_for_hosts
-from smc_core.process import TrainingResult, run_process
-from smc_core.reporting import logger
-from smc_core.usercode import EntryKind, UserCode
+from smc_core import (
+    EntryKind,
+    TrainingEnv,
+    TrainingResult,
+    UserCode,
+    hookimpl,
+    logger,
+    run_process,
+    user_args,
+    wait_for_hosts,
+)
 from smc_pytorch.distribution import (
+    DISTRIBUTION_SWITCHES,
     distribution_switch,
     launcher_command,
     master_port,
@@ -37,6 +42,12 @@ from smc_pytorch.saving import is_module, is_rank_zero, save_model
 
 TRACEBACK_CHARS = 700
 """How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
+
+
+@hookimpl
+def claim_switches() -> tuple[str, ...]:
+    """The switches this adapter launches with torchrun."""
+    return DISTRIBUTION_SWITCHES
 
 
 @hookimpl
@@ -106,6 +117,7 @@ def save_returned_module(
             logger.info(
                 "Not rank 0: the returned module is saved by rank 0 on %s.", training_env.master_hostname
             )
+        result = dataclasses.replace(result, model_handled_by="smc-pytorch")
     return result
 
 

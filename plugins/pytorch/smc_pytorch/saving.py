@@ -20,9 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from smc_core.environment import TrainingEnv
-from smc_core.errors import UserCodeError
-from smc_core.reporting import logger
+from smc_core import TrainingEnv, UserCodeError, logger
 
 STATE_DICT_FILE = "model.pth"
 TORCHSCRIPT_FILE = "model.pt"

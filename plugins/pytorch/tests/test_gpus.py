@@ -9,7 +9,7 @@ import shutil
 import pytest
 from pytorch_helpers import DDP_SCRIPT, free_port, run_train, single_host
 
-from smc_core.hardware import available_gpus
+from smc_core.job.hardware import available_gpus
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 [ "$1" = "--list-gpus" ] || exit 1

@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from smc_core.errors import FetchError
-from smc_core.progress import Progress
-from smc_core.reporting import logger
+from smc_core.host.reporting import logger
+from smc_core.usercode.progress import Progress
 
 __all__ = [
     "S3ObjectReader",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from smc_core.errors import ClusterError, ConfigError
-from smc_core.reporting import logger
+from smc_core.host.reporting import logger
 
 __all__ = [
     "DEFAULT_HOST_WAIT_TIMEOUT",

@@ -1,6 +1,6 @@
 """What the user's processes see: ``SM_*`` environment variables and command-line arguments.
 
-Everything here renders a :class:`~smc_core.environment.TrainingEnv` exactly as the container
+Everything here renders a :class:`~smc_core.job.environment.TrainingEnv` exactly as the container
 contract describes (and as SageMaker's framework containers do):
 
 * :func:`env_vars`: every ``SM_*`` variable. Names are ``SM_`` + the key upper-cased, hyphens and
@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smc_core.environment import TrainingEnv
 from smc_core.errors import ConfigError
-from smc_core.usercode import module_name
+from smc_core.job.environment import TrainingEnv
+from smc_core.usercode.describe import module_name
 
 if TYPE_CHECKING:
-    from smc_core.usercode import UserCode
+    from smc_core.usercode.describe import UserCode
 
 __all__ = [
     "TRAINING_ENV_KEYS",

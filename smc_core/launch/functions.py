@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from smc_core.errors import ConfigError
-from smc_core.messages import did_you_mean
-from smc_core.process import TrainingResult
-from smc_core.reporting import logger
+from smc_core.host.messages import did_you_mean
+from smc_core.host.reporting import logger
+from smc_core.launch.process import TrainingResult
 
 if typing.TYPE_CHECKING:
-    from smc_core.environment import TrainingEnv
+    from smc_core.job.environment import TrainingEnv
 
 __all__ = [
     "call_with_arguments",

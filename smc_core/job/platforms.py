@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from smc_core.errors import ConfigError
-from smc_core.messages import quoted
+from smc_core.host.messages import quoted
 
 __all__ = ["resource_config_from_tf_config"]
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from smc_core.errors import ConfigError, InstallError
-from smc_core.hyperparameters import is_true
-from smc_core.process import run_process
-from smc_core.reporting import logger, summary_line
+from smc_core.host.reporting import logger, summary_line
+from smc_core.job.hyperparameters import is_true
+from smc_core.launch.process import run_process
 
 __all__ = [
     "PipSettings",

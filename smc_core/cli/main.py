@@ -41,24 +41,27 @@ exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
 
 
 def _plugin_manager() -> Any:
-    from smc_core.plugins import get_plugin_manager
+    from smc_core.host.plugins import get_plugin_manager
 
     return get_plugin_manager()
 
 
 def _load_training_env(pm: Any) -> Any:
-    from smc_core.environment import base_dir
-    from smc_core.runner import require
+    from smc_core.host.runner import load_settings, require
+    from smc_core.job.environment import base_dir
 
     environ = dict(os.environ)
+    settings = load_settings(pm, environ)
     return require(
-        pm.hook.load_environment(base_dir=base_dir(environ), environ=environ), "load_environment", pm
+        pm.hook.load_environment(base_dir=base_dir(environ), environ=environ, settings=settings),
+        "load_environment",
+        pm,
     )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the training job in the job directory."""
-    from smc_core.runner import main as run_main
+    from smc_core.host.runner import main as run_main
 
     return run_main()
 
@@ -68,7 +71,7 @@ def cmd_env(args: argparse.Namespace) -> int:
     import json
     import shlex
 
-    from smc_core.exports import exported_vars, training_env_dict
+    from smc_core.job.exports import exported_vars, training_env_dict
 
     training_env = _load_training_env(_plugin_manager())
     if args.export:
@@ -81,7 +84,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """Run a command with the job's SM_* environment (as the default ``prepare_training`` exports it)."""
-    from smc_core.exports import exported_vars
+    from smc_core.job.exports import exported_vars
 
     command = list(args.command)
     if command and command[0] == "--":
@@ -102,7 +105,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List the loaded plugins and, for each hook, its implementations in call order."""
-    from smc_core.plugins import hook_implementations, hook_names
+    from smc_core.host.plugins import hook_implementations, hook_names
 
     pm = _plugin_manager()
     report: dict[str, Any] = {
@@ -173,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smc`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "local":
-        from smc_core.local import main as local_main
+        from smc_core.cli.local import main as local_main
 
         return local_main(argv[1:])
     parser = build_parser()
@@ -196,7 +199,7 @@ def train_main() -> int:
         print("usage: train\n\nRun the training job in the job directory ($SAGEMAKER_BASE_DIR or /opt/ml).")
         print("The same as `smc train`; see `smc --help`.")
         return 0
-    from smc_core.runner import main as run_main
+    from smc_core.host.runner import main as run_main
 
     return run_main()
 

@@ -38,7 +38,7 @@ from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
 from smc_core.errors import ConfigError, FetchError
-from smc_core.reporting import logger
+from smc_core.host.reporting import logger
 
 __all__ = [
     "EXISTING_CODE_POLICIES",
@@ -171,7 +171,7 @@ def fetch_code(
             if local is not None:
                 version = _local_version(local)
             else:
-                from smc_core.s3 import S3ObjectReader, parse_s3_uri, s3_client
+                from smc_core.usercode.s3 import S3ObjectReader, parse_s3_uri, s3_client
 
                 bucket, key = parse_s3_uri(source)
                 reader = S3ObjectReader(s3_client(region, environ=environ), bucket, key)
@@ -245,17 +245,17 @@ def download_and_extract(
 ) -> None:
     """Put ``source``'s files into ``dest`` (no locking, no marker: see :func:`fetch_code` for those).
 
-    An ``s3://`` object and a local tarball are streamed through :func:`~smc_core.archive.extract_tar`
-    (with progress for large ones); a local directory is copied (symlinks as symlinks); a single
-    local file is copied into ``dest``.
+    An ``s3://`` object and a local tarball are streamed through
+    :func:`~smc_core.usercode.archive.extract_tar` (with progress for large ones); a local
+    directory is copied (symlinks as symlinks); a single local file is copied into ``dest``.
 
-    :param reader: an already opened :class:`~smc_core.s3.S3ObjectReader` for ``source`` (optional).
+    :param reader: an already opened :class:`~smc_core.usercode.s3.S3ObjectReader` for ``source`` (optional).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     local = local_source_path(source)
     if local is None:
-        from smc_core.s3 import open_s3_object
+        from smc_core.usercode.s3 import open_s3_object
 
         owned = reader is None
         stream: Any = reader if reader is not None else open_s3_object(source, region=region)
@@ -278,14 +278,14 @@ def download_and_extract(
 
 
 def _is_tarball(path: Path) -> bool:
-    from smc_core.archive import is_tarball  # tarfile: imported only for archives
+    from smc_core.usercode.archive import is_tarball  # tarfile: imported only for archives
 
     return is_tarball(path)
 
 
 def _extract_with_progress(stream: Any, size: int, dest: Path, source: str) -> None:
-    from smc_core.archive import extract_tar
-    from smc_core.progress import Progress, ProgressReader
+    from smc_core.usercode.archive import extract_tar
+    from smc_core.usercode.progress import Progress, ProgressReader
 
     progress = Progress(f"Downloading {source}", size)
     extract_tar(ProgressReader(stream, progress), dest, source=source)

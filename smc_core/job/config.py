@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from smc_core.errors import ConfigError
-from smc_core.messages import did_you_mean, quoted, type_name
-from smc_core.paths import job_paths
-from smc_core.platforms import resource_config_from_tf_config
+from smc_core.host.messages import did_you_mean, quoted, type_name
+from smc_core.job.paths import job_paths
+from smc_core.job.platforms import resource_config_from_tf_config
 
 __all__ = [
     "check_resource_config",

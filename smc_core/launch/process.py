@@ -18,7 +18,7 @@ Supervision, for every process started here:
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its group, or descendants seen while it ran)
   is stopped: no orphan outlives the job;
-* the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.signals`).
+* the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.reporting import logger
-from smc_core.signals import (
+from smc_core.host.reporting import logger
+from smc_core.launch.signals import (
     add_signal_target,
     exit_code_of,
     forward_signals,
@@ -74,6 +74,10 @@ class TrainingResult:
         command: the command that ran (for the failure file), or None in function mode.
         failure: the reason to report when ``exit_code`` is not 0 (the stderr tail, a traceback).
         model: in function mode, the object ``train()`` returned, for the adapter to save.
+        model_handled_by: the plugin that took care of ``model`` (saved it, or left the saving to
+            the master host); a ``model`` that no plugin handled fails the job (exit 2) rather than
+            being lost. Adapters set it in their ``invoke_train`` wrapper with
+            ``dataclasses.replace(result, model_handled_by="smc-myfw")``.
         details: facts a plugin wants to pass on (host, rank of the failing process ...).
             :func:`run_process` sets ``pid``, ``stderr_tail``, and ``signal`` (the name of a
             signal passed on from smc) or ``killed_after_grace_period`` where they apply.
@@ -84,6 +88,7 @@ class TrainingResult:
     failure: str | None = None
     model: Any = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    model_handled_by: str | None = None
 
     @property
     def succeeded(self) -> bool:

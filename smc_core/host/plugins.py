@@ -20,8 +20,8 @@ import pluggy
 
 from smc_core import hookspecs
 from smc_core.defaults import DEFAULT_PLUGINS
-from smc_core.entrypoints import EntryPointLike, find_entry_points
 from smc_core.errors import PluginError
+from smc_core.host.entrypoints import EntryPointLike, find_entry_points
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"

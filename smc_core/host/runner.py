@@ -13,10 +13,8 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from smc_core.environment import JobPaths, base_dir
 from smc_core.errors import PluginError, SmcError
-from smc_core.process import TrainingResult
-from smc_core.reporting import (
+from smc_core.host.reporting import (
     FailureFile,
     configure_logging,
     format_error,
@@ -24,6 +22,10 @@ from smc_core.reporting import (
     logger,
     write_success,
 )
+from smc_core.host.settings import Setting, Settings, parse_settings
+from smc_core.host.switches import check_switches, claimed_switches
+from smc_core.job.environment import JobPaths, base_dir
+from smc_core.launch.process import TrainingResult
 
 T = TypeVar("T")
 
@@ -66,15 +68,39 @@ def merge_process_env(
     return process_env
 
 
+def load_settings(pm: pluggy.PluginManager, environ: Mapping[str, str]) -> Settings:
+    """Parse the core's settings and every plugin's ``register_settings`` declarations from ``environ``.
+
+    :raises ConfigError: one line per bad value, naming the variable, the value and what is accepted.
+    """
+    declared: list[Setting[Any]] = []
+    for contribution in pm.hook.register_settings():
+        if contribution is None:
+            continue
+        for setting in contribution:
+            if not isinstance(setting, Setting):
+                raise PluginError(
+                    f"A register_settings implementation returned {setting!r}; it must return "
+                    "smc_core.Setting objects (Setting.seconds(...), Setting.integer(...) ...), or None."
+                )
+            declared.append(setting)
+    return parse_settings(environ, declared)
+
+
 def run_training(
     pm: pluggy.PluginManager, *, base: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> TrainingResult:
     """Run the four hooks of a training job in order and return the result of ``invoke_train``."""
     environ = dict(os.environ if environ is None else environ)
     hook: Any = pm.hook
+    settings = load_settings(pm, environ)
+    claimed = claimed_switches(pm)
     training_env = require(
-        hook.load_environment(base_dir=base or base_dir(environ), environ=environ), "load_environment", pm
+        hook.load_environment(base_dir=base or base_dir(environ), environ=environ, settings=settings),
+        "load_environment",
+        pm,
     )
+    check_switches(training_env.additional_framework_parameters, claimed)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
     process_env = merge_process_env(contributions, environ)
@@ -95,7 +121,7 @@ def main(
 
     Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself).
     """
-    from smc_core.plugins import get_plugin_manager
+    from smc_core.host.plugins import get_plugin_manager
 
     environ = dict(os.environ if environ is None else environ)
     configure_logging()

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from smc_core.config import load_object
 from smc_core.errors import ConfigError
-from smc_core.paths import job_paths
+from smc_core.job.config import load_object
+from smc_core.job.paths import job_paths
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",

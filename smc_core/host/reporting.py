@@ -117,7 +117,7 @@ def format_user_failure(exit_code: int, reason: str | None, command: Sequence[st
     signal means, the command (shortened), then as many of the last lines of stderr as fit. When
     anything was shortened, the full command and stderr tail follow after that first part.
     """
-    from smc_core.signals import describe_exit_code, signal_of
+    from smc_core.launch.signals import describe_exit_code, signal_of
 
     summary = summary_line(reason)
     if signal_of(exit_code) is not None:

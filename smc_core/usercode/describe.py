@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from smc_core.environment import TrainingEnv
+    from smc_core.job.environment import TrainingEnv
 
 
 class EntryKind(str, enum.Enum):
@@ -25,7 +25,7 @@ class EntryKind(str, enum.Enum):
     """Anything else: run as an executable command with the arguments."""
     FUNCTION = "function"
     """Function mode: import the module and call ``train(...)`` in-process (see
-    :mod:`smc_core.functions`; switched on by ``SMC_FUNCTION_MODE=1`` or the hyperparameter
+    :mod:`smc_core.launch.functions`; switched on by ``SMC_FUNCTION_MODE=1`` or the hyperparameter
     ``sagemaker_function_mode``)."""
 
 
@@ -81,7 +81,7 @@ def module_name(entry_point: str | None) -> str | None:
     ``pkg/train.py``; any other entry point (``run.sh``, ``train``) as it is; None for None.
 
     As the reference toolkit, only a ``.py`` suffix is stripped. This is the one rule for the module
-    name: :class:`~smc_core.environment.TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
+    name: :class:`~smc_core.job.environment.TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
     :attr:`UserCode.module_name` (which adds :func:`import_name`'s dots) all come from it.
     """
     if entry_point is not None and entry_point.endswith(".py"):
@@ -112,7 +112,7 @@ def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None =
     value: Any = environ.get(FUNCTION_MODE_VARIABLE)
     if value is None or value == "":
         value = training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False)
-    from smc_core.hyperparameters import is_true
+    from smc_core.job.hyperparameters import is_true
 
     return is_true(value)
 

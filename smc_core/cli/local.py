@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from smc_core.errors import ConfigError, SmcError
-from smc_core.usercode import is_package
+from smc_core.usercode.describe import is_package
 
 DEFAULT_JOBS_DIR = Path(".smc") / "jobs"
 LOCAL_HOST = "algo-1"
@@ -143,8 +143,8 @@ def default_job_name(entry_point: str) -> str:
 
 def installed_adapters() -> list[str]:
     """Names of the installed ``smc.adapters`` entry points."""
-    from smc_core.entrypoints import find_entry_points
-    from smc_core.plugins import ADAPTER_GROUP
+    from smc_core.host.entrypoints import find_entry_points
+    from smc_core.host.plugins import ADAPTER_GROUP
 
     return sorted({ep.name for ep in find_entry_points(ADAPTER_GROUP)[ADAPTER_GROUP]})
 
@@ -234,7 +234,7 @@ def build_job_dir(job: LocalJob) -> Path:
 
 def download_channel(uri: str, target: Path) -> None:
     """Download every object under the ``s3://`` prefix ``uri`` into ``target``, with progress."""
-    from smc_core.s3 import download_prefix
+    from smc_core.usercode.s3 import download_prefix
 
     target.mkdir(parents=True, exist_ok=True)
     download_prefix(uri, target)
@@ -254,7 +254,7 @@ def job_environment(job: LocalJob, environ: Mapping[str, str] | None = None) -> 
 def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> LocalResult:
     """Run ``train`` in the job directory (a subprocess, as the platform runs it); wait for it."""
     started = time.perf_counter()
-    command = [sys.executable, "-m", "smc_core.cli", "train"]
+    command = [sys.executable, "-m", "smc_core.cli.main", "train"]
     with subprocess.Popen(command, env=job_environment(job, environ), cwd=job.job_dir) as process:
         # SIGTERM sent to smc local is passed on to `train`, which stops the job and reports it.
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))

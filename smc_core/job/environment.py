@@ -2,19 +2,19 @@
 
 Every step is a public function that works on its own::
 
-    from smc_core.environment import load_hyperparameters, get_channel_dir, available_gpus
+    from smc_core.job.environment import load_hyperparameters, get_channel_dir, available_gpus
     hyperparameters = load_hyperparameters()          # $SAGEMAKER_BASE_DIR or /opt/ml
     train_dir = get_channel_dir("train")
 
 :func:`create_environment` composes them into the immutable :class:`TrainingEnv` that every hook
 receives as ``training_env``. What each fact means, and how it reaches the user's process, follows the
-container contract (the ``SM_*`` variables are rendered by :mod:`smc_core.exports`).
+container contract (the ``SM_*`` variables are rendered by :mod:`smc_core.job.exports`).
 
 The steps live in siblings named after their concern, and every name is importable from here too:
-:mod:`smc_core.paths` (the job directory's layout), :mod:`smc_core.config` (reading and checking the
-config files), :mod:`smc_core.hyperparameters` (decoding, splitting, reserved keys),
-:mod:`smc_core.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.platforms` (``TF_CONFIG``) and
-:mod:`smc_core.messages` (how errors quote values).
+:mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
+config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
+:mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (``TF_CONFIG``) and
+:mod:`smc_core.host.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
 whose directory is missing) raises :class:`~smc_core.errors.ConfigError` naming the file, the key,
@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smc_core.config import (
+from smc_core.errors import ConfigError
+from smc_core.host.messages import did_you_mean, quoted, type_name
+from smc_core.host.settings import BOOL_FLAGS, Settings, parse_settings
+from smc_core.job.config import (
     check_resource_config,
     get_channel_dir,
     load_checkpoint_config,
@@ -40,27 +43,22 @@ from smc_core.config import (
     load_input_data_config,
     load_resource_config,
 )
-from smc_core.errors import ConfigError
-from smc_core.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
-from smc_core.hyperparameters import (
+from smc_core.job.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
+from smc_core.job.hyperparameters import (
     DISTRIBUTION_SWITCHES,
-    FALSE_WORDS,
     RESERVED_HYPERPARAMETERS,
-    TRUE_WORDS,
     SplitHyperparameters,
     decode_hyperparameters,
     load_hyperparameters,
     split_hyperparameters,
 )
-from smc_core.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
-from smc_core.messages import did_you_mean, quoted, type_name
-from smc_core.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
-from smc_core.paths import JobPaths, base_dir, job_paths
-from smc_core.platforms import resource_config_from_tf_config
-from smc_core.usercode import module_name as _module_name
+from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
+from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
+from smc_core.job.paths import JobPaths, base_dir, job_paths
+from smc_core.job.platforms import resource_config_from_tf_config
+from smc_core.usercode.describe import module_name as _module_name
 
 __all__ = [
-    "BOOL_FLAGS_ENV",
     "DISTRIBUTION_SWITCHES",
     "RESERVED_HYPERPARAMETERS",
     "JobPaths",
@@ -88,9 +86,6 @@ logger = logging.getLogger("smc")
 
 DEFAULT_GROUP = "homogeneousCluster"
 DEFAULT_INTERFACE = "eth0"
-
-BOOL_FLAGS_ENV = "SMC_BOOL_FLAGS"
-"""Set to ``1``/``true``/``yes`` to render boolean hyperparameters as bare flags (see exports.cmd_args)."""
 
 _FILE_MODES = frozenset({"File", "FastFile"})
 
@@ -158,7 +153,7 @@ class TrainingEnv:
     """The code URI (``sagemaker_submit_directory``): ``s3://``, a local path, or None for the code dir."""
     module_name: str | None = None
     """SM_MODULE_NAME: the entry point without ``.py`` (``train`` for ``train.py``), as
-    :func:`smc_core.usercode.module_name` computes it."""
+    :func:`smc_core.usercode.describe.module_name` computes it."""
     framework_module: str | None = None
     """``$SAGEMAKER_TRAINING_MODULE``: the framework's training module, if the image names one."""
     job_name: str | None = None
@@ -201,6 +196,11 @@ class TrainingEnv:
     """``$SMC_BOOL_FLAGS``: render ``True`` hyperparameters as bare ``--flag`` arguments, drop ``False``."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
+    settings: Settings = field(
+        default_factory=lambda: parse_settings({}), hash=False, compare=False, repr=False
+    )
+    """Every declared setting (the core's and the plugins'), parsed from :attr:`environ`: index it
+    with a :class:`~smc_core.host.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
 
     # --- derived facts -------------------------------------------------------------------------
     @property
@@ -298,14 +298,6 @@ def _reserved_string(path: Path, reserved: Mapping[str, Any], key: str, example:
     return value
 
 
-def _switch(environ: Mapping[str, str], name: str) -> bool:
-    raw = environ.get(name, "")
-    word = raw.strip().lower()
-    if word not in TRUE_WORDS | FALSE_WORDS:
-        raise ConfigError(f"The environment variable {name} is {raw!r}: expected 1 (on) or 0 (off).")
-    return word in TRUE_WORDS
-
-
 def _log_level(path: Path, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -355,16 +347,20 @@ def create_environment(
     num_cpus: int | None = None,
     num_gpus: int | None = None,
     num_neurons: int | None = None,
+    settings: Settings | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
     The keyword arguments replace what would be read (for platforms that describe the job another
     way, and for tests): ``hyperparameters`` are decoded values, as :func:`load_hyperparameters`
-    returns them; ``resource_config`` is checked like the file.
+    returns them; ``resource_config`` is checked like the file. ``settings`` are the parsed settings
+    (the runner passes every plugin's); when None, the core's settings are parsed from ``environ``.
 
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
     """
     environ = os.environ if environ is None else environ
+    if settings is None:
+        settings = parse_settings(environ)
     paths = job_paths(base, environ)
     hps_file = paths.hyperparameters_file
 
@@ -450,6 +446,7 @@ def create_environment(
         raw_hyperparameters=_frozen(all_hps),
         is_smddprun_installed=shutil.which("smddprun", path=search_path) is not None,
         is_smddpmprun_installed=shutil.which("smddpmprun", path=search_path) is not None,
-        booleans_as_flags=_switch(environ, BOOL_FLAGS_ENV),
+        booleans_as_flags=settings[BOOL_FLAGS],
         environ=_frozen(environ),
+        settings=settings,
     )

@@ -1,0 +1,1 @@
+"""The command line (``train``, ``smc``) and local mode (``smc local``)."""

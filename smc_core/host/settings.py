@@ -1,0 +1,311 @@
+"""Settings: every ``SMC_*`` variable (and each adapter's own) declared once, parsed once.
+
+A :class:`Setting` names an environment variable, its type, default, description and owner. The core
+declares its own in :data:`CORE_SETTINGS`; a plugin or adapter declares its own by implementing the
+``register_settings`` hook. At start the runner parses every declared setting from the environment it
+was given (never ``os.environ`` behind its back), whether or not this job uses it, so a bad value
+fails the job at once with a :class:`ConfigError` (exit 2) that names the variable, the value and
+what is accepted. The parsed values travel with the job as ``training_env.settings``::
+
+    from smc_core import Setting
+
+    PROCESSES_PER_HOST = Setting.integer(
+        "SMC_MYFW_PROCESSES", default=None, minimum=1, owner="smc-myfw",
+        description="processes per host (default: one per GPU, else 1)",
+    )
+
+    @hookimpl
+    def register_settings():
+        return [PROCESSES_PER_HOST]
+
+    @hookimpl
+    def prepare_training(training_env, user_code):
+        count = training_env.settings[PROCESSES_PER_HOST]  # an int, or None when unset
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
+
+from smc_core.errors import ConfigError
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable that smc or a plugin reads.
+
+    Build one with a constructor (:meth:`seconds`, :meth:`integer`, :meth:`switch`, :meth:`choice`,
+    :meth:`text`, :meth:`names`) rather than directly: each parses and validates its type the same way.
+    """
+
+    name: str
+    """The environment variable (``SMC_GRACE_PERIOD``)."""
+    default: T
+    """The value when the variable is unset or empty."""
+    description: str
+    """One sentence for the settings reference, ``smc --help`` and the README."""
+    parse: Callable[[str], T] = field(repr=False, compare=False)
+    """Turns the variable's text into the value; raises ``ValueError`` for a bad value."""
+    accepted: str
+    """What the variable accepts, for the reference and for error messages (``a number of seconds >= 0``)."""
+    owner: str = "smc-core"
+    """The distribution that declares it."""
+
+    def read(self, environ: Mapping[str, str]) -> T:
+        """The value in ``environ``, or :attr:`default` when unset or empty.
+
+        :raises ConfigError: the value is not accepted; the message names the variable, the value
+            and what is accepted.
+        """
+        raw = environ.get(self.name, "")
+        if not raw.strip():
+            return self.default
+        try:
+            return self.parse(raw.strip())
+        except (ValueError, TypeError) as error:
+            detail = f" ({error})" if str(error) else ""
+            raise ConfigError(
+                f"The environment variable {self.name} is {raw!r}{detail}, but it takes "
+                f"{self.accepted}: {self.description}. Set it to an accepted value, or unset it "
+                f"for the default ({self.default_text})."
+            ) from None
+
+    @property
+    def default_text(self) -> str:
+        """The default as the reference shows it."""
+        if self.default is None:
+            return "unset"
+        if isinstance(self.default, bool):
+            return "1" if self.default else "0"
+        if isinstance(self.default, (list, tuple, frozenset)):
+            return ",".join(self.default) or "empty"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        return str(self.default)
+
+    # --- constructors --------------------------------------------------------------------------
+    @staticmethod
+    def seconds(
+        name: str,
+        default: float | None,
+        description: str,
+        *,
+        minimum: float = 0.0,
+        positive: bool = False,
+        owner: str = "smc-core",
+    ) -> Setting[Any]:
+        """A duration in seconds (a float); negative values are refused, zero too when ``positive``."""
+        bound = "> 0" if positive else f">= {minimum:g}"
+        parse = functools.partial(_parse_seconds, minimum=minimum, positive=positive)
+        return Setting(name, default, description, parse, f"a number of seconds {bound}", owner)
+
+    @staticmethod
+    def integer(
+        name: str,
+        default: int | None,
+        description: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+        owner: str = "smc-core",
+    ) -> Setting[Any]:
+        """A whole number within ``[minimum, maximum]`` (either bound optional)."""
+        if minimum is not None and maximum is not None:
+            accepted = f"a whole number from {minimum} to {maximum}"
+        elif minimum is not None:
+            accepted = f"a whole number >= {minimum}"
+        elif maximum is not None:
+            accepted = f"a whole number <= {maximum}"
+        else:
+            accepted = "a whole number"
+        parse = functools.partial(_parse_integer, minimum=minimum, maximum=maximum)
+        return Setting(name, default, description, parse, accepted, owner)
+
+    @staticmethod
+    def switch(name: str, default: bool, description: str, *, owner: str = "smc-core") -> Setting[bool]:
+        """On or off: ``1 true yes on`` / ``0 false no off`` (any case); anything else is refused."""
+        return Setting(name, default, description, _parse_switch, "1/true/yes/on or 0/false/no/off", owner)
+
+    @staticmethod
+    def choice(
+        name: str, choices: Sequence[str], default: str | None, description: str, *, owner: str = "smc-core"
+    ) -> Setting[Any]:
+        """One of ``choices`` (case-sensitive); a misspelt value gets a did-you-mean hint."""
+        parse = functools.partial(_parse_choice, choices=tuple(choices))
+        return Setting(name, default, description, parse, "one of " + ", ".join(choices), owner)
+
+    @staticmethod
+    def text(name: str, default: str | None, description: str, *, owner: str = "smc-core") -> Setting[Any]:
+        """Free text, taken as it is (surrounding white space removed)."""
+        return Setting(name, default, description, str, "any text", owner)
+
+    @staticmethod
+    def names(name: str, description: str, *, owner: str = "smc-core") -> Setting[tuple[str, ...]]:
+        """A comma-separated list of names (``a,b,c``); empty items are dropped."""
+        return Setting(name, (), description, _parse_names, "a comma-separated list of names", owner)
+
+
+# Parsers live at module level (bound with functools.partial) so that settings, and the TrainingEnv
+# that carries them, can be pickled.
+def _parse_seconds(text: str, *, minimum: float, positive: bool) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < minimum or (positive and value <= 0):
+        raise ValueError("out of range")
+    return value
+
+
+def _parse_integer(text: str, *, minimum: int | None, maximum: int | None) -> int:
+    value = int(text)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError("out of range")
+    return value
+
+
+def _parse_switch(text: str) -> bool:
+    word = text.lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("neither on nor off")
+
+
+def _parse_choice(text: str, *, choices: tuple[str, ...]) -> str:
+    if text in choices:
+        return text
+    from smc_core.host.messages import did_you_mean
+
+    raise ValueError(f"not a known choice{did_you_mean(text, choices).rstrip('.')}")
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+class Settings(Mapping[str, Any]):
+    """The parsed value of every declared setting, read-only.
+
+    Index it with a :class:`Setting` for a typed value (``settings[GRACE_PERIOD]`` is a float) or with
+    the variable's name. A setting that was not declared when the values were parsed is read from the
+    same environment on first use, with the same validation.
+    """
+
+    def __init__(self, declared: Iterable[Setting[Any]], environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        self._declared: dict[str, Setting[Any]] = {}
+        self._values: dict[str, Any] = {}
+        errors: list[str] = []
+        for setting in declared:
+            self._declared.setdefault(setting.name, setting)
+        for name, setting in self._declared.items():
+            try:
+                self._values[name] = setting.read(self._environ)
+            except ConfigError as error:
+                errors.append(error.message)
+        if errors:
+            raise ConfigError("\n".join(errors))
+
+    @property
+    def declared(self) -> tuple[Setting[Any], ...]:
+        """Every declared setting, in declaration order."""
+        return tuple(self._declared.values())
+
+    def is_set(self, setting: Setting[Any] | str) -> bool:
+        """Whether the variable is set (non-empty) in the environment, rather than defaulted."""
+        name = setting if isinstance(setting, str) else setting.name
+        return bool(self._environ.get(name, "").strip())
+
+    @overload
+    def __getitem__(self, key: Setting[T]) -> T: ...
+    @overload
+    def __getitem__(self, key: str) -> Any: ...
+    def __getitem__(self, key: Setting[Any] | str) -> Any:
+        if isinstance(key, Setting):
+            if key.name not in self._values:
+                self._values[key.name] = key.read(self._environ)
+                self._declared.setdefault(key.name, key)
+            return self._values[key.name]
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Settings({self._values!r})"
+
+
+def parse_settings(environ: Mapping[str, str], declared: Iterable[Setting[Any]] = ()) -> Settings:
+    """Parse the core's settings plus ``declared`` from ``environ``.
+
+    :raises ConfigError: one line per bad value, each naming the variable, the value and what is accepted.
+    """
+    return Settings([*CORE_SETTINGS, *declared], environ)
+
+
+# --- the core's settings -------------------------------------------------------------------------
+ADAPTER = Setting.text(
+    "SMC_ADAPTER", None, "the adapter to load when several are installed (its entry-point name: pytorch)"
+)
+PLUGINS = Setting.names("SMC_PLUGINS", "modules to register as plugins without packaging (pkg.module,...)")
+DISABLE_PLUGINS = Setting.names(
+    "SMC_DISABLE_PLUGINS", "plugins to block, by entry-point or module name (name,...)"
+)
+EXISTING_CODE = Setting.choice(
+    "SMC_EXISTING_CODE",
+    ("replace", "keep", "error"),
+    "replace",
+    "what to do with other code already in code/ when a code source is given; stale code never runs silently",
+)
+INSTALLER = Setting.choice(
+    "SMC_INSTALLER",
+    ("uv", "pip"),
+    None,
+    "the installer for requirements.txt and packages (default: uv when found, else pip)",
+)
+FUNCTION_MODE = Setting.switch(
+    "SMC_FUNCTION_MODE",
+    False,
+    "function mode: import the entry module and call train(...) with the hyperparameters and "
+    "environment fields its signature names; an adapter saves what it returns",
+)
+BOOL_FLAGS = Setting.switch(
+    "SMC_BOOL_FLAGS",
+    False,
+    "render True hyperparameters as bare --flag arguments (argparse store_true) and drop False ones",
+)
+GRACE_PERIOD = Setting.seconds(
+    "SMC_GRACE_PERIOD",
+    100.0,
+    "seconds between passing SIGTERM on to the user's processes and SIGKILL",
+)
+HOST_WAIT_TIMEOUT = Setting.seconds(
+    "SMC_HOST_WAIT_TIMEOUT",
+    600.0,
+    "seconds every host waits for its peers' names to resolve and their ports to open",
+    positive=True,
+)
+
+CORE_SETTINGS: tuple[Setting[Any], ...] = (
+    ADAPTER,
+    PLUGINS,
+    DISABLE_PLUGINS,
+    EXISTING_CODE,
+    INSTALLER,
+    FUNCTION_MODE,
+    BOOL_FLAGS,
+    GRACE_PERIOD,
+    HOST_WAIT_TIMEOUT,
+)
+"""The core's own settings, in the order the reference lists them."""
