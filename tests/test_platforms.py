@@ -146,6 +146,17 @@ def test_tf_config_alone_selects_kubeflow_tfjob(tmp_path):
     assert env.distributed_by is None
 
 
+def test_trainer_v2_jax_variables_alone_select_kubeflow(tmp_path):
+    environ = {
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": "0",
+        "JAX_COORDINATOR_ADDRESS": "llm-node-0-0.llm:6666",
+    }
+    env = load(tmp_path, environ)
+    assert env.platform == "kubeflow" and env.hosts == ("llm-node-0-0.llm", "llm-node-0-1.llm")
+    assert env.current_host == "llm-node-0-0.llm" and env.master_port == 6666 and env.distributed_by is None
+
+
 def test_vertex_variables_alone_select_vertex(tmp_path):
     model, checkpoints = tmp_path / "model", tmp_path / "ckpt"
     environ = {
@@ -267,3 +278,28 @@ def test_off_sagemaker_the_containers_arguments_reach_the_script_as_given(tmp_pa
 def test_train_help_describes_the_scripts_arguments():
     run = run_train("--help")
     assert run.returncode == 0 and "usage: train [--] [SCRIPT ARGUMENT ...]" in run.stdout
+
+
+FUNCTION = """
+def train(epochs: int, lr: float, model_dir):
+    print("TRAIN", epochs * 10, lr, model_dir, flush=True)
+"""
+
+
+def test_function_mode_gets_the_decoded_arguments(tmp_path):
+    code = tmp_path / "ml" / "code"  # baked into the image's code dir
+    code.mkdir(parents=True)
+    (code / "train.py").write_text(FUNCTION)
+    spec = {"cluster": {"workerpool0": ["localhost:2222"]}, "task": {"type": "workerpool0", "index": 0}}
+    run = run_train(
+        "--epochs",
+        "3",
+        "--lr=0.5",
+        SAGEMAKER_BASE_DIR=str(tmp_path / "ml"),
+        CLUSTER_SPEC=json.dumps(spec),
+        SAGEMAKER_PROGRAM="train.py",
+        SMC_FUNCTION_MODE="1",
+        SMC_MODEL_DIR=str(tmp_path / "out"),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"TRAIN 30 0.5 {tmp_path / 'out'}" in run.stdout
