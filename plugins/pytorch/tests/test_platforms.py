@@ -49,13 +49,13 @@ BIND = 'while [ "$1" != "--" ]; do mount --bind "$1" "$2" || exit 97; shift 2; d
 @pytest.fixture
 def mountpoints() -> Iterator[None]:
     """/opt/ml, /workspace and /gcs exist as (empty) mount points; those made here are removed after."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux's unshare for a private mount namespace")
     made = []
     for path in (Path("/opt/ml"), Path("/workspace"), Path("/gcs")):
         if not path.exists():
             path.mkdir(parents=True)
             made.append(path)
-    if shutil.which("unshare") is None:
-        pytest.skip("needs util-linux's unshare for a private mount namespace")
     yield
     for path in reversed(made):
         try:
