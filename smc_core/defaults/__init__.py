@@ -2,6 +2,8 @@
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "smc_core.defaults.environment",
+    "smc_core.defaults.kubeflow",
+    "smc_core.defaults.vertex",
     "smc_core.defaults.usercode",
     "smc_core.defaults.exports",
     "smc_core.defaults.install",

@@ -275,6 +275,9 @@ def cmd_args(hyperparameters: Mapping[str, Any], *, booleans_as_flags: bool = Fa
 def user_args(training_env: TrainingEnv) -> list[str]:
     """The arguments the entry point gets for ``training_env`` (``SM_USER_ARGS``).
 
-    Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``).
+    Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``). Off
+    SageMaker, the container's own arguments (``train --epochs 3``) are passed on as they were given.
     """
+    if training_env.script_args is not None:
+        return list(training_env.script_args)
     return cmd_args(training_env.hyperparameters, booleans_as_flags=training_env.booleans_as_flags)
