@@ -283,6 +283,13 @@ class TrainingEnv:
         return self.paths.output_intermediate_dir
 
     @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job keeps checkpoints: ``checkpointconfig.json``'s ``LocalPath``, else
+        ``<base>/checkpoints`` (``/opt/ml/checkpoints``); the platform syncs it with S3."""
+        local = self.checkpoint_config.get("LocalPath")
+        return Path(local) if local else self.paths.checkpoint_dir
+
+    @property
     def channel_dirs(self) -> Mapping[str, Path]:
         """Alias of ``channel_input_dirs`` (the original design's name)."""
         return self.channel_input_dirs
