@@ -327,7 +327,8 @@ def failure_reason(failure: str, limit: int = 300) -> str:
     lines = [line.strip() for line in failure.strip().splitlines() if line.strip()]
     if not lines:
         return "no reason given"
-    reason = lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: ... {lines[-1]}"
+    head, last = lines[0].rstrip(":"), lines[-1]
+    reason = head if last in head else f"{head}: ... {last}"
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
