@@ -323,13 +323,11 @@ def _job_exit_code(outcomes: Sequence[HostOutcome], first_failure: str | None, s
 
 
 def failure_reason(failure: str, limit: int = 300) -> str:
-    """A failure file in one line: its first line and, when longer, its last (usually the exception)."""
+    """A failure file's first line (``<ErrorType>: <message>``), cut at ``limit`` characters."""
     lines = [line.strip() for line in failure.strip().splitlines() if line.strip()]
     if not lines:
         return "no reason given"
-    head, last = lines[0].rstrip(":"), lines[-1]
-    reason = head if last in head else f"{head}: ... {last}"
-    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
+    return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 3] + "..."
 
 
 def hosts_summary(job: LocalJob, result: HostsResult) -> str:

@@ -202,7 +202,7 @@ def open_hosts(count: int, base: Path, network: str = "auto") -> HostSet:
     raise ConfigError(
         f"--hosts {count} needs a private network identity per host, and this machine offers none: "
         f"{netns_reason or 'network namespaces were not asked for'}; and for loopback hosts, "
-        f"{loopback_reason}. Run smc local as root (network namespaces), or allow unprivileged user "
-        "namespaces (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
-        "kernel.apparmor_restrict_unprivileged_userns=0), or run with --hosts 1."
+        f"{loopback_reason}. Run smc local as root (network namespaces), or install util-linux "
+        "(unshare) and allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+        "or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0), or run with --hosts 1."
     )
