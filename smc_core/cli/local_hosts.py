@@ -38,7 +38,7 @@ from smc_core.cli.local import LocalJob, build_job_dir, job_environment
 from smc_core.cli.local_network import HostSet, LocalHost
 from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
 from smc_core.launch.process import default_grace_period
-from smc_core.launch.signals import describe_exit_code, exit_code_of
+from smc_core.launch.signals import describe_exit_code, exit_code_of, signal_of
 
 TRAIN_COMMAND = (sys.executable, "-m", "smc_core.cli.main", "train")
 DEFAULT_FAILURE_WAIT = 15.0
@@ -234,7 +234,8 @@ def _supervise(
                 notice(f"{name} again: killing every host now.")
                 kill_at = now
         if stop_at is not None and now >= stop_at and kill_at is None and alive:
-            notice(f"stopping {', '.join(i.host.name for i in alive)} (SIGTERM; SIGKILL after {grace:g} s).")
+            names = ", ".join(i.host.name for i in alive)
+            notice(f"stopping {names} (SIGTERM; SIGKILL after {grace + KILL_MARGIN:g} s).")
             _signal_all(alive, signal.SIGTERM)
             kill_at = now + grace + KILL_MARGIN
         if kill_at is not None and now >= kill_at:
@@ -344,8 +345,10 @@ def hosts_summary(job: LocalJob, result: HostsResult) -> str:
     lines.append(f"  hosts ({len(result.hosts)}, {result.network}):")
     width = max((len(o.name) for o in result.hosts), default=6)
     for o in result.hosts:
-        state = "succeeded" if o.exit_code == 0 else describe_exit_code(o.exit_code).split(":")[0]
-        row = f"    {o.name.ljust(width)}  {state.ljust(14)} {o.duration:7.1f} s"
+        sig = signal_of(o.exit_code)
+        state = "succeeded" if o.exit_code == 0 else f"exit code {o.exit_code}"
+        state += f" ({sig.name})" if sig else ""
+        row = f"    {o.name.ljust(width)}  {state.ljust(23)} {o.duration:7.1f} s"
         if o.failure:
             row += f"  {failure_reason(o.failure)}"
         lines.append(row)
