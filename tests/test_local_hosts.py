@@ -52,13 +52,13 @@ def write_source(tmp_path: Path, script: str) -> Path:
     return source
 
 
-def assert_nothing_left(tmp_path: Path, smc_pid: int) -> None:
+def assert_nothing_left(tmp_path: Path, smc_pid: int | None) -> None:
     """No process of the job, no namespace and no /etc/netns entry of that smc local."""
     deadline = time.monotonic() + 5  # SIGKILLed processes need a moment to be reaped by init
     while processes_with_environ(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert processes_with_environ(str(tmp_path)) == []
-    if NETNS is None:
+    if NETNS is None and smc_pid is not None:
         prefix = f"smcns-{smc_pid}-"
         assert [ns for ns in _namespaces() if ns.startswith(prefix)] == []
         assert not [p for p in NETNS_ETC.glob(prefix + "*")] if NETNS_ETC.exists() else True
@@ -252,3 +252,42 @@ def test_sigterm_reaches_every_host_and_nothing_is_left_behind(tmp_path):
     assert "job stopped stopped by SIGTERM (exit code 143)" in out
     assert sum(line.split()[1:3] == ["exit", "code"] and "143" in line for line in out.splitlines()) == 2, out
     assert_nothing_left(tmp_path, proc.pid)
+
+
+FAILS_ON_ALGO_2 = """
+import os, signal, sys, time
+host = os.environ["SM_CURRENT_HOST"]
+if host == "algo-2":
+    time.sleep(1)
+    sys.exit("algo-2 gives up: no data for this host")
+def stop(signum, frame):
+    open(os.path.join({base!r}, "stopped-" + host), "w").write("saved")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+time.sleep(120)
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(NETNS is not None and LOOPBACK is not None, reason=f"{NETNS}; {LOOPBACK}")
+def test_a_host_that_ignores_a_peer_failure_is_stopped_after_the_failure_wait(tmp_path):
+    source = write_source(tmp_path, FAILS_ON_ALGO_2.format(base=str(tmp_path)))
+    started = time.monotonic()
+    proc = local(
+        str(source),
+        *("--entry-point", "train.py", "--hosts", "2", "--failure-wait", "2", "--job-name", "broken"),
+        cwd=tmp_path,
+        timeout=90,
+    )
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert elapsed < 45, f"{elapsed:.0f} s"
+    out = proc.stdout
+    assert "smc local: algo-2 failed (exit code 1); the other hosts have 2 s to stop on their own." in out
+    assert "smc local: stopping algo-1 (SIGTERM" in out
+    assert (tmp_path / "stopped-algo-1").read_text() == "saved"
+    summary = out[out.index("smc local: job broken failed: algo-2 failed first (exit code 1)") :]
+    assert "algo-2 gives up: no data for this host" in summary
+    row = next(line for line in summary.splitlines() if line.strip().startswith("algo-1"))
+    assert "exit code 143 (SIGTERM)" in row, summary
+    assert_nothing_left(tmp_path, None)
