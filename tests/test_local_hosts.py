@@ -291,3 +291,31 @@ def test_a_host_that_ignores_a_peer_failure_is_stopped_after_the_failure_wait(tm
     row = next(line for line in summary.splitlines() if line.strip().startswith("algo-1"))
     assert "exit code 143 (SIGTERM)" in row, summary
     assert_nothing_left(tmp_path, None)
+
+
+CHECKPOINTING = """
+import os
+ckpt = os.environ["SM_CHECKPOINT_DIR"]
+host = os.environ["SM_CURRENT_HOST"]
+print("restored", sorted(os.listdir(ckpt)), "into", ckpt, flush=True)
+open(os.path.join(ckpt, "ckpt-" + host), "w").write("state of " + host)
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(NETNS is not None and LOOPBACK is not None, reason=f"{NETNS}; {LOOPBACK}")
+def test_every_host_keeps_its_checkpoints_in_step_with_s3(tmp_path, s3_server):
+    bucket = s3_server.bucket()
+    source = write_source(tmp_path, CHECKPOINTING)
+    uri = f"s3://{bucket}/ckpt/job"
+    args = ("--entry-point", "train.py", "--hosts", "2", "--checkpoint-s3-uri", uri)
+    first = local(str(source), *args, "--job-name", "one", cwd=tmp_path, env=s3_server.env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    client = s3_server.client()
+    stored = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert stored == {"ckpt/job/ckpt-algo-1", "ckpt/job/ckpt-algo-2"}, first.stdout
+    second = local(str(source), *args, "--job-name", "two", cwd=tmp_path, env=s3_server.env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    for host in ("algo-1", "algo-2"):
+        where = tmp_path / ".smc" / "jobs" / "two" / host / "checkpoints"
+        assert f"restored ['ckpt-algo-1', 'ckpt-algo-2'] into {where}" in second.stdout, second.stdout

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.cli.local import LocalJob, build_job_dir, job_environment
+from smc_core.cli.local import CHECKPOINT_FLUSH_TIMEOUT, LocalJob, build_job_dir, job_environment
 from smc_core.cli.local_network import HostSet, LocalHost
 from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
 from smc_core.launch.process import default_grace_period
@@ -91,15 +91,40 @@ class _Running:
     outcome: HostOutcome | None = None
 
 
+def host_jobs(job: LocalJob, host_set: HostSet) -> list[LocalJob]:
+    """Each host's job: its own job dir and, with several hosts, its own checkpoint dir
+    (``--checkpoint-local-path P`` becomes ``P/algo-i``: every instance has its own disk)."""
+    several = len(host_set.hosts) > 1
+    jobs = []
+    for host in host_set.hosts:
+        local_path = job.checkpoint_local_path
+        if several and local_path is not None:
+            local_path = local_path / host.name
+        jobs.append(dataclasses.replace(job, job_dir=host.job_dir, checkpoint_local_path=local_path))
+    return jobs
+
+
 def prepare_hosts(job: LocalJob, host_set: HostSet) -> list[LocalJob]:
     """Write each host's job dir (``<job>/algo-i/``, or the job dir itself for one plain host)."""
     names = [h.name for h in host_set.hosts]
-    jobs = []
-    for host in host_set.hosts:
-        host_job = dataclasses.replace(job, job_dir=host.job_dir)
+    jobs = host_jobs(job, host_set)
+    for host, host_job in zip(host_set.hosts, jobs):
         build_job_dir(host_job, current_host=host.name, hosts=names, interface=host_set.interface)
-        jobs.append(host_job)
     return jobs
+
+
+def start_checkpoint_syncs(jobs: Sequence[LocalJob]) -> list[Any]:
+    """What the platform does around each instance: restore its checkpoints, then keep them in sync."""
+    from smc_core.cli.local_checkpoints import download_checkpoints, start_checkpoint_sync
+
+    syncs = []
+    for host_job in jobs:
+        if host_job.checkpoint_s3_uri:
+            restored = download_checkpoints(host_job.checkpoint_s3_uri, host_job.checkpoint_dir)
+            syncs.append(
+                start_checkpoint_sync(host_job.checkpoint_s3_uri, host_job.checkpoint_dir, restored=restored)
+            )
+    return syncs
 
 
 def run_hosts(
@@ -127,6 +152,7 @@ def run_hosts(
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
     running: list[_Running] = []
+    syncs: list[Any] = []
     started = time.time()
 
     finished_readers: list[str] = []
@@ -141,9 +167,10 @@ def run_hosts(
 
     try:
         host_set.start()
-        host_jobs = prepare_hosts(job, host_set)
-        grace = default_grace_period(job_environment(host_jobs[0], environ))
-        for host, host_job in zip(host_set.hosts, host_jobs):
+        jobs = prepare_hosts(job, host_set)
+        syncs = start_checkpoint_syncs(jobs)
+        grace = default_grace_period(job_environment(jobs[0], environ))
+        for host, host_job in zip(host_set.hosts, jobs):
             env = job_environment(host_job, environ)
             env[MARKER_VAR] = marker
             env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they are printed, not at exit
@@ -166,6 +193,11 @@ def run_hosts(
     finally:
         for item in running:
             _kill(item.process)
+        if syncs:
+            from smc_core.cli.local_checkpoints import finish_checkpoint_sync
+
+            for sync in syncs:
+                finish_checkpoint_sync(sync, CHECKPOINT_FLUSH_TIMEOUT)
         host_set.close()
         kill_marked(marker)
         for sig, handler in previous.items():

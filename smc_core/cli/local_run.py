@@ -22,7 +22,7 @@ from smc_core.cli.metrics import (
     parse_metric_option,
     report_metrics,
 )
-from smc_core.errors import ConfigError
+from smc_core.errors import ConfigError, SmcError
 
 MAX_HOSTS = 64
 
@@ -50,8 +50,9 @@ def add_hosts_arguments(parser: argparse.ArgumentParser) -> None:
         "--host-network",
         choices=HOST_NETWORKS,
         default="auto",
-        help="netns: a network namespace per host (root); loopback: 127.0.0.i per host in a user "
-        "namespace with its own /etc/hosts; auto (default): netns when root, else loopback",
+        help="netns: a network namespace per host (root; the hosts reach only each other); loopback: "
+        "127.0.0.i per host in a user namespace with its own /etc/hosts (the machine's network); "
+        "auto (default): netns when root, else loopback",
     )
     group.add_argument(
         "--failure-wait",
@@ -109,15 +110,20 @@ def plan_from_args(args: argparse.Namespace, job: LocalJob) -> LocalRunPlan | No
 def run_local(job: LocalJob, plan: LocalRunPlan, *, keep: bool = True, output_tar: bool = False) -> int:
     """Run the planned job, print its summary (and metrics); return its exit code."""
     collector = MetricCollector(plan.metrics) if plan.metrics else None
+    on_line = (lambda line: collector.feed(line.host, line.text, line.timestamp)) if collector else None
     job.job_dir.mkdir(parents=True, exist_ok=True)
     multi = len(plan.host_set.hosts) > 1
-    result = run_hosts(
-        job,
-        plan.host_set,
-        on_line=(lambda line: collector.feed(line.host, line.text, line.timestamp)) if collector else None,
-        failure_wait=plan.failure_wait,
-        prefix=multi,
-    )
+    try:
+        result = run_hosts(
+            job,
+            plan.host_set,
+            on_line=on_line,
+            failure_wait=plan.failure_wait,
+            prefix=multi,
+        )
+    except SmcError as error:  # e.g. the checkpoints could not be restored: nothing ran
+        print(f"smc local: {error.message}", file=sys.stderr)
+        return error.exit_code
     master = plan.host_set.hosts[0].job_dir
     tarballs = make_output_tarballs(master) if output_tar else ()
     if not keep:
