@@ -222,13 +222,20 @@ time.sleep(120)
 """
 
 
+NETWORKS = [
+    pytest.param("netns", marks=pytest.mark.skipif(NETNS is not None, reason=NETNS or "")),
+    pytest.param("loopback", marks=pytest.mark.skipif(LOOPBACK is not None, reason=LOOPBACK or "")),
+]
+
+
 @pytest.mark.netns
-@pytest.mark.skipif(NETNS is not None and LOOPBACK is not None, reason=f"{NETNS}; {LOOPBACK}")
-def test_sigterm_reaches_every_host_and_nothing_is_left_behind(tmp_path):
+@pytest.mark.parametrize("network", NETWORKS)
+def test_sigterm_reaches_every_host_and_nothing_is_left_behind(tmp_path, network):
     source = write_source(tmp_path, SLEEPER.format(base=str(tmp_path)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(SMC_ENV_PREFIXES)}
+    options = ["--hosts", "2", "--host-network", network, "--job-name", "stopped"]
     proc = subprocess.Popen(
-        [SMC, "local", str(source), "--entry-point", "train.py", "--hosts", "2", "--job-name", "stopped"],
+        [SMC, "local", str(source), "--entry-point", "train.py", *options],
         cwd=tmp_path,
         env=env,
         stdin=subprocess.DEVNULL,
