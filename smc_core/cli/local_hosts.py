@@ -38,7 +38,7 @@ from smc_core.cli.local import CHECKPOINT_FLUSH_TIMEOUT, LocalJob, build_job_dir
 from smc_core.cli.local_network import HostSet, LocalHost
 from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
 from smc_core.launch.process import default_grace_period
-from smc_core.launch.signals import describe_exit_code, exit_code_of, signal_of
+from smc_core.launch.signals import describe_exit_code, exit_code_of
 
 TRAIN_COMMAND = (sys.executable, "-m", "smc_core.cli.main", "train")
 DEFAULT_FAILURE_WAIT = 15.0
@@ -155,11 +155,12 @@ def run_hosts(
     syncs: list[Any] = []
     started = time.time()
 
-    finished_readers: list[str] = []
+    ended_readers = 0
 
     def emit(line: Line | None) -> None:
+        nonlocal ended_readers
         if line is None:  # a reader reached the end of its host's output
-            finished_readers.append("eof")
+            ended_readers += 1
             return
         print(prefixer.format(line) if prefix else line.text, file=out, flush=True)
         if on_line is not None:
@@ -202,7 +203,7 @@ def run_hosts(
         kill_marked(marker)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _drain(lines, len(running) - len(finished_readers), emit)
+    _drain(lines, len(running) - ended_readers, emit)
     ended = time.time()
     outcomes = tuple(item.outcome for item in running if item.outcome is not None)
     return HostsResult(
@@ -353,48 +354,3 @@ def _job_exit_code(outcomes: Sequence[HostOutcome], first_failure: str | None, s
     if stopped_by is not None:
         return 128 + int(signal.Signals[stopped_by])
     return 0
-
-
-def failure_reason(failure: str, limit: int = 300) -> str:
-    """A failure file's first line (``<ErrorType>: <message>``), cut at ``limit`` characters."""
-    lines = [line.strip() for line in failure.strip().splitlines() if line.strip()]
-    if not lines:
-        return "no reason given"
-    return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 3] + "..."
-
-
-def hosts_summary(job: LocalJob, result: HostsResult) -> str:
-    """The lines printed after a multi-host local job."""
-    if result.exit_code == 0:
-        status = "succeeded"
-    elif result.first_failure:
-        status = f"failed: {result.first_failure} failed first ({describe_exit_code(result.exit_code)})"
-    elif result.stopped_by:
-        status = f"stopped by {result.stopped_by} (exit code {result.exit_code})"
-    else:
-        status = f"failed (exit code {result.exit_code})"
-    lines = [f"smc local: job {job.job_name} {status} in {result.duration:.1f} s"]
-    lines.append(f"  hosts ({len(result.hosts)}, {result.network}):")
-    width = max((len(o.name) for o in result.hosts), default=6)
-    for o in result.hosts:
-        sig = signal_of(o.exit_code)
-        state = "succeeded" if o.exit_code == 0 else f"exit code {o.exit_code}"
-        state += f" ({sig.name})" if sig else ""
-        row = f"    {o.name.ljust(width)}  {state.ljust(23)} {o.duration:7.1f} s"
-        if o.failure:
-            row += f"  {failure_reason(o.failure)}"
-        lines.append(row)
-    master = result.hosts[0].job_dir if result.hosts else job.job_dir
-    model_dir = master / "model"
-    model_files = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
-    lines += [
-        f"  job dir: {job.job_dir}",
-        f"  model:   {model_dir} ({', '.join(model_files[:5]) or 'empty'}"
-        f"{', ...' if len(model_files) > 5 else ''})",
-        f"  outputs: {master / 'output' / 'data'}",
-    ]
-    failed = next((o for o in result.hosts if o.name == result.first_failure), None)
-    if failed and failed.failure:
-        text = failed.failure.strip().replace("\n", "\n           ")[:1500]
-        lines.append(f"  failure ({failed.name}): {text}")
-    return "\n".join(lines)

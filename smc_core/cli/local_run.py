@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smc_core.cli.local import LocalJob, LocalResult, clean_job_dir, make_output_tarballs, summary
-from smc_core.cli.local_hosts import DEFAULT_FAILURE_WAIT, hosts_summary, run_hosts
+from smc_core.cli.local_hosts import DEFAULT_FAILURE_WAIT, run_hosts
 from smc_core.cli.local_network import HOST_NETWORKS, HostSet, PlainHost, open_hosts
+from smc_core.cli.local_summary import hosts_summary
 from smc_core.cli.metrics import (
     MetricCollector,
     MetricDefinition,
