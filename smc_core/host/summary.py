@@ -67,7 +67,9 @@ def plugins_line(pm: pluggy.PluginManager) -> str:
         if adapter
         else "Adapter: none (the core runs the script)"
     )
-    return f"{head}; plugins: {', '.join(others) or 'none'}; smc-core {__version__} defaults: {defaults}"
+    return (
+        f"{head}; plugins: {', '.join(others) or 'none'}; smc-core {__version__} ({defaults} default plugins)"
+    )
 
 
 def host_layout_line(training_env: TrainingEnv) -> str:
