@@ -170,8 +170,8 @@ def invoke_train(
     """Launch and supervise the user's processes until they end, and say how they ended.
 
     Called once per host, last. The first non-None result wins: an adapter returns a result for the
-    launch styles it owns (torchrun) and None for the rest; the default runs the entry point as one supervised process, or calls ``train()`` in
-    function mode. Wrappers (``@hookimpl(wrapper=True)``) see the result, e.g. to save
+    launch styles it owns (torchrun) and None for the rest; the default runs the entry point as one
+    supervised process, or calls ``train()`` in function mode. Wrappers (``@hookimpl(wrapper=True)``) see the result, e.g. to save
     ``result.model``.
 
     :param training_env: the job's environment.
