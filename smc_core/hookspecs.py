@@ -171,8 +171,8 @@ def invoke_train(
 
     Called once per host, last. The first non-None result wins: an adapter returns a result for the
     launch styles it owns (torchrun) and None for the rest; the default runs the entry point as one
-    supervised process, or calls ``train()`` in function mode. Wrappers (``@hookimpl(wrapper=True)``) see the result, e.g. to save
-    ``result.model``.
+    supervised process, or calls ``train()`` in function mode. Wrappers (``@hookimpl(wrapper=True)``)
+    see the result, e.g. to save ``result.model``.
 
     :param training_env: the job's environment.
     :param user_code: the fetched code.
