@@ -29,6 +29,8 @@ def test_switches(job_dir):
     assert distribution_switch(on) == "sagemaker_pytorch_ddp_enabled"
     off = env_of(job_dir, hyperparameters={"sagemaker_torch_distributed_enabled": False})
     assert distribution_switch(off) is None
+    mapping_off = env_of(job_dir, hyperparameters={"sagemaker_pytorch_ddp_enabled": {"enabled": False}})
+    assert distribution_switch(mapping_off) is None
 
 
 def env_with(job_dir, environ, **kwargs):
