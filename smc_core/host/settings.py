@@ -304,7 +304,8 @@ FUNCTION_MODE = Setting.switch(
     "SMC_FUNCTION_MODE",
     False,
     "function mode: import the entry module and call train(...) with the hyperparameters and "
-    "environment fields its signature names; an adapter saves what it returns",
+    "environment fields its signature names; an adapter saves what it returns (a returned object no "
+    "adapter saves fails the job)",
 )
 BOOL_FLAGS = Setting.switch(
     "SMC_BOOL_FLAGS",
