@@ -4,9 +4,7 @@ import shutil
 
 from smc_core import Setting, describe_user_code, hookimpl
 
-CODE_FROM_DIR = Setting.text(
-    "SMC_CODE_FROM_DIR", None, "a directory to copy the training code from", owner="smc-code-from-dir"
-)
+CODE_FROM_DIR = Setting.text("SMC_CODE_FROM_DIR", None, "the code's directory", owner="smc-code-from-dir")
 
 
 @hookimpl
