@@ -92,3 +92,12 @@ def test_an_exception_raised_in_smcs_own_code_exits_1(job_dir: Callable[..., Pat
     pm = get_plugin_manager(environ={}, load_entrypoints=False, plugins=[BadUserCode()])
     assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 1
     assert failure_text(base).startswith("InternalError: TypeError")
+
+
+def test_secrets_are_scrubbed_also_where_json_escapes_them() -> None:
+    from smc_core.host.summary import environment_lines
+
+    secret = 'pa"ss\\word-123'
+    process_env = {"DB_PASSWORD": secret, "SM_HPS": '{"db":"pa\\"ss\\\\word-123"}', "HOME": "/root"}
+    lines = environment_lines(process_env, {"HOME": "/root"})
+    assert lines == ["DB_PASSWORD=<redacted>", 'SM_HPS={"db":"<redacted>"}']

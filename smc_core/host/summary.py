@@ -36,9 +36,13 @@ def secret_values(environ: Mapping[str, str]) -> set[str]:
 
 
 def redact(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by :data:`REDACTED`."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+    """``text`` with every one of ``secrets`` replaced by :data:`REDACTED`, as it is and as it appears
+    inside JSON (``SM_HPS``, ``SM_TRAINING_ENV``)."""
+    import json
+
+    forms = {form for secret in secrets for form in (secret, json.dumps(secret)[1:-1])}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
 
 
