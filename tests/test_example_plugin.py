@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.testing.helpers import pip_install_target, run_smc
+from .helpers import pip_install_target, run_smc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "smc-code-from-dir"
 

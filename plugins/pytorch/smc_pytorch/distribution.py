@@ -14,6 +14,7 @@ from typing import Any
 from smc_core import (
     ConfigError,
     EntryKind,
+    Setting,
     TrainingEnv,
     UserCode,
     interface_exists,
@@ -34,6 +35,32 @@ MASTER_PORT_VAR = "SMC_PYTORCH_MASTER_PORT"
 """smc option: another rendezvous port than the contract's 7777 (e.g. two jobs on one machine)."""
 RENDEZVOUS_TIMEOUT_VAR = "SMC_PYTORCH_RENDEZVOUS_TIMEOUT"
 """smc option: seconds torchrun's agents wait for each other at the start (default 600)."""
+
+PROCESSES_PER_HOST = Setting.integer(
+    PROCESSES_PER_HOST_VAR,
+    None,
+    "torchrun processes per host when the job does not say (sagemaker_mpi_num_of_processes_per_host "
+    "wins; default: one per GPU, else 1)",
+    minimum=1,
+    owner="smc-pytorch",
+)
+RENDEZVOUS_PORT = Setting.integer(
+    MASTER_PORT_VAR,
+    MASTER_PORT,
+    "the rendezvous port (MASTER_PORT) instead of the contract's 7777, e.g. for two jobs on one machine",
+    minimum=1,
+    maximum=65535,
+    owner="smc-pytorch",
+)
+RENDEZVOUS_TIMEOUT = Setting.integer(
+    RENDEZVOUS_TIMEOUT_VAR,
+    600,
+    "seconds torchrun's agents wait for each other at the start",
+    minimum=1,
+    owner="smc-pytorch",
+)
+SETTINGS = (PROCESSES_PER_HOST, RENDEZVOUS_PORT, RENDEZVOUS_TIMEOUT)
+"""The environment variables this adapter reads, declared through ``register_settings``."""
 
 
 def distribution_switch(training_env: TrainingEnv) -> str | None:

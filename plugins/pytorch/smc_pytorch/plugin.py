@@ -1,5 +1,8 @@
 """The PyTorch adapter's hook implementations (torch is imported only inside functions).
 
+* ``register_settings``: ``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``,
+  ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT`` (:data:`smc_pytorch.distribution.SETTINGS`).
+* ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``.
 * ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
   ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
 * ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
@@ -19,6 +22,7 @@ from typing import Any
 
 from smc_core import (
     EntryKind,
+    Setting,
     TrainingEnv,
     TrainingResult,
     UserCode,
@@ -30,6 +34,7 @@ from smc_core import (
 )
 from smc_pytorch.distribution import (
     DISTRIBUTION_SWITCHES,
+    SETTINGS,
     distribution_switch,
     launcher_command,
     master_port,
@@ -42,6 +47,12 @@ from smc_pytorch.saving import is_module, is_rank_zero, save_model
 
 TRACEBACK_CHARS = 700
 """How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
+
+
+@hookimpl
+def register_settings() -> tuple[Setting[Any], ...]:
+    """The environment variables this adapter reads (checked at start, listed in the settings reference)."""
+    return SETTINGS
 
 
 @hookimpl

@@ -15,9 +15,7 @@ from smc_pytorch.distribution import (
 )
 from smc_pytorch.plugin import failure_reason
 
-from smc_core.errors import ConfigError
-from smc_core.job.environment import create_environment
-from smc_core.usercode.describe import EntryKind, UserCode
+from smc_core import ConfigError, EntryKind, UserCode, create_environment
 
 
 def env_of(job_dir, **kwargs):
