@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
 
-.PHONY: setup reference test lint typecheck run-example bench clean
+.PHONY: setup reference test lint typecheck docs run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The test command: lint, types, then the whole suite.
-test: lint typecheck reference
+# Sphinx and MyST for the docs (docs/requirements.txt also lists smc-core and smc-pytorch, already here).
+$(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
+	$(BIN)/pip install -q -r docs/requirements.txt
+	touch $@
+
+## The documentation, built as CI builds it: warnings are errors (open docs/_build/html/index.html).
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W -q docs docs/_build/html
+
+## The test command: lint, types, the docs, then the whole suite.
+test: lint typecheck reference docs
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
@@ -48,4 +57,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
