@@ -103,3 +103,9 @@ def test_every_kit_fixture_is_in_the_testing_guide():
 
 def test_readme_links_the_docs():
     assert "docs/" in (ROOT / "README.md").read_text()
+
+
+def test_readme_shows_the_example_plugin_as_it_is():
+    example = (ROOT / "examples" / "smc-code-from-dir" / "smc_code_from_dir.py").read_text()
+    code = example.split('"""', 2)[2].strip()
+    assert code in (ROOT / "README.md").read_text(), "README's plugin example differs from the module"
