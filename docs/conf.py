@@ -18,7 +18,7 @@ author = "the smc authors"
 copyright = "the smc authors, Apache-2.0"
 release = version = smc_core.__version__
 
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "smc_docs"]
+extensions = ["myst_parser", "sphinx.ext.autodoc", "smc_docs"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "requirements.txt"]
 myst_enable_extensions = ["colon_fence"]
@@ -32,4 +32,3 @@ autodoc_preserve_defaults = True
 html_theme = "alabaster"
 html_title = f"smc {release}"
 html_static_path: list[str] = []
-napoleon_use_ivar = True

@@ -155,9 +155,42 @@ class PublicApiDirective(_GeneratedRst):
         return out
 
 
+def attributes_section(
+    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Turn a docstring's ``Attributes:`` section (``name: text`` items, indented) into ``:ivar:`` fields.
+
+    smc's docstrings are reST with field lists; a few dataclasses list their fields this way.
+    """
+    out: list[str] = []
+    in_section = False
+    for line in lines:
+        if line.strip() == "Attributes:":
+            in_section = True
+            continue
+        if in_section:
+            stripped = line.strip()
+            if not stripped:
+                out.append("")
+                continue
+            indent = len(line) - len(line.lstrip())
+            if indent == 0:
+                in_section = False
+            elif ":" in stripped and indent <= 4 and " " not in stripped.split(":", 1)[0]:
+                field, text = stripped.split(":", 1)
+                out.append(f":ivar {field}: {text.strip()}")
+                continue
+            else:
+                out.append("   " + stripped)
+                continue
+        out.append(line)
+    lines[:] = out
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
-    """Register the directives."""
+    """Register the directives and the docstring filter."""
     importlib.import_module("smc_core")
+    app.connect("autodoc-process-docstring", attributes_section)
     app.add_directive("smc-hooks", HooksDirective)
     app.add_directive("smc-settings", SettingsDirective)
     app.add_directive("smc-exit-codes", ExitCodesDirective)
