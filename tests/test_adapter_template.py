@@ -16,6 +16,12 @@ def test_rendered_adapter_installs_and_passes_its_tests(tmp_path):
     assert f"Wrote {package}" in made.stdout
     plugin = (package / "smc_demo" / "plugin.py").read_text()
     assert "$" not in plugin and '"sagemaker_demo_distributed_enabled"' in plugin
+    ruff = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "ruff"), "check", "--no-cache", str(package)],
+        capture_output=True,
+        text=True,
+    )
+    assert ruff.returncode == 0, ruff.stdout
     site = pip_install_target(package, tmp_path / "site")
     assert (site / "smc_demo" / "plugin.py").exists()
 
