@@ -68,3 +68,12 @@ def test_a_job_past_its_timeout_is_killed(smc_job):
 def test_a_bad_setting_given_to_the_job_fails_it_with_exit_2(smc_job):
     outcome = smc_job(code={"train.py": "pass\n"}, entry_point="train.py", env={"SMC_GRACE_PERIOD": "soon"})
     outcome.assert_failure(2, reason="SMC_GRACE_PERIOD")
+
+
+def test_the_kit_does_not_import_the_command_line():
+    import subprocess
+    import sys
+
+    probe = "import sys, smc_core.testing; print([m for m in sys.modules if m.startswith('smc_core.cli')])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
