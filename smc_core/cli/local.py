@@ -37,6 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smc_core.cli.local_checkpoints import (
+    download_checkpoints,
+    finish_checkpoint_sync,
+    start_checkpoint_sync,
+    write_checkpoint_config,
+)
 from smc_core.errors import ConfigError, SmcError
 from smc_core.usercode.describe import is_package
 
@@ -58,6 +64,10 @@ class LocalJob:
         channels: ``{name: local path or s3:// URI}``.
         env: extra environment variables for the job.
         adapter: the adapter to pin (``SMC_ADAPTER``), or None to let smc choose.
+        checkpoint_s3_uri: checkpoints kept in step with this ``s3://`` prefix, as the platform does
+            (``checkpointconfig.json``), or None.
+        checkpoint_local_path: where the job sees its checkpoints (default ``<job dir>/checkpoints``).
+        s3_output: ``sagemaker_s3_output``: where ``output/intermediate`` is synced while the job runs.
     """
 
     source_dir: Path
@@ -68,6 +78,14 @@ class LocalJob:
     channels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     adapter: str | None = None
+    checkpoint_s3_uri: str | None = None
+    checkpoint_local_path: Path | None = None
+    s3_output: str | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job's checkpoints are on this machine."""
+        return self.checkpoint_local_path or self.job_dir / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,10 @@ class LocalResult:
     def output_data_dir(self) -> Path:
         """Other outputs: ``<job dir>/output/data``."""
         return self.job_dir / "output" / "data"
+
+
+CHECKPOINT_FLUSH_TIMEOUT = 60.0
+"""Seconds the final checkpoint upload may take after the job ended."""
 
 
 def encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
@@ -210,6 +232,8 @@ def build_job_dir(job: LocalJob) -> Path:
             "sagemaker_container_log_level": 20,
         }
     )
+    if job.s3_output:
+        hyperparameters["sagemaker_s3_output"] = job.s3_output
     (config / "hyperparameters.json").write_text(
         json.dumps(encode_hyperparameters(hyperparameters), indent=1)
     )
@@ -220,6 +244,8 @@ def build_job_dir(job: LocalJob) -> Path:
         "current_instance_type": "local",
     }
     (config / "resourceconfig.json").write_text(json.dumps(resource_config, indent=1))
+    if job.checkpoint_s3_uri:
+        write_checkpoint_config(config, job.checkpoint_s3_uri, job.checkpoint_dir)
     (config / "inputdataconfig.json").write_text(
         json.dumps({name: {"TrainingInputMode": "File"} for name in job.channels}, indent=1)
     )
@@ -254,6 +280,10 @@ def job_environment(job: LocalJob, environ: Mapping[str, str] | None = None) -> 
 def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> LocalResult:
     """Run ``train`` in the job directory (a subprocess, as the platform runs it); wait for it."""
     started = time.perf_counter()
+    checkpoint_sync = None
+    if job.checkpoint_s3_uri:  # what the platform does around the container
+        restored = download_checkpoints(job.checkpoint_s3_uri, job.checkpoint_dir)
+        checkpoint_sync = start_checkpoint_sync(job.checkpoint_s3_uri, job.checkpoint_dir, restored=restored)
     command = [sys.executable, "-m", "smc_core.cli.main", "train"]
     with subprocess.Popen(command, env=job_environment(job, environ), cwd=job.job_dir) as process:
         # SIGTERM sent to smc local is passed on to `train`, which stops the job and reports it.
@@ -272,6 +302,8 @@ def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> Local
                     print("smc local: interrupted; waiting for the job to stop ...", file=sys.stderr)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if checkpoint_sync is not None:
+                finish_checkpoint_sync(checkpoint_sync, CHECKPOINT_FLUSH_TIMEOUT)
     failure_file = job.job_dir / "output" / "failure"
     failure = failure_file.read_text(errors="replace") if exit_code and failure_file.exists() else None
     return LocalResult(exit_code, time.perf_counter() - started, job.job_dir, failure)
@@ -360,6 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the run, remove input/ and code/ from the job directory, keeping model/ and output/",
     )
     parser.add_argument(
+        "--checkpoint-s3-uri",
+        metavar="S3_URI",
+        help="keep the job's checkpoints in step with this s3:// prefix, as the platform does: "
+        "download before the job, upload new and changed files while it runs and at its end",
+    )
+    parser.add_argument(
+        "--checkpoint-local-path",
+        type=Path,
+        metavar="DIR",
+        help="where the job's checkpoints are (default: <job dir>/checkpoints; SM_CHECKPOINT_DIR in the job)",
+    )
+    parser.add_argument(
+        "--s3-output",
+        metavar="S3_URI",
+        help="sync output/intermediate to this s3:// prefix while the job runs (sagemaker_s3_output)",
+    )
+    parser.add_argument(
         "--output-tar",
         action="store_true",
         help="also write output/model.tar.gz and output/output.tar.gz, as the platform uploads them",
@@ -393,7 +442,19 @@ def job_from_args(args: argparse.Namespace) -> LocalJob:
         channels=channels,
         env=env,
         adapter=args.adapter,
+        checkpoint_s3_uri=checked_s3_uri(args.checkpoint_s3_uri, "--checkpoint-s3-uri"),
+        checkpoint_local_path=args.checkpoint_local_path.absolute() if args.checkpoint_local_path else None,
+        s3_output=checked_s3_uri(args.s3_output, "--s3-output"),
     )
+
+
+def checked_s3_uri(uri: str | None, option: str) -> str | None:
+    """``uri`` when it is an ``s3://bucket[/prefix]`` location (or None); a ConfigError otherwise."""
+    if uri is not None:
+        from smc_core.outputs.upload import parse_s3_prefix
+
+        parse_s3_prefix(uri, option)
+    return uri
 
 
 def summary(job: LocalJob, result: LocalResult) -> str:

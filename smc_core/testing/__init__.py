@@ -28,9 +28,25 @@ from typing import Any
 
 import pytest
 
-from smc_core.testing.jobs import JobOutcome, JobRunner, encode_hyperparameters, make_job_dir, run_job
+from smc_core.testing.jobs import (
+    JobOutcome,
+    JobRunner,
+    encode_hyperparameters,
+    job_environ,
+    make_job_dir,
+    run_job,
+    train_command,
+)
 
-__all__ = ["JobOutcome", "JobRunner", "encode_hyperparameters", "make_job_dir", "run_job"]
+__all__ = [
+    "JobOutcome",
+    "JobRunner",
+    "encode_hyperparameters",
+    "job_environ",
+    "make_job_dir",
+    "run_job",
+    "train_command",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

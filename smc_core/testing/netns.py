@@ -172,17 +172,30 @@ class NetnsHost:
 
 
 class NetnsCluster:
-    """N hosts ``algo-1 .. algo-N`` in network namespaces, joined by a bridge on a private /24.
+    """N hosts ``algo-1 .. algo-N`` (or ``names``) in network namespaces, joined by a bridge on a private /24.
 
     :param count: number of hosts.
     :param base: a directory for the hosts' job directories (``base/algo-1`` ...) and logs.
     :param interface: the interface name inside every host (what ``network_interface_name`` says).
     :param subnet: the first three octets of the private /24 (it exists only inside the namespaces).
+    :param names: the hosts' names as another platform names them (``["llm-node-0-0.llm", ...]``,
+        ``["llm-master-0", "llm-worker-0"]``), one per host; default ``algo-1 .. algo-N``.
     """
 
-    def __init__(self, count: int, base: Path, *, interface: str = "eth0", subnet: str = "10.213.0") -> None:
+    def __init__(
+        self,
+        count: int,
+        base: Path,
+        *,
+        interface: str = "eth0",
+        subnet: str = "10.213.0",
+        names: Sequence[str] | None = None,
+    ) -> None:
         if not 1 <= count <= 200:
             raise ValueError(f"count is {count}: give between 1 and 200 hosts")
+        if names is not None and len(names) != count:
+            raise ValueError(f"names has {len(names)} names for {count} hosts: give one per host")
+        host_names = list(names) if names is not None else [f"algo-{i}" for i in range(1, count + 1)]
         self.count = count
         self.base = Path(base)
         self.interface = interface
@@ -191,20 +204,20 @@ class NetnsCluster:
         self.hub = f"{tag}-hub"
         self.hosts = [
             NetnsHost(
-                name=f"algo-{i}",
+                name=name,
                 namespace=f"{tag}-{i}",
                 address=f"{subnet}.{i}",
                 interface=interface,
-                job_dir=self.base / f"algo-{i}",
+                job_dir=self.base / name,
             )
-            for i in range(1, count + 1)
+            for i, name in enumerate(host_names, start=1)
         ]
         self._processes: list[subprocess.Popen[Any]] = []
         self._created: list[str] = []
 
     @property
     def host_names(self) -> list[str]:
-        """``["algo-1", "algo-2", ...]``."""
+        """``["algo-1", "algo-2", ...]`` (or the ``names`` given)."""
         return [h.name for h in self.hosts]
 
     def hosts_file(self) -> str:
