@@ -216,8 +216,18 @@ def validate(job: LocalJob) -> None:
 # --- the job directory -----------------------------------------------------------------------------
 
 
-def build_job_dir(job: LocalJob) -> Path:
-    """Write ``job.job_dir`` as the SDK's local mode lays it out; return it."""
+def build_job_dir(
+    job: LocalJob,
+    *,
+    current_host: str = LOCAL_HOST,
+    hosts: Sequence[str] = (LOCAL_HOST,),
+    interface: str = "lo",
+) -> Path:
+    """Write ``job.job_dir`` as the SDK's local mode lays it out; return it.
+
+    ``current_host``, ``hosts`` and ``interface`` go into ``resourceconfig.json`` (one host of
+    ``smc local --hosts N`` gets its own name, all N names and its network interface).
+    """
     base = job.job_dir
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -238,9 +248,9 @@ def build_job_dir(job: LocalJob) -> Path:
         json.dumps(encode_hyperparameters(hyperparameters), indent=1)
     )
     resource_config = {
-        "current_host": LOCAL_HOST,
-        "hosts": [LOCAL_HOST],
-        "network_interface_name": "lo",
+        "current_host": current_host,
+        "hosts": list(hosts),
+        "network_interface_name": interface,
         "current_instance_type": "local",
     }
     (config / "resourceconfig.json").write_text(json.dumps(resource_config, indent=1))
@@ -413,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write output/model.tar.gz and output/output.tar.gz, as the platform uploads them",
     )
+    from smc_core.cli.local_run import add_hosts_arguments, add_metric_arguments
+
+    add_hosts_arguments(parser)
+    add_metric_arguments(parser)
     return parser
 
 
@@ -479,13 +493,19 @@ def summary(job: LocalJob, result: LocalResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``smc local``: returns the job's exit code (2 for bad arguments)."""
     args = build_parser().parse_args(argv)
+    from smc_core.cli.local_run import plan_from_args, run_local
+
     try:
         job = job_from_args(args)
         validate(job)
-        build_job_dir(job)
+        plan = plan_from_args(args, job)  # None: one host, no metrics, as before --hosts existed
+        if plan is None:
+            build_job_dir(job)
     except SmcError as error:
         print(f"smc local: {error.message}", file=sys.stderr)
         return error.exit_code
+    if plan is not None:
+        return run_local(job, plan, keep=args.keep, output_tar=args.output_tar)
     result = run_job(job)
     if args.output_tar:
         result = LocalResult(
