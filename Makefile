@@ -10,7 +10,7 @@ REFERENCE      ?= sagemaker-training==5.1.4
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup reference test test-pythons lint typecheck run-example bench clean
+.PHONY: setup reference test test-pythons lint typecheck docs run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,17 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The test command: lint, types, the whole suite, then the core's suite on the other Pythons.
-test: lint typecheck reference
+# Sphinx and MyST for the docs (docs/requirements.txt also lists smc-core and smc-pytorch, already here).
+$(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
+	$(BIN)/pip install -q -r docs/requirements.txt
+	touch $@
+
+## The documentation, built as CI builds it: warnings are errors (open docs/_build/html/index.html).
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W -q docs docs/_build/html
+
+## The test command: lint, types, the docs, the whole suite, then the core's suite on the other Pythons.
+test: lint typecheck reference docs
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
@@ -56,4 +65,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build

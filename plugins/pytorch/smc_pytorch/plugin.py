@@ -1,5 +1,8 @@
 """The PyTorch adapter's hook implementations (torch is imported only inside functions).
 
+* ``register_settings``: ``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``,
+  ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT`` (:data:`smc_pytorch.distribution.SETTINGS`).
+* ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``.
 * ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
   ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
 * ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
@@ -50,7 +53,7 @@ TRACEBACK_CHARS = 700
 
 @hookimpl
 def register_settings() -> tuple[Setting[Any], ...]:
-    """``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``, ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT``."""
+    """The environment variables this adapter reads (checked at start, listed in the settings reference)."""
     return SETTINGS
 
 
