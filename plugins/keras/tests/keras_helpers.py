@@ -42,7 +42,7 @@ def train(channel_input_dirs, hyperparameters):
 
 # Script mode: records the backend it runs on and the weights it ends with.
 PLAIN_SCRIPT = """
-import argparse, json, os
+import argparse, json, os, sys
 import keras
 import numpy as np
 
@@ -57,7 +57,8 @@ model.compile(optimizer="sgd", loss="mse")
 history = model.fit(x, y, epochs=args.epochs, batch_size=16, verbose=0)
 with open(os.path.join(os.environ["SM_MODEL_DIR"], "run.json"), "w") as f:
     json.dump({"env": os.environ.get("KERAS_BACKEND"), "keras": keras.backend.backend(),
-               "epochs": len(history.history["loss"])}, f)
+               "epochs": len(history.history["loss"]), "argv": sys.argv[1:],
+               "hps": json.loads(os.environ["SM_HPS"])}, f)
 """
 
 
