@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# smc-keras and its backends live in a venv of their own: a second adapter beside smc-pytorch would make
+# every job that does not set SMC_ADAPTER (the core's tests among them) fail with "Several adapters".
+KERAS_VENV     ?= .venv-keras
+KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
@@ -19,7 +23,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
 	touch $@
 
-setup: $(VENV)/.installed
+$(KERAS_VENV)/.installed: pyproject.toml plugins/keras/pyproject.toml
+	$(PYTHON) -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KERAS_VENV)/bin/pip install -q "$(TORCH)" numpy
+	$(KERAS_VENV)/bin/pip install -q $(KERAS_BACKENDS) -e ".[test]" -e plugins/keras
+	touch $@
+
+setup: $(VENV)/.installed $(KERAS_VENV)/.installed
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -38,6 +48,7 @@ typecheck: setup
 ## The test command: lint, types, then the whole suite.
 test: lint typecheck reference
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
@@ -48,4 +59,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KERAS_VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache

@@ -25,11 +25,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from smc_core import logger
 
 DEFAULT_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 CHECKPOINT_DIR_VAR = "SMC_KERAS_CHECKPOINT_DIR"
@@ -50,6 +49,11 @@ def checkpoint_dir(environ: Mapping[str, str] | None = None) -> Path:
     except (OSError, ValueError, AttributeError):
         local = None
     return Path(local) if isinstance(local, str) and local else Path(DEFAULT_CHECKPOINT_DIR)
+
+
+def _say(message: str) -> None:
+    """A line in the job's log from the training process (where smc's logging is not set up)."""
+    print(f"smc_keras: {message}", file=sys.stderr, flush=True)
 
 
 def _rank(environ: Mapping[str, str]) -> int:
@@ -107,30 +111,24 @@ def _interruptible_backup_class() -> Any:
                 super().on_train_begin(logs)
                 epoch = getattr(self.model, "_initial_epoch", None)
                 if epoch:
-                    logger.info(
-                        "BackupAndRestore: resuming from epoch %d (of %s).", epoch + 1, self.backup_dir
-                    )
+                    _say(f"resuming from epoch {epoch + 1}, as saved in {self.backup_dir}.")
                 try:
                     self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
                     self._installed = True
                 except ValueError:  # not the main thread: the default handling stays
-                    logger.warning("BackupAndRestore: not in the main thread, SIGTERM is not caught.")
+                    _say("fit() runs outside the main thread: SIGTERM ends it without a save.")
 
             def _on_sigterm(self, signum: int, frame: Any) -> None:
                 self._signalled = signum
-                print(
-                    "smc_keras: SIGTERM received: saving the current state at the end of this batch.",
-                    flush=True,
-                )
+                _say("SIGTERM received: saving the current state at the end of this batch.")
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
                 super().on_train_batch_end(batch, logs)
                 if self._signalled is not None:
                     self._save_model()
-                    print(
-                        f"smc_keras: saved epoch {self._current_epoch + 1} (batch {batch + 1}) to "
-                        f"{self.backup_dir}; a rerun resumes from it.",
-                        flush=True,
+                    _say(
+                        f"saved epoch {self._current_epoch + 1} (batch {batch + 1}) to "
+                        f"{self.backup_dir}; a rerun resumes from it."
                     )
                     self._exit()
 
@@ -157,6 +155,7 @@ def _interruptible_backup_class() -> Any:
                 if previous == signal.SIG_IGN:
                     return
                 os.kill(os.getpid(), signum)  # the default action: end as the signal would
+                raise SystemExit(128 + signum)  # not reached once the signal is delivered
 
         _CLASS = InterruptibleBackupAndRestore
     return _CLASS

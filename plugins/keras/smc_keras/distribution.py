@@ -123,7 +123,7 @@ def jax_env(training_env: TrainingEnv) -> dict[str, str]:
         "KERAS_DISTRIBUTION_PROCESS_ID": str(hosts.index(training_env.current_host)),
     }
     if not training_env.num_gpus:
-        # jax's CPU client has no cross-process collectives unless told to use gloo
+        # gloo: jax's cross-process collectives on CPU (the default in jax 0.10; older jax needed it named)
         variables["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
     return variables
 

@@ -7,6 +7,7 @@ import re
 import signal
 import time
 
+import pytest
 from keras_helpers import INSTALLED_BACKENDS, finish, start_train
 
 INTERRUPTIBLE = """
@@ -23,14 +24,18 @@ class Mark(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         time.sleep(0.05)
 
-keras.utils.set_random_seed(0)
-x = np.random.default_rng(0).random((64, 3)).astype("float32")
-y = x.sum(axis=1, keepdims=True)
-model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-model.compile(optimizer="sgd", loss="mse")
-model.fit(x, y, epochs=int(os.environ["SM_HP_EPOCHS"]), batch_size=8, verbose=0,
-          callbacks=[Mark(), *smc_keras.callbacks()])
-print("training finished", flush=True)
+def train():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((64, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, epochs=int(os.environ["SM_HP_EPOCHS"]), batch_size=8, verbose=0,
+              callbacks=[Mark(), *smc_keras.callbacks()])
+    print("training finished", flush=True)
+
+if __name__ == "__main__":
+    train()
 """
 
 
@@ -39,7 +44,8 @@ def epochs_begun(base) -> list[int]:
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
-def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_path):
+@pytest.mark.parametrize("function_mode", ["0", "1"], ids=["script", "function"])
+def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_path, function_mode):
     backend = "torch" if "torch" in INSTALLED_BACKENDS else INSTALLED_BACKENDS[0]
     base = job_dir(
         hyperparameters={"epochs": 30},
@@ -52,7 +58,7 @@ def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_
         json.dumps({"LocalPath": str(checkpoints)})
     )
 
-    first = start_train(base, KERAS_BACKEND=backend)
+    first = start_train(base, KERAS_BACKEND=backend, SMC_FUNCTION_MODE=function_mode)
     deadline = time.monotonic() + 240
     while max(epochs_begun(base), default=-1) < 2 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -69,7 +75,7 @@ def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_
     assert "training finished" not in done.stdout
 
     before = len(epochs_begun(base))
-    rerun = finish(start_train(base, KERAS_BACKEND=backend), 240)
+    rerun = finish(start_train(base, KERAS_BACKEND=backend, SMC_FUNCTION_MODE=function_mode), 240)
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     resumed = epochs_begun(base)[before:]
     assert resumed[0] == epoch - 1, resumed  # not epoch 0: it resumes in the interrupted epoch
