@@ -24,18 +24,18 @@ class Mark(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         time.sleep(0.05)
 
-def train():
+def train(epochs):
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).random((64, 3)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
-    model.fit(x, y, epochs=int(os.environ["SM_HP_EPOCHS"]), batch_size=8, verbose=0,
+    model.fit(x, y, epochs=epochs, batch_size=8, verbose=0,
               callbacks=[Mark(), *smc_keras.callbacks()])
     print("training finished", flush=True)
 
 if __name__ == "__main__":
-    train()
+    train(int(os.environ["SM_HP_EPOCHS"]))
 """
 
 
