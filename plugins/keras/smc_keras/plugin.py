@@ -28,6 +28,7 @@ from smc_core import (
     TrainingEnv,
     TrainingResult,
     UserCode,
+    UserCodeError,
     hookimpl,
     logger,
     run_process,
@@ -147,7 +148,13 @@ def save_returned_model(
         logger.info("Not the chief: the returned model is saved by %s.", training_env.master_hostname)
     elif user_save is not None:
         logger.info("Saving the returned model with %s.save(model, model_dir).", user_code.module_name)
-        user_save(model, str(training_env.model_dir))
+        try:
+            user_save(model, str(training_env.model_dir))
+        except Exception as exc:
+            raise UserCodeError(
+                f"{user_code.module_name}.save(model, model_dir) failed: {type(exc).__name__}: {exc}. "
+                "Fix it, or remove it to let smc-keras save a keras.Model as model_dir/model.keras."
+            ) from exc
     else:
         save_model(model, training_env.model_dir, process_env.get("KERAS_BACKEND", ""))
     return dataclasses.replace(result, model_handled_by="smc-keras")
