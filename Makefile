@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 # smc-keras and its backends live in a venv of their own: a second adapter beside smc-pytorch would make
 # every job that does not set SMC_ADAPTER (the core's tests among them) fail with "Several adapters".
 KERAS_VENV     ?= .venv-keras
-KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax
+KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4

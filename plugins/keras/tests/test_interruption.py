@@ -48,7 +48,7 @@ def epochs_begun(base) -> list[int]:
 def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_path, function_mode):
     backend = "torch" if "torch" in INSTALLED_BACKENDS else INSTALLED_BACKENDS[0]
     base = job_dir(
-        hyperparameters={"epochs": 30},
+        hyperparameters={"epochs": 15},
         resource_config={"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"},
         code={"train.py": INTERRUPTIBLE},
         entry_point="train.py",
@@ -79,7 +79,7 @@ def test_sigterm_saves_the_running_epoch_and_a_rerun_resumes_there(job_dir, tmp_
     assert rerun.returncode == 0, rerun.stdout[-4000:]
     resumed = epochs_begun(base)[before:]
     assert resumed[0] == epoch - 1, resumed  # not epoch 0: it resumes in the interrupted epoch
-    assert resumed == list(range(epoch - 1, 30))
+    assert resumed == list(range(epoch - 1, 15))
     assert "training finished" in rerun.stdout
     assert (checkpoints / "model.keras").exists()  # ModelCheckpoint's latest model
     assert not (checkpoints / "backup").exists()  # the backup is removed once training completes
