@@ -89,7 +89,7 @@ def test_keras3_under_multi_worker_mirrored_strategy_is_explained(netns_hosts):
     config = json.loads(runs[1].output.split("TF_CONFIG=", 1)[1].splitlines()[0])
     assert config["cluster"] == {"worker": ["algo-1:8890", "algo-2:8890"]}
     assert config["task"] == {"index": 1, "type": "worker"}
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 1, run.output[-4000:]
         failure = (host.job_dir / "output" / "failure").read_text()
         assert "known upstream failure of Keras 3 under tf.distribute.MultiWorkerMirroredStrategy" in failure

@@ -57,7 +57,7 @@ def test_two_hosts_train_together_on_jax(netns_hosts):
         env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60"),
         timeout=240,
     )
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, run.output[-4000:]
         assert (host.job_dir / "output" / "success").exists()
     one, two = (
@@ -65,7 +65,7 @@ def test_two_hosts_train_together_on_jax(netns_hosts):
         for rank, host in enumerate(cluster.hosts)
     )
     # Different data on each host, identical weights at the end: the gradients were averaged across hosts.
-    for w1, w2 in zip(one["weights"], two["weights"]):
+    for w1, w2 in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_array_equal(np.array(w1), np.array(w2))
     assert one["processes"] == two["processes"] == 2
     assert one["env"]["KERAS_DISTRIBUTION_JOB_ADDRESSES"] == "algo-1:7777,algo-2:7777"
