@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# smc-keras and its backends live in a venv of their own: a second adapter beside smc-pytorch would make
+# every job that does not set SMC_ADAPTER (the core's tests among them) fail with "Several adapters".
+KERAS_VENV     ?= .venv-keras
+KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
@@ -10,7 +14,7 @@ REFERENCE      ?= sagemaker-training==5.1.4
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup reference test test-pythons lint typecheck docs run-example bench clean
+.PHONY: setup adapters reference test test-pythons lint typecheck docs run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +26,16 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
 	touch $@
 
+$(KERAS_VENV)/.installed: pyproject.toml plugins/keras/pyproject.toml
+	$(PYTHON) -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KERAS_VENV)/bin/pip install -q "$(TORCH)" numpy
+	$(KERAS_VENV)/bin/pip install -q $(KERAS_BACKENDS) -e ".[test]" -e plugins/keras
+	touch $@
+
 setup: $(VENV)/.installed
+
+## Each adapter other than smc-pytorch in a venv of its own (one adapter per environment, as in an image).
+adapters: $(KERAS_VENV)/.installed
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -48,8 +61,9 @@ docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
 ## The test command: lint, types, the docs, the whole suite, then the core's suite on the other Pythons.
-test: lint typecheck reference docs
+test: lint typecheck reference docs adapters
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
 ## The core's suite (tests/) on Python $(CORE_PYTHONS), each in .venv-pyXY (see .ci/test-pythons).
@@ -65,4 +79,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) $(KERAS_VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
