@@ -195,8 +195,7 @@ class Coordinator:
             while True:
                 failed = {h: s.failure for h, s in self.workers.items() if s.failure}
                 if failed:
-                    host, reason = next(iter(failed.items()))
-                    raise ClusterError(f"MPI worker host {host} could not start its sshd: {reason}")
+                    raise ClusterError(next(iter(failed.values())))
                 lost = [h for h, s in self.workers.items() if s.gone and not s.host_key]
                 if lost:
                     raise ClusterError(

@@ -410,21 +410,55 @@ def run_master(
 # The workers
 
 
-def _daemons(sshd: SupervisedProcess) -> list[Any]:
+def _network_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def open_mpi_daemons(since: float) -> list[Any]:
+    """Open MPI's daemons (``orted``, ``prted``) of this host started since ``since`` (a time stamp).
+
+    They detach from the ssh session that started them (``--daemonize``), so they are found by name,
+    in this process's network namespace (hosts that share a kernel, as in tests, stay apart).
+    """
     import psutil
 
-    try:
-        children = psutil.Process(sshd.pid).children(recursive=True)
-    except psutil.Error:
-        return []
+    here = _network_namespace("self")
     found = []
-    for child in children:
+    for proc in psutil.process_iter(["name", "create_time"]):
+        recent = (proc.info["create_time"] or 0) >= since - 1
+        if proc.info["name"] in DAEMON_NAMES and recent and _network_namespace(proc.pid) == here:
+            found.append(proc)
+    return found
+
+
+def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
+    """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them; how many processes."""
+    import psutil
+
+    processes = []
+    for daemon in open_mpi_daemons(since):
         try:
-            if child.name() in DAEMON_NAMES:
-                found.append(child)
+            processes += [daemon, *daemon.children(recursive=True)]
         except psutil.Error:
             continue
-    return found
+    if not processes:
+        return 0
+    for proc in processes:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+    return len(processes)
 
 
 def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
@@ -436,6 +470,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
     link = MasterLink.connect(master, job.port, job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None
+    since = time.time()
     try:
         link.send({"type": "hello", "host": host})
         message = link.receive(job.wait_timeout)
@@ -462,18 +497,22 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
             )
             _wait_for_sshd(sshd, address, job.ssh_port)
         except SmcError as exc:
-            link.send({"type": "failed", "reason": f"{host}: {exc}"})
-            raise
+            reason = f"MPI worker host {host} could not start the job's sshd: {exc}"
+            link.send({"type": "failed", "reason": reason})
+            raise type(exc)(reason) from exc
         logger.info(
             "MPI: the job's sshd listens on %s:%d; waiting for the master %s.", address, job.ssh_port, master
         )
         link.send({"type": "ready", "host_key": host_key})
-        outcome = _watch(job, link, sshd)
+        outcome = _watch(job, link, sshd, since)
         link.send({"type": "bye"})
         return outcome
     finally:
         if sshd is not None:
             sshd.stop(5.0)
+        stopped = stop_open_mpi_daemons(since)
+        if stopped:
+            logger.warning("MPI: stopped %d process(es) of Open MPI left on %s.", stopped, host)
         keys.remove()
         link.close()
 
@@ -501,7 +540,7 @@ def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: fl
         time.sleep(0.1)
 
 
-def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess) -> TrainingResult:
+def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float) -> TrainingResult:
     """Wait for the master's outcome, logging when Open MPI's daemon starts and ends here."""
     master = job.master
     last_heard = time.monotonic()
@@ -533,10 +572,10 @@ def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess) -> TrainingRe
             )
         if sshd.poll() is not None:
             return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})")
-        daemons = _daemons(sshd)
+        daemons = open_mpi_daemons(since)
         if daemons and not running:
             running = True
-            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].name(), daemons[0].pid)
+            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
         elif running and not daemons:
             running = False
             logger.info("MPI: Open MPI's daemon ended here; waiting for the master's outcome.")

@@ -226,7 +226,8 @@ def start_sshd(
         [sshd, "-t", "-f", str(config)], capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
     )
     if check.returncode != 0:
-        raise ClusterError(f"{sshd} refuses the job's configuration {config}: {check.stderr.strip()}")
+        said = check.stderr.strip() or f"exit code {check.returncode}, no message"
+        raise ClusterError(f"{sshd} refuses the job's configuration {config}: {said}")
     return start_process([sshd, "-D", "-e", "-f", str(config)], env=env, prefix="[sshd] ", grace_period=5.0)
 
 
