@@ -99,7 +99,9 @@ def mpi_job(training_env: TrainingEnv) -> Any:
 
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
-    per_host = _count(params, PROCESSES_PER_HOST_KEY, 1) or 1
+    # As the reference's runner: one process per GPU (or Neuron device), else one per host.
+    default = training_env.num_gpus or training_env.num_neurons or 1
+    per_host = _count(params, PROCESSES_PER_HOST_KEY, default) or default
     total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings = training_env.settings
@@ -147,12 +149,14 @@ def invoke_train(
 
     job = mpi_job(training_env)
     if training_env.current_host not in job.hosts:
+        # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry
+        # point as a plain process (a data-loading group, say), as on SageMaker.
         logger.info(
-            "MPI: %s is not one of the distribution hosts (%s): nothing to run here.",
+            "MPI: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
             training_env.current_host,
             ", ".join(job.hosts),
         )
-        return TrainingResult(exit_code=0)
+        return None
     if training_env.current_host != job.master:
         logger.info("MPI: %s is a worker; the master %s runs mpirun.", training_env.current_host, job.master)
         return run_worker(job, process_env)
