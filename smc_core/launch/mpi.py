@@ -251,17 +251,19 @@ def mpirun_command(
     if as_root:
         command.append("--allow-run-as-root")
     command.append("--display-map")
-    if interface_exists(job.interface):
-        command += ["-mca", "btl_tcp_if_include", job.interface, "-mca", "oob_tcp_if_include", job.interface]
-    elif not single:
-        raise ConfigError(
-            f"resourceconfig.json names the network interface {job.interface!r}, which this host does not "
-            "have: Open MPI could not reach the other hosts. Fix network_interface_name."
-        )
-    command += ["-bind-to", "none", "-map-by", "slot", "-mca", "pml", "ob1", "-mca", "btl", "^openib"]
+    # Open MPI 5 takes only the double-dash forms of the long options the reference writes with one.
+    mca, dash = ("-mca", "-") if major < 5 else ("--mca", "--")
+    if not single:
+        if not interface_exists(job.interface):
+            raise ConfigError(
+                f"resourceconfig.json names the network interface {job.interface!r}, which this host does "
+                "not have: Open MPI could not reach the other hosts. Fix network_interface_name."
+            )
+        command += [mca, "btl_tcp_if_include", job.interface, mca, "oob_tcp_if_include", job.interface]
+    command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot", mca, "pml", "ob1", mca, "btl", "^openib"]
     if major < 5:
-        command += ["-mca", "plm_rsh_no_tree_spawn", "1", "-mca", "orte_abort_on_non_zero_status", "1"]
-        command += ["-mca", "btl_vader_single_copy_mechanism", "none"]
+        command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
+        command += [mca, "btl_vader_single_copy_mechanism", "none"]
     command += ["-x", "NCCL_MIN_NRINGS=4"]
     if interface_exists(job.interface):
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
