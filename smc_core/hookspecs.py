@@ -27,9 +27,13 @@ How each launch style maps onto the hooks
 * **TensorFlow parameter server**: ``prepare_training`` returns ``TF_CONFIG``; ``invoke_train`` starts the
   parameter server as a supervised background process beside the worker, runs the worker, then (on
   non-master hosts) waits until the master host is done before stopping the server and returning.
-* **MPI**: ``prepare_training`` starts sshd on every host and waits for peers; ``invoke_train`` on the
-  master runs ``mpirun`` over ssh to all hosts and returns its result; on every other host it waits
-  until the master's ``mpirun`` ends (the ssh sessions close) and returns success.
+* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.defaults.mpi``, asked
+  before the default launcher): ``invoke_train`` does all of it, so that a job an adapter launches its
+  own way starts no sshd. On the master host it opens the job's coordination channel, makes the job's
+  key pair, waits until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one
+  host, locally) and returns its result, naming the failing rank and its host; on every other host it
+  starts the job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns
+  the outcome the master sends (a failure when the master goes silent).
 * **Function mode** (the original design's ``train(**hyperparameters)``): ``fetch_user_code`` reports
   ``EntryKind.FUNCTION``; the default ``invoke_train`` imports the module, calls ``train`` with the
   hyperparameters and environment fields its signature names, and returns the returned object as
