@@ -15,6 +15,11 @@ Plain functions and two runners, composed by the default plugin :mod:`smc_core.d
   when the master closes the connection or falls silent.
 
 One host with several processes runs ``mpirun`` locally: no ssh, no sshd.
+
+Bounds: the waits for peers are settings (``SMC_MPI_WAIT_TIMEOUT``, ``SMC_MPI_MASTER_SILENCE_TIMEOUT``,
+see :mod:`smc_core.defaults.mpi`); the short local ones are fixed: a worker's sshd must listen within
+30 s, a rank's failure report is acknowledged within 5 s, the master waits 10 s at most for the workers'
+goodbyes, and Open MPI's daemons left on a worker get 5 s after SIGTERM before SIGKILL.
 """
 
 from __future__ import annotations
@@ -343,8 +348,8 @@ def run_master(
             addresses = {job.master: "127.0.0.1"}
             coordinator = Coordinator("127.0.0.1", 0, {})
         else:
-            keygen = find_program("ssh-keygen", None, "SMC_MPI_SSHD")
-            ssh = find_program("ssh", None, "SMC_MPI_SSHD")
+            keygen = find_program("ssh-keygen")
+            ssh = find_program("ssh")
             addresses = _resolve_all(job)
             local = interface_address(job.interface) or addresses[job.master]
             heartbeat = max(0.5, job.silence_timeout / 4)
@@ -382,7 +387,7 @@ def run_master(
             ", ".join(job.hosts),
             job.processes_per_host,
             job.num_processes,
-            shlex.join(command),
+            _shown(command, len(passed_variables(process_env))),
         )
         result = run_process(command, env=env, cwd=cwd)
         if not result.succeeded:
@@ -406,6 +411,21 @@ def run_master(
                 result = TrainingResult(exit_code=1, failure=f"smc on the master {job.master} stopped")
             coordinator.finish(result.exit_code, result.failure)
         keys.remove()
+
+
+def _shown(command: Sequence[str], passed: int) -> str:
+    """``command`` for the log, its run of ``-x NAME`` (the job's variables) told as a count."""
+    words: list[str] = []
+    index = 0
+    while index < len(command):
+        if command[index] == "-x" and index + 1 < len(command) and "=" not in command[index + 1]:
+            while index + 1 < len(command) and command[index] == "-x" and "=" not in command[index + 1]:
+                index += 2
+            words.append(f"[-x each of the job's {passed} variables]")
+            continue
+        words.append(shlex.quote(command[index]))
+        index += 1
+    return " ".join(words)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -480,7 +500,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
             raise ClusterError(f"The MPI master {master} did not send the job's key (got {message!r}).")
         try:
             sshd_path = find_program("sshd", job.sshd, "SMC_MPI_SSHD")
-            keygen = find_program("ssh-keygen", None, "SMC_MPI_SSHD")
+            keygen = find_program("ssh-keygen")
             address = interface_address(job.interface)
             if address is None:
                 raise ConfigError(

@@ -49,9 +49,9 @@ _INSTALL_HINT = (
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
 
-def find_program(name: str, configured: str | None, setting: str) -> str:
-    """The absolute path of ``name`` (``sshd``, ``ssh``, ``ssh-keygen``): ``configured`` when given,
-    else the one on ``PATH`` or in the usual ``sbin`` directories.
+def find_program(name: str, configured: str | None = None, setting: str | None = None) -> str:
+    """The absolute path of ``name`` (``sshd``, ``ssh``, ``ssh-keygen``): ``configured`` (the value
+    of ``setting``) when given, else the one on ``PATH`` or in the usual ``sbin`` directories.
 
     :raises ConfigError: naming the program, where it was looked for, and how to install it.
     """
@@ -71,8 +71,9 @@ def find_program(name: str, configured: str | None, setting: str) -> str:
     return found
 
 
-def _fix(setting: str) -> str:
-    return _INSTALL_HINT.format(setting=setting)
+def _fix(setting: str | None) -> str:
+    hint = _INSTALL_HINT.format(setting=setting)
+    return hint if setting else hint.split(", or name it")[0] + "."
 
 
 def interface_address(interface: str) -> str | None:
