@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -224,3 +225,53 @@ def test_failure_reason_names_rank_host_and_tail():
         "MPI rank 3 (local rank 1) on host algo-2 failed with exit code 1; mpirun on algo-1"
     )
     assert reason.endswith("ValueError: no") and len(reason) < 1024
+
+
+NOISY = """
+import sys
+from mpi4py import MPI
+
+rank = MPI.COMM_WORLD.Get_rank()
+for i in range(200):
+    # Each line in three writes, flushed apart: the pieces of the two ranks' lines reach the pipes mixed.
+    sys.stdout.write(f"{rank} {i:03d} ")
+    sys.stdout.flush()
+    sys.stdout.write(str(rank) * 3000)
+    sys.stdout.flush()
+    sys.stdout.write("\\n")
+    sys.stdout.flush()
+"""
+
+
+@needs_mpi
+def test_rank_output_arrives_in_whole_prefixed_lines(tmp_path):
+    base = mpi_job_dir(tmp_path, {"noisy.py": NOISY}, "noisy.py", sagemaker_mpi_num_of_processes_per_host=2)
+    run = train(base)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stdout.splitlines() if line.startswith("[algo-1 rank")]
+    assert len(lines) == 400
+    for line in lines:
+        match = re.fullmatch(r"\[algo-1 rank (\d)\] (\d) \d{3} (\d+)", line)
+        assert match, line[:120]
+        rank = match.group(1)
+        assert match.group(2) == rank and match.group(3) == rank * 3000, line[:120]
+
+
+def test_the_root_failure_is_the_rank_that_failed_on_its_own():
+    from smc_core.launch.coordinator import Coordinator, report_rank_failure
+
+    coordinator = Coordinator("127.0.0.1", 0, {})
+    try:
+        stopped = {"rank": 0, "local_rank": 0, "host": "algo-1", "exit_code": 143, "tail": ""}
+        assert report_rank_failure(coordinator.endpoint, stopped)
+        # Only a rank mpirun stopped has reported, but rank 1 printed a traceback first: it is the cause.
+        for line in ("Traceback (most recent call last):", "ValueError: boom"):
+            coordinator._keep_stderr({"rank": 1, "local_rank": 0, "host": "algo-2", "line": line})
+        root = coordinator.root_rank_failure(wait=0)
+        assert root is not None and root["rank"] == 1 and root["tail"].endswith("ValueError: boom")
+        assert "failed (it was stopped before" in failure_reason(root, "algo-1")
+        own = {"rank": 2, "local_rank": 0, "host": "algo-3", "exit_code": 1, "tail": "KeyError"}
+        assert report_rank_failure(coordinator.endpoint, own)
+        assert coordinator.root_rank_failure(wait=0) == {"type": "rank_failed", **own}
+    finally:
+        coordinator.close()

@@ -17,6 +17,8 @@ message                   direction       meaning
 failure}``
 ``bye``                   worker->master  the worker got the outcome
 ``rank_failed {...}``     rank->master    a rank's exit code, host and traceback tail
+``out {fd, data}``        rank->master    one whole line of a rank's stdout (fd 1) or stderr (2),
+                                          written to the master's own, whole
 ========================  ==============  =====================================================
 
 Nothing secret goes over the channel: public keys, outcomes and log tails.
@@ -24,10 +26,12 @@ Nothing secret goes over the channel: public keys, outcomes and log tails.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -102,6 +106,10 @@ class Coordinator:
         self.public_key = ""
         self.workers: dict[str, WorkerState] = {}
         self.rank_failures: list[dict[str, Any]] = []
+        self.streams_ended = 0  # ranks' output connections that have closed
+        self.stderr_tails: dict[Any, collections.deque[str]] = {}
+        self.stream_ranks: dict[Any, dict[str, Any]] = {}
+        self.tracebacks: list[Any] = []  # ranks, in the order they first printed a traceback
         self._changed = threading.Condition()
         self._closed = threading.Event()
         self._heartbeat = heartbeat
@@ -127,9 +135,16 @@ class Coordinator:
     def _serve(self, sock: socket.socket, peer: str) -> None:
         lock = threading.Lock()
         state: WorkerState | None = None
+        streaming = False
         try:
             for message in _lines(sock):
                 kind = message.get("type")
+                if kind == "out":
+                    streaming = True
+                    _write_line(message.get("fd"), str(message.get("data", "")))
+                    if message.get("fd") == 2:
+                        self._keep_stderr(message)
+                    continue
                 if kind == "rank_failed":
                     with self._changed:
                         self.rank_failures.append(message)
@@ -151,13 +166,28 @@ class Coordinator:
                     elif kind == "bye":
                         state.said_bye = True
                     self._changed.notify_all()
+        except OSError:
+            pass
         finally:
-            if state is not None:
-                with self._changed:
+            with self._changed:
+                if state is not None:
                     state.gone = True
-                    self._changed.notify_all()
+                if streaming:
+                    self.streams_ended += 1
+                self._changed.notify_all()
             with contextlib.suppress(OSError):
                 sock.close()
+
+    def _keep_stderr(self, message: Mapping[str, Any]) -> None:
+        rank = message.get("rank")
+        line = str(message.get("line", ""))
+        with self._changed:
+            if rank not in self.stderr_tails:
+                self.stderr_tails[rank] = collections.deque(maxlen=60)
+                self.stream_ranks[rank] = {k: message.get(k) for k in ("rank", "local_rank", "host")}
+            self.stderr_tails[rank].append(line)
+            if line.startswith("Traceback (most recent call last)") and rank not in self.tracebacks:
+                self.tracebacks.append(rank)
 
     def _hello(self, sock: socket.socket, lock: threading.Lock, host: str, peer: str) -> WorkerState | None:
         expected = self.hosts.get(host)
@@ -231,11 +261,30 @@ class Coordinator:
                     last_log = now
                 self._changed.wait(min(1.0, max(0.01, deadline - now)))
 
-    def first_rank_failure(self, wait: float = 2.0) -> dict[str, Any] | None:
-        """The first rank failure reported (waiting up to ``wait`` s for one), or None."""
+    def root_rank_failure(self, wait: float = 2.0) -> dict[str, Any] | None:
+        """The rank failure that caused the others (waiting up to ``wait`` s for any), or None.
+
+        The first report of a rank that failed on its own: ranks that mpirun stopped because of it
+        (SIGTERM, SIGKILL, SIGINT) may report first; they are the cause only when nothing else is.
+        """
+        stopped = {128 + 15, 128 + 9, 128 + 2}
         with self._changed:
             self._changed.wait_for(lambda: bool(self.rank_failures), timeout=wait)
+            own = [r for r in self.rank_failures if r.get("exit_code") not in stopped]
+            if own:
+                return own[0]
+            # A rank killed right after it failed (MPI_Abort ends every rank at once) may not have
+            # reported: the first rank that printed a traceback is the cause.
+            if self.tracebacks:
+                rank = self.tracebacks[0]
+                return {**self.stream_ranks[rank], "tail": "\n".join(self.stderr_tails[rank])}
             return self.rank_failures[0] if self.rank_failures else None
+
+    def wait_for_output(self, streams: int, timeout: float) -> None:
+        """Wait (``timeout`` s at most) until ``streams`` ranks' output connections have closed, so that
+        every line they sent is written before the job's own last lines."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.streams_ended >= streams, timeout=timeout)
 
     def finish(self, exit_code: int, failure: str | None, wait: float = 10.0) -> None:
         """Send the outcome to every connected worker, wait (``wait`` s at most) until each says bye
@@ -259,6 +308,26 @@ class Coordinator:
                 state.sock.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 state.sock.close()
+
+
+_OUTPUT_LOCK = threading.Lock()
+
+
+def _write_line(fd: Any, text: str) -> None:
+    """Write one rank's line to this process's stdout (fd 1) or stderr, in one piece."""
+    stream = sys.stderr if fd == 2 else sys.stdout
+    data = text.encode("utf-8", "surrogateescape")
+    with _OUTPUT_LOCK:
+        try:
+            binary = getattr(stream, "buffer", None)
+            if binary is not None:
+                binary.write(data)
+                binary.flush()
+            else:
+                stream.write(data.decode("utf-8", "replace"))
+                stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 class MasterLink:

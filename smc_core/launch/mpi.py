@@ -269,6 +269,9 @@ def mpirun_command(
     if major < 5:
         command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
         command += [mca, "btl_vader_single_copy_mechanism", "none"]
+        # A failed rank's wrapper reports to the master while mpirun stops every rank: 5 s, not 1,
+        # between SIGTERM and SIGKILL lets it finish.
+        command += [mca, "odls_base_sigkill_timeout", "5"]
     command += ["-x", "NCCL_MIN_NRINGS=4"]
     if interface_exists(job.interface):
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
@@ -284,8 +287,11 @@ def mpirun_command(
 
 def failure_reason(report: Mapping[str, Any], current_host: str) -> str:
     """The failure-file reason for a failed rank: which rank on which host, then its stderr tail."""
-    code = int(report.get("exit_code", 1))
-    how = f"died of signal {code - 128}" if code > 128 else f"failed with exit code {code}"
+    code = report.get("exit_code")
+    if code is None:
+        how = "failed (it was stopped before it could report its exit code)"
+    else:
+        how = f"died of signal {code - 128}" if code > 128 else f"failed with exit code {code}"
     rank, local_rank, host = report.get("rank"), report.get("local_rank"), report.get("host")
     head = f"MPI rank {rank} (local rank {local_rank}) on host {host} {how}"
     if host != current_host:
@@ -390,8 +396,9 @@ def run_master(
             _shown(command, len(passed_variables(process_env))),
         )
         result = run_process(command, env=env, cwd=cwd)
+        coordinator.wait_for_output(job.num_processes, timeout=5.0 if result.succeeded else 2.0)
         if not result.succeeded:
-            report = coordinator.first_rank_failure(wait=2.0)
+            report = coordinator.root_rank_failure(wait=2.0)
             if report is not None:
                 result = dataclasses.replace(
                     result,

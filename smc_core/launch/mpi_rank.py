@@ -6,7 +6,9 @@ It runs the entry command as its child and:
   to every rank): ``SM_CURRENT_HOST``, ``CURRENT_HOST``, ``SM_CURRENT_HOST_RANK``, ``current_host``
   and ``is_master`` in ``SM_TRAINING_ENV``, and torchrun's worker set ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK`` from Open MPI's ``OMPI_COMM_WORLD_*``;
-* prefixes every line of output with ``[host rank N] `` and writes each line whole, in one write;
+* prefixes every line of output with ``[host rank N] `` and sends each line whole to the master's
+  coordinator, which writes it to the master's stdout or stderr (``mpirun``'s own forwarding can
+  split a line, and mix the ranks' pieces); to its own stdout and stderr when it cannot connect;
 * passes SIGTERM and SIGINT on to the entry command; the command dies with this process;
 * when the entry command fails (a non-zero exit, a signal it was not sent from here), reports the
   rank, its host, its exit code and the tail of its stderr to the master's coordinator
@@ -95,25 +97,67 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-class _Lines(threading.Thread):
-    """Copies a pipe to one of this process's file descriptors, a whole prefixed line per write."""
+class _Output:
+    """Where a rank's lines go: to the master's coordinator, one message a line (``mpirun`` forwards
+    output in chunks that can end mid-line, and mixes the ranks' chunks), else to this process's own
+    stdout and stderr."""
 
-    def __init__(self, pipe: IO[bytes], fd: int, prefix: bytes, tail: collections.deque[str] | None) -> None:
+    def __init__(self, endpoint: str | None, rank: Mapping[str, Any]) -> None:
+        self.rank = dict(rank)
+        self.lock = threading.Lock()
+        self.sock: socket.socket | None = None
+        if endpoint:
+            host, _, port = endpoint.rpartition(":")
+            try:
+                self.sock = socket.create_connection((host, int(port)), timeout=10)
+                self.sock.settimeout(None)
+            except (OSError, ValueError):
+                self.sock = None
+
+    def write(self, fd: int, data: bytes, line: str = "") -> None:
+        """Send one whole line (``data``: prefix and newline included; ``line``: the line alone)."""
+        if self.sock is not None:
+            text = data.decode("utf-8", "surrogateescape")
+            fields = {"type": "out", "fd": fd, "data": text, "line": line, **self.rank}
+            message = json.dumps(fields, separators=(",", ":")) + "\n"
+            with self.lock:
+                try:
+                    self.sock.sendall(message.encode())
+                    return
+                except OSError:
+                    self.sock = None
+        while data:
+            try:
+                data = data[os.write(fd, data) :]
+            except OSError:
+                return
+
+    def close(self) -> None:
+        """Close the connection (the coordinator counts this stream as ended)."""
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+class _Lines(threading.Thread):
+    """Copies a pipe to an :class:`_Output`, a whole prefixed line at a time; keeps a tail if asked."""
+
+    def __init__(
+        self, pipe: IO[bytes], output: _Output, fd: int, prefix: bytes, tail: collections.deque[str] | None
+    ) -> None:
         super().__init__(daemon=True)
-        self.pipe, self.fd, self.prefix, self.tail = pipe, fd, prefix, tail
+        self.pipe, self.output, self.fd, self.prefix, self.tail = pipe, output, fd, prefix, tail
 
     def run(self) -> None:
         for line in iter(lambda: self.pipe.readline(_MAX_LINE), b""):
             if not line.endswith(b"\n"):
                 line += b"\n"
-            data = self.prefix + line
-            while data:
-                try:
-                    data = data[os.write(self.fd, data) :]
-                except OSError:
-                    break
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            self.output.write(self.fd, self.prefix + line, text)
             if self.tail is not None:
-                self.tail.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+                self.tail.append(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     environ.update(rank_environment(environ, host, list(addresses)))
     rank = environ["RANK"]
     prefix = f"[{host} rank {rank}] ".encode()
+    rank_fields = {"rank": int(rank), "local_rank": int(environ["LOCAL_RANK"]), "host": host}
+    output = _Output(environ.get("SMC_MPI_COORDINATOR"), rank_fields)
     forwarded: list[int] = []
     try:
         child = subprocess.Popen(
@@ -142,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     except OSError as exc:
         message = f"cannot start {command[0]!r}: {exc.strerror or exc}"
-        os.write(2, prefix + message.encode() + b"\n")
+        output.write(2, prefix + message.encode() + b"\n")
+        output.close()
         _report(environ, host, 127, message)
         return 127
 
@@ -157,12 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, forward)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     assert child.stdout is not None and child.stderr is not None
-    pumps = [_Lines(child.stdout, 1, prefix, None), _Lines(child.stderr, 2, prefix, tail)]
+    pumps = [_Lines(child.stdout, output, 1, prefix, None), _Lines(child.stderr, output, 2, prefix, tail)]
     for pump in pumps:
         pump.start()
     returncode = child.wait()
     for pump in pumps:
         pump.join(5)
+    output.close()
     code = 128 - returncode if returncode < 0 else returncode
     sent_from_here = returncode < 0 and -returncode in forwarded
     if code != 0 and not sent_from_here:
