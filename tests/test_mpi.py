@@ -95,11 +95,10 @@ def test_a_failing_rank_names_itself_in_the_failure_file(tmp_path):
         sagemaker_mpi_num_of_processes_per_host=2,
         **{"fail-host": "algo-1"},
     )
-    start = time.monotonic()
-    run = train(base, timeout=60)
+    run = train(base, timeout=120)
     assert run.returncode != 0, run.stderr
-    assert time.monotonic() - start < 30
-    failure = (base / "output" / "failure").read_text()
+    assert time.time() - float((base / "model" / "failed-at").read_text()) < 30
+    failure = (base / "output" / "failure").read_text()[:1024]  # what the platform shows
     assert "MPI rank 0 (local rank 0) on host algo-1 failed with exit code 1" in failure, failure
     assert "ValueError: boom on rank 0 on algo-1" in failure
     assert "Traceback (most recent call last)" in failure

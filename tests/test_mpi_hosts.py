@@ -59,6 +59,14 @@ def run_job(
     )
 
 
+def wait_for_ranks(logs: list[Path], timeout: float = 120) -> None:
+    """Wait until the worker algo-2 logs that Open MPI's daemon started there."""
+    deadline = time.monotonic() + timeout
+    while "mpirun started" not in logs[1].read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "mpirun started" in logs[1].read_text(), "\n".join(log.read_text()[-3000:] for log in logs)
+
+
 @pytest.mark.parametrize(("hosts", "per_host"), [(2, 1), (2, 2), (3, 1), (3, 2)])
 def test_allreduce_across_hosts(netns_hosts, hosts, per_host):
     cluster = netns_hosts(hosts)
@@ -89,12 +97,11 @@ def test_allreduce_across_hosts(netns_hosts, hosts, per_host):
 def test_a_failing_rank_on_host_2_ends_every_host(netns_hosts):
     cluster = netns_hosts(3)
     prepare(cluster, **{"fail-host": "algo-2", "sleep": 0.5})
-    start = time.monotonic()
-    runs = run_job(cluster, timeout=90)
-    took = time.monotonic() - start
+    runs = run_job(cluster, timeout=120)
+    ended = time.time()
     for host, run in zip(cluster.hosts, runs):
         assert run.returncode not in (None, 0), f"{host.name}:\n{run.output[-5000:]}"
-        failure = (host.job_dir / "output" / "failure").read_text()
+        failure = (host.job_dir / "output" / "failure").read_text()[:1024]  # what the platform shows
         # "failed with exit code 1", or "failed (it was stopped before ...)" when mpirun's teardown
         # killed it before it could report: its traceback, streamed to the master, still names it.
         assert "MPI rank 1 (local rank 0) on host algo-2 failed" in failure, failure
@@ -105,7 +112,8 @@ def test_a_failing_rank_on_host_2_ends_every_host(netns_hosts):
         "The MPI job failed on the master algo-1"
         in (cluster.hosts[2].job_dir / "output" / "failure").read_text()
     )
-    assert took < 30, f"the job took {took:.0f} s to end"
+    took = ended - float((cluster.hosts[0].job_dir / "model" / "failed-at").read_text())
+    assert took < 30, f"every host ended {took:.0f} s after rank 1 failed"
     assert mpi_leftovers(SCRIPT) == []
 
 
@@ -149,10 +157,7 @@ def test_the_jobs_sshd_lets_no_one_else_in(netns_hosts):
         )
         for h, log in zip(cluster.hosts, logs)
     ]
-    deadline = time.monotonic() + 60
-    while "mpirun started" not in logs[1].read_text() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "mpirun started" in logs[1].read_text(), logs[1].read_text()
+    wait_for_ranks(logs)
     # Listening on the job's interface only.
     listening = worker.run(["ss", "-Hltn", "sport = :22"]).stdout.split()
     assert f"{worker.address}:22" in listening and "0.0.0.0:22" not in listening, listening
@@ -214,10 +219,7 @@ def test_a_vanished_master_is_detected_within_30_s(netns_hosts):
         )
         for h, log in zip(cluster.hosts, logs)
     ]
-    deadline = time.monotonic() + 60
-    while "mpirun started" not in logs[1].read_text() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert "mpirun started" in logs[1].read_text(), logs[1].read_text()
+    wait_for_ranks(logs)
     # The master's machine drops off the network: no FIN, no RST, only silence.
     subprocess.run(["ip", "-n", master.namespace, "link", "set", master.interface, "down"], check=True)
     start = time.monotonic()

@@ -70,8 +70,9 @@ __all__ = [
     "run_worker",
 ]
 
-TRACEBACK_CHARS = 700
-"""How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
+TRACEBACK_CHARS = 500
+"""How much of the failing rank's stderr goes into the failure file: the platform shows its first 1024
+characters, which also hold the error line, the exit code, the command and the rank's own line."""
 DAEMON_NAMES = ("orted", "prted")
 """The Open MPI daemon mpirun starts over ssh on every other host (Open MPI 4; Open MPI 5)."""
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -269,9 +270,6 @@ def mpirun_command(
     if major < 5:
         command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
         command += [mca, "btl_vader_single_copy_mechanism", "none"]
-        # A failed rank's wrapper reports to the master while mpirun stops every rank: 5 s, not 1,
-        # between SIGTERM and SIGKILL lets it finish.
-        command += [mca, "odls_base_sigkill_timeout", "5"]
     command += ["-x", "NCCL_MIN_NRINGS=4"]
     if interface_exists(job.interface):
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]

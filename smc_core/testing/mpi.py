@@ -44,6 +44,8 @@ comm = MPI.COMM_WORLD
 rank, size = comm.Get_rank(), comm.Get_size()
 host = os.environ["SM_CURRENT_HOST"]
 if host == args.fail_host and os.environ["LOCAL_RANK"] == "0":
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "failed-at"), "w") as f:
+        f.write(str(time.time()))
     raise ValueError(f"boom on rank {rank} on {host}")
 time.sleep(args.sleep)
 total = comm.allreduce(rank + 1, op=MPI.SUM)
@@ -54,7 +56,8 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], f"rank-{rank}.json"), "w") as
     json.dump({"rank": rank, "size": size, "sum": total, "env": {n: os.environ.get(n) for n in names}}, f)
 """
 """Each rank adds ``rank + 1`` with an allreduce and writes ``model/rank-<r>.json`` (its sum and variables);
-``--fail-host H`` makes local rank 0 on host H raise first, ``--sleep S`` waits S seconds first."""
+``--fail-host H`` makes local rank 0 on host H raise first (writing the time to ``model/failed-at``),
+``--sleep S`` waits S seconds first."""
 
 
 def mpi_unavailable_reason() -> str | None:
