@@ -89,10 +89,19 @@ class Coordinator:
     :param port: the TCP port (0: any free port, for one-host jobs).
     :param hosts: the worker hosts and the addresses they resolve to (``{"algo-2": "10.0.0.2"}``);
         a connection that says it is a host from another address is refused.
+    :param public_key: the job's public client key, handed to every worker.
     :param heartbeat: seconds between pings.
     """
 
-    def __init__(self, address: str, port: int, hosts: Mapping[str, str], *, heartbeat: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        hosts: Mapping[str, str],
+        *,
+        public_key: str = "",
+        heartbeat: float = 5.0,
+    ) -> None:
         try:
             self._server = socket.create_server((address, port))
         except OSError as exc:
@@ -103,7 +112,7 @@ class Coordinator:
         self.address = address
         self.port = int(self._server.getsockname()[1])
         self.hosts = dict(hosts)
-        self.public_key = ""
+        self.public_key = public_key  # known before listening: a worker may connect at once
         self.workers: dict[str, WorkerState] = {}
         self.rank_failures: list[dict[str, Any]] = []
         self.streams_ended = 0  # ranks' output connections that have closed

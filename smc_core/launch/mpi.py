@@ -358,9 +358,12 @@ def run_master(
             local = interface_address(job.interface) or addresses[job.master]
             heartbeat = max(0.5, job.silence_timeout / 4)
             coordinator = Coordinator(
-                local, job.port, {h: addresses[h] for h in job.workers}, heartbeat=heartbeat
+                local,
+                job.port,
+                {h: addresses[h] for h in job.workers},
+                public_key=make_key_pair(keys, keygen),
+                heartbeat=heartbeat,
             )
-            coordinator.public_key = make_key_pair(keys, keygen)
             host_keys = coordinator.wait_for_workers(job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
             known = {}
             for host, key in host_keys.items():
@@ -501,7 +504,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
     try:
         link.send({"type": "hello", "host": host})
         message = link.receive(job.wait_timeout)
-        if not message or message.get("type") != "key":
+        if not message or message.get("type") != "key" or not message.get("public_key"):
             raise ClusterError(f"The MPI master {master} did not send the job's key (got {message!r}).")
         try:
             sshd_path = find_program("sshd", job.sshd, "SMC_MPI_SSHD")
