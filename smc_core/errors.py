@@ -1,16 +1,19 @@
 """The errors smc raises, and the exit code each one maps to.
 
 Every expected failure is an :class:`SmcError`: the runner shows its message without a traceback,
-writes it to ``output/failure`` and exits with its ``exit_code``. Anything else is a bug in smc or in
-a plugin and is reported with its traceback.
+writes it to ``output/failure`` and exits with its ``exit_code``. Any other exception is logged with
+its traceback: when a plugin's own code raised it (the innermost smc or plugin frame of the traceback
+is the plugin's), it is that plugin's failure and the job exits 3 naming the plugin; otherwise smc
+itself crashed, a bug, and the job exits 1.
 
 =====  ==========================================================================================
 code   meaning
 =====  ==========================================================================================
 0      the training job succeeded
-1      the user's code failed (or was killed) and gave no exit code of its own to keep
+1      the user's code failed (or was killed) and gave no exit code of its own to keep; or smc itself
+       crashed (a bug in smc: the traceback is in the log)
 2      the job configuration is wrong (a config file, a hyperparameter, an environment variable)
-3      a plugin failed to load or broke the hook contract
+3      a plugin failed to load, broke the hook contract, or raised an exception of its own
 4      the user's code could not be fetched (bad URI, missing object, hostile archive)
 5      the user's requirements or package could not be installed
 6      the cluster did not come together: a peer host did not resolve or answer in time

@@ -274,3 +274,14 @@ def test_the_root_failure_is_the_rank_that_failed_on_its_own():
         assert coordinator.root_rank_failure(wait=0) == {"type": "rank_failed", **own}
     finally:
         coordinator.close()
+
+
+def test_the_readme_lists_the_mpi_settings():
+    from smc_core.defaults.mpi import SETTINGS
+    from smc_core.host.settings import settings_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(
+        r"<!-- MPI settings table:[^\n]*-->\n(.*?)<!-- end of MPI settings table -->", readme, re.S
+    )
+    assert match and match.group(1) == settings_table(SETTINGS), "regenerate README.md's MPI settings table"

@@ -72,7 +72,7 @@ def test_allreduce_across_hosts(netns_hosts, hosts, per_host):
     cluster = netns_hosts(hosts)
     prepare(cluster, sagemaker_mpi_num_of_processes_per_host=per_host)
     runs = run_job(cluster)
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, f"{host.name}:\n{run.output[-5000:]}"
         assert (host.job_dir / "output" / "success").exists()
     size = hosts * per_host
@@ -99,7 +99,7 @@ def test_a_failing_rank_on_host_2_ends_every_host(netns_hosts):
     prepare(cluster, **{"fail-host": "algo-2", "sleep": 0.5})
     runs = run_job(cluster, timeout=120)
     ended = time.time()
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode not in (None, 0), f"{host.name}:\n{run.output[-5000:]}"
         failure = (host.job_dir / "output" / "failure").read_text()[:1024]  # what the platform shows
         # "failed with exit code 1", or "failed (it was stopped before ...)" when mpirun's teardown
@@ -138,7 +138,7 @@ def test_a_worker_whose_sshd_cannot_start_fails_both_hosts(netns_hosts):
     cluster = netns_hosts(2)
     prepare(cluster)
     runs = run_job(cluster, timeout=60, env={"algo-2": {"SMC_MPI_SSHD": "/bin/false"}})
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 6, f"{host.name}:\n{run.output[-5000:]}"
         failure = (host.job_dir / "output" / "failure").read_text()
         assert "algo-2" in failure and "sshd" in failure, failure
@@ -155,7 +155,7 @@ def test_the_jobs_sshd_lets_no_one_else_in(netns_hosts):
         cluster.popen(
             h, [TRAIN], env=host_env(h), stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=h.job_dir
         )
-        for h, log in zip(cluster.hosts, logs)
+        for h, log in zip(cluster.hosts, logs, strict=True)
     ]
     wait_for_ranks(logs)
     # Listening on the job's interface only.
@@ -201,7 +201,7 @@ def test_the_jobs_sshd_lets_no_one_else_in(netns_hosts):
     assert sideways.returncode == 255 and "Permission denied" in sideways.stderr, sideways.stderr
     for process in processes:
         process.wait(timeout=90)
-    for host, process, log in zip(cluster.hosts, processes, logs):
+    for host, process, log in zip(cluster.hosts, processes, logs, strict=True):
         assert process.returncode == 0, f"{host.name}:\n{log.read_text()[-4000:]}"
     assert not any(d.exists() for d in key_dirs), "the job's keys outlived it"
     assert mpi_leftovers(SCRIPT) == []
@@ -217,7 +217,7 @@ def test_a_vanished_master_is_detected_within_30_s(netns_hosts):
         cluster.popen(
             h, [TRAIN], env=host_env(h), stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=h.job_dir
         )
-        for h, log in zip(cluster.hosts, logs)
+        for h, log in zip(cluster.hosts, logs, strict=True)
     ]
     wait_for_ranks(logs)
     # The master's machine drops off the network: no FIN, no RST, only silence.

@@ -70,7 +70,7 @@ def test_two_hosts_find_prted_through_the_prefix(netns_hosts):
         return train_env(host.job_dir)
 
     runs = cluster.run_all(lambda host: [train], env_for=env_for, timeout=120)
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, f"{host.name}:\n{run.output[-5000:]}"
     assert f"--prefix {Path(PYTHON).parent.parent}" in runs[0].output
     assert "mpirun started prted here" in runs[1].output

@@ -317,9 +317,11 @@ def traceback_tail(text: str, limit: int = TRACEBACK_CHARS) -> str:
 
 
 def _rank_variables(job: MpiJob, coordinator: Coordinator, addresses: Mapping[str, str]) -> dict[str, str]:
+    from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
+
     return {
-        "SMC_MPI_COORDINATOR": coordinator.endpoint,
-        "SMC_MPI_HOSTS": json.dumps(dict(addresses), separators=(",", ":")),
+        COORDINATOR_VAR: coordinator.endpoint,
+        HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
     }
 
 

@@ -33,6 +33,10 @@ from typing import IO, Any
 
 __all__ = ["main", "rank_environment", "this_host"]
 
+COORDINATOR_VAR = "SMC_MPI_COORDINATOR"
+"""Set by the master for every rank (not a setting): ``address:port`` of its coordinator."""
+HOSTS_VAR = "SMC_MPI_HOSTS"
+"""Set by the master for every rank (not a setting): JSON ``{host: address}`` of the job's hosts."""
 TAIL_LINES = 60
 _MAX_LINE = 16 * 1024
 
@@ -169,13 +173,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m smc_core.launch.mpi_rank ENTRY [ARGS...]", file=sys.stderr)
         return 2
     environ = dict(os.environ)
-    addresses: dict[str, str] = json.loads(environ.get("SMC_MPI_HOSTS") or "{}")
+    addresses: dict[str, str] = json.loads(environ.get(HOSTS_VAR) or "{}")
     host = this_host(addresses, environ.get("SM_CURRENT_HOST", socket.gethostname()))
     environ.update(rank_environment(environ, host, list(addresses)))
     rank = environ["RANK"]
     prefix = f"[{host} rank {rank}] ".encode()
     rank_fields = {"rank": int(rank), "local_rank": int(environ["LOCAL_RANK"]), "host": host}
-    output = _Output(environ.get("SMC_MPI_COORDINATOR"), rank_fields)
+    output = _Output(environ.get(COORDINATOR_VAR), rank_fields)
     forwarded: list[int] = []
     try:
         child = subprocess.Popen(
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(environ: Mapping[str, str], host: str, code: int, tail: str) -> None:
-    endpoint = environ.get("SMC_MPI_COORDINATOR")
+    endpoint = environ.get(COORDINATOR_VAR)
     if not endpoint:
         return
     from smc_core.launch.coordinator import report_rank_failure

@@ -10,8 +10,8 @@ Supervision, for every process started here:
 * the command runs without a shell (each argument reaches the program exactly), in a new session and
   process group, with stdin from ``/dev/null``;
 * SIGTERM and SIGINT received by smc from just before the start until the process ends are passed on
-  to the whole group; after the grace period (``grace_period``, default ``$SMC_GRACE_PERIOD`` or
-  100 s) the group gets SIGKILL;
+  to the whole group; after the grace period (``grace_period``; the default hooks pass the
+  job's ``SMC_GRACE_PERIOD``, 100 s unless set) the group gets SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
   ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); ``\\r\\n`` ends a
   line as ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once;
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from smc_core.host.reporting import logger
+from smc_core.host.settings import GRACE_PERIOD
 from smc_core.launch.signals import (
     add_signal_target,
     exit_code_of,
@@ -57,8 +58,9 @@ __all__ = [
     "start_process",
 ]
 
-DEFAULT_GRACE_PERIOD = 100.0
-"""Seconds between passing SIGTERM on and sending SIGKILL (SageMaker allows 120 s after a stop)."""
+DEFAULT_GRACE_PERIOD: float = GRACE_PERIOD.default
+"""Seconds between passing SIGTERM on and sending SIGKILL when the caller gives none (SageMaker allows
+120 s after a stop); hooks pass the job's ``training_env.settings[GRACE_PERIOD]``."""
 DEFAULT_TAIL_LINES = 60
 """Lines of stderr kept for the failure file."""
 _MAX_SEGMENT = 64 * 1024  # a "line" longer than this is passed on in pieces
@@ -104,18 +106,6 @@ def python_executable() -> str:
 def current_environ() -> dict[str, str]:
     """A copy of this process's environment."""
     return dict(os.environ)
-
-
-def default_grace_period(environ: Mapping[str, str] | None = None) -> float:
-    """``$SMC_GRACE_PERIOD`` in seconds when set and valid, else :data:`DEFAULT_GRACE_PERIOD`."""
-    value = (os.environ if environ is None else environ).get("SMC_GRACE_PERIOD", "")
-    try:
-        return max(0.0, float(value)) if value else DEFAULT_GRACE_PERIOD
-    except ValueError:
-        logger.warning(
-            "SMC_GRACE_PERIOD=%r is not a number of seconds; using %s", value, DEFAULT_GRACE_PERIOD
-        )
-        return DEFAULT_GRACE_PERIOD
 
 
 # ------------------------------------------------------------------------------------------------
@@ -254,7 +244,7 @@ class SupervisedProcess:
         stderr: IO[Any] | None = None,
     ) -> None:
         self.command = [os.fspath(c) for c in command]
-        self.grace_period = default_grace_period() if grace_period is None else grace_period
+        self.grace_period = DEFAULT_GRACE_PERIOD if grace_period is None else grace_period
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self.forwarded: list[str] = []
         self.killed_after_grace = False
@@ -549,7 +539,7 @@ def run_process(
     :param prefix: put in front of every output line (e.g. ``"[algo-2] "``); None passes lines as is.
     :param tail_lines: how many of the last stderr lines to keep for ``result.failure``.
     :param grace_period: seconds from passing on SIGTERM/SIGINT to SIGKILL (default
-        ``$SMC_GRACE_PERIOD``, else 100).
+        100; hooks pass ``training_env.settings[GRACE_PERIOD]``, the job's ``SMC_GRACE_PERIOD``).
     :param stdout: where to copy the process's stdout (default: smc's stdout).
     :param stderr: where to copy the process's stderr (default: smc's stderr).
     :return: the result: ``exit_code`` the process's own (``128 + S`` when killed by signal S;

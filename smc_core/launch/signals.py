@@ -19,9 +19,9 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed (SIGKILL), most likely by the out-of-memory killer: use a larger instance "

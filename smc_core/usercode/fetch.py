@@ -9,9 +9,11 @@ as it is.
 The code dir rule (``SMC_EXISTING_CODE``)
 -----------------------------------------
 When a source is given, the code run is always the source's. smc records what it fetched in
-``code_dir/.smc-source.json``; when the code dir already holds that same source (same URI, same S3
-ETag or the same local files), it is reused as is (another process on this host fetched it, or the
-job is re-run). When the code dir holds anything else:
+``source.json`` in its bookkeeping dir beside the code dir (:func:`bookkeeping_dir`:
+``/opt/ml/.smc-code`` for ``/opt/ml/code``), never inside it, so the user's code sees only its own
+files; when the code dir already holds that same source (same URI, same S3 ETag or the same local
+files), it is reused as is (another process on this host fetched it, or the job is re-run). When the
+code dir holds anything else:
 
 * ``replace`` (default): what is there is removed, with a warning that lists it, and the source is
   fetched. The reference toolkit instead skips the download and silently runs the stale code.
@@ -20,9 +22,10 @@ job is re-run). When the code dir holds anything else:
 * ``error``: the job stops with a :class:`~smc_core.errors.FetchError` (exit code 4).
 
 Several processes on one host fetching into one code dir take turns on an exclusive lock
-(``code_dir/.smc-lock``); the first fetches, the others find the marker and reuse its work. The
-archive is extracted into ``code_dir/.smc-staging-*`` and moved into place only once complete, so a
-failed or refused download leaves the code dir as it was. Names beginning ``.smc-`` are smc's own.
+(``lock`` in the bookkeeping dir); the first fetches, the others find the marker and reuse its work.
+The archive is extracted into ``code_dir/.smc-staging-*`` (on the code dir's file system, so that it
+can be moved into place) and moved into place only once complete, so a failed or refused download
+leaves the code dir as it was; the staging dir is gone before the user's code starts.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from urllib.parse import unquote, urlparse
 
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.reporting import logger
+from smc_core.host.settings import EXISTING_CODE
 
 __all__ = [
     "EXISTING_CODE_POLICIES",
     "MARKER_NAME",
+    "bookkeeping_dir",
     "code_dir_lock",
     "download_and_extract",
     "fetch_code",
@@ -50,9 +55,25 @@ __all__ = [
 ]
 
 EXISTING_CODE_POLICIES = ("replace", "keep", "error")
-MARKER_NAME = ".smc-source.json"
-LOCK_NAME = ".smc-lock"
+MARKER_NAME = "source.json"
+"""What was fetched (source and version), in :func:`bookkeeping_dir`."""
+LOCK_NAME = "lock"
 _OWN_PREFIX = ".smc-"
+
+
+def bookkeeping_dir(code_dir: Path) -> Path:
+    """Where smc keeps its lock and fetch marker for ``code_dir``: ``.smc-<name>`` beside it
+    (``/opt/ml/.smc-code`` for ``/opt/ml/code``), created when missing. Outside the code dir, so
+    nothing of smc's is seen by the user's code or copied with it."""
+    path = code_dir.absolute().parent / f"{_OWN_PREFIX}{code_dir.absolute().name}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FetchError(
+            f"Cannot create {path}, where smc keeps its lock and fetch marker for the code dir "
+            f"{code_dir}: {error.strerror or error}. Make the code dir's parent writable."
+        ) from None
+    return path
 
 
 def local_source_path(source: str) -> Path | None:
@@ -67,9 +88,9 @@ def local_source_path(source: str) -> Path | None:
 
 @contextlib.contextmanager
 def code_dir_lock(code_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``code_dir`` (``.smc-lock`` inside it) while inside the block."""
+    """Hold an exclusive lock on ``code_dir`` (``lock`` in :func:`bookkeeping_dir`) while inside the block."""
     code_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(code_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(bookkeeping_dir(code_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -90,7 +111,7 @@ def _visible_entries(code_dir: Path) -> list[str]:
 
 def _read_marker(code_dir: Path) -> dict[str, Any] | None:
     try:
-        marker = json.loads((code_dir / MARKER_NAME).read_text())
+        marker = json.loads((bookkeeping_dir(code_dir) / MARKER_NAME).read_text())
         return marker if isinstance(marker, dict) else None
     except (OSError, ValueError):
         return None
@@ -114,11 +135,11 @@ def _local_version(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _existing_policy(policy: str | None, environ: Mapping[str, str]) -> str:
-    value = (policy or environ.get("SMC_EXISTING_CODE") or "replace").strip().lower()
+def _existing_policy(policy: str | None) -> str:
+    value = policy or EXISTING_CODE.default
     if value not in EXISTING_CODE_POLICIES:
         raise ConfigError(
-            f"SMC_EXISTING_CODE is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
+            f"The existing-code policy is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
             "(replace: fetch the source over what is in the code dir; keep: run what is there; error: stop)."
         )
     return value
@@ -138,10 +159,10 @@ def fetch_code(
         None or empty for the code dir as it is.
     :param code_dir: the code dir (created when missing).
     :param region: the S3 region (default: from the environment).
-    :param policy: ``replace``, ``keep`` or ``error`` for a code dir holding other code
-        (default: ``SMC_EXISTING_CODE`` in ``environ``, else ``replace``).
-    :param environ: the environment to read ``SMC_EXISTING_CODE``, the S3 endpoint
-        (``AWS_ENDPOINT_URL``...) and the default region from (default: this process's).
+    :param policy: ``replace`` (default), ``keep`` or ``error`` for a code dir holding other code; the
+        default hook passes ``training_env.settings[EXISTING_CODE]`` (``SMC_EXISTING_CODE``).
+    :param environ: the environment to read the S3 endpoint (``AWS_ENDPOINT_URL``...) and the default
+        region from (default: this process's).
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
         from the same source) or ``"kept"`` (policy ``keep``).
     :raises FetchError: the source cannot be read, is not an archive, or is hostile.
@@ -151,7 +172,7 @@ def fetch_code(
         code_dir.mkdir(parents=True, exist_ok=True)
         return "as-is"
     environ = os.environ if environ is None else environ
-    policy = _existing_policy(policy, environ)
+    policy = _existing_policy(policy)
     local = local_source_path(source)
     if local is not None:
         if not local.exists():
@@ -218,14 +239,15 @@ def fetch_code(
                 for name in existing:
                     _remove(code_dir / name)
                 with contextlib.suppress(FileNotFoundError):
-                    (code_dir / MARKER_NAME).unlink()
+                    (bookkeeping_dir(code_dir) / MARKER_NAME).unlink()
                 for name in os.listdir(staging):
                     os.replace(staging / name, code_dir / name)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-            marker_tmp = code_dir / f"{MARKER_NAME}.{os.getpid()}"
+            marker_path = bookkeeping_dir(code_dir) / MARKER_NAME
+            marker_tmp = marker_path.with_name(f"{MARKER_NAME}.{os.getpid()}")
             marker_tmp.write_text(json.dumps({"source": source, "version": version}))
-            marker_tmp.replace(code_dir / MARKER_NAME)
+            marker_tmp.replace(marker_path)
             logger.info("Fetched %s into %s.", source, code_dir)
             return "fetched"
         finally:
