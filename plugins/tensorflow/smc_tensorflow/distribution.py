@@ -20,6 +20,7 @@ from smc_core import (
     logger,
     multi_worker_tf_config,
     parameter_server_tf_config,
+    resolve_host,
     tf_config_json,
 )
 
@@ -29,6 +30,8 @@ PARAMETER_SERVER_SWITCH = "sagemaker_parameter_server_enabled"
 SWITCHES = (MULTI_WORKER_SWITCH, PARAMETER_SERVER_SWITCH)
 """The distribution switches this adapter launches (the SageMaker SDK's ``distribution=``)."""
 
+WORKER_PORT = 8890
+"""Every MultiWorkerMirrored worker's port (the contract's)."""
 PS_PORT = 2223
 """The parameter-server task's port on every host (the contract's)."""
 MASTER_PORT = 2222
@@ -109,10 +112,21 @@ def cluster_hosts(training_env: TrainingEnv) -> list[str]:
 
 
 def worker_tf_config(training_env: TrainingEnv, style: LaunchStyle) -> dict[str, Any] | None:
-    """``TF_CONFIG`` for the user's process on this host, or None when the style needs none."""
+    """``TF_CONFIG`` for the user's process on this host, or None when the style needs none.
+
+    A one-host MultiWorkerMirrored job whose host name does not resolve (``smc local`` calls the
+    machine ``algo-1``) names its worker ``localhost:8890``: TensorFlow would otherwise wait forever
+    for an address it cannot look up (and ignore SIGTERM meanwhile).
+    """
     hosts = cluster_hosts(training_env)
     if style is LaunchStyle.MULTI_WORKER:
-        return multi_worker_tf_config(hosts, training_env.current_host)
+        tf_config = multi_worker_tf_config(hosts, training_env.current_host)
+        if len(hosts) == 1 and resolve_host(hosts[0]) is None:
+            logger.info(
+                "%s does not resolve: this one-host job's worker is localhost:%d.", hosts[0], WORKER_PORT
+            )
+            tf_config["cluster"]["worker"] = [f"localhost:{WORKER_PORT}"]
+        return tf_config
     if style is LaunchStyle.PARAMETER_SERVER:
         return parameter_server_tf_config(hosts, training_env.current_host)
     return None

@@ -50,6 +50,7 @@ from smc_tensorflow.distribution import (
     cluster_hosts,
     ps_tf_config,
 )
+from smc_tensorflow.hints import without_log_noise
 from smc_tensorflow.peers import Channel, MasterChannel, PeerChannel, failure
 
 STOP_GRACE = 10.0
@@ -292,7 +293,7 @@ def failure_reason(root: Mapping[str, Any], current_host: str) -> str:
         head = f"the {process} on host {where} failed with exit code {root.get('exit_code')}"
     if where != current_host:
         head += f"; {current_host} stopped its own processes because of it"
-    tail = _tail(str(root.get("tail") or ""))
+    tail = _tail(without_log_noise(str(root.get("tail") or "")) or "")
     return f"{tail}\n({head}.)" if tail else f"{head}."
 
 

@@ -68,9 +68,9 @@ def save_model(model: Any, model_dir: Path) -> list[Path]:
     written: list[Path] = []
     if keras_model_class(model) is not None:
         path = model_dir / KERAS_FILE
+        _saving(name, export_dir, lambda: _export_keras(model, export_dir))  # first: it fails if unbuilt
         _saving(name, path, lambda: model.save(str(path)))
         written.append(path)
-        _saving(name, export_dir, lambda: _export_keras(model, export_dir))
     else:
         import tensorflow as tf
 

@@ -124,6 +124,7 @@ def single_host(interface: str = "lo") -> Mapping[str, object]:
     """A one-host resource config on loopback (never the machine's own network)."""
     return {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": interface}
 
+
 PS_SCRIPT = r"""
 import json, os, socket, time
 import tensorflow as tf
@@ -171,4 +172,26 @@ else:
     with open(os.path.join(model_dir, "result.json"), "w") as f:
         json.dump({"a": float(a.numpy()), "b": float(b.numpy()), "devices": [a.device, b.device]}, f)
     print(f"coordinator done: a={a.numpy()} on {a.device}, b={b.numpy()} on {b.device}", flush=True)
+"""
+
+PS_LIFECYCLE_SCRIPT = r"""
+import json, os, signal, socket, sys, time
+import psutil
+
+host = os.environ["SM_CURRENT_HOST"]
+action = os.environ.get("SM_HP_ACTION", "")
+if host == "algo-2" and action == "kill-ps":
+    smc = psutil.Process(os.getppid())
+    ps = [p for p in smc.children() if "smc_tensorflow.ps_server" in " ".join(p.cmdline())]
+    print(f"killing the parameter server {ps[0].pid}", flush=True)
+    ps[0].send_signal(signal.SIGKILL)
+    time.sleep(120)
+if host == "algo-1":
+    time.sleep(float(os.environ.get("SM_HP_MASTER_SECONDS", "0")))
+    with socket.socket() as s:
+        s.settimeout(2)
+        listening = s.connect_ex(("algo-2", 2223)) == 0
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "ps2-listening.json"), "w") as f:
+        json.dump(listening, f)
+print(f"{host} worker done", flush=True)
 """
