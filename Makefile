@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# smc-tensorflow and TensorFlow live in a venv of their own: a second adapter beside smc-pytorch would make
+# every job that does not set SMC_ADAPTER (the core's tests among them) fail with "Several adapters".
+TF_VENV ?= .venv-tensorflow
+TF      ?= tensorflow-cpu==2.21.0 tf-keras==2.21.0
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
@@ -22,7 +26,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
 	touch $@
 
-setup: $(VENV)/.installed
+$(TF_VENV)/.installed: pyproject.toml plugins/tensorflow/pyproject.toml
+	$(PYTHON) -m venv $(TF_VENV) && $(TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TF_VENV)/bin/pip install -q $(TF) -e ".[test]" -e plugins/tensorflow
+	touch $@
+
+setup: $(VENV)/.installed $(TF_VENV)/.installed
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -41,6 +50,7 @@ typecheck: setup
 ## The test command: lint, types, the whole suite, then the core's suite on the other Pythons.
 test: lint typecheck reference
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(TF_VENV)/bin/pytest plugins/tensorflow/tests $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
 ## The core's suite (tests/) on Python $(CORE_PYTHONS), each in .venv-pyXY (see .ci/test-pythons).
@@ -56,4 +66,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TF_VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache

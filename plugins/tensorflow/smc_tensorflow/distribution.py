@@ -194,7 +194,8 @@ def with_tuning_model_dir(training_env: TrainingEnv) -> TrainingEnv:
         return training_env
     logger.info("Tuning job: appending the training job name to model_dir: %s", new)
     # The same read-only mapping type the environment uses, with one value changed.
-    changed = type(hyperparameters)({**hyperparameters, "model_dir": new})
+    mapping_type: Any = type(hyperparameters)
+    changed = mapping_type({**hyperparameters, "model_dir": new})
     return dataclasses.replace(training_env, hyperparameters=changed)
 
 

@@ -195,9 +195,9 @@ def _after_success(
             logger.info("The master's worker is done: stopping the parameter servers.")
         channel.finish(succeeded=True, timeout=settings[PEER_WAIT_TIMEOUT])
         return success
-    root = channel.report_end(None)
+    channel.report_end(None)
     if ps is None:
-        return success if root is None else _failed(result, root, host, channel)
+        return success
     timeout = settings[PS_WAIT_TIMEOUT]
     start = last_log = time.monotonic()
     if not channel.done:
