@@ -20,10 +20,13 @@ KERAS3_SAVE_PATH = (
 )
 
 HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("Attempt to convert a value (PerReplica",), KERAS3_MULTI_WORKER),
+    (
+        ("Attempt to convert a value (PerReplica", "values.PerReplica'>) to a Tensor"),
+        KERAS3_MULTI_WORKER,
+    ),
     (("Invalid filepath extension for saving",), KERAS3_SAVE_PATH),
 )
-"""(texts that all appear in the output, the hint) for each known failure."""
+"""(texts of which any one appears in the output, the hint) for each known failure."""
 
 
 def without_log_noise(text: str | None) -> str | None:
@@ -35,10 +38,10 @@ def without_log_noise(text: str | None) -> str | None:
 
 
 def hints_for(text: str | None) -> list[str]:
-    """The hints whose texts all appear in ``text`` (a failing process's stderr tail)."""
+    """The hints one of whose texts appears in ``text`` (a failing process's stderr tail)."""
     if not text:
         return []
-    return [hint for needles, hint in HINTS if all(needle in text for needle in needles)]
+    return [hint for needles, hint in HINTS if any(needle in text for needle in needles)]
 
 
 def with_hints(failure: str | None) -> str | None:

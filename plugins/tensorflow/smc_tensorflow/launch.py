@@ -23,6 +23,7 @@ which stops whatever a process leaves behind.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -50,13 +51,15 @@ from smc_tensorflow.distribution import (
     cluster_hosts,
     ps_tf_config,
 )
-from smc_tensorflow.hints import without_log_noise
+from smc_tensorflow.hints import hints_for, without_log_noise
 from smc_tensorflow.peers import Channel, MasterChannel, PeerChannel, failure
 
 STOP_GRACE = 10.0
 """Seconds a host's processes get after SIGTERM when another host failed, before SIGKILL."""
 PS_START_TIMEOUT = 120.0
 """Seconds the parameter server has to start listening on its port."""
+TAIL_LINES = 200
+"""Lines of stderr kept from each process: a traceback can end in a long repr (a tensor's)."""
 TRACEBACK_CHARS = 700
 """How much of the failing process's stderr goes into the failure file (it shows 1024 characters)."""
 
@@ -95,6 +98,7 @@ def start_parameter_server(training_env: TrainingEnv, process_env: Mapping[str, 
         cwd=training_env.code_dir,
         prefix=f"[{host} ps] ",
         grace_period=STOP_GRACE,
+        tail_lines=TAIL_LINES,
     )
     deadline = time.monotonic() + PS_START_TIMEOUT
     while not _listening(PS_PORT):
@@ -134,7 +138,7 @@ def run_on_host(
             ps = start_parameter_server(training_env, process_env)
         try:
             logger.info("%s: starting the worker on %s: %s", style.value, host, " ".join(command))
-            worker = start_process(command, env=process_env, cwd=user_code.code_dir)
+            worker = start_process(command, env=process_env, cwd=user_code.code_dir, tail_lines=TAIL_LINES)
             outcome = _supervise(training_env, channel, worker, ps)
         finally:
             if ps is not None and ps.poll() is None:
@@ -180,7 +184,9 @@ def _supervise(
     root = channel.report_end(local) or local
     if isinstance(channel, MasterChannel):
         channel.finish(succeeded=False, timeout=0)
-    return _failed(result, root, host, channel)
+    # This host's own failure, when it failed by itself after another host's (it was not stopped).
+    also = local if stopped_for is None and root.get("host") != host else None
+    return _failed(result, root, host, channel, also=also)
 
 
 def _after_success(
@@ -270,7 +276,12 @@ def _missing_text(missing: list[str], host: str, port: int) -> str:
 
 
 def _failed(
-    result: TrainingResult, root: dict[str, Any] | str, host: str, channel: Channel
+    result: TrainingResult,
+    root: dict[str, Any] | str,
+    host: str,
+    channel: Channel,
+    *,
+    also: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     if isinstance(root, str):
         root = failure(host, "smc", 1, root)
@@ -278,28 +289,51 @@ def _failed(
     return dataclasses.replace(
         result,
         exit_code=exit_code if exit_code else 1,
-        failure=failure_reason(root, host),
+        failure=failure_reason(root, host, also=also),
         details={**result.details, "host": root.get("host"), "process": root.get("process")},
     )
 
 
-def failure_reason(root: Mapping[str, Any], current_host: str) -> str:
+def failure_reason(
+    root: Mapping[str, Any], current_host: str, *, also: Mapping[str, Any] | None = None
+) -> str:
     """The failure-file reason: the tail of the failing process's stderr, then which process on which
-    host failed (last: the failure file keeps a reason's last lines within its first 1024 characters)."""
+    host failed (last: the failure file keeps a reason's last lines within its first 1024 characters),
+    then the hints for known upstream failures.
+
+    :param also: this host's own failure, when its worker failed by itself after the root cause.
+    """
     process, where = root.get("process", "worker"), root.get("host", "?")
     if process == "smc":
         head = f"the job failed on {where}"
     else:
         head = f"the {process} on host {where} failed with exit code {root.get('exit_code')}"
-    if where != current_host:
+    if where != current_host and also is not None:
+        head += f"; the {also.get('process')} on {current_host} failed after it"
+        head += f" (exit code {also.get('exit_code')})"
+    elif where != current_host:
         head += f"; {current_host} stopped its own processes because of it"
-    tail = _tail(without_log_noise(str(root.get("tail") or "")) or "")
-    return f"{tail}\n({head}.)" if tail else f"{head}."
+    full = without_log_noise(str(root.get("tail") or "")) or ""
+    tail = _tail(full)
+    reason = f"{tail}\n({head}.)" if tail else f"{head}."
+    return "\n".join([reason, *hints_for(full)])
+
+
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit))\b")
 
 
 def _tail(text: str) -> str:
+    """The end of a traceback, at most about :data:`TRACEBACK_CHARS` characters, always with its last
+    exception line (``ValueError: ...``), shortened, when what follows it is long (a tensor's repr)."""
     text = text.rstrip()
-    if len(text) > TRACEBACK_CHARS:
-        text = text[-TRACEBACK_CHARS:]
-        text = text[text.find("\n") + 1 :] if "\n" in text else text
-    return text
+    if len(text) <= TRACEBACK_CHARS:
+        return text
+    tail = text[-TRACEBACK_CHARS:]
+    tail = tail[tail.find("\n") + 1 :] if "\n" in tail else tail
+    lines = text.splitlines()
+    last = next((line for line in reversed(lines) if _EXCEPTION_LINE.match(line)), None)
+    if last is not None and last not in tail:
+        kept = tail[-(TRACEBACK_CHARS // 2) :]
+        kept = kept[kept.find("\n") + 1 :] if "\n" in kept else kept
+        tail = f"{last[:200]}\n[...]\n{kept}"
+    return tail

@@ -65,8 +65,12 @@ def test_a_failing_worker_ends_both_hosts(netns_hosts):
         assert failure.startswith("UserCodeError: ValueError: boom on algo-2"), failure
         assert "the worker on host algo-2 failed with exit code 1" in failure[:1024], failure
         assert "Traceback (most recent call last)" in failure[:1024], failure
-    master_failure = (cluster.hosts[0].job_dir / "output" / "failure").read_text()
-    assert "algo-1 stopped its own processes because of it" in master_failure[:1024], master_failure
+    master_failure = (cluster.hosts[0].job_dir / "output" / "failure").read_text()[:1024]
+    # algo-1's worker is stopped, unless TensorFlow ended it first (a collective with a dead peer)
+    assert (
+        "algo-1 stopped its own processes because of it" in master_failure
+        or "the worker on algo-1 failed after it" in master_failure
+    ), master_failure
     print(f"both hosts ended {elapsed:.1f} s after the start")
     assert elapsed < 30 + 25, runs[0].output[-3000:]  # 30 s from the failure, plus TensorFlow's start
 
@@ -77,6 +81,7 @@ def test_keras3_fit_under_mwms_gets_the_hint(netns_hosts):
     for host, run in zip(cluster.hosts, runs):
         assert run.returncode not in (0, None), run.output[-4000:]
         failures.append((host.job_dir / "output" / "failure").read_text())
-    first = failures[0]
-    assert "Attempt to convert a value (PerReplica" in first, first
-    assert "keras-team/keras#20585" in first[:1024] and "TF_USE_LEGACY_KERAS=1" in first[:1024], first
+    for text in failures:
+        head = text[:1024]
+        assert head.startswith("UserCodeError: ValueError: Attempt to convert a value (PerReplica"), text
+        assert "keras-team/keras#20585" in head and "TF_USE_LEGACY_KERAS=1" in head, text
