@@ -85,3 +85,10 @@ def test_keras3_fit_under_mwms_gets_the_hint(netns_hosts):
         head = text[:1024]
         assert head.startswith("UserCodeError: ValueError: Attempt to convert a value (PerReplica"), text
         assert "keras-team/keras#20585" in head and "TF_USE_LEGACY_KERAS=1" in head, text
+
+
+def test_the_hints_fix_tf_keras_trains_under_mwms(netns_hosts):
+    cluster, runs, _ = start_job(netns_hosts, {"keras-fit": 1}, timeout=150, TF_USE_LEGACY_KERAS="1")
+    for host, run in zip(cluster.hosts, runs):
+        assert run.returncode == 0, run.output[-4000:]
+        assert (host.job_dir / "output" / "success").exists()
