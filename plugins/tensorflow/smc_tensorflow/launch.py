@@ -135,7 +135,11 @@ def run_on_host(
     with channel:
         ps = None
         if style is LaunchStyle.PARAMETER_SERVER:
-            ps = start_parameter_server(training_env, process_env)
+            try:
+                ps = start_parameter_server(training_env, process_env)
+            except ClusterError as error:  # tell the other hosts why, then fail here
+                channel.report_end(failure(host, "parameter server", 1, error.message))
+                raise
         try:
             logger.info("%s: starting the worker on %s: %s", style.value, host, " ".join(command))
             worker = start_process(command, env=process_env, cwd=user_code.code_dir, tail_lines=TAIL_LINES)

@@ -182,3 +182,24 @@ def test_plugins_lists_the_adapter_and_its_hooks():
 def test_loading_the_adapter_does_not_import_tensorflow():
     code = "import sys, smc_tensorflow.plugin; assert 'tensorflow' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_failure_reason_keeps_the_exception_line_and_names_hosts():
+    from smc_tensorflow.launch import failure_reason
+
+    repr_lines = "\n".join(f"  [{i}., {i}., {i}.]," for i in range(200))
+    tail = (
+        'Traceback (most recent call last):\n  File "train.py", line 3\n'
+        f"ValueError: Attempt to convert a value (PerReplica:{{\n{repr_lines}\n"
+        "}) with an unsupported type (<class 'tensorflow.python.distribute.values.PerReplica'>) to a Tensor."
+    )
+    root = failure("algo-2", "worker", 1, tail)
+    reason = failure_reason(root, "algo-1")
+    lines = reason.splitlines()
+    assert lines[0] == "ValueError: Attempt to convert a value (PerReplica:{" and lines[1] == "[...]"
+    assert "(the worker on host algo-2 failed with exit code 1; algo-1 stopped its own processes" in reason
+    assert lines[-1].startswith("smc hint: Keras 3's model.fit fails under MultiWorkerMirroredStrategy")
+    assert len(reason) < 1024 - 200
+    also = failure_reason(root, "algo-1", also=failure("algo-1", "worker", 1, ""))
+    assert "; the worker on algo-1 failed after it (exit code 1).)" in also
+    assert failure_reason(root, "algo-2").count("algo-2") == 1  # its own host: no "stopped" clause
