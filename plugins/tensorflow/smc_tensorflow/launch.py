@@ -54,8 +54,9 @@ from smc_tensorflow.distribution import (
 from smc_tensorflow.hints import hints_for, without_log_noise
 from smc_tensorflow.peers import Channel, MasterChannel, PeerChannel, failure
 
-STOP_GRACE = 10.0
-"""Seconds a host's processes get after SIGTERM when another host failed, before SIGKILL."""
+STOP_GRACE = 5.0
+"""Seconds a host's processes get after SIGTERM when another host failed, before SIGKILL (a TensorFlow
+worker waiting in a collective does not act on SIGTERM: it ends only at the SIGKILL)."""
 PS_START_TIMEOUT = 120.0
 """Seconds the parameter server has to start listening on its port."""
 TAIL_LINES = 200
