@@ -80,29 +80,33 @@ class LaunchStyle(enum.Enum):
     """A parameter server (port 2223) beside the worker on every host; the first host is the master."""
 
 
-def launch_style(training_env: TrainingEnv) -> LaunchStyle:
+def launch_style(training_env: TrainingEnv, *, quiet: bool = False) -> LaunchStyle:
     """The launch style the job's switches ask for on this host.
 
     A parameter-server job needs more than one host (as in the reference): on one host the switch is
-    logged and the entry point runs once. A host outside the distribution instance groups (a
-    heterogeneous job) runs its entry point once, without ``TF_CONFIG``.
+    logged (unless ``quiet``) and the entry point runs once. A host outside the distribution instance
+    groups (a heterogeneous job) runs its entry point once, without ``TF_CONFIG``.
     """
     params = training_env.additional_framework_parameters
     ps_on, mwms_on = is_true(params.get(PARAMETER_SERVER_SWITCH)), is_true(params.get(MULTI_WORKER_SWITCH))
     if not (ps_on or mwms_on):
         return LaunchStyle.ONE_PROCESS
     if training_env.current_host not in cluster_hosts(training_env):
-        logger.info(
-            "%s is not in the distribution instance groups %s: it runs its entry point once, without "
-            "TF_CONFIG.",
-            training_env.current_host,
-            list(training_env.distribution_instance_groups),
-        )
+        if not quiet:
+            logger.info(
+                "%s is not in the distribution instance groups %s: it runs its entry point once, without "
+                "TF_CONFIG.",
+                training_env.current_host,
+                list(training_env.distribution_instance_groups),
+            )
         return LaunchStyle.ONE_PROCESS
     if ps_on:
         if len(cluster_hosts(training_env)) > 1:
             return LaunchStyle.PARAMETER_SERVER
-        logger.info("%s is on, but this job has one host: no parameter server runs.", PARAMETER_SERVER_SWITCH)
+        if not quiet:
+            logger.info(
+                "%s is on, but this job has one host: no parameter server runs.", PARAMETER_SERVER_SWITCH
+            )
     return LaunchStyle.MULTI_WORKER if mwms_on else LaunchStyle.ONE_PROCESS
 
 

@@ -86,7 +86,7 @@ def invoke_train(
     training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
 ) -> TrainingResult | None:
     """Run a multi-host MultiWorkerMirrored or parameter-server job on this host; None otherwise."""
-    style = launch_style(training_env)
+    style = launch_style(training_env, quiet=True)  # prepare_training logged why, where it matters
     if style is LaunchStyle.ONE_PROCESS or len(cluster_hosts(training_env)) == 1:
         return None
     if user_code.kind is EntryKind.FUNCTION:
