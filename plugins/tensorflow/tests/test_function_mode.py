@@ -9,7 +9,7 @@ import tensorflow as tf
 from smc_tensorflow.saving import KERAS_FILE, is_saveable, save_model, serving_warning
 from tensorflow_helpers import run_train, single_host
 
-from smc_core import UserCodeError
+from smc_core import TrainingResult, UserCodeError, create_environment
 
 KERAS_FUNCTION = """
 import numpy as np
@@ -83,3 +83,26 @@ def test_serving_warning_cases(tmp_path):
     (tmp_path / "models" / "0002").mkdir(parents=True)
     (tmp_path / "models" / "0002" / "saved_model.pb").write_bytes(b"")
     assert serving_warning(tmp_path) is None
+
+
+def run_wrapper(training_env, result):
+    from smc_tensorflow.plugin import save_and_check
+
+    wrapper = save_and_check(training_env, None, {})
+    next(wrapper)
+    with pytest.raises(StopIteration) as stop:
+        wrapper.send(result)
+    return stop.value.value
+
+
+@pytest.mark.parametrize("current_host", ["algo-1", "algo-2"])
+def test_the_model_is_handled_and_saved_on_the_master_only(job_dir, current_host):
+    base = job_dir(hyperparameters={}, hosts=["algo-1", "algo-2"], current_host=current_host)
+    training_env = create_environment(base, {})
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    result = run_wrapper(training_env, TrainingResult(exit_code=0, model=model))
+    assert result.model_handled_by == "smc-tensorflow"
+    saved = sorted(p.name for p in (base / "model").iterdir())
+    assert saved == (["1", KERAS_FILE] if current_host == "algo-1" else [])
+    plain = run_wrapper(training_env, TrainingResult(exit_code=0, model={"not": "a model"}))
+    assert plain.model_handled_by is None  # not ours: the core decides what to do with it
