@@ -38,7 +38,7 @@ def start_job(netns_hosts, hyperparameters, timeout=180, **extra):
 
 def test_two_workers_train_together(netns_hosts):
     cluster, runs, _ = start_job(netns_hosts, {"steps": 3})
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, run.output[-4000:]
         assert (host.job_dir / "output" / "success").exists()
     one, two = (host.job_dir / "model" for host in cluster.hosts)
@@ -57,7 +57,7 @@ def test_two_workers_train_together(netns_hosts):
 
 def test_a_failing_worker_ends_both_hosts(netns_hosts):
     cluster, runs, elapsed = start_job(netns_hosts, {"steps": 50, "fail-host": "algo-2"}, timeout=120)
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode is not None, f"{host.name} still ran at the timeout:\n{run.output[-4000:]}"
         assert run.returncode == 1, run.output[-4000:]
         assert not (host.job_dir / "output" / "success").exists()
@@ -78,7 +78,7 @@ def test_a_failing_worker_ends_both_hosts(netns_hosts):
 def test_keras3_fit_under_mwms_gets_the_hint(netns_hosts):
     cluster, runs, _ = start_job(netns_hosts, {"keras-fit": 1}, timeout=150)
     failures = []
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode not in (0, None), run.output[-4000:]
         failures.append((host.job_dir / "output" / "failure").read_text())
     for text in failures:
@@ -89,6 +89,6 @@ def test_keras3_fit_under_mwms_gets_the_hint(netns_hosts):
 
 def test_the_hints_fix_tf_keras_trains_under_mwms(netns_hosts):
     cluster, runs, _ = start_job(netns_hosts, {"keras-fit": 1}, timeout=150, TF_USE_LEGACY_KERAS="1")
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, run.output[-4000:]
         assert (host.job_dir / "output" / "success").exists()

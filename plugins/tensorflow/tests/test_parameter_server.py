@@ -37,7 +37,7 @@ def test_parameter_servers_beside_the_workers(netns_hosts):
         env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60"),
         timeout=180,
     )
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, run.output[-4000:]
         assert (host.job_dir / "output" / "success").exists()
         assert not namespace_pids(host), f"processes left on {host.name}"
@@ -79,7 +79,7 @@ def run_job(netns_hosts, hyperparameters, timeout=120, **extra):
         env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60", **extra),
         timeout=timeout,
     )
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode is not None, f"{host.name} still ran at the timeout:\n{run.output[-4000:]}"
         assert not namespace_pids(host), f"processes left on {host.name}"
     return cluster, runs, time.monotonic() - started
@@ -107,7 +107,7 @@ def test_the_wait_for_the_master_is_bounded(netns_hosts):
 
 def test_a_dead_parameter_server_ends_both_hosts(netns_hosts):
     cluster, runs, elapsed = run_job(netns_hosts, {"action": "kill-ps", "master_seconds": 120})
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 137, run.output[-4000:]
         failure = (host.job_dir / "output" / "failure").read_text()
         assert "the parameter server on host algo-2 failed with exit code 137" in failure[:1024], failure
