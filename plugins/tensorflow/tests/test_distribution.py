@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from smc_tensorflow.distribution import (
 from smc_tensorflow.hints import with_hints, without_log_noise
 from smc_tensorflow.peers import MasterChannel, PeerChannel, failure
 
-from smc_core import create_environment
+from smc_core import Setting, create_environment, settings_table
 from smc_core.testing import make_job_dir
 from smc_core.testing.helpers import run_smc
 
@@ -118,11 +119,22 @@ def test_hints_and_log_noise():
     assert without_log_noise("ValueError: x") == "ValueError: x" and with_hints(None) is None
 
 
-def test_settings_are_registered_and_documented():
+def test_settings_are_registered_and_the_readme_table_is_the_registry():
+    from smc_tensorflow import plugin
+
+    assert [s.name for s in plugin.register_settings()] == [
+        "SMC_TF_CONTROL_PORT",
+        "SMC_TF_PS_WAIT_TIMEOUT",
+        "SMC_TF_PEER_WAIT_TIMEOUT",
+    ]
+    assert all(isinstance(s, Setting) and s.owner == "smc-tensorflow" for s in SETTINGS)
     readme = (Path(distribution.__file__).parents[1] / "README.md").read_text()
-    for setting in SETTINGS:
-        assert setting.owner == "smc-tensorflow"
-        assert f"`{setting.name}`" in readme, f"{setting.name} is not in the README"
+    match = re.search(r"<!-- settings table:[^\n]*-->\n(.*?)<!-- end of settings table -->", readme, re.S)
+    assert match, "plugins/tensorflow/README.md lost its settings-table markers"
+    assert match.group(1) == settings_table(SETTINGS), (
+        "plugins/tensorflow/README.md's settings table differs from smc_tensorflow.distribution.SETTINGS: "
+        "replace it with smc_core.settings_table(SETTINGS)"
+    )
 
 
 def free_port():
