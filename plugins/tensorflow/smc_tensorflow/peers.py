@@ -112,6 +112,7 @@ class MasterChannel(Channel):
         self.port = port
         self.connected: dict[str, tuple[socket.socket, threading.Lock]] = {}
         self.ended: set[str] = set()
+        self._accepted: list[socket.socket] = []  # every connection, joined or not: closed by close()
         self._server: socket.socket | None = None
         self._closing = False
         self._started_at = time.monotonic()
@@ -143,6 +144,11 @@ class MasterChannel(Channel):
             except OSError:
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                if self._closing:
+                    sock.close()
+                    return
+                self._accepted.append(sock)
             threading.Thread(target=self._serve, args=(sock,), name="smc-tf-peer", daemon=True).start()
 
     def _serve(self, sock: socket.socket) -> None:
@@ -248,13 +254,13 @@ class MasterChannel(Channel):
 
     def close(self) -> None:
         """Stop listening and close every connection."""
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            connections = list(self._accepted)
         if self._server is not None:
             with contextlib.suppress(OSError):
                 self._server.close()
-        with self._lock:
-            connections = list(self.connected.values())
-        for sock, _ in connections:
+        for sock in connections:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
