@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
-# smc-keras and its backends live in a venv of their own: a second adapter beside smc-pytorch would make
-# every job that does not set SMC_ADAPTER (the core's tests among them) fail with "Several adapters".
+# smc-tensorflow and smc-keras each live in a venv of their own (one adapter per environment, as in an
+# image): a second adapter beside smc-pytorch would make every job that does not set SMC_ADAPTER (the
+# core's tests among them) fail with "Several adapters are installed".
+TF_VENV        ?= .venv-tensorflow
+TF             ?= tensorflow-cpu==2.21.0 tf-keras==2.21.0
 KERAS_VENV     ?= .venv-keras
 KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
@@ -32,16 +35,21 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q "$(MPI4PY)"
 	touch $@
 
+setup: $(VENV)/.installed
+
+$(TF_VENV)/.installed: pyproject.toml plugins/tensorflow/pyproject.toml
+	$(PYTHON) -m venv $(TF_VENV) && $(TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TF_VENV)/bin/pip install -q $(TF) -e ".[test]" -e plugins/tensorflow
+	touch $@
+
 $(KERAS_VENV)/.installed: pyproject.toml plugins/keras/pyproject.toml
 	$(PYTHON) -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/python -m pip install -q --upgrade pip
 	$(KERAS_VENV)/bin/pip install -q "$(TORCH)" numpy
 	$(KERAS_VENV)/bin/pip install -q $(KERAS_BACKENDS) -e ".[test]" -e plugins/keras
 	touch $@
 
-setup: $(VENV)/.installed
-
-## Each adapter other than smc-pytorch in a venv of its own (one adapter per environment, as in an image).
-adapters: $(KERAS_VENV)/.installed
+## The adapters other than smc-pytorch, each in its own venv.
+adapters: $(TF_VENV)/.installed $(KERAS_VENV)/.installed
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -73,10 +81,12 @@ $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
-## The test command: lint, types, the docs, the whole suite, then the core's suite on the other Pythons.
+## The test command: lint, types, the docs, the whole suite (the core and smc-pytorch, then each adapter
+## in its own venv), then the core's suite on the other Pythons.
 test: lint typecheck reference docs adapters openmpi5
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
 	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(TF_VENV)/bin/pytest plugins/tensorflow/tests $(PYTEST_ARGS)
 	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
@@ -93,4 +103,5 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
+	  .pytest_cache .mypy_cache .ruff_cache docs/_build
