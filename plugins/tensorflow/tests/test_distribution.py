@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -26,7 +27,6 @@ from smc_tensorflow.peers import MasterChannel, PeerChannel, failure
 
 from smc_core import Setting, create_environment, settings_table
 from smc_core.testing import make_job_dir
-from smc_core.testing.helpers import run_smc
 
 HOSTS = ["algo-1", "algo-2", "algo-3"]
 PS_CLUSTER = {
@@ -182,7 +182,15 @@ def test_control_channel_done_and_lost_contact():
 
 
 def test_plugins_lists_the_adapter_and_its_hooks():
-    done = run_smc("smc", "plugins", env={"SMC_ADAPTER": "tensorflow"})
+    smc = str(Path(sys.executable).parent / "smc")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
+    done = subprocess.run(
+        [smc, "plugins"],
+        env={**env, "SMC_ADAPTER": "tensorflow"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "adapter: tensorflow (smc-tensorflow" in done.stdout
     for hook in ("register_settings: tensorflow", "claim_switches: tensorflow", "prepare_training:"):
