@@ -7,31 +7,29 @@ import json
 
 import pytest
 import torch
-from pytorch_helpers import DDP_SCRIPT, free_port, run_train, single_host
+from pytorch_helpers import DDP_SCRIPT, free_port
 
-from smc_core.testing import make_job_dir
 from smc_core.testing.mpi import mpi_leftovers, mpi_unavailable_reason
 
 UNAVAILABLE = mpi_unavailable_reason()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
 
 
-def test_mpi_job_gets_the_pytorch_rendezvous_variables(tmp_path):
-    base = make_job_dir(
-        tmp_path,
+def test_mpi_job_gets_the_pytorch_rendezvous_variables(smc_job):
+    port = str(free_port())
+    run = smc_job(
         hyperparameters={
             "sagemaker_mpi_enabled": True,
             "sagemaker_mpi_num_of_processes_per_host": 2,
             "steps": 2,
         },
-        resource_config=single_host("lo"),
         code={"train.py": DDP_SCRIPT},
         entry_point="train.py",
+        env={"SMC_PYTORCH_MASTER_PORT": port},
+        timeout=180,
     )
-    port = str(free_port())
-    run = run_train(base, timeout=180, SMC_PYTORCH_MASTER_PORT=port)
-    assert run.returncode == 0, run.stderr[-4000:]
-    model = base / "model"
+    run.assert_success()
+    model = run.model_dir
     for rank in (0, 1):
         env = json.loads((model / f"env-{rank}.json").read_text())
         assert env["MASTER_ADDR"] in ("algo-1", "127.0.0.1") and env["MASTER_PORT"] == port
