@@ -18,11 +18,19 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     ``training_env.environ``, the environment the job was loaded from."""
     source = training_env.module_dir or None
     if source:
+        from smc_core.host.settings import S3_RETRIES, S3_TIMEOUT
         from smc_core.usercode.fetch import (
             fetch_code,  # archives, hashing, locks: only when there is a source
         )
 
-        fetch_code(source, training_env.code_dir, region=training_env.region, environ=training_env.environ)
+        fetch_code(
+            source,
+            training_env.code_dir,
+            region=training_env.region,
+            environ=training_env.environ,
+            s3_timeout=training_env.settings[S3_TIMEOUT],
+            s3_retries=training_env.settings[S3_RETRIES],
+        )
     else:
         training_env.code_dir.mkdir(parents=True, exist_ok=True)
     return describe_user_code(training_env, source=source)

@@ -1,26 +1,37 @@
-"""Safe extraction of tar archives, read as a stream (no temporary copy, no second pass).
+"""Safe extraction of tar (and zip) archives, read as a stream (no temporary copy, no second pass).
 
 :func:`extract_tar` reads a tar archive (plain, gzip, bzip2 or xz) from a path or any readable
-binary stream, one member at a time, and refuses a hostile archive: a member whose name is
-absolute or climbs out with ``..``, a symlink or hard link that points outside the destination, a
+binary stream, one member at a time. A compressed archive must be complete: the compressed stream
+must reach its own end (for gzip, the CRC and length in its trailer are checked), so a truncated or
+corrupt archive is refused, naming where it ended, and never half-extracted into a job that runs.
+A zip archive (as some SageMaker ``sourcedir`` uploads are) is extracted with the same rules by
+:func:`extract_zip`; anything else is refused as not an archive.
+
+A hostile archive is refused: a member whose name is absolute or climbs out with ``..``, a symlink or
+hard link that points outside the destination, a
 device file or a FIFO. The error names the member. Every path is checked against the real
 (symlink-resolved) destination before anything is written, so nothing outside it is touched.
 """
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import os
 import shutil
 import stat
 import tarfile
+import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from smc_core.errors import FetchError
 
-__all__ = ["extract_tar", "is_tarball"]
+__all__ = ["archive_kind", "extract_archive", "extract_tar", "extract_zip", "is_archive", "is_tarball"]
 
 _CHUNK = 1024 * 1024
 
@@ -34,6 +45,96 @@ def is_tarball(path: Path | str) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
+
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),  # an empty zip
+)
+
+
+def archive_kind(head: bytes) -> str | None:
+    """What the first bytes of a file say it is: ``gzip``, ``bzip2``, ``xz``, ``zip``, ``tar``, or None."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) >= 512 and _tar_checksum_ok(head[:512]):
+        return "tar"  # an old (v7) tar header
+    return None
+
+
+def _tar_checksum_ok(block: bytes) -> bool:
+    try:
+        return tarfile.nti(block[148:156]) in tarfile.calc_chksums(block)  # type: ignore[attr-defined]
+    except (tarfile.HeaderError, ValueError):
+        return False
+
+
+def is_archive(path: Path | str) -> bool:
+    """True when ``path`` is a file that begins like a tar, gzip, bzip2, xz or zip archive."""
+    try:
+        with open(path, "rb") as file:
+            return archive_kind(file.read(512)) is not None
+    except OSError:
+        return False
+
+
+class _Checked(io.RawIOBase):
+    """The decompressed bytes of ``stream`` (which began with ``head``), refusing a truncated stream."""
+
+    def __init__(self, stream: Any, head: bytes, kind: str, label: str) -> None:
+        super().__init__()
+        self.stream, self.pending, self.kind, self.label = stream, head, kind, label
+        self.consumed = 0
+        self.decompressor = self._new()
+        self.out = b""
+        self.finished = False
+
+    def _new(self) -> Any:
+        if self.kind == "gzip":
+            return zlib.decompressobj(16 + zlib.MAX_WBITS)  # checks the trailer's CRC and length
+        if self.kind == "bzip2":
+            return bz2.BZ2Decompressor()
+        return lzma.LZMADecompressor()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self.out and not self.finished:
+            data = self.pending or self.stream.read(_CHUNK)
+            self.pending = b""
+            if not data:
+                if not self.decompressor.eof:
+                    raise FetchError(
+                        f"{self.label}: the {self.kind} archive is truncated: it ends after {self.consumed} "
+                        "bytes, before the end of its compressed stream. Upload the complete archive "
+                        "again (the file may have been cut short in transfer)."
+                    )
+                self.finished = True
+                break
+            self.consumed += len(data)
+            try:
+                self.out = self.decompressor.decompress(data)
+            except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+                raise FetchError(
+                    f"{self.label}: the {self.kind} archive is corrupt near byte {self.consumed}: {exc}. "
+                    "Upload an intact archive (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+                ) from exc
+            rest = getattr(self.decompressor, "unused_data", b"")
+            if self.decompressor.eof and rest:  # another gzip member follows (concatenated files)
+                self.decompressor = self._new()
+                self.pending = rest
+        count = min(len(view), len(self.out))
+        view[:count] = self.out[:count]
+        self.out = self.out[count:]
+        return count
 
 
 def _inside(root: str, path: str) -> bool:
@@ -111,6 +212,16 @@ def extract_tar(
     return names
 
 
+def _read_head(stream: Any, size: int) -> bytes:
+    head = b""
+    while len(head) < size:
+        data = stream.read(size - len(head))
+        if not data:
+            break
+        head += data
+    return head
+
+
 def _extract_stream(
     stream: IO[bytes] | io.RawIOBase,
     root: str,
@@ -118,12 +229,96 @@ def _extract_stream(
     names: list[str],
     on_member: Callable[[tarfile.TarInfo], None] | None,
 ) -> None:
-    with tarfile.open(fileobj=stream, mode="r|*") as archive:
+    head = _read_head(stream, 512)
+    kind = archive_kind(head)
+    if kind is None:
+        shown = head[:16]
+        raise FetchError(
+            f"{label}: not an archive: it is {len(head)}{'+' if len(head) == 512 else ''} bytes beginning "
+            f"{shown!r}, neither tar (.tar, .tar.gz, .tar.bz2, .tar.xz) nor zip. Upload the code as "
+            "sourcedir.tar.gz (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+        )
+    if kind == "zip":
+        _extract_zip_stream(stream, head, root, label, names)
+        return
+    tar_stream: Any = _Checked(stream, head, kind, label) if kind != "tar" else _Prefixed(stream, head)
+    with tarfile.open(fileobj=tar_stream, mode="r|") as archive:
         for member in archive:
             if on_member is not None:
                 on_member(member)
             _extract_member(archive, member, root, label)
             names.append(member.name)
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by the rest of ``stream``."""
+
+    def __init__(self, stream: Any, head: bytes) -> None:
+        super().__init__()
+        self.stream, self.head = stream, head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.head[: len(view)] if self.head else self.stream.read(len(view))
+        self.head = self.head[len(data) :] if self.head else b""
+        view[: len(data)] = data
+        return len(data)
+
+
+def _extract_zip_stream(stream: Any, head: bytes, root: str, label: str, names: list[str]) -> None:
+    """Spool a zip archive (which needs seeking) next to ``root``, then extract it safely."""
+    with tempfile.TemporaryFile(dir=os.path.dirname(root) or None) as spool:
+        spool.write(head)
+        shutil.copyfileobj(stream, spool, _CHUNK)
+        spool.seek(0)
+        _extract_zip_file(spool, root, label, names)
+
+
+def extract_zip(src: Path | str, dest: Path | str, *, source: str | None = None) -> list[str]:
+    """Extract the zip archive ``src`` into ``dest`` by the same rules as :func:`extract_tar`.
+
+    :raises FetchError: a member is absolute, climbs out with ``..``, or is a symlink; or the file
+        is not a complete zip archive.
+    """
+    dest_path = Path(dest)
+    dest_path.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    with open(src, "rb") as file:
+        _extract_zip_file(file, os.path.realpath(dest_path), source or os.fspath(src), names)
+    return names
+
+
+def _extract_zip_file(file: Any, root: str, label: str, names: list[str]) -> None:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                target = _target(root, info.filename, label)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise _refuse(label, info.filename, "it is a symlink (not accepted from zip archives)")
+                if info.is_dir():
+                    os.makedirs(target, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    _replace(target)
+                    with archive.open(info) as member, open(target, "xb") as out:
+                        shutil.copyfileobj(member, out, _CHUNK)
+                    mode = (info.external_attr >> 16) & 0o777
+                    if mode:
+                        os.chmod(target, mode | stat.S_IRUSR | stat.S_IWUSR)
+                names.append(info.filename)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise FetchError(
+            f"{label}: the zip archive is truncated or corrupt: {exc}. Upload the complete archive "
+            "again (or as sourcedir.tar.gz)."
+        ) from exc
+
+
+def extract_archive(src: Path | str, dest: Path | str, *, source: str | None = None) -> list[str]:
+    """Extract ``src`` (tar in any compression, or zip) into ``dest``: see :func:`extract_tar`."""
+    return extract_tar(src, dest, source=source)
 
 
 def _replace(path: str) -> None:

@@ -136,7 +136,7 @@ def test_links_inside_the_archive_are_extracted(tmp_path: Path) -> None:
 
 
 def test_not_an_archive_is_a_fetch_error(tmp_path: Path) -> None:
-    with pytest.raises(FetchError, match="cannot extract"):
+    with pytest.raises(FetchError, match="not an archive"):
         extract_tar(
             io.BytesIO(b"this is not a tar archive at all" * 20), tmp_path / "code", source="s3://b/k"
         )
@@ -144,7 +144,7 @@ def test_not_an_archive_is_a_fetch_error(tmp_path: Path) -> None:
 
 def test_truncated_archive_is_a_fetch_error(tmp_path: Path) -> None:
     data = build([("file", "big.bin", os.urandom(200_000))])
-    with pytest.raises(FetchError, match="cannot extract"):
+    with pytest.raises(FetchError, match=r"cut.tar.gz: the gzip archive is truncated: it ends after \d+ bytes"):
         extract_tar(io.BytesIO(data[: len(data) // 2]), tmp_path / "code", source="cut.tar.gz")
 
 
