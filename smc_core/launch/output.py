@@ -1,9 +1,10 @@
 """The output of a supervised process: one pump thread per stream, passing whole lines on.
 
-Each :class:`LinePump` copies a pipe to a :class:`Sink` (smc's stdout or stderr, or a given stream) a
-line at a time, unchanged, under one lock per destination so that lines of several processes never
-interleave mid-line. ``\\r\\n`` ends a line as ``\\n`` does, and a line ending in a lone ``\\r`` (a
-progress bar) is passed on at once. The pump on stderr keeps the last lines for the failure file.
+Each :class:`LinePump` copies a pipe to a :class:`Sink` (smc's stdout or stderr, or a given stream)
+whole lines at a time (every complete line of one read in one write), unchanged, under one lock per
+destination so that lines of several processes never interleave mid-line. ``\\r\\n`` ends a line as
+``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once. The pump on
+stderr keeps the last lines for the failure file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import IO, Any
 __all__ = ["LinePump", "Sink"]
 
 _MAX_SEGMENT = 64 * 1024  # a "line" longer than this is passed on in pieces
+_READ_SIZE = 256 * 1024
 
 _SINK_LOCKS: dict[int, threading.Lock] = collections.defaultdict(threading.Lock)
 
@@ -60,7 +62,7 @@ class LinePump(threading.Thread):
         after_cr: bytes | None = None  # a segment passed on with its \r last in what had been read
         while True:
             try:
-                chunk = os.read(fd, 65536)
+                chunk = os.read(fd, _READ_SIZE)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -72,29 +74,55 @@ class LinePump(threading.Thread):
                 self.keep(after_cr + b"\n")
                 buffer = buffer[1:]
             after_cr = None
-            start = 0
-            newline = carriage = -1  # the next \n and \r at or after start (len(buffer) when none)
-            while True:
-                if newline < start:
-                    newline = _find(buffer, b"\n", start)
-                if carriage < start:
-                    carriage = _find(buffer, b"\r", start)
-                end = _segment_end(buffer, newline, carriage)
-                if end > len(buffer):
-                    break
-                segment = buffer[start:end]
-                self.emit(segment, at_line_start, complete=segment.endswith(b"\n"))
-                if end == len(buffer) and segment.endswith(b"\r"):
-                    after_cr = segment
+            # Everything up to the last line ending goes out in one write: whole lines, in order.
+            last = max(buffer.rfind(b"\n"), buffer.rfind(b"\r"))
+            if last >= 0:
+                block, buffer = buffer[: last + 1], buffer[last + 1 :]
+                if b"\r" in block:
+                    after_cr = self.emit_segments(block, at_line_start, at_end=not buffer)
+                else:
+                    self.emit_lines(block, at_line_start)
                 at_line_start = True
-                start = end
-            buffer = buffer[start:]
             if len(buffer) > _MAX_SEGMENT:
                 self.emit(buffer, at_line_start, complete=False)
                 at_line_start = False
                 buffer = b""
         if buffer:
             self.emit(buffer, at_line_start, complete=True)
+
+    def emit_lines(self, block: bytes, at_line_start: bool) -> None:
+        """Pass on ``block``, whole lines each ending in \n, in one write (each line prefixed)."""
+        if self.prefix:
+            body = block[:-1].replace(b"\n", b"\n" + self.prefix) + b"\n"
+            self.sink.write(self.prefix + body if at_line_start else body)
+        else:
+            self.sink.write(block)
+        if self.tail is not None:
+            maxlen = self.tail.maxlen or 1
+            for line in block[:-1].rsplit(b"\n", maxlen)[-maxlen:]:
+                self.keep(line)
+
+    def emit_segments(self, block: bytes, at_line_start: bool, *, at_end: bool) -> bytes | None:
+        """Pass on ``block`` (segments ending in \n, \r\n or a lone \r) in one write; returns the last
+        segment when it ends in a lone \r at the end of what was read (its \n may come next)."""
+        out: list[bytes] = []
+        start = 0
+        newline = carriage = -1  # the next \n and \r at or after start (len(block) when none)
+        segment = b""
+        while start < len(block):
+            if newline < start:
+                newline = _find(block, b"\n", start)
+            if carriage < start:
+                carriage = _find(block, b"\r", start)
+            end = _segment_end(block, newline, carriage)
+            segment = block[start:end]
+            out.append(self.prefix + segment if (self.prefix and at_line_start) else segment)
+            if segment.endswith(b"\n"):
+                self.keep(segment)
+            at_line_start = True
+            start = end
+        self.sink.write(b"".join(out))
+        return segment if at_end and segment.endswith(b"\r") else None
 
     def emit(self, segment: bytes, at_line_start: bool, *, complete: bool) -> None:
         self.sink.write(self.prefix + segment if (self.prefix and at_line_start) else segment)

@@ -38,6 +38,9 @@ __all__ = [
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
 """Where the S3 endpoint is read from, first set wins."""
 
+_BODY_PIECE = 64 * 1024
+"""Bytes per read of a response body: a connection that breaks loses at most this much."""
+
 TRANSIENT_CODES = {
     "InternalError",
     "ServiceUnavailable",
@@ -167,6 +170,7 @@ class S3ObjectReader(io.RawIOBase):
         self.retries = 0
         self.size: int | None = None  # known once HEAD answered
         self._body: Any = None
+        self._broken: BaseException | None = None
         head = self._call(lambda: client.head_object(Bucket=bucket, Key=key), "HEAD")
         self.size = int(head["ContentLength"])
         self.etag: str = head["ETag"]
@@ -288,18 +292,38 @@ class S3ObjectReader(io.RawIOBase):
             return 0
         view = memoryview(buffer).cast("B")
 
-        def read_some() -> bytes:
+        def read_some() -> int:
+            if self._broken is not None:  # the connection broke after the bytes handed on last time
+                broken, self._broken = self._broken, None
+                raise broken
             if self._body is None:
                 self._body = self._open()
-            data: bytes = self._body.read(len(view))
-            if not data and self.position < (self.size or 0):
-                raise ConnectionResetError(f"the body ended at byte {self.position} of {self.size}")
-            return data
+            got = 0
+            while got < len(view):
+                try:
+                    data: bytes = self._body.read(min(len(view) - got, _BODY_PIECE))
+                except Exception as exc:
+                    if not got or not _is_transient(exc):
+                        raise
+                    # Hand on what arrived before the break; the next read retries from there.
+                    self._broken = exc
+                    self._close_body()
+                    break
+                if not data:
+                    if self.position + got < (self.size or 0):
+                        if not got:
+                            raise ConnectionResetError(
+                                f"the body ended at byte {self.position} of {self.size}"
+                            )
+                        self._close_body()
+                    break
+                view[got : got + len(data)] = data
+                got += len(data)
+            return got
 
-        data = self._call(read_some, "GET")
-        view[: len(data)] = data
-        self.position += len(data)
-        return len(data)
+        count: int = self._call(read_some, "GET")
+        self.position += count
+        return count
 
     def close(self) -> None:
         self._close_body()
