@@ -121,72 +121,111 @@ def _decompressor(kind: str) -> Any:
 _END = b""
 
 
-class _Decoder(threading.Thread):
-    """Reads ``stream`` (which began with ``head``) and decompresses it, on a thread of its own.
+class _Ahead(threading.Thread):
+    """Runs ``produce`` on a thread of its own, handing what it yields on through a bounded queue.
 
-    The decompressed bytes go, in order and in pieces of at most :data:`_PIECE` bytes, to a bounded
-    queue that :class:`_Forward` reads: reading the network, decompressing (zlib and ISA-L release the
-    interpreter lock) and writing files then run at the same time. A truncated or corrupt compressed
-    stream, or an error reading ``stream``, reaches the reader as the exception raised here.
+    Two of these make the extraction a pipeline: one reads the source (the network), one
+    decompresses (zlib and ISA-L release the interpreter lock); the caller parses the archive and
+    writes the files, all at the same time. An exception in ``produce`` reaches the caller of
+    :meth:`get`, which raises it; :meth:`stop` ends the thread early (the reader gave up).
     """
 
-    def __init__(self, stream: Any, head: bytes, kind: str, label: str) -> None:
-        super().__init__(daemon=True, name="smc-extract")
-        self.stream, self.head, self.kind, self.label = stream, head, kind, label
-        self.pieces: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    def __init__(self, produce: Callable[[], Iterator[bytes]], name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.produce = produce
+        self.items: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.stopped = threading.Event()
+        self.ended = False
 
     def run(self) -> None:
         try:
-            for piece in self._decoded():
-                if not self._put(piece):
+            for item in self.produce():
+                if not item:
+                    continue
+                if not self._put(item):
                     return
             self._put(_END)
         except BaseException as exc:  # handed to the reader, which raises it
             self._put(exc)
 
+    def get(self) -> bytes:
+        """The next item; ``b""`` at the end."""
+        if self.ended:
+            return _END
+        while True:
+            try:
+                item = self.items.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self.stopped.is_set() or (not self.is_alive() and self.items.empty()):
+                    self.ended = True  # stopped early: nothing more comes
+                    return _END
+        if isinstance(item, BaseException):
+            self.ended = True
+            raise item
+        if not item:
+            self.ended = True
+        return item
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self.get()
+            if not item:
+                return
+            yield item
+
     def stop(self) -> None:
-        """Stop reading (the reader gave up, e.g. on a refused member)."""
+        """Stop producing."""
         self.stopped.set()
 
     def _put(self, item: bytes | BaseException) -> bool:
         while not self.stopped.is_set():
             try:
-                self.pieces.put(item, timeout=0.1)
+                self.items.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _decoded(self) -> Iterator[bytes]:
-        pending, consumed = self.head, 0
-        decompressor = None if self.kind == "tar" else _decompressor(self.kind)
-        while not self.stopped.is_set():
-            data = pending or self.stream.read(_READ_SIZE)
-            pending = b""
-            if not data:
-                if decompressor is not None and not decompressor.eof:
-                    raise FetchError(
-                        f"{self.label}: the {self.kind} archive is truncated: it ends after {consumed} "
-                        "bytes, before the end of its compressed stream. Upload the complete archive "
-                        "again (the file may have been cut short in transfer)."
-                    )
-                return
-            consumed += len(data)
-            if decompressor is None:
-                yield data
-                continue
-            try:
-                yield from _decompress(decompressor, data)
-            except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+
+def _reads(stream: Any, head: bytes) -> Iterator[bytes]:
+    """``head``, then ``stream`` read to its end."""
+    yield head
+    while True:
+        data = stream.read(_READ_SIZE)
+        if not data:
+            return
+        yield data
+
+
+def _decoded(compressed: Iterator[bytes], kind: str, label: str) -> Iterator[bytes]:
+    """The decompressed bytes of ``compressed``, refusing a truncated or corrupt stream."""
+    consumed = 0
+    decompressor = _decompressor(kind)
+    pending = b""
+    while True:
+        data = pending or next(compressed, b"")
+        pending = b""
+        if not data:
+            if not decompressor.eof:
                 raise FetchError(
-                    f"{self.label}: the {self.kind} archive is corrupt near byte {consumed}: {exc}. "
-                    "Upload an intact archive (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
-                ) from exc
-            rest = getattr(decompressor, "unused_data", b"")
-            if decompressor.eof and rest:  # another gzip member follows (concatenated files)
-                decompressor = _decompressor(self.kind)
-                pending = rest
+                    f"{label}: the {kind} archive is truncated: it ends after {consumed} "
+                    "bytes, before the end of its compressed stream. Upload the complete archive "
+                    "again (the file may have been cut short in transfer)."
+                )
+            return
+        consumed += len(data)
+        try:
+            yield from _decompress(decompressor, data)
+        except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+            raise FetchError(
+                f"{label}: the {kind} archive is corrupt near byte {consumed}: {exc}. "
+                "Upload an intact archive (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+            ) from exc
+        rest = getattr(decompressor, "unused_data", b"")
+        if decompressor.eof and rest:  # another gzip member follows (concatenated files)
+            decompressor = _decompressor(kind)
+            pending = rest
 
 
 def _decompress(decompressor: Any, data: bytes) -> Iterator[bytes]:
@@ -214,8 +253,8 @@ class _Forward:
     all :class:`tarfile.TarFile` needs to extract members in order (no 10 KiB stream records, no
     re-joined buffers as in ``tarfile``'s stream mode)."""
 
-    def __init__(self, decoder: _Decoder) -> None:
-        self.decoder = decoder
+    def __init__(self, source: _Ahead, stages: list[_Ahead]) -> None:
+        self.source, self.stages = source, stages
         self.chunk = b""
         self.offset = 0  # in chunk
         self.position = 0  # in the archive
@@ -224,11 +263,12 @@ class _Forward:
     def _next_chunk(self) -> bool:
         if self.ended:
             return False
-        item = self.decoder.pieces.get()
-        if isinstance(item, BaseException):
+        try:
+            item = self.source.get()
+        except BaseException:
             self.ended = True
-            raise item
-        if item is _END or not item:
+            raise
+        if not item:
             self.ended = True
             return False
         self.chunk, self.offset = item, 0
@@ -276,8 +316,11 @@ class _Forward:
             self.offset = len(self.chunk)
 
     def close(self) -> None:
-        """Stop the decoder."""
-        self.decoder.stop()
+        """Stop the threads feeding this (and wait until they have ended)."""
+        for stage in self.stages:
+            stage.stop()
+        for stage in self.stages:
+            stage.join()
 
 
 def _inside(root: str, path: str) -> bool:
@@ -384,9 +427,13 @@ def _extract_stream(
     if kind == "zip":
         _extract_zip_stream(stream, head, root, label, names)
         return
-    decoder = _Decoder(stream, head, kind, label)
-    forward = _Forward(decoder)
-    decoder.start()
+    raw = _Ahead(lambda: _reads(stream, head), "smc-extract-read")
+    stages = [raw]
+    if kind != "tar":
+        stages.append(_Ahead(lambda: _decoded(iter(raw), kind, label), "smc-extract-decompress"))
+    forward = _Forward(stages[-1], stages)
+    for stage in stages:
+        stage.start()
     try:
         with tarfile.TarFile(fileobj=forward, mode="r") as archive:  # type: ignore[call-overload]
             for member in archive:
@@ -397,7 +444,6 @@ def _extract_stream(
         forward.drain()
     finally:
         forward.close()
-        decoder.join()
 
 
 def _extract_zip_stream(stream: Any, head: bytes, root: str, label: str, names: list[str]) -> None:
