@@ -57,9 +57,7 @@ def sigterm_during_install(kit: Kit) -> Outcome:
 # --- hosts (exit 6) ---------------------------------------------------------------------------------
 def peer_never_resolves(kit: Kit) -> Outcome:
     base = kit.job({"train.py": OK}, hosts=("algo-1", "smc-no-such-host-2"))
-    return kit.train(
-        base, env={"SMC_DISABLE_PLUGINS": "", "SMC_ADAPTER": "pytorch", "SMC_HOST_WAIT_TIMEOUT": "2"}
-    )
+    return kit.train(base, env={"SMC_DISABLE_PLUGINS": "", "SMC_ADAPTER": "pytorch", "SMC_HOST_WAIT_TIMEOUT": "2"})
 
 
 def sigterm_while_waiting_for_hosts(kit: Kit) -> Outcome:
@@ -76,9 +74,7 @@ def sigterm_while_waiting_for_hosts(kit: Kit) -> Outcome:
 
 # --- the user's code ----------------------------------------------------------------------------------
 def user_exits_2(kit: Kit) -> Outcome:
-    return kit.train(
-        kit.job({"train.py": "import sys\nprint('ValueError: bad flag', file=sys.stderr)\nsys.exit(2)\n"})
-    )
+    return kit.train(kit.job({"train.py": "import sys\nprint('ValueError: bad flag', file=sys.stderr)\nsys.exit(2)\n"}))
 
 
 def user_exits_4(kit: Kit) -> Outcome:
@@ -98,9 +94,7 @@ def user_raises(kit: Kit) -> Outcome:
 
 
 def user_exit_0_wrote_failure(kit: Kit) -> Outcome:
-    script = (
-        "import os\nopen(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my reason\\n')\n"
-    )
+    script = "import os\nopen(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my reason\\n')\n"
     base = kit.job({"train.py": script})
     done = kit.train(base)
     assert not (base / "output" / "success").exists()
@@ -157,7 +151,7 @@ def orphan_in_new_session(kit: Kit) -> Outcome:
     script = (
         "import signal, subprocess, sys\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import signal, time\\n"
-        'signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nprint("child up", flush=True)\\ntime.sleep(300)\'],'
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nprint(\"child up\", flush=True)\\ntime.sleep(300)'],"
         " start_new_session=True)\n"
         "open('child.pid', 'w').write(str(child.pid))\n"
     )

@@ -243,17 +243,13 @@ def closed_port_url() -> str:
 
 
 @contextlib.contextmanager
-def tmpfs(
-    path: Path, size: str = "4m", *, read_only_after: Callable[[Path], None] | None = None
-) -> Iterator[Path]:
+def tmpfs(path: Path, size: str = "4m", *, read_only_after: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """A tmpfs mounted on ``path`` (as root; the case is skipped elsewhere). With
     ``read_only_after``, that function fills it, then it is remounted read-only."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs (a small or read-only file system)")
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
