@@ -244,3 +244,41 @@ def import_profile(venv: Venv, job: Job, common: Mapping[str, str]) -> dict[str,
         by_package[package] = by_package.get(package, 0.0) + int(self_us) / 1e6
     by_package["(all imports)"] = sum(by_package.values())
     return by_package
+
+
+# --- the floor of start-up on the S3 path: its parts, in a fresh interpreter -------------------------
+
+S3_FLOOR_PROBE = """\
+import time; t0 = time.perf_counter()
+import json, sys
+import boto3
+t1 = time.perf_counter()
+from smc_core.usercode.s3 import S3ObjectReader, s3_client
+t2 = time.perf_counter()
+client = s3_client()
+t3 = time.perf_counter()
+reader = S3ObjectReader(client, sys.argv[1], sys.argv[2])
+data = reader.read()
+t4 = time.perf_counter()
+print(json.dumps({"import_boto3_s": t1 - t0, "import_smc_s3_s": t2 - t1, "client_s": t3 - t2,
+                  "head_get_s": t4 - t3, "bytes": len(data)}))
+"""
+
+
+def s3_floor_once(venv: Venv, common: Mapping[str, str], bucket: str, key: str) -> dict[str, float]:
+    """The parts of smc's start-up on the S3 path, in a fresh interpreter in ``venv``: ``import
+    boto3``, importing smc's S3 module, creating the client, HEAD and GET of a small object; and a
+    bare interpreter's start (the same for both runners, and for the user's process)."""
+    env = {
+        "PATH": f"{venv.path / 'bin'}:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        **common,
+    }
+    cmd = [str(venv.python), "-c", S3_FLOOR_PROBE, bucket, key]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    started = time.time()
+    subprocess.run([str(venv.python), "-c", BARE_PROBE], env=env, check=True, capture_output=True)
+    result["bare_interpreter_s"] = time.time() - started
+    return result

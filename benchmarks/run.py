@@ -31,6 +31,7 @@ import envs
 import jobs
 import measure
 import report
+import scale
 import services
 
 MEASUREMENTS = (
@@ -38,11 +39,17 @@ MEASUREMENTS = (
     "overhead-requirements",
     "overhead-framework",
     "overhead-requirements-framework",
+    "overhead-s3",
     "fetch",
+    "fetch-fast",
     "install",
     "install-pip",
     "discovery",
     "profile",
+    "s3-floor",
+    "logs",
+    "failure",
+    "peers",
 )
 IN_NAMESPACE = "SMC_BENCH_IN_NAMESPACE"
 
@@ -84,6 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source-mb", type=int, default=None, help="size of sourcedir.tar.gz (default 200)")
     parser.add_argument(
         "--work", type=Path, default=envs.WORK, help="scratch directory (default benchmarks/.work)"
+    )
+    parser.add_argument(
+        "--log-lines", type=int, default=3_000_000, help="lines for the log measurement (default 3M)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write all samples to this JSON file")
     parser.add_argument(
@@ -236,13 +246,73 @@ def main(argv: list[str] | None = None) -> int:
                 f"{jobs.SOURCE_KEY} on {endpoint}"
             )
             fetch = jobs.make_job(jobs_root, "fetch", s3_uri=f"s3://{jobs.BUCKET}/{jobs.SOURCE_KEY}")
-            members = jobs.tar_member_count(tarball)
+            manifest = jobs.tar_manifest(tarball)
 
             def extracted(venv: envs.Venv) -> str | None:
-                found = sum(1 for _ in (fetch.base / "code").rglob("*"))
-                return None if found >= members else f"only {found} of {members} files extracted"
+                return jobs.check_extracted(fetch.base / "code", manifest, digests=args.quick)
 
             timed("fetch", small, fetch, {**common, "AWS_ENDPOINT_URL": endpoint}, verify=extracted)
+
+    limits: dict[str, list[float]] = {}
+    floor: list[dict[str, float]] = []
+    if want & {"overhead-s3", "fetch-fast", "s3-floor"}:
+        # The same job from s3://, served by a static endpoint fast enough not to be what is measured.
+        root = work / "s3root"
+        small_tar = jobs.make_small_sourcedir(work / "data" / "small.tar.gz")
+        services.place(root, jobs.BUCKET, jobs.SMALL_KEY, small_tar)
+        tarball = None
+        if "fetch-fast" in want:
+            tarball = jobs.make_sourcedir(
+                work / "data" / f"sourcedir-{args.source_mb}mb.tar.gz", megabytes=args.source_mb
+            )
+            services.place(root, jobs.BUCKET, jobs.SOURCE_KEY, tarball)
+        with services.static_s3_endpoint(root, work) as endpoint:
+            s3env = {**common, "AWS_ENDPOINT_URL": endpoint}
+            s3_small = jobs.make_job(jobs_root, "s3-plain", s3_uri=f"s3://{jobs.BUCKET}/{jobs.SMALL_KEY}")
+            small_manifest = jobs.tar_manifest(small_tar)
+            timed(
+                "overhead-s3",
+                small,
+                s3_small,
+                s3env,
+                verify=lambda venv: jobs.check_extracted(
+                    s3_small.base / "code", small_manifest, digests=True
+                ),
+            )
+            if tarball is not None:
+                fast = jobs.make_job(jobs_root, "fetch-fast", s3_uri=f"s3://{jobs.BUCKET}/{jobs.SOURCE_KEY}")
+                fast_manifest = jobs.tar_manifest(tarball)
+                log(f"[fetch-fast] {tarball.stat().st_size / 1e6:.0f} MB on the static endpoint {endpoint}")
+                url = f"{endpoint}/{jobs.BUCKET}/{jobs.SOURCE_KEY}"
+
+                def limit_after(venv: envs.Venv) -> None:
+                    # The limit, measured in the same rounds: the transfer alone, then GNU tar alone.
+                    if venv.runner != "smc":
+                        return
+                    transfer = services.transfer_seconds(url)
+                    tar = jobs.gnu_tar_seconds(tarball, work / "tar-limit")
+                    limits.setdefault("transfer", []).append(transfer)
+                    if tar is not None:
+                        limits.setdefault("tar", []).append(tar)
+                        limits.setdefault("sum", []).append(transfer + tar)
+                    log(f"  {'limit':<22} transfer {transfer:.3f} s + GNU tar {tar or 0:.3f} s")
+
+                timed(
+                    "fetch-fast",
+                    small,
+                    fast,
+                    s3env,
+                    verify=lambda venv: jobs.check_extracted(
+                        fast.base / "code", fast_manifest, digests=args.quick
+                    ),
+                    after_each=limit_after,
+                )
+            if "s3-floor" in want and "smc" in small:
+                log("[s3-floor] the parts of start-up on the S3 path, fresh interpreters")
+                for index in range(args.warmup + max(args.runs, 5 if not args.quick else 1)):
+                    sample = measure.s3_floor_once(small["smc"], s3env, jobs.BUCKET, jobs.SMALL_KEY)
+                    if index >= args.warmup:
+                        floor.append(sample)
 
     if want & {"install", "install-pip"}:
         index_root = jobs.make_package_index(work / "index", jobs.REQUIREMENTS_NEW)
@@ -287,6 +357,37 @@ def main(argv: list[str] | None = None) -> int:
                     f"import {sample['import_s'] * 1000:.1f} ms"
                 )
 
+    big: dict[str, list[dict[str, object]]] = {}
+    if "logs" in want:
+        lines = 30_000 if args.quick else args.log_lines
+        log(f"[logs] {lines:,} lines: direct, smc local, torchrun (2 processes), smc local + torchrun")
+        out_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else work
+        for index in range(args.warmup + (1 if args.quick else 3)):
+            for how in ("direct", "smc", "torchrun", "smc-torchrun"):
+                run = scale.logs_once(work, how, lines, out_dir)
+                if index >= args.warmup:
+                    big.setdefault(f"logs-{how}", []).append(asdict(run))
+                log(f"  logs {how:<14} {run.seconds:.2f} s {run.problem or 'every line whole, in order'}")
+    if "failure" in want:
+        hosts = ["one-host"] + (["two-hosts"] if scale.netns_available() else [])
+        log(f"[failure] a rank raises: {', '.join(hosts)}")
+        for _ in range(1 if args.quick else 5):
+            for how in hosts:
+                run = (scale.failure_once_one_host if how == "one-host" else scale.failure_once_two_hosts)(
+                    work
+                )
+                big.setdefault(f"failure-{how}", []).append(asdict(run))
+                log(
+                    f"  failure {how:<10} {run.seconds or 0:.2f} s, exit codes {run.exit_codes} "
+                    f"{run.problem or ''}"
+                )
+    if "peers" in want and scale.netns_available():
+        log("[peers] algo-2 resolves on algo-1 5 s late")
+        for _ in range(1 if args.quick else 3):
+            run = scale.peers_once(work)
+            big.setdefault("peers", []).append(asdict(run))
+            log(f"  peers {run.seconds or 0:.3f} s from resolvable to launch {run.problem or ''}")
+
     profile: dict[str, dict[str, list[float]]] = {}
     if "profile" in want:
         log(f"[profile] python -X importtime, {', '.join(v.path.name for v in small.values())}")
@@ -309,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.overhead_runs} (measurements 1, 2) and {args.runs} (3, 4, 6, profile) kept per runner "
         f"after {args.warmup} warm-up round(s), interleaved"
     )
-    section = report.render(results, discovery, info, command, profile)
+    section = report.render(results, discovery, info, command, profile, limits=limits, floor=floor, big=big)
     print()
     print(section)
     (work / "latest.md").write_text(section)
@@ -318,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
             "info": info,
             "discovery": discovery,
             "profile": profile,
+            "limits": limits,
+            "floor": floor,
+            "scale": big,
             "results": {k: [asdict(s) for s in v] for k, v in results.items()},
         }
         args.json.write_text(json.dumps(payload, indent=2))
@@ -329,6 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, series in results.items()
         for s in series
         if s.samples and not any(x.ok for x in s.samples)
+    ]
+    # torchrun's own --tee (the baseline) splits lines under load: reported, not a failure of the run.
+    failed_all += [
+        f"{name}: {run['problem']}"
+        for name, runs in big.items()
+        if name != "logs-torchrun"
+        for run in runs
+        if run.get("problem")
     ]
     if failed_all:
         log(f"[done] every run failed for: {', '.join(failed_all)} (see the logs under {jobs_root})")

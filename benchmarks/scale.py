@@ -320,3 +320,10 @@ def peers_once(work: Path, late: float = 5.0, timeout: float = 120) -> FailureRu
         if codes != [0, 0]:
             return FailureRun(launched - resolvable, codes, f"exit codes {codes}; see {base}")
         return FailureRun(launched - resolvable, codes)
+
+
+def netns_available() -> bool:
+    """Whether network-namespace hosts can be made here (root, ``ip``)."""
+    from smc_core.testing.netns import netns_unavailable_reason
+
+    return netns_unavailable_reason() is None
