@@ -10,6 +10,7 @@ stderr keeps the last lines for the failure file.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import threading
@@ -57,6 +58,7 @@ class LinePump(threading.Thread):
 
     def run(self) -> None:
         fd = self.pipe.fileno()
+        _grow_pipe(fd)
         buffer = b""
         at_line_start = True
         after_cr: bytes | None = None  # a segment passed on with its \r last in what had been read
@@ -133,6 +135,15 @@ class LinePump(threading.Thread):
         """Add a complete line to the tail (when one is kept), without its line ending."""
         if self.tail is not None:
             self.tail.append(line.decode("utf-8", "replace").rstrip("\r\n")[:2000])
+
+
+def _grow_pipe(fd: int) -> None:
+    """Give the pipe a 1 MiB buffer (Linux; 64 KiB by default): a process printing fast then waits on
+    smc less often, and each read passes on more lines at once."""
+    with contextlib.suppress(AttributeError, OSError):
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _READ_SIZE * 4)
 
 
 def _find(buffer: bytes, byte: bytes, start: int) -> int:
