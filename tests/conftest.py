@@ -33,9 +33,9 @@ def _tagged(tag: str) -> list[object]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(PROCESS_TAG) == tag:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            mine = proc.pid != os.getpid() and proc.environ().get(PROCESS_TAG) == tag
+            if mine and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
         except (psutil.Error, OSError):
             continue
     return found

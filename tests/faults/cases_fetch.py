@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 
 from smc_core.testing.s3 import FAKE_CREDENTIALS
-from tests.faults.kit import Kit, Outcome, closed_port_url, silent_server, tar_gz, tar_with, wait_for, zip_bytes
+from tests.faults.kit import (
+    Kit,
+    Outcome,
+    closed_port_url,
+    silent_server,
+    tar_gz,
+    tar_with,
+    wait_for,
+    zip_bytes,
+)
 
 RUNS = "import pathlib\npathlib.Path('ran').touch()\nprint('trained')\n"
 FAST_S3 = {"SMC_S3_TIMEOUT": "6", "SMC_S3_RETRIES": "3", **FAKE_CREDENTIALS}
