@@ -43,7 +43,7 @@ class Outcome:
     def __post_init__(self) -> None:
         path = self.base / "output" / "failure" if self.base is not None else None
         if path is not None and path.is_file():
-            self.failure = path.read_text()
+            self.failure = path.read_text(errors="replace")
 
     @property
     def first_line(self) -> str:
@@ -149,7 +149,8 @@ class Kit:
             cwd=self.tmp,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
 
     def smc(self, *args: str, env: Mapping[str, str] | None = None, base: Path | None = None) -> Outcome:
