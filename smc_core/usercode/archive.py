@@ -94,6 +94,7 @@ class _Checked(io.RawIOBase):
         self.decompressor = self._new()
         self.out = b""
         self.finished = False
+        self.delivered = 0  # decompressed bytes handed on
 
     def _new(self) -> Any:
         if self.kind == "gzip":
@@ -132,6 +133,7 @@ class _Checked(io.RawIOBase):
                 self.decompressor = self._new()
                 self.pending = rest
         count = min(len(view), len(self.out))
+        self.delivered += count
         view[:count] = self.out[:count]
         self.out = self.out[count:]
         return count
@@ -248,6 +250,14 @@ def _extract_stream(
                 on_member(member)
             _extract_member(archive, member, root, label)
             names.append(member.name)
+        # A tar archive ends with zero blocks; one cut exactly between two members just stops, which
+        # tarfile takes for the end. Stopping with no end-of-archive block read means it was cut.
+        if tar_stream.delivered < archive.offset + tarfile.BLOCKSIZE:
+            raise FetchError(
+                f"{label}: the tar archive is truncated: it ends after {archive.offset} bytes of tar data, "
+                f"after the member {names[-1] if names else '(none)'!r}, without the end-of-archive "
+                "marker. Upload the complete archive again."
+            )
 
 
 class _Prefixed(io.RawIOBase):
@@ -256,6 +266,7 @@ class _Prefixed(io.RawIOBase):
     def __init__(self, stream: Any, head: bytes) -> None:
         super().__init__()
         self.stream, self.head = stream, head
+        self.delivered = 0
 
     def readable(self) -> bool:
         return True
@@ -265,6 +276,7 @@ class _Prefixed(io.RawIOBase):
         data = self.head[: len(view)] if self.head else self.stream.read(len(view))
         self.head = self.head[len(data) :] if self.head else b""
         view[: len(data)] = data
+        self.delivered += len(data)
         return len(data)
 
 

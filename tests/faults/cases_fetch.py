@@ -287,3 +287,18 @@ def plain_tar_cut_mid_member(kit: Kit) -> Outcome:
 
 
 _ = wait_for
+
+
+def plain_tar_cut_between_members(kit: Kit) -> Outcome:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in (("train.py", RUNS), ("requirements.txt", "nothing==1\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text.encode()))
+    data = buffer.getvalue()
+    uri = kit.put(data[:1024], key="code.tar")  # header + one block: exactly the first member
+    base = kit.job(source=uri)
+    done = kit.train(base)
+    assert not (base / "code" / "ran").exists() and "'train.py'" in done.first_line
+    return done
