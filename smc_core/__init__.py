@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "wait_for_port": "smc_core.launch.network",
     "resolve_host": "smc_core.launch.network",
     "interface_exists": "smc_core.launch.network",
+    "route_interface": "smc_core.launch.network",
     # what the user's process gets
     "exported_vars": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
@@ -111,6 +112,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.tf_config import tf_config_json as tf_config_json
     from smc_core.launch.network import interface_exists as interface_exists
     from smc_core.launch.network import resolve_host as resolve_host
+    from smc_core.launch.network import route_interface as route_interface
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess

@@ -22,7 +22,7 @@ def recorder_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return pip_install_target(ROOT / "tests" / "fixtures" / "smc-recorder", target)
 
 
-PROCESS_TAG = "SMC_TEST_PROCESS_TAG"
+PROCESS_TAG = "PYTEST_SMC_PROCESS_TAG"  # not SM_/SMC_: the helpers that clean the environment keep it
 """Set in this process's environment for the length of each test: every process the test starts
 inherits it, wherever it ends up (in its own session, re-parented to PID 1)."""
 
@@ -33,9 +33,9 @@ def _tagged(tag: str) -> list[object]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(PROCESS_TAG) == tag:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(proc)
+            mine = proc.pid != os.getpid() and proc.environ().get(PROCESS_TAG) == tag
+            if mine and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
         except (psutil.Error, OSError):
             continue
     return found

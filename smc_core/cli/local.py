@@ -37,6 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smc_core.cli.local_checkpoints import (
+    download_checkpoints,
+    finish_checkpoint_sync,
+    start_checkpoint_sync,
+    write_checkpoint_config,
+)
 from smc_core.errors import ConfigError, SmcError
 from smc_core.usercode.describe import is_package
 
@@ -58,6 +64,10 @@ class LocalJob:
         channels: ``{name: local path or s3:// URI}``.
         env: extra environment variables for the job.
         adapter: the adapter to pin (``SMC_ADAPTER``), or None to let smc choose.
+        checkpoint_s3_uri: checkpoints kept in step with this ``s3://`` prefix, as the platform does
+            (``checkpointconfig.json``), or None.
+        checkpoint_local_path: where the job sees its checkpoints (default ``<job dir>/checkpoints``).
+        s3_output: ``sagemaker_s3_output``: where ``output/intermediate`` is synced while the job runs.
     """
 
     source_dir: Path
@@ -68,6 +78,14 @@ class LocalJob:
     channels: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     adapter: str | None = None
+    checkpoint_s3_uri: str | None = None
+    checkpoint_local_path: Path | None = None
+    s3_output: str | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job's checkpoints are on this machine."""
+        return self.checkpoint_local_path or self.job_dir / "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,10 @@ class LocalResult:
     def output_data_dir(self) -> Path:
         """Other outputs: ``<job dir>/output/data``."""
         return self.job_dir / "output" / "data"
+
+
+CHECKPOINT_FLUSH_TIMEOUT = 60.0
+"""Seconds the final checkpoint upload may take after the job ended."""
 
 
 def encode_hyperparameters(hyperparameters: Mapping[str, Any]) -> dict[str, str]:
@@ -194,8 +216,18 @@ def validate(job: LocalJob) -> None:
 # --- the job directory -----------------------------------------------------------------------------
 
 
-def build_job_dir(job: LocalJob) -> Path:
-    """Write ``job.job_dir`` as the SDK's local mode lays it out; return it."""
+def build_job_dir(
+    job: LocalJob,
+    *,
+    current_host: str = LOCAL_HOST,
+    hosts: Sequence[str] = (LOCAL_HOST,),
+    interface: str = "lo",
+) -> Path:
+    """Write ``job.job_dir`` as the SDK's local mode lays it out; return it.
+
+    ``current_host``, ``hosts`` and ``interface`` go into ``resourceconfig.json`` (one host of
+    ``smc local --hosts N`` gets its own name, all N names and its network interface).
+    """
     base = job.job_dir
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
@@ -210,16 +242,20 @@ def build_job_dir(job: LocalJob) -> Path:
             "sagemaker_container_log_level": 20,
         }
     )
+    if job.s3_output:
+        hyperparameters["sagemaker_s3_output"] = job.s3_output
     (config / "hyperparameters.json").write_text(
         json.dumps(encode_hyperparameters(hyperparameters), indent=1)
     )
     resource_config = {
-        "current_host": LOCAL_HOST,
-        "hosts": [LOCAL_HOST],
-        "network_interface_name": "lo",
+        "current_host": current_host,
+        "hosts": list(hosts),
+        "network_interface_name": interface,
         "current_instance_type": "local",
     }
     (config / "resourceconfig.json").write_text(json.dumps(resource_config, indent=1))
+    if job.checkpoint_s3_uri:
+        write_checkpoint_config(config, job.checkpoint_s3_uri, job.checkpoint_dir)
     (config / "inputdataconfig.json").write_text(
         json.dumps({name: {"TrainingInputMode": "File"} for name in job.channels}, indent=1)
     )
@@ -254,6 +290,10 @@ def job_environment(job: LocalJob, environ: Mapping[str, str] | None = None) -> 
 def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> LocalResult:
     """Run ``train`` in the job directory (a subprocess, as the platform runs it); wait for it."""
     started = time.perf_counter()
+    checkpoint_sync = None
+    if job.checkpoint_s3_uri:  # what the platform does around the container
+        restored = download_checkpoints(job.checkpoint_s3_uri, job.checkpoint_dir)
+        checkpoint_sync = start_checkpoint_sync(job.checkpoint_s3_uri, job.checkpoint_dir, restored=restored)
     command = [sys.executable, "-m", "smc_core.cli.main", "train"]
     with subprocess.Popen(command, env=job_environment(job, environ), cwd=job.job_dir) as process:
         # SIGTERM sent to smc local is passed on to `train`, which stops the job and reports it.
@@ -272,6 +312,8 @@ def run_job(job: LocalJob, *, environ: Mapping[str, str] | None = None) -> Local
                     print("smc local: interrupted; waiting for the job to stop ...", file=sys.stderr)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if checkpoint_sync is not None:
+                finish_checkpoint_sync(checkpoint_sync, CHECKPOINT_FLUSH_TIMEOUT)
     failure_file = job.job_dir / "output" / "failure"
     failure = failure_file.read_text(errors="replace") if exit_code and failure_file.exists() else None
     return LocalResult(exit_code, time.perf_counter() - started, job.job_dir, failure)
@@ -360,10 +402,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the run, remove input/ and code/ from the job directory, keeping model/ and output/",
     )
     parser.add_argument(
+        "--checkpoint-s3-uri",
+        metavar="S3_URI",
+        help="keep the job's checkpoints in step with this s3:// prefix, as the platform does: "
+        "download before the job, upload new and changed files while it runs and at its end",
+    )
+    parser.add_argument(
+        "--checkpoint-local-path",
+        type=Path,
+        metavar="DIR",
+        help="where the job's checkpoints are (default: <job dir>/checkpoints; SM_CHECKPOINT_DIR in the job)",
+    )
+    parser.add_argument(
+        "--s3-output",
+        metavar="S3_URI",
+        help="sync output/intermediate to this s3:// prefix while the job runs (sagemaker_s3_output)",
+    )
+    parser.add_argument(
         "--output-tar",
         action="store_true",
         help="also write output/model.tar.gz and output/output.tar.gz, as the platform uploads them",
     )
+    from smc_core.cli.local_run import add_hosts_arguments, add_metric_arguments
+
+    add_hosts_arguments(parser)
+    add_metric_arguments(parser)
     return parser
 
 
@@ -407,7 +470,19 @@ def job_from_args(args: argparse.Namespace) -> LocalJob:
         channels=channels,
         env=env,
         adapter=args.adapter,
+        checkpoint_s3_uri=checked_s3_uri(args.checkpoint_s3_uri, "--checkpoint-s3-uri"),
+        checkpoint_local_path=args.checkpoint_local_path.absolute() if args.checkpoint_local_path else None,
+        s3_output=checked_s3_uri(args.s3_output, "--s3-output"),
     )
+
+
+def checked_s3_uri(uri: str | None, option: str) -> str | None:
+    """``uri`` when it is an ``s3://bucket[/prefix]`` location (or None); a ConfigError otherwise."""
+    if uri is not None:
+        from smc_core.outputs.upload import parse_s3_prefix
+
+        parse_s3_prefix(uri, option)
+    return uri
 
 
 def summary(job: LocalJob, result: LocalResult) -> str:
@@ -432,13 +507,19 @@ def summary(job: LocalJob, result: LocalResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``smc local``: returns the job's exit code (2 for bad arguments)."""
     args = build_parser().parse_args(argv)
+    from smc_core.cli.local_run import plan_from_args, run_local
+
     try:
         job = job_from_args(args)
         validate(job)
-        build_job_dir(job)
+        plan = plan_from_args(args, job)  # None: one host, no metrics, as before --hosts existed
+        if plan is None:
+            build_job_dir(job)
     except SmcError as error:
         print(f"smc local: {error.message}", file=sys.stderr)
         return error.exit_code
+    if plan is not None:
+        return run_local(job, plan, keep=args.keep, output_tar=args.output_tar)
     result = run_job(job)
     if args.output_tar:
         result = LocalResult(

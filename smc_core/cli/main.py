@@ -33,6 +33,9 @@ environment:
   SMC_BOOL_FLAGS       1: render True hyperparameters as bare --flags, drop False ones
   SMC_GRACE_PERIOD     seconds between passing SIGTERM on and SIGKILL (default 100)
   SMC_HOST_WAIT_TIMEOUT seconds to wait for peer hosts to resolve (default 600)
+  SMC_PLATFORM         sagemaker|kubeflow|vertex: the platform to read (default: recognised)
+  SMC_MODEL_DIR        the model directory off SageMaker (default: the platform's, else model/)
+  SMC_CHANNELS         name=path,...: data channels off SageMaker
 
 exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
 5 install failed; 6 a peer host never came up; any other: the training code's own exit code
@@ -201,15 +204,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
 
 
-def train_main() -> int:
-    """Entry point of the ``train`` command the platform runs."""
-    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
-        print("usage: train\n\nRun the training job in the job directory ($SAGEMAKER_BASE_DIR or /opt/ml).")
-        print("The same as `smc train`; see `smc --help`.")
+TRAIN_USAGE = """\
+usage: train [--] [SCRIPT ARGUMENT ...]
+
+Run the training job: on SageMaker from the job directory ($SAGEMAKER_BASE_DIR or /opt/ml), on
+Kubeflow or Vertex AI from the platform's variables (SMC_PLATFORM pins one). The same as `smc train`.
+
+Arguments other than -h/--help are the script's (`train --epochs 3 --lr 0.1`; after `--` even -h):
+they reach the script as given and are decoded into hyperparameters (SM_HP_*, SM_HPS, function mode).
+SageMaker runs plain `train` and takes the script's arguments from hyperparameters.json, so there
+an argument is an error (exit 2). See `smc --help` for settings and exit codes.
+"""
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``train`` command the platform runs.
+
+    The arguments are the script's (a leading ``--`` is dropped); they travel to the platform reader
+    as ``SMC_SCRIPT_ARGS`` (a JSON list).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(TRAIN_USAGE, end="")
         return 0
     from smc_core.host.runner import main as run_main
 
-    return run_main()
+    if not args:
+        return run_main()
+    import json
+
+    if args[0] == "--":
+        args = args[1:]
+    return run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)})
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "smc_core.defaults.environment",
+    "smc_core.defaults.kubeflow",
+    "smc_core.defaults.vertex",
     "smc_core.defaults.usercode",
     "smc_core.defaults.exports",
     "smc_core.defaults.install",
     "smc_core.defaults.invoke",
+    "smc_core.defaults.intermediate",
     "smc_core.defaults.reporting",
 )
 """Module names of the default plugins, registered in this order by ``get_plugin_manager``."""

@@ -1,4 +1,10 @@
-"""Default ``load_environment``: the SageMaker job directory as the container contract lays it out."""
+"""Default ``load_environment`` for SageMaker: the job directory as the container contract lays it out.
+
+Every platform reader asks :func:`~smc_core.job.platforms.detect.chosen_platform` (``SMC_PLATFORM``,
+else recognised from the environment) and answers only for its own platform; this one is the default
+when nothing else matches. The readers for Kubeflow and Vertex AI are the sibling default plugins
+:mod:`smc_core.defaults.kubeflow` and :mod:`smc_core.defaults.vertex`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import hookimpl
+from smc_core.host.reporting import logger
 from smc_core.host.settings import CORE_SETTINGS, Setting, Settings
-from smc_core.job.environment import TrainingEnv, create_environment
+from smc_core.job.environment import TrainingEnv
+from smc_core.job.platforms.detect import chosen_platform
+from smc_core.job.platforms.sagemaker import sagemaker_environment
 
 
 @hookimpl
@@ -18,11 +27,15 @@ def register_settings() -> tuple[Setting[Any], ...]:
 
 
 @hookimpl(trylast=True)
-def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv:
-    """Read ``base_dir/input/config`` and ``environ`` with :func:`create_environment`.
+def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv | None:
+    """On SageMaker (the default platform): read ``base_dir/input/config`` and ``environ``.
 
     Hyperparameters JSON-decoded with reserved keys split off, hosts and instance groups checked,
     channel directories checked, CPUs (affinity, cgroup quota), GPUs (``nvidia-smi``) and Neuron
-    cores counted. Bad input raises :class:`~smc_core.errors.ConfigError`.
+    cores counted. Bad input raises :class:`~smc_core.errors.ConfigError`. None on another platform.
     """
-    return create_environment(base_dir, environ, settings=settings)
+    platform, reason = chosen_platform(base_dir, environ, settings)
+    if platform != "sagemaker":
+        return None
+    logger.info("Platform: SageMaker (%s).", reason)
+    return sagemaker_environment(base_dir, environ, settings)

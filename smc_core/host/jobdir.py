@@ -1,7 +1,8 @@
 """The job directory as the runner holds it: checked before anything runs, locked while the job runs.
 
-* :func:`check_job_dir`: the base dir must exist (nothing is created under one that does not) and
-  ``output/`` must be a writable directory; else a :class:`ConfigError` (exit 2) naming the path.
+* :func:`check_job_dir`: on SageMaker the base dir must exist (nothing is created under one that
+  does not; off SageMaker smc creates it) and ``output/`` must be a writable directory; else a
+  :class:`ConfigError` (exit 2) naming the path.
 * :func:`job_lock`: one job at a time per job directory. A second ``train`` on a busy job dir fails
   at once with exit 2 saying another job is running there, and changes nothing of the first job's
   (its code, its outcome files). :func:`job_lock_path` is the one place that names the lock file.
@@ -14,7 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from smc_core.errors import ConfigError
@@ -28,12 +29,24 @@ def job_lock_path(paths: JobPaths) -> Path:
     return paths.base_dir / ".smc-job.lock"
 
 
-def check_job_dir(paths: JobPaths) -> None:
+def check_job_dir(paths: JobPaths, environ: Mapping[str, str] | None = None) -> None:
     """Check that the job dir exists and that ``output/`` is (or can be made) a writable directory.
+
+    On SageMaker the platform lays the job dir out, so a missing one is a mistyped
+    ``SAGEMAKER_BASE_DIR`` and nothing is created under it. Off SageMaker (Kubeflow, Vertex AI:
+    see :mod:`smc_core.job.platforms.detect`) smc lays it out itself, so it is created.
 
     :raises ConfigError: naming the path and the problem (exit 2).
     """
     base = paths.base_dir
+    if not base.exists() and _off_sagemaker(base, os.environ if environ is None else environ):
+        try:
+            base.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot create the job directory {base} ({exc.strerror or exc}): set SAGEMAKER_BASE_DIR to "
+                "a writable directory (e.g. /tmp/ml), or mount a volume there."
+            ) from None
     if not base.is_dir():
         what = "is not a directory" if base.exists() else "does not exist"
         raise ConfigError(
@@ -97,6 +110,16 @@ def _holder(fd: int) -> str:
         pid = int(os.pread(fd, 32, 0).decode().strip())
         return f" (smc pid {pid})"
     return ""
+
+
+def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
+    """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
+    pinned = environ.get("SMC_PLATFORM", "").strip()
+    if pinned:
+        return pinned != "sagemaker"
+    from smc_core.job.platforms.detect import detect_platform
+
+    return detect_platform(base, environ)[0] != "sagemaker"
 
 
 def disk_full(path: Path, *, below: int = 64 * 1024) -> bool:

@@ -131,7 +131,7 @@ def main(
     paths = JobPaths(base or base_dir(environ))
     with stop_on_signals():
         try:
-            check_job_dir(paths)
+            check_job_dir(paths, environ)
             with job_lock(paths):
                 return run_and_report(pm, paths, environ)
         except ConfigError as error:  # the job dir itself is unusable, or busy

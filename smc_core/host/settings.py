@@ -191,6 +191,28 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
+def _parse_channels(text: str) -> tuple[tuple[str, str], ...]:
+    channels: list[tuple[str, str]] = []
+    for item in (part.strip() for part in text.split(",")):
+        name, sep, path = item.partition("=")
+        name, path = name.strip(), path.strip()
+        if not item:
+            continue
+        if not sep or not name or not path or "/" in name or name in (".", ".."):
+            raise ValueError(f"{item!r} is not name=path")
+        channels.append((name, path))
+    return tuple(channels)
+
+
+def _parse_argument_list(text: str) -> tuple[str, ...]:
+    import json
+
+    value = json.loads(text)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("not a JSON list of strings")
+    return tuple(value)
+
+
 class Settings(Mapping[str, Any]):
     """The parsed value of every declared setting, read-only.
 
@@ -320,6 +342,33 @@ INSTALL_TIMEOUT = Setting.seconds(
     positive=True,
 )
 
+PLATFORM = Setting.choice(
+    "SMC_PLATFORM",
+    ("sagemaker", "kubeflow", "vertex"),
+    None,
+    "the platform whose description of the job to read (default: recognised from the environment, "
+    "SageMaker when nothing else matches); a pinned platform whose variables are missing fails the job",
+)
+MODEL_DIR = Setting.text(
+    "SMC_MODEL_DIR",
+    None,
+    "the model directory off SageMaker (default: the platform's, else model/ in the job directory)",
+)
+CHANNELS: Setting[tuple[tuple[str, str], ...]] = Setting(
+    "SMC_CHANNELS",
+    (),
+    "data channels off SageMaker, as name=path,... (each becomes SM_CHANNEL_<NAME>)",
+    _parse_channels,
+    "a comma-separated list of name=path (training=/data/train,test=/data/test)",
+)
+SCRIPT_ARGS: Setting[tuple[str, ...] | None] = Setting(
+    "SMC_SCRIPT_ARGS",
+    None,
+    "the script's arguments as a JSON list; `train ARG...` sets it from the container's arguments",
+    _parse_argument_list,
+    'a JSON list of strings (["--epochs", "3"])',
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -334,5 +383,9 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     S3_TIMEOUT,
     S3_RETRIES,
     INSTALL_TIMEOUT,
+    PLATFORM,
+    MODEL_DIR,
+    CHANNELS,
+    SCRIPT_ARGS,
 )
 """The core's own settings, in the order the reference lists them."""

@@ -13,7 +13,7 @@ container contract (the ``SM_*`` variables are rendered by :mod:`smc_core.job.ex
 The steps live in siblings named after their concern, and every name is importable from here too:
 :mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
 config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
-:mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (``TF_CONFIG``) and
+:mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (other platforms) and
 :mod:`smc_core.host.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
@@ -194,6 +194,19 @@ class TrainingEnv:
     """``smddpmprun`` is on PATH (a key of sagemaker-training 5.x's ``SM_TRAINING_ENV``)."""
     booleans_as_flags: bool = False
     """``$SMC_BOOL_FLAGS``: render ``True`` hyperparameters as bare ``--flag`` arguments, drop ``False``."""
+    platform: str = "sagemaker"
+    """The platform whose description of the job was read: ``sagemaker``, ``kubeflow`` or ``vertex``."""
+    master_port: int | None = None
+    """The rendezvous port the platform names (Kubeflow's ``PET_MASTER_PORT`` or ``MASTER_PORT``, the
+    primary replica's port in Vertex's ``CLUSTER_SPEC``); None: each adapter uses the contract's port."""
+    processes_per_host: int | None = None
+    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), or None: the adapter decides."""
+    distributed_by: str | None = None
+    """What, on a platform without ``sagemaker_*`` switches, asks for a distributed launch (e.g.
+    ``Kubeflow Trainer's PET_* variables``); None when nothing does (on SageMaker, always None)."""
+    script_args: tuple[str, ...] | None = None
+    """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
+    are; None: rendered from the hyperparameters, as the contract says."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
     settings: Settings = field(
@@ -268,6 +281,13 @@ class TrainingEnv:
     def output_intermediate_dir(self) -> Path:
         """``output/intermediate/``: synced to S3 while the job runs."""
         return self.paths.output_intermediate_dir
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where the job keeps checkpoints: ``checkpointconfig.json``'s ``LocalPath``, else
+        ``<base>/checkpoints`` (``/opt/ml/checkpoints``); the platform syncs it with S3."""
+        local = self.checkpoint_config.get("LocalPath")
+        return Path(local) if local else self.paths.checkpoint_dir
 
     @property
     def channel_dirs(self) -> Mapping[str, Path]:
@@ -353,6 +373,14 @@ def create_environment(
     num_gpus: int | None = None,
     num_neurons: int | None = None,
     settings: Settings | None = None,
+    model_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    channel_dirs: Mapping[str, Path] | None = None,
+    script_args: tuple[str, ...] | None = None,
+    platform: str = "sagemaker",
+    master_port: int | None = None,
+    processes_per_host: int | None = None,
+    distributed_by: str | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
@@ -361,12 +389,19 @@ def create_environment(
     returns them; ``resource_config`` is checked like the file. ``settings`` are the parsed settings
     (the runner passes every plugin's); when None, the core's settings are parsed from ``environ``.
 
+    For platforms other than SageMaker (:mod:`smc_core.job.platforms`): ``model_dir`` and
+    ``checkpoint_dir`` replace ``model/`` and ``checkpoints/`` (the checkpoint config then names it as
+    ``LocalPath``); ``channel_dirs`` maps channel names to their directories (File mode) instead of
+    ``input/data/<name>``; the rest become the :class:`TrainingEnv` fields of the same names.
+
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
     """
     environ = os.environ if environ is None else environ
     if settings is None:
         settings = parse_settings(environ)
     paths = job_paths(base, environ)
+    if model_dir is not None or checkpoint_dir is not None:
+        paths = JobPaths(paths.base_dir, custom_model_dir=model_dir, custom_checkpoint_dir=checkpoint_dir)
     hps_file = paths.hyperparameters_file
 
     all_hps = dict(load_hyperparameters(paths.base_dir) if hyperparameters is None else hyperparameters)
@@ -375,13 +410,20 @@ def create_environment(
         resource_config = load_resource_config(paths.base_dir, environ)
     else:
         resource_config = check_resource_config(dict(resource_config), "resource_config")
+    channels: dict[str, Path] = {}
+    if channel_dirs is not None:
+        channels = {name: Path(path) for name, path in channel_dirs.items()}
+        if input_data_config is None:
+            input_data_config = {name: {"TrainingInputMode": "File"} for name in channels}
     if input_data_config is None:
         input_data_config = load_input_data_config(paths.base_dir)
-
-    channel_dirs: dict[str, Path] = {}
     for name, channel in input_data_config.items():
-        mode = channel.get("TrainingInputMode", "File")
-        channel_dirs[name] = get_channel_dir(name, paths.base_dir, must_exist=mode in _FILE_MODES)
+        if name not in channels:
+            mode = channel.get("TrainingInputMode", "File")
+            channels[name] = get_channel_dir(name, paths.base_dir, must_exist=mode in _FILE_MODES)
+    checkpoint_config = load_checkpoint_config(paths.base_dir)
+    if checkpoint_dir is not None:
+        checkpoint_config = {**checkpoint_config, "LocalPath": str(checkpoint_dir)}
 
     hosts = tuple(resource_config["hosts"])
     current_host = resource_config["current_host"]
@@ -425,7 +467,7 @@ def create_environment(
         input_data_config=_frozen(input_data_config),
         hosts=hosts,
         current_host=current_host,
-        channel_input_dirs=_frozen(channel_dirs),
+        channel_input_dirs=_frozen(channels),
         num_cpus=available_cpus() if num_cpus is None else num_cpus,
         num_gpus=available_gpus(environ) if num_gpus is None else num_gpus,
         user_entry_point=program,
@@ -447,11 +489,16 @@ def create_environment(
         is_hetero=len(groups) > 1,
         num_neurons=available_neurons(environ, instance_type) if num_neurons is None else num_neurons,
         is_modelparallel_enabled=None if mp_parameters is None else mp_parameters not in ("", "{}"),
-        checkpoint_config=_frozen(load_checkpoint_config(paths.base_dir)),
+        checkpoint_config=_frozen(checkpoint_config),
         raw_hyperparameters=_frozen(all_hps),
         is_smddprun_installed=shutil.which("smddprun", path=search_path) is not None,
         is_smddpmprun_installed=shutil.which("smddpmprun", path=search_path) is not None,
         booleans_as_flags=settings[BOOL_FLAGS],
+        platform=platform,
+        master_port=master_port,
+        processes_per_host=processes_per_host,
+        distributed_by=distributed_by,
+        script_args=None if script_args is None else tuple(script_args),
         environ=_frozen(environ),
         settings=settings,
     )

@@ -87,7 +87,8 @@ TRAINING_ENV_KEYS = (
     "user_entry_point",
 )
 """The keys of ``SM_TRAINING_ENV``, as the contract lists them (:func:`training_env_dict` adds
-``is_smddprun_installed``, ``is_smddpmprun_installed`` and ``topology``, as sagemaker-training 5.x does)."""
+``is_smddprun_installed``, ``is_smddpmprun_installed`` and ``topology``, as sagemaker-training 5.x does,
+and smc's ``checkpoint_dir``)."""
 
 
 def _entry_point(training_env: TrainingEnv, user_code: UserCode | None) -> str | None:
@@ -142,6 +143,8 @@ def training_env_dict(training_env: TrainingEnv, user_code: UserCode | None = No
         "is_smddpmprun_installed": env.is_smddpmprun_installed,
         "is_smddprun_installed": env.is_smddprun_installed,
         "topology": env.topology,
+        # smc's addition: checkpointconfig.json's LocalPath (or the default), for resuming jobs
+        "checkpoint_dir": str(env.checkpoint_dir),
     }
 
 
@@ -204,6 +207,7 @@ def env_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> di
         "master_addr": env.master_hostname,
         "host_count": env.host_count,
         "current_host_rank": env.current_host_rank,
+        "checkpoint_dir": str(env.checkpoint_dir),
     }
     if "topology" in env.resource_config:  # as the reference, for GB200 UltraServers
         values["topology"] = env.resource_config["topology"]
@@ -275,6 +279,9 @@ def cmd_args(hyperparameters: Mapping[str, Any], *, booleans_as_flags: bool = Fa
 def user_args(training_env: TrainingEnv) -> list[str]:
     """The arguments the entry point gets for ``training_env`` (``SM_USER_ARGS``).
 
-    Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``).
+    Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``). Off
+    SageMaker, the container's own arguments (``train --epochs 3``) are passed on as they were given.
     """
+    if training_env.script_args is not None:
+        return list(training_env.script_args)
     return cmd_args(training_env.hyperparameters, booleans_as_flags=training_env.booleans_as_flags)

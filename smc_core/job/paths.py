@@ -23,6 +23,11 @@ class JobPaths:
     """The paths of the job directory, all derived from its base (``/opt/ml``)."""
 
     base_dir: Path
+    custom_model_dir: Path | None = None
+    """Where the model goes when the platform says so (``AIP_MODEL_DIR``, ``SMC_MODEL_DIR``),
+    else None: ``model/``."""
+    custom_checkpoint_dir: Path | None = None
+    """Where checkpoints go when the platform says so (``AIP_CHECKPOINT_DIR``); else ``checkpoints/``."""
 
     @property
     def input_dir(self) -> Path:
@@ -66,8 +71,9 @@ class JobPaths:
 
     @property
     def model_dir(self) -> Path:
-        """``model/``: the model the job produces (the platform tars and uploads it)."""
-        return self.base_dir / "model"
+        """``model/``: the model the job produces (the platform tars and uploads it), unless
+        :attr:`custom_model_dir` names another directory."""
+        return self.custom_model_dir or self.base_dir / "model"
 
     @property
     def output_dir(self) -> Path:
@@ -86,8 +92,8 @@ class JobPaths:
 
     @property
     def checkpoint_dir(self) -> Path:
-        """``checkpoints/``: the default local checkpoint path."""
-        return self.base_dir / "checkpoints"
+        """``checkpoints/``: the default local checkpoint path, unless :attr:`custom_checkpoint_dir` says."""
+        return self.custom_checkpoint_dir or self.base_dir / "checkpoints"
 
     @property
     def failure_file(self) -> Path:

@@ -25,6 +25,7 @@ __all__ = [
     "interface_exists",
     "interface_names",
     "resolve_host",
+    "route_interface",
     "wait_for_hosts",
     "wait_for_port",
 ]
@@ -175,6 +176,31 @@ def interface_names() -> list[str]:
 def interface_exists(name: str) -> bool:
     """True when this host has a network interface called ``name``."""
     return name in interface_names()
+
+
+def route_interface(host: str) -> str | None:
+    """The interface this host would use to reach ``host`` (the route to it), or None when ``host``
+    does not resolve or no interface holds the source address of that route.
+
+    No packet is sent: a UDP socket is connected, which only picks the route.
+    """
+    import socket
+
+    address = resolve_host(host)
+    if address is None:
+        return None
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((address, 9))
+            source = probe.getsockname()[0]
+    except OSError:
+        return None
+    import psutil
+
+    for name, addresses in sorted(psutil.net_if_addrs().items()):
+        if any(entry.address == source for entry in addresses):
+            return name
+    return None
 
 
 def _pairs(mapping: Mapping[str, str]) -> str:

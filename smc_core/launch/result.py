@@ -1,8 +1,8 @@
 """The outcome of the user's processes (:class:`TrainingResult`), and the words for how one ended.
 
 A death by SIGKILL is told apart by its cause: smc's own SIGKILL after the grace period, the
-kernel's out-of-memory killer (where the cgroup's ``memory.events`` counted an ``oom_kill`` while
-the process ran), or neither (plainly "killed by SIGKILL").
+kernel's out-of-memory killer (where the cgroup's ``memory.events``, or ``memory.oom_control`` on
+cgroup v1, counted an ``oom_kill`` while the process ran), or neither (plainly "killed by SIGKILL").
 """
 
 from __future__ import annotations
@@ -50,14 +50,21 @@ class TrainingResult:
 
 
 def _memory_events() -> Path | None:
-    """This process's cgroup v2 ``memory.events`` file, when there is one."""
+    """The file counting this process's cgroup's OOM kills: cgroup v2 ``memory.events``, else v1
+    ``memory.oom_control``; None when there is neither."""
     try:
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                path = Path("/sys/fs/cgroup") / line[3:].strip().lstrip("/") / "memory.events"
-                return path if path.is_file() else None
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
-        pass
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        relative = path.strip().lstrip("/")
+        if controllers == "memory":  # v1
+            for root in (Path("/sys/fs/cgroup/memory") / relative, Path("/sys/fs/cgroup/memory")):
+                if (root / "memory.oom_control").is_file():
+                    return root / "memory.oom_control"
+        elif controllers == "" and (Path("/sys/fs/cgroup") / relative / "memory.events").is_file():
+            return Path("/sys/fs/cgroup") / relative / "memory.events"
     return None
 
 

@@ -100,7 +100,7 @@ def is_archive(path: Path | str) -> bool:
 def gzip_decompressor() -> Any:
     """A gzip decompressor: ``isal``'s (ISA-L, several times faster) when installed, else zlib's.
 
-    Both check the trailer's CRC and length. ``pip install 'smc-core[fast]'`` installs isal.
+    Both check the trailer's CRC and length. isal comes with smc-core where it has a wheel.
     """
     try:
         from isal import isal_zlib
@@ -441,6 +441,14 @@ def _extract_stream(
                     on_member(member)
                 _extract_member(archive, member, root, label)
                 names.append(member.name)
+            # A tar archive ends with zero blocks; one cut exactly between two members just stops,
+            # which tarfile takes for the end. Stopping with no end-of-archive block read means it was cut.
+            if forward.position < archive.offset + tarfile.BLOCKSIZE:
+                raise FetchError(
+                    f"{label}: the tar archive is truncated: it ends after {archive.offset} bytes of tar "
+                    f"data, after the member {names[-1] if names else '(none)'!r}, without the "
+                    "end-of-archive marker. Upload the complete archive again."
+                )
         forward.drain()
     finally:
         forward.close()

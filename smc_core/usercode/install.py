@@ -238,6 +238,23 @@ def index_urls(environ: Mapping[str, str]) -> list[str]:
     return [settings.index_url or "https://pypi.org/simple", *settings.extra_index_urls]
 
 
+def unreachable_indexes(urls: Sequence[str], timeout: float = 5.0) -> list[str]:
+    """Those of ``urls`` (http/https) whose host does not accept a connection within ``timeout`` s."""
+    import socket
+
+    failed = []
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            continue
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout).close()
+        except OSError:
+            failed.append(url)
+    return failed
+
+
 def _redacted(url: str) -> str:
     parsed = urlparse(url)
     if parsed.password:
@@ -277,8 +294,9 @@ def _run_installer(
     tail = (result.failure or "").rstrip()
     errors = [line.strip() for line in tail.splitlines() if re.match(r"^\s*(ERROR|error|\u00d7)", line)]
     headline = errors[-1] if errors else (summary_line(tail) or f"exit code {result.exit_code}")
-    if _UNREACHABLE.search(tail):
-        urls = ", ".join(_redacted(u) for u in index_urls(env))
+    unreachable = unreachable_indexes(index_urls(env)) if _UNREACHABLE.search(tail) or errors else []
+    if unreachable:
+        urls = ", ".join(_redacted(u) for u in unreachable)
         headline = f"the package index could not be reached ({urls}); the installer said: {headline}"
     raise InstallError(
         f"Installing {what} with {tool} failed (exit code {result.exit_code}): {headline}\n"

@@ -96,7 +96,7 @@ def s3_client(
     region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     endpoint = endpoint_url(environ)
     config = Config(
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         s3={"addressing_style": "path"} if endpoint else {},
         connect_timeout=max(1.0, min(10.0, timeout / 3)),
         read_timeout=max(1.0, min(60.0, timeout / 3)),

@@ -175,6 +175,7 @@ def test_every_sm_variable_has_the_contract_value(job_dir, run_train) -> None:
         "SM_MASTER_ADDR": "algo-1",
         "SM_HOST_COUNT": "2",
         "SM_CURRENT_HOST_RANK": "0",
+        "SM_CHECKPOINT_DIR": f"{base}/checkpoints",
     }
     for name, value in expected.items():
         assert sm[name] == value, name
@@ -196,6 +197,7 @@ def test_training_env_holds_every_contract_key(job_dir, run_train) -> None:
         "is_smddprun_installed",
         "is_smddpmprun_installed",
         "topology",
+        "checkpoint_dir",  # smc's addition
     }
     b = str(base)
     assert training_env["hyperparameters"] == json.loads(EXPECTED_HPS)
@@ -245,6 +247,7 @@ def test_training_env_holds_every_contract_key(job_dir, run_train) -> None:
         "output_intermediate_dir": f"{b}/output/intermediate",
         "topology": [],
         "user_entry_point": "train.py",
+        "checkpoint_dir": f"{b}/checkpoints",
     }
 
 

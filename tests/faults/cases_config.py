@@ -178,7 +178,7 @@ def second_job_on_busy_dir(kit: Kit) -> Outcome:
         assert "Another job is running in the job directory" in second.stderr
         assert hps == json.loads((base / "input/config/hyperparameters.json").read_text())
         assert (base / "code" / "train.py").read_text() == first_code
-        out, err = first.communicate(timeout=60)
+        _, err = first.communicate(timeout=60)
     finally:
         if first.poll() is None:
             first.kill()

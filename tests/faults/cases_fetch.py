@@ -9,7 +9,16 @@ import time
 from pathlib import Path
 
 from smc_core.testing.s3 import FAKE_CREDENTIALS
-from tests.faults.kit import Kit, Outcome, closed_port_url, silent_server, tar_gz, tar_with, wait_for, zip_bytes
+from tests.faults.kit import (
+    Kit,
+    Outcome,
+    closed_port_url,
+    silent_server,
+    tar_gz,
+    tar_with,
+    wait_for,
+    zip_bytes,
+)
 
 RUNS = "import pathlib\npathlib.Path('ran').touch()\nprint('trained')\n"
 FAST_S3 = {"SMC_S3_TIMEOUT": "6", "SMC_S3_RETRIES": "3", **FAKE_CREDENTIALS}
@@ -278,3 +287,18 @@ def plain_tar_cut_mid_member(kit: Kit) -> Outcome:
 
 
 _ = wait_for
+
+
+def plain_tar_cut_between_members(kit: Kit) -> Outcome:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, text in (("train.py", RUNS), ("requirements.txt", "nothing==1\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            archive.addfile(info, io.BytesIO(text.encode()))
+    data = buffer.getvalue()
+    uri = kit.put(data[:1024], key="code.tar")  # header + one block: exactly the first member
+    base = kit.job(source=uri)
+    done = kit.train(base)
+    assert not (base / "code" / "ran").exists() and "'train.py'" in done.first_line
+    return done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -57,7 +58,9 @@ def sigterm_during_install(kit: Kit) -> Outcome:
 # --- hosts (exit 6) ---------------------------------------------------------------------------------
 def peer_never_resolves(kit: Kit) -> Outcome:
     base = kit.job({"train.py": OK}, hosts=("algo-1", "smc-no-such-host-2"))
-    return kit.train(base, env={"SMC_DISABLE_PLUGINS": "", "SMC_ADAPTER": "pytorch", "SMC_HOST_WAIT_TIMEOUT": "2"})
+    return kit.train(
+        base, env={"SMC_DISABLE_PLUGINS": "", "SMC_ADAPTER": "pytorch", "SMC_HOST_WAIT_TIMEOUT": "2"}
+    )
 
 
 def sigterm_while_waiting_for_hosts(kit: Kit) -> Outcome:
@@ -74,7 +77,9 @@ def sigterm_while_waiting_for_hosts(kit: Kit) -> Outcome:
 
 # --- the user's code ----------------------------------------------------------------------------------
 def user_exits_2(kit: Kit) -> Outcome:
-    return kit.train(kit.job({"train.py": "import sys\nprint('ValueError: bad flag', file=sys.stderr)\nsys.exit(2)\n"}))
+    return kit.train(
+        kit.job({"train.py": "import sys\nprint('ValueError: bad flag', file=sys.stderr)\nsys.exit(2)\n"})
+    )
 
 
 def user_exits_4(kit: Kit) -> Outcome:
@@ -94,7 +99,9 @@ def user_raises(kit: Kit) -> Outcome:
 
 
 def user_exit_0_wrote_failure(kit: Kit) -> Outcome:
-    script = "import os\nopen(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my reason\\n')\n"
+    script = (
+        "import os\nopen(os.path.join(os.environ['SM_OUTPUT_DIR'], 'failure'), 'w').write('my reason\\n')\n"
+    )
     base = kit.job({"train.py": script})
     done = kit.train(base)
     assert not (base / "output" / "success").exists()
@@ -151,7 +158,7 @@ def orphan_in_new_session(kit: Kit) -> Outcome:
     script = (
         "import signal, subprocess, sys\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import signal, time\\n"
-        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nprint(\"child up\", flush=True)\\ntime.sleep(300)'],"
+        'signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nprint("child up", flush=True)\\ntime.sleep(300)\'],'
         " start_new_session=True)\n"
         "open('child.pid', 'w').write(str(child.pid))\n"
     )
@@ -167,7 +174,8 @@ def orphan_in_new_session(kit: Kit) -> Outcome:
 def orphan_parent_lives_3s(kit: Kit) -> Outcome:
     script = (
         "import subprocess, sys, time\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'], start_new_session=True)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],\n"
+        "                         start_new_session=True)\n"
         "open('child.pid', 'w').write(str(child.pid))\ntime.sleep(3)\n"
     )
     base = kit.job({"train.py": script})
@@ -242,12 +250,18 @@ def disk_full_user_exits_0(kit: Kit) -> Outcome:
 
 
 def flood_of_output(kit: Kit) -> Outcome:
-    script = "import sys\nfor i in range(200000):\n    print('line', i)\nsys.stderr.write('RuntimeError: flood\\n')\nsys.exit(9)\n"
+    script = (
+        "import sys\nfor i in range(200000):\n    print('line', i)\n"
+        "sys.stderr.write('RuntimeError: flood\\n')\nsys.exit(9)\n"
+    )
     return kit.train(kit.job({"train.py": script}))
 
 
 def invalid_utf8_output(kit: Kit) -> Outcome:
-    script = "import sys\nsys.stderr.buffer.write(b'\\xff\\xfe bad bytes\\nKeyError: \\xc3\\x28\\n')\nsys.exit(11)\n"
+    script = (
+        "import sys\nsys.stderr.buffer.write(b'\\xff\\xfe bad bytes\\nKeyError: \\xc3\\x28\\n')\n"
+        "sys.exit(11)\n"
+    )
     return kit.train(kit.job({"train.py": script}))
 
 
@@ -263,3 +277,40 @@ def success(kit: Kit) -> Outcome:
 
 
 _ = os
+
+
+def out_of_memory(kit: Kit) -> Outcome:
+    """The kernel's OOM killer, in a memory cgroup of 96 MB made for the case (root, cgroup v1 or v2)."""
+    import pytest
+
+    cgroup = _memory_cgroup()
+    if cgroup is None:
+        pytest.skip("needs root and a writable memory cgroup (v1 or v2) to make the OOM killer act")
+    child = cgroup / f"smc-oom-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        child.mkdir()
+        limit = "memory.max" if (child / "memory.max").exists() else "memory.limit_in_bytes"
+        (child / limit).write_text(str(96 * 1024 * 1024))
+        script = "x = bytearray(600 * 1024 * 1024)\nprint(len(x))\n"
+        base = kit.job({"train.py": script})
+        done = kit.train(base, cgroup=child)
+    finally:
+        with contextlib.suppress(OSError):
+            child.rmdir()
+    return done
+
+
+def _memory_cgroup() -> Path | None:
+    if os.geteuid() != 0:
+        return None
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for root in (
+            (Path("/sys/fs/cgroup/memory") / path.lstrip("/")) if controllers == "memory" else None,
+            (Path("/sys/fs/cgroup") / path.lstrip("/")) if controllers == "" else None,
+        ):
+            if root is not None and root.is_dir() and os.access(root, os.W_OK):
+                probe = root / "memory.max" if controllers == "" else root / "memory.limit_in_bytes"
+                if probe.exists() or controllers == "memory":
+                    return root
+    return None

@@ -37,14 +37,13 @@ class Outcome:
     stderr: str
     base: Path | None
     seconds: float
+    failure: str = ""
+    """The failure file's text when the run ended ('' when there was none)."""
 
-    @property
-    def failure(self) -> str:
-        """The failure file's text ('' when there is none)."""
-        if self.base is None:
-            return ""
-        path = self.base / "output" / "failure"
-        return path.read_text() if path.exists() else ""
+    def __post_init__(self) -> None:
+        path = self.base / "output" / "failure" if self.base is not None else None
+        if path is not None and path.is_file():
+            self.failure = path.read_text(errors="replace")
 
     @property
     def first_line(self) -> str:
@@ -111,9 +110,15 @@ class Kit:
         server.client().put_object(Bucket=bucket, Key=key, Body=data)
         return f"s3://{bucket}/{key}"
 
-    def train(self, base: Path | None, env: Mapping[str, str] | None = None, timeout: float = 120) -> Outcome:
-        """Run ``train`` on ``base`` until it ends."""
-        process = self.start(base, env)
+    def train(
+        self,
+        base: Path | None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+        cgroup: Path | None = None,
+    ) -> Outcome:
+        """Run ``train`` on ``base`` until it ends (inside the cgroup ``cgroup`` when given)."""
+        process = self.start(base, env, cgroup=cgroup)
         started = time.monotonic()
         try:
             out, err = process.communicate(timeout=timeout)
@@ -124,19 +129,28 @@ class Kit:
         return Outcome(process.returncode, out, err, base, time.monotonic() - started)
 
     def start(
-        self, base: Path | None, env: Mapping[str, str] | None = None, command: str = "train", *args: str
+        self,
+        base: Path | None,
+        env: Mapping[str, str] | None = None,
+        command: str = "train",
+        *args: str,
+        cgroup: Path | None = None,
     ) -> subprocess.Popen[str]:
         """Start ``train`` (or another console script) on ``base`` in the background."""
         full = clean_env({**self.env, **(env or {})})
         if base is not None:
             full["SAGEMAKER_BASE_DIR"] = str(base)
+        argv = [str(BIN / command), *args]
+        if cgroup is not None:  # join the cgroup, then become train
+            argv = ["/bin/sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && exec "$@"', "sh", *argv]
         return subprocess.Popen(
-            [str(BIN / command), *args],
+            argv,
             env=full,
             cwd=self.tmp,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
         )
 
     def smc(self, *args: str, env: Mapping[str, str] | None = None, base: Path | None = None) -> Outcome:
@@ -243,13 +257,17 @@ def closed_port_url() -> str:
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size: str = "4m", *, read_only_after: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def tmpfs(
+    path: Path, size: str = "4m", *, read_only_after: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """A tmpfs mounted on ``path`` (as root; the case is skipped elsewhere). With
     ``read_only_after``, that function fills it, then it is remounted read-only."""
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs (a small or read-only file system)")
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_fault(case: Case, tmp_path: Path, request: pytest.FixtureRequest, s3_server: MotoServer) -> None:
     # s3_server (session-wide) is named here so that it starts before the test's process check does.
     outcome = case.run(Kit(tmp_path, request))
-    report = f"{case.id}: exit {outcome.exit_code}\nfailure:\n{outcome.failure}\nstderr:\n{outcome.stderr[-4000:]}"
+    report = (
+        f"{case.id}: exit {outcome.exit_code}\nfailure:\n{outcome.failure}\nstderr:\n{outcome.stderr[-4000:]}"
+    )
     assert outcome.exit_code == case.exit_code, report
     if case.first_line == NONE:
         if case.exit_code == 0 and outcome.base is not None:

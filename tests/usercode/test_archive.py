@@ -144,7 +144,9 @@ def test_not_an_archive_is_a_fetch_error(tmp_path: Path) -> None:
 
 def test_truncated_archive_is_a_fetch_error(tmp_path: Path) -> None:
     data = build([("file", "big.bin", os.urandom(200_000))])
-    with pytest.raises(FetchError, match=r"cut.tar.gz: the gzip archive is truncated: it ends after \d+ bytes"):
+    with pytest.raises(
+        FetchError, match=r"cut.tar.gz: the gzip archive is truncated: it ends after \d+ bytes"
+    ):
         extract_tar(io.BytesIO(data[: len(data) // 2]), tmp_path / "code", source="cut.tar.gz")
 
 

@@ -21,6 +21,7 @@ from smc_core import (
     logger,
     python_executable,
     resolve_host,
+    route_interface,
 )
 
 DISTRIBUTION_SWITCHES = ("sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled")
@@ -37,9 +38,12 @@ RENDEZVOUS_TIMEOUT_VAR = "SMC_PYTORCH_RENDEZVOUS_TIMEOUT"
 
 
 def distribution_switch(training_env: TrainingEnv) -> str | None:
-    """The distribution switch that is on (``sagemaker_torch_distributed_enabled`` ...), or None."""
+    """The distribution switch that is on (``sagemaker_torch_distributed_enabled`` ...), else what on
+    another platform asks for a distributed launch (``training_env.distributed_by``), or None."""
     params = training_env.additional_framework_parameters
-    return next((key for key in DISTRIBUTION_SWITCHES if is_true(params.get(key))), None)
+    switch = next((key for key in DISTRIBUTION_SWITCHES if is_true(params.get(key))), None)
+    # Off SageMaker (Kubeflow's PET_* variables ...) the platform's own request stands for the switch.
+    return switch or training_env.distributed_by
 
 
 def _positive_int(value: Any, where: str) -> int:
@@ -104,12 +108,18 @@ def rendezvous_env(training_env: TrainingEnv, environ: Mapping[str, str] | None 
     """The variables every PyTorch process gets: ``MASTER_ADDR``, ``MASTER_PORT``, the socket
     interfaces for NCCL and gloo, and ``NCCL_DEBUG=WARN`` unless set.
 
-    The interface (``network_interface_name``) is set only when this host has it: SDK local mode
+    The interface is ``network_interface_name``, or, where the platform names none (Kubeflow, Vertex
+    AI), the one on the route to the master. It is set only when this host has it: SDK local mode
     always writes ``eth0``, which a laptop may lack, and gloo fails on a missing interface.
     """
     environ = os.environ if environ is None else environ
-    variables = {"MASTER_ADDR": master_addr(training_env), "MASTER_PORT": str(master_port(environ))}
+    variables = {
+        "MASTER_ADDR": master_addr(training_env),
+        "MASTER_PORT": str(platform_port(training_env, environ)),
+    }
     interface = training_env.network_interface_name
+    if "network_interface_name" not in training_env.resource_config:  # the platform names none
+        interface = route_interface(variables["MASTER_ADDR"]) or interface
     if interface_exists(interface):
         variables["NCCL_SOCKET_IFNAME"] = interface
         variables["GLOO_SOCKET_IFNAME"] = interface
@@ -187,3 +197,14 @@ def launcher_command(torchrun: list[str], *, report: Path, host: str) -> list[st
         "--",
         *torchrun,
     ]
+
+
+def platform_port(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> int:
+    """The rendezvous port the platform names (``PET_MASTER_PORT`` ...), else :func:`master_port`."""
+    return training_env.master_port or master_port(environ)
+
+
+def platform_processes(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> int:
+    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), else
+    :func:`processes_per_host`."""
+    return training_env.processes_per_host or processes_per_host(training_env, environ)

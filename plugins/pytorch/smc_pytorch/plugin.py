@@ -32,8 +32,8 @@ from smc_pytorch.distribution import (
     DISTRIBUTION_SWITCHES,
     distribution_switch,
     launcher_command,
-    master_port,
-    processes_per_host,
+    platform_port,
+    platform_processes,
     rendezvous_env,
     rendezvous_timeout,
     torchrun_args,
@@ -71,13 +71,13 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: torchrun is not used.", switch
         )
         return None
-    nproc = processes_per_host(training_env, process_env)
+    nproc = platform_processes(training_env, process_env)
     arguments = torchrun_args(
         training_env,
         user_code,
         user_args(training_env),
         nproc_per_host=nproc,
-        port=master_port(process_env),
+        port=platform_port(training_env, process_env),
         timeout=rendezvous_timeout(process_env),
     )
     logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(arguments))

@@ -1,4 +1,4 @@
-"""Cluster descriptions of other platforms, turned into the resource config the contract defines."""
+"""``TF_CONFIG`` (Kubeflow TFJob, Vertex AI, any tf.distribute cluster) as the contract's resource config."""
 
 from __future__ import annotations
 
