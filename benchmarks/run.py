@@ -40,6 +40,7 @@ MEASUREMENTS = (
     "overhead-framework",
     "overhead-requirements-framework",
     "overhead-s3",
+    "overhead-s3-framework",
     "fetch",
     "fetch-fast",
     "install",
@@ -189,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"[setup] algo-1 {resolution}")
 
     want = set(args.only)
-    need_framework = bool(want & {"overhead-framework", "overhead-requirements-framework", "discovery"})
+    need_framework = bool(
+        want & {"overhead-framework", "overhead-requirements-framework", "overhead-s3-framework", "discovery"}
+    )
     small: dict[str, envs.Venv] = {}
     framework: dict[str, envs.Venv] = {}
     if "reference" in args.runners:
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     limits: dict[str, list[float]] = {}
     floor: list[dict[str, float]] = []
-    if want & {"overhead-s3", "fetch-fast", "s3-floor"}:
+    if want & {"overhead-s3", "overhead-s3-framework", "fetch-fast", "s3-floor"}:
         # The same job from s3://, served by a static endpoint fast enough not to be what is measured.
         root = work / "s3root"
         small_tar = jobs.make_small_sourcedir(work / "data" / "small.tar.gz")
@@ -273,6 +276,15 @@ def main(argv: list[str] | None = None) -> int:
             timed(
                 "overhead-s3",
                 small,
+                s3_small,
+                s3env,
+                verify=lambda venv: jobs.check_extracted(
+                    s3_small.base / "code", small_manifest, digests=True
+                ),
+            )
+            timed(
+                "overhead-s3-framework",
+                framework,
                 s3_small,
                 s3env,
                 verify=lambda venv: jobs.check_extracted(
