@@ -66,13 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke run: 1 run, no warm-up, a 10 MB tarball (figures mean nothing)",
     )
     parser.add_argument(
-        "--runs", type=int, default=None, help="kept runs per runner for 3 and 4 (default 7; --quick 1)"
+        "--runs", type=int, default=None, help="kept runs per runner for 3 and 4 (default 5; --quick 1)"
     )
     parser.add_argument(
         "--overhead-runs",
         type=int,
         default=None,
-        help="kept runs per runner for 1 and 2, which take well under a second (default 15; --quick 1)",
+        help="kept runs per runner for 1 and 2, which take well under a second (default 11; --quick 1)",
     )
     parser.add_argument(
         "--warmup", type=int, default=None, help="discarded rounds first (default 1; --quick 0)"
@@ -106,9 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not enter a private namespace (use SM_STUDIO_LOCAL_MODE=true instead)",
     )
     args = parser.parse_args(argv)
-    args.runs = args.runs if args.runs is not None else (1 if args.quick else 7)
+    args.runs = args.runs if args.runs is not None else (1 if args.quick else 5)
     if args.overhead_runs is None:
-        args.overhead_runs = 1 if args.quick else max(15, args.runs)
+        args.overhead_runs = 1 if args.quick else max(11, args.runs)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.source_mb = args.source_mb or (10 if args.quick else 200)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
