@@ -435,7 +435,7 @@ def _extract_stream(
     for stage in stages:
         stage.start()
     try:
-        with tarfile.TarFile(fileobj=forward, mode="r") as archive:  # type: ignore[call-overload]
+        with tarfile.TarFile(fileobj=forward, mode="r") as archive:  # type: ignore[arg-type]
             for member in archive:
                 if on_member is not None:
                     on_member(member)
