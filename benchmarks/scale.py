@@ -265,7 +265,8 @@ def failure_once_two_hosts(work: Path, timeout: float = 120) -> FailureRun:
 def peers_once(work: Path, late: float = 5.0, timeout: float = 120) -> FailureRun:
     """Two hosts; ``algo-2``'s name resolves on ``algo-1`` only ``late`` seconds after the start.
 
-    Returns the seconds from the moment it resolves to ``algo-1``'s launcher process starting.
+    Returns the seconds from the moment it resolves to ``algo-1``'s launcher process starting (a
+    process's start time is known to a clock tick, 10 ms).
     """
     import psutil
 
@@ -289,10 +290,10 @@ def peers_once(work: Path, late: float = 5.0, timeout: float = 120) -> FailureRu
             )
             procs.append((proc, log))
         time.sleep(late)
+        resolvable = time.time()  # taken first: the name resolves from the write on
         with hosts_file.open("r+") as f:  # in place: the namespace's /etc/hosts is a bind mount of it
             f.write(full)
             f.truncate()
-        resolvable = time.time()
         launched = None
         leader = psutil.Process(procs[0][0].pid)
         deadline = time.monotonic() + timeout

@@ -105,5 +105,5 @@ def test_logs_failures_and_peers_measure_one_run(tmp_path: Path) -> None:
     if "peers" in scale:
         (run,) = scale["peers"]
         assert run["problem"] is None and run["exit_codes"] == [0, 0], run
-        assert run["seconds"] >= 0
+        assert run["seconds"] > -0.02  # a process's start time is known to a clock tick (10 ms)
     assert done.returncode == 0, done.stdout[-3000:]
