@@ -91,5 +91,5 @@ def install() -> bool:
     with_default = inspect.signature(tail_log.TailLog.__init__).parameters.get("log_line_filter")
     if with_default is not None and with_default.default is not inspect.Parameter.empty:
         _KEEP_ALL.append(with_default.default)
-    tail_log.tail_logfile = tail_whole_lines  # type: ignore[assignment]
+    tail_log.tail_logfile = tail_whole_lines
     return True
