@@ -1,4 +1,4 @@
-"""The whole-line tail that replaces torchrun's ``--tee`` copy (smc_pytorch.tail)."""
+"""The launcher's output and stopping: the whole-line tail (smc_pytorch.tail) and stop_children."""
 
 from __future__ import annotations
 
@@ -47,3 +47,26 @@ def test_install_replaces_torchs_tail_function() -> None:
         assert tail_log.tail_logfile is tail_whole_lines
     finally:
         tail_log.tail_logfile = original
+
+
+STOPPER = """
+import subprocess, sys
+from smc_pytorch.launcher import stop_children
+child = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\\n"
+    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\\nprint('ready', flush=True)\\ntime.sleep(60)"],
+    stdout=subprocess.PIPE, text=True)
+child.stdout.readline()
+stop_children(grace=10)
+print(child.wait(5))
+"""
+
+
+def test_stop_children_leaves_the_exit_code_to_torchruns_agent() -> None:
+    # torchrun's agent reaps its workers through Popen; had the launcher reaped them, Popen would read
+    # exit code 0 (ECHILD) and the agent would wait in its exit barrier (the "10 s fallback").
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STOPPER], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "3"
