@@ -273,7 +273,8 @@ def plugin_crashes(kit: Kit) -> Outcome:
 
 def internal_error(kit: Kit) -> Outcome:
     (kit.tmp / "bogus_result.py").write_text(
-        "from smc_core import hookimpl\n@hookimpl(tryfirst=True)\ndef fetch_user_code(training_env):\n    return 42\n"
+        "from smc_core import hookimpl\n"
+        "@hookimpl(tryfirst=True)\ndef fetch_user_code(training_env):\n    return 42\n"
     )
     base = kit.job({"train.py": OK})
     done = kit.train(base, env={"SMC_PLUGINS": "bogus_result", "PYTHONPATH": str(kit.tmp)})
