@@ -35,6 +35,8 @@ class Sample:
     runner_peak_mib: float | None = None
     exit_code: int | None = None
     error: str | None = None
+    cpu_s: float | None = None
+    """CPU time (user + system) of ``train`` and everything it ran, until it exited."""
 
 
 @dataclass
@@ -79,6 +81,9 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
     shutil.rmtree(cache_dir, ignore_errors=True)
     env = runner_env(venv, job, common, cache_dir)
     pid_tmp = job.pid_file.with_suffix(".tmp")
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with job.log_file.open("wb") as log:
         started = time.time()
         proc = subprocess.Popen(
@@ -93,6 +98,8 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
             proc.wait()
             return Sample(ok=False, error=f"timed out after {timeout:.0f} s; see {job.log_file}")
         ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shutil.rmtree(cache_dir, ignore_errors=True)
     try:
         result = json.loads(job.result_file.read_text())
@@ -110,6 +117,7 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
         runner_peak_mib=result["runner_vmhwm_kib"] / 1024 if result.get("runner_pid") == proc.pid else None,
         exit_code=code,
         error=None if code == 0 else f"exit code {code}; see {job.log_file}",
+        cpu_s=cpu,
     )
 
 

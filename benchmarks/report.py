@@ -366,6 +366,29 @@ def scale_sections(
                     ratio <= 1.3,
                 )
             )
+    cpu_rows = []
+    for name in ("overhead-s3", "overhead-s3-framework", "fetch-fast", "fetch"):
+        by = _by_runner(results.get(name, []))
+        if "reference" in by and "smc" in by:
+            ref_cpu = summary(by["reference"].values("cpu_s"))
+            smc_cpu = summary(by["smc"].values("cpu_s"))
+            if ref_cpu and smc_cpu:
+                cpu_rows.append(
+                    f"| {TITLES[name]} | {_range(ref_cpu, 's')} | {_range(smc_cpu, 's')} | "
+                    f"{_fmt(ref_cpu['median'] / smc_cpu['median'], 'x')}x |"
+                )
+    if cpu_rows:
+        lines += [
+            "### CPU time of the whole run (user + system, `train` and all it ran), the same runs",
+            "",
+            "CPU time is what load does not inflate: on a shared machine it is the steadier comparison.",
+            "",
+            "| measurement | reference: min / **median** / max (s) | smc: min / **median** / max (s) "
+            "| reference/smc (medians) |",
+            "|---|---|---|---|",
+            *cpu_rows,
+            "",
+        ]
     if floor:
         parts = ["bare_interpreter_s", "import_boto3_s", "import_smc_s3_s", "client_s", "head_get_s"]
         names = {
