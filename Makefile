@@ -1,4 +1,4 @@
-# Every target sets itself up: a fresh machine needs only python3 (3.9+), pip and git.
+# Every target sets itself up: a fresh machine needs only python3 (3.10+), pip and git.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -7,7 +7,10 @@ TORCH  ?= torch==2.13.0
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
 
-.PHONY: setup reference test lint typecheck run-example bench clean
+# The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
+CORE_PYTHONS ?= 3.10 3.13
+
+.PHONY: setup reference test test-pythons lint typecheck run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +38,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The test command: lint, types, then the whole suite.
+## The test command: lint, types, the whole suite, then the core's suite on the other Pythons.
 test: lint typecheck reference
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) test-pythons
+
+## The core's suite (tests/) on Python $(CORE_PYTHONS), each in .venv-pyXY (see .ci/test-pythons).
+test-pythons: setup
+	.ci/test-pythons $(CORE_PYTHONS)
 
 ## The run command: a real training job end to end through `smc local` (PyTorch example).
 run-example: setup
@@ -48,4 +56,4 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache

@@ -208,6 +208,29 @@ def tar_member_count(path: Path) -> int:
         return sum(1 for _ in tar)
 
 
+def differences_from_tarball(tarball: Path, code_dir: Path) -> str | None:
+    """None when every file of ``tarball`` is in ``code_dir`` with the same bytes; else what differs."""
+    missing, changed = [], []
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            target = code_dir / member.name
+            if not target.is_file():
+                missing.append(member.name)
+                continue
+            source = tar.extractfile(member)
+            assert source is not None
+            if hashlib.sha256(source.read()).digest() != hashlib.sha256(target.read_bytes()).digest():
+                changed.append(member.name)
+    if not missing and not changed:
+        return None
+    return (
+        f"{len(missing)} file(s) missing ({', '.join(missing[:3])}), "
+        f"{len(changed)} differ ({', '.join(changed[:3])})"
+    )
+
+
 # --- a package index on loopback ---------------------------------------------------------------------------
 
 

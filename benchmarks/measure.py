@@ -140,7 +140,7 @@ def interleave(
     """
     series = [Series(name, venv.path.name) for name, venv in contenders]
     for round_index in range(warmup + runs):
-        for (_, venv), s in zip(contenders, series):
+        for (_, venv), s in zip(contenders, series, strict=True):
             sample = run_once(venv, job, common)
             if sample.ok and verify is not None:
                 problem = verify(venv)
@@ -166,7 +166,7 @@ def summary(values: Sequence[float]) -> dict[str, float] | None:
 def paired_ratios(numerator: Series, denominator: Series, metric: str) -> list[float]:
     """``numerator / denominator`` of ``metric`` round by round (both runs of a round must have succeeded)."""
     ratios = []
-    for a, b in zip(numerator.samples, denominator.samples):
+    for a, b in zip(numerator.samples, denominator.samples, strict=False):
         va, vb = getattr(a, metric), getattr(b, metric)
         if a.ok and b.ok and va is not None and vb:
             ratios.append(va / vb)

@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "Settings": "smc_core.host.settings",
     "GRACE_PERIOD": "smc_core.host.settings",
     "HOST_WAIT_TIMEOUT": "smc_core.host.settings",
+    "settings_table": "smc_core.host.settings",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.host.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
     from smc_core.host.settings import Setting as Setting
     from smc_core.host.settings import Settings as Settings
+    from smc_core.host.settings import settings_table as settings_table
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars

@@ -2,34 +2,13 @@
 
 Every expected failure is an :class:`SmcError`: the runner shows its message without a traceback,
 writes it to ``output/failure`` (first line ``<kind>: <message>``, second ``ExitCode N``) and exits
-with its ``exit_code``. Anything else is a bug in smc or in a plugin: it is logged with its
-traceback, and the failure file's first line says ``InternalError: internal error in smc or a
-plugin: ...`` (exit 1).
+with its ``exit_code``. Any other exception is logged with its
+traceback: when a plugin's own code raised it (the innermost smc or plugin frame of the traceback is
+the plugin's), it is that plugin's failure and the job exits 3 naming the plugin; otherwise smc
+itself crashed, a bug: the failure file's first line says ``InternalError: internal error ...``
+(exit 1).
 
-=====  ===================================================================  ==========================
-code   meaning                                                              failure file's first line
-=====  ===================================================================  ==========================
-0      the training job succeeded                                           (none: ``output/success``)
-1      the user's code failed and gave no exit code of its own to keep      ``UserCodeError: ...``
-1      an internal error in smc or a plugin                                 ``InternalError: internal
-                                                                            error ...``
-2      the job configuration is wrong (a config file, a hyperparameter, a   ``ConfigError: ...``
-       setting), or the job dir is missing, read-only or busy
-3      a plugin failed to load or broke the hook contract                   ``PluginError: ...``
-4      the user's code could not be fetched (S3 unreachable, missing        ``FetchError: ...``
-       object, truncated, corrupt or hostile archive)
-5      the user's requirements or package could not be installed            ``InstallError: ...``
-6      the cluster did not come together: a peer host did not resolve       ``ClusterError: ...``
-128+S  the job was stopped by signal S before the user's code ran           ``JobStopped: ...``
-N      any other code is the user's own process's exit code, kept as it     ``UserCodeError: ...``
-       was; a process killed by signal S exits ``128 + S`` (137: SIGKILL,
-       whose cause is named when known: smc's grace period, the OOM killer)
-=====  ===================================================================  ==========================
-
-**User exit codes 2-6 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
-argument) ends the job with exit code 2 as a configuration error does: the failure file's first
-line tells them apart (``UserCodeError`` for the user's code, the kinds above for smc's).
-"""
+=====  ===================================================================  ==================="""
 
 from __future__ import annotations
 

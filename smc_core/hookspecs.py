@@ -3,6 +3,7 @@
 The runner calls the hooks in this order, with keyword arguments, and nothing else in between::
 
     settings     = every plugin's register_settings(), parsed from the runner's environment
+    claimed      = every plugin's claim_switches(): an unclaimed switch that is on stops the job
     training_env = load_environment(base_dir=..., environ=..., settings=...)  # first result wins
     user_code    = fetch_user_code(training_env=...)                   # first result wins
     contributions = prepare_training(training_env=..., user_code=...)  # every plugin contributes
@@ -24,17 +25,18 @@ How each launch style maps onto the hooks
   ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
   ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
   its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
-* **TensorFlow parameter server**: ``prepare_training`` returns ``TF_CONFIG``; ``invoke_train`` starts the
-  parameter server as a supervised background process beside the worker, runs the worker, then (on
-  non-master hosts) waits until the master host is done before stopping the server and returning.
-* **MPI**: ``prepare_training`` starts sshd on every host and waits for peers; ``invoke_train`` on the
-  master runs ``mpirun`` over ssh to all hosts and returns its result; on every other host it waits
-  until the master's ``mpirun`` ends (the ssh sessions close) and returns success.
 * **Function mode** (the original design's ``train(**hyperparameters)``): ``fetch_user_code`` reports
   ``EntryKind.FUNCTION``; the default ``invoke_train`` imports the module, calls ``train`` with the
   hyperparameters and environment fields its signature names, and returns the returned object as
   ``result.model``. An adapter saves it with an ``invoke_train`` *wrapper*
-  (``@hookimpl(wrapper=True)``) that receives the result after the call.
+  (``@hookimpl(wrapper=True)``) that receives the result after the call and returns
+  ``dataclasses.replace(result, model_handled_by="smc-<framework>")``. A returned object that no
+  plugin handled fails the job (exit 2, naming its type and the adapter that saves it); returning
+  None is fine.
+
+These are the launch styles that exist; each new one is described here when its adapter lands. A
+distribution switch (``sagemaker_*_enabled``) that no loaded plugin claims (``claim_switches``) stops
+the job at start with exit 2 instead of running one independent copy per host.
 """
 
 from __future__ import annotations
@@ -147,8 +149,7 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> Mapping[
     Called once per host after :func:`fetch_user_code`. Every plugin contributes (not first-result):
     each returns the environment variables it wants the user's processes to have, or None. Where two
     plugins set the same variable, the one called first wins (adapters and plugins over the defaults).
-    Side effects belong here too: installing ``requirements.txt``, starting sshd, waiting until
-    peer hosts resolve.
+    Side effects belong here too: installing ``requirements.txt``, waiting until peer hosts resolve.
 
     :param training_env: the job's environment.
     :param user_code: the fetched code.
@@ -169,10 +170,9 @@ def invoke_train(
     """Launch and supervise the user's processes until they end, and say how they ended.
 
     Called once per host, last. The first non-None result wins: an adapter returns a result for the
-    launch styles it owns (torchrun, mpirun, a parameter server beside the worker) and None for the
-    rest; the default runs the entry point as one supervised process, or calls ``train()`` in
-    function mode. Wrappers (``@hookimpl(wrapper=True)``) see the result, e.g. to save
-    ``result.model``.
+    launch styles it owns (torchrun) and None for the rest; the default runs the entry point as one
+    supervised process, or calls ``train()`` in function mode. Wrappers (``@hookimpl(wrapper=True)``)
+    see the result, e.g. to save ``result.model``.
 
     :param training_env: the job's environment.
     :param user_code: the fetched code.

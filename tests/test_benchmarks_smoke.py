@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,12 +63,32 @@ def test_overhead_memory_and_discovery_measure_one_run(tmp_path: Path) -> None:
 
 
 def test_fetch_measurement_runs_against_a_loopback_s3_endpoint(tmp_path: Path) -> None:
-    # A 1 MB tarball through moto's server; --quick compares every extracted file with the archive's.
+    # A 1 MB tarball through moto's server. A sample is ok only when the run succeeded and its code dir
+    # then held every file of the tarball, byte for byte (the benchmark's check, tested below).
     done, figures = run_bench(tmp_path, "fetch", "--source-mb", "1")
     (series,) = figures["results"]["fetch"]
     (sample,) = series["samples"]
-    assert sample["ok"], (sample["error"], done.stdout[-3000:])
+    assert sample["ok"], (sample["error"], done.stderr[-2000:])
     assert (tmp_path / "work" / "data" / "sourcedir-1mb.tar.gz").stat().st_size > 500_000
+
+
+def test_the_fetch_check_finds_missing_and_changed_files(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from jobs import differences_from_tarball, make_sourcedir
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    tarball = make_sourcedir(tmp_path / "src.tar.gz", megabytes=1, log=False)
+    code = tmp_path / "code"
+    code.mkdir()
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(code, filter="data")
+    assert differences_from_tarball(tarball, code) is None
+    (code / "train.py").write_text("changed")
+    blob = next(code.rglob("*.bin"))
+    blob.unlink()
+    found = differences_from_tarball(tarball, code)
+    assert found is not None and "1 file(s) missing" in found and "1 differ (train.py)" in found
 
 
 def test_s3_path_measurements_fetch_byte_identical_files(tmp_path: Path) -> None:

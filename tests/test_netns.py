@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from smc_core.testing.netns import NetnsCluster, _namespaces, netns_unavailable_reason
+from smc_core.testing.netns import NetnsCluster, namespaces, netns_unavailable_reason
 
 UNAVAILABLE = netns_unavailable_reason()
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")]
@@ -52,10 +52,10 @@ def test_teardown_removes_namespaces_and_processes(tmp_path):
     cluster = NetnsCluster(2, tmp_path).start()
     names = [h.namespace for h in cluster.hosts] + [cluster.hub]
     sleeper = cluster.popen(cluster.hosts[0], ["sleep", "600"])
-    assert set(names) <= set(_namespaces())
+    assert set(names) <= set(namespaces())
     cluster.close()
     assert sleeper.poll() is not None
-    assert not set(names) & set(_namespaces())
+    assert not set(names) & set(namespaces())
     for ns in names:
         assert subprocess.run(["test", "-e", f"/etc/netns/{ns}"]).returncode == 1
 
@@ -64,4 +64,4 @@ def test_start_failure_tears_down(tmp_path):
     cluster = NetnsCluster(2, tmp_path, interface="x" * 40)  # an interface name Linux refuses
     with pytest.raises(RuntimeError, match="failed"):
         cluster.start()
-    assert not any(ns.startswith(cluster.hub.rsplit("-", 1)[0]) for ns in _namespaces())
+    assert not any(ns.startswith(cluster.hub.rsplit("-", 1)[0]) for ns in namespaces())

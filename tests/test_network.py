@@ -7,10 +7,10 @@ import socket
 
 import pytest
 
+from smc_core import HOST_WAIT_TIMEOUT
 from smc_core.errors import ConfigError, SmcError
+from smc_core.host.settings import parse_settings
 from smc_core.launch.network import (
-    HOST_WAIT_TIMEOUT_VAR,
-    host_wait_timeout,
     interface_exists,
     interface_names,
     resolve_host,
@@ -47,14 +47,15 @@ def test_gives_up_naming_the_hosts_and_the_variable():
     with pytest.raises(SmcError) as info:
         wait_for_hosts(["localhost", "algo-9.invalid"], timeout=0.3, interval=0.05)
     message = info.value.message
-    assert "algo-9.invalid" in message and "0.3 s" in message and HOST_WAIT_TIMEOUT_VAR in message
+    assert "algo-9.invalid" in message and "0.3 s" in message and HOST_WAIT_TIMEOUT.name in message
 
 
-def test_timeout_from_the_environment():
-    assert host_wait_timeout({}) == 600
-    assert host_wait_timeout({HOST_WAIT_TIMEOUT_VAR: "2.5"}) == 2.5
-    with pytest.raises(ConfigError, match=f"{HOST_WAIT_TIMEOUT_VAR} is 'soon'"):
-        host_wait_timeout({HOST_WAIT_TIMEOUT_VAR: "soon"})
+def test_timeout_setting_is_parsed_from_the_given_environment():
+    assert parse_settings({})[HOST_WAIT_TIMEOUT] == 600
+    assert parse_settings({"SMC_HOST_WAIT_TIMEOUT": "2.5"})[HOST_WAIT_TIMEOUT] == 2.5
+    for bad in ("soon", "0", "-3"):
+        with pytest.raises(ConfigError, match=f"SMC_HOST_WAIT_TIMEOUT is '{bad}'"):
+            parse_settings({"SMC_HOST_WAIT_TIMEOUT": bad})
 
 
 def test_wait_for_port():

@@ -29,7 +29,9 @@ def main() -> None:
 
     n = len(xs)
     mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mean_x) ** 2 for x in xs
+    )
     intercept = mean_y - slope * mean_x
     print(f"fitted slope={slope:.4f} intercept={intercept:.4f} on {n} points")
 

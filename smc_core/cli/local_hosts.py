@@ -1,6 +1,6 @@
 """``smc local --hosts N``: N hosts on this machine running one distributed job, in one terminal.
 
-Every host (:mod:`smc_core.cli.local_network`) gets its own job dir ``<job>/algo-i/`` (its
+Every host (:mod:`smc_core.launch.hosts`) gets its own job dir ``<job>/algo-i/`` (its
 ``resourceconfig.json`` names it the current host, all N in ``hosts``), its own host name and address,
 and runs the real ``train``, as the platform starts every instance of a job at once. Their output is
 printed line by line with a host prefix (:mod:`smc_core.cli.local_output`).
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from smc_core.cli.local import CHECKPOINT_FLUSH_TIMEOUT, LocalJob, build_job_dir, job_environment
-from smc_core.cli.local_network import HostSet, LocalHost
 from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
-from smc_core.launch.process import default_grace_period
+from smc_core.host.settings import GRACE_PERIOD
+from smc_core.launch.hosts import HostSet, LocalHost, processes_with_environ
 from smc_core.launch.signals import describe_exit_code, exit_code_of
 
 TRAIN_COMMAND = (sys.executable, "-m", "smc_core.cli.main", "train")
@@ -108,7 +108,7 @@ def prepare_hosts(job: LocalJob, host_set: HostSet) -> list[LocalJob]:
     """Write each host's job dir (``<job>/algo-i/``, or the job dir itself for one plain host)."""
     names = [h.name for h in host_set.hosts]
     jobs = host_jobs(job, host_set)
-    for host, host_job in zip(host_set.hosts, jobs):
+    for host, host_job in zip(host_set.hosts, jobs, strict=True):
         build_job_dir(host_job, current_host=host.name, hosts=names, interface=host_set.interface)
     return jobs
 
@@ -170,8 +170,8 @@ def run_hosts(
         host_set.start()
         jobs = prepare_hosts(job, host_set)
         syncs = start_checkpoint_syncs(jobs)
-        grace = default_grace_period(job_environment(jobs[0], environ))
-        for host, host_job in zip(host_set.hosts, jobs):
+        grace = GRACE_PERIOD.read(job_environment(jobs[0], environ))
+        for host, host_job in zip(host_set.hosts, jobs, strict=True):
             env = job_environment(host_job, environ)
             env[MARKER_VAR] = marker
             env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they are printed, not at exit
@@ -313,24 +313,6 @@ def _drain(lines: queue.Queue[Line | None], readers: int, emit: Callable[[Line |
             continue
         readers -= line is None
         emit(line)
-
-
-def processes_with_environ(text: str) -> list[int]:
-    """Pids of this user's processes (not this one) with ``text`` in one of their environment entries."""
-    import psutil
-
-    needle = text.encode()
-    found = []
-    for pid in psutil.pids():
-        if pid == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if any(needle in entry for entry in f.read().split(b"\0")):
-                    found.append(pid)
-        except OSError:
-            continue
-    return found
 
 
 def kill_marked(marker: str) -> list[int]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from smc_core.cli.local import LocalJob, LocalResult, clean_job_dir, make_output_tarballs, summary
 from smc_core.cli.local_hosts import DEFAULT_FAILURE_WAIT, run_hosts
-from smc_core.cli.local_network import HOST_NETWORKS, HostSet, PlainHost, open_hosts
 from smc_core.cli.local_summary import hosts_summary
 from smc_core.cli.metrics import (
     MetricCollector,
@@ -24,6 +23,7 @@ from smc_core.cli.metrics import (
     report_metrics,
 )
 from smc_core.errors import ConfigError, SmcError
+from smc_core.launch.hosts import HOST_NETWORKS, HostSet, PlainHost, open_hosts
 
 MAX_HOSTS = 64
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # runner's start-up is part of every job's overhead.
 
 from smc_core import __version__
+from smc_core.host.settings import Setting, settings_help
 
 DESCRIPTION = """\
 smc runs a training job inside a machine-learning container: it reads the job directory
@@ -21,26 +22,35 @@ smc runs a training job inside a machine-learning container: it reads the job di
 together, runs the entry point, and writes output/success or output/failure.
 """
 
-EPILOG = """\
-environment:
-  SAGEMAKER_BASE_DIR   job directory (default /opt/ml)
-  SMC_ADAPTER          the adapter to load when several are installed (e.g. pytorch)
-  SMC_PLUGINS          comma-separated modules to register as plugins
-  SMC_DISABLE_PLUGINS  comma-separated plugin names to block
-  SMC_EXISTING_CODE    replace|keep|error: what to do with other code already in the code dir
-  SMC_INSTALLER        uv|pip: force the installer for requirements.txt (default: uv when found)
-  SMC_FUNCTION_MODE    1: import the entry module and call train(**hyperparameters) in-process
-  SMC_BOOL_FLAGS       1: render True hyperparameters as bare --flags, drop False ones
-  SMC_GRACE_PERIOD     seconds between passing SIGTERM on and SIGKILL (default 100)
-  SMC_HOST_WAIT_TIMEOUT seconds to wait for peer hosts to resolve (default 600)
-  SMC_PLATFORM         sagemaker|kubeflow|vertex: the platform to read (default: recognised)
-  SMC_MODEL_DIR        the model directory off SageMaker (default: the platform's, else model/)
-  SMC_CHANNELS         name=path,...: data channels off SageMaker
-
-exit codes: 0 success; 2 bad configuration; 3 plugin error; 4 code fetch failed;
-5 install failed; 6 a peer host never came up; any other: the training code's own exit code
-(137: killed, likely out of memory).
+EXIT_CODES = """\
+exit codes: 0 success; 2 bad configuration; 3 plugin error (failed to load, broke the contract, or
+raised an exception of its own); 4 code fetch failed; 5 install failed; 6 a peer host never came up;
+1 smc itself crashed (a bug: the traceback is in the log); any other: the training code's own exit
+code (137: killed, likely out of memory).
 """
+
+
+def epilog(settings: Sequence[Setting[Any]]) -> str:
+    """The text after ``smc --help``'s options: the job directory, every declared setting (from the
+    settings registry), and the exit codes."""
+    return (
+        "environment:\n  SAGEMAKER_BASE_DIR\n      job directory (default /opt/ml)\n"
+        f"{settings_help(settings)}\n\n{EXIT_CODES}"
+    )
+
+
+def _help_settings() -> list[Setting[Any]]:
+    """The core's settings and those of every plugin that loads here (the core's alone when the
+    plugins cannot be loaded: help must not fail)."""
+    from smc_core.host.settings import CORE_SETTINGS
+
+    try:
+        from smc_core.host.runner import declared_settings
+
+        declared = declared_settings(_plugin_manager())
+    except Exception:
+        declared = []
+    return list({s.name: s for s in [*CORE_SETTINGS, *declared]}.values())
 
 
 def _plugin_manager() -> Any:
@@ -77,19 +87,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run_main()
 
 
+ENV_LEAVES_OUT = (
+    "Not shown: what plugins add when the job runs (their prepare_training: the adapter's rendezvous "
+    "variables such as MASTER_ADDR and MASTER_PORT, or TF_CONFIG), which needs the job's peer hosts up "
+    "and may install packages; the job's log lists every variable the user's process got."
+)
+
+
 def cmd_env(args: argparse.Namespace) -> int:
-    """Print the resolved environment (``--export``: every variable the user's process gets)."""
+    """Print the resolved training environment, or (``--export``) the ``SM_*`` variables smc exports.
+
+    Plugins' own additions (``prepare_training``) are not run here; the output says so."""
     import json
     import shlex
 
     from smc_core.job.exports import exported_vars, training_env_dict
 
-    training_env = _load_training_env(_plugin_manager())
+    pm = _plugin_manager()
+    training_env = _load_training_env(pm)
+    adapter = getattr(pm, "adapter", None)
+    note = ENV_LEAVES_OUT + (f" Adapter loaded: {adapter.name}." if adapter else " No adapter is loaded.")
     if args.export:
         for name, value in sorted(exported_vars(training_env).items()):
             print(f"export {name}={shlex.quote(value)}")
+        print("# " + note)
     else:
         print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -152,22 +176,32 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``smc`` argument parser."""
+def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.ArgumentParser:
+    """The ``smc`` argument parser; its help lists ``settings`` (default: the core's)."""
     import argparse
+
+    from smc_core.host.settings import CORE_SETTINGS
 
     parser = argparse.ArgumentParser(
         prog="smc",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=epilog(CORE_SETTINGS if settings is None else settings),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"smc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("train", help="run the training job in the job directory (what `train` does)")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("env", help="print the resolved training environment as JSON")
-    p.add_argument("--export", action="store_true", help="print shell `export` lines of the SM_* variables")
+    p = sub.add_parser(
+        "env",
+        help="print the resolved training environment as JSON (plugins' prepare_training additions, "
+        "such as MASTER_ADDR, are not run: the job's log shows them)",
+    )
+    p.add_argument(
+        "--export",
+        action="store_true",
+        help="print shell `export` lines of the SM_* variables smc exports (not plugins' additions)",
+    )
     p.set_defaults(func=cmd_env)
     p = sub.add_parser(
         "exec", help="run a command with the job's SM_* environment", usage="smc exec -- COMMAND [ARG ...]"
@@ -190,7 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smc_core.cli.local import main as local_main
 
         return local_main(argv[1:])
-    parser = build_parser()
+    wants_help = bool(argv) and argv[0] in ("-h", "--help")
+    parser = build_parser(_help_settings() if wants_help else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

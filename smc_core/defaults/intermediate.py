@@ -17,31 +17,10 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.errors import ConfigError
 from smc_core.host.reporting import logger
-from smc_core.host.settings import Setting
+from smc_core.host.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
 from smc_core.job.environment import TrainingEnv
 from smc_core.launch.process import TrainingResult
 from smc_core.usercode.describe import UserCode
-
-SYNC_FLUSH_TIMEOUT = Setting.seconds(
-    "SMC_SYNC_FLUSH_TIMEOUT",
-    30.0,
-    "seconds the final upload of output/intermediate (and of local mode's checkpoints) may take "
-    "once the user's code has ended",
-)
-SYNC_CONCURRENCY = Setting.integer(
-    "SMC_SYNC_CONCURRENCY", 4, "uploads that run at once while syncing outputs to S3", minimum=1, maximum=64
-)
-SYNC_SETTLE = Setting.seconds(
-    "SMC_SYNC_SETTLE",
-    1.0,
-    "seconds between a file's close and its upload; a file deleted within them is never uploaded",
-)
-
-
-@hookimpl
-def register_settings() -> list[Setting[Any]]:
-    """The sync's settings."""
-    return [SYNC_FLUSH_TIMEOUT, SYNC_CONCURRENCY, SYNC_SETTLE]
 
 
 def intermediate_uri(training_env: TrainingEnv) -> str:

@@ -1,8 +1,9 @@
 """Default ``invoke_train``: run the entry point as one supervised process, or call ``train()``.
 
 Entry kinds (:class:`~smc_core.usercode.describe.EntryKind`): a Python script runs as ``python FILE args``; a
-package's module as ``python -m MODULE args``; a shell script through the interpreter its ``#!`` line
-names, else ``/bin/sh FILE args``; anything else as an executable (in the code dir, else on ``PATH``).
+package's module as ``python -m MODULE args``; a shell script as ``./FILE args`` (``$0`` is ``./train.sh``,
+as in the reference toolkit) through the interpreter its ``#!`` line names, else ``/bin/sh``; anything
+else as an executable (in the code dir, else on ``PATH``).
 Never through a shell: each argument reaches the program exactly. In function mode
 (:mod:`smc_core.launch.functions`) ``train(...)`` is called in this process and its return value becomes
 ``result.model``.
@@ -11,6 +12,7 @@ Never through a shell: each argument reaches the program exactly. In function mo
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +20,9 @@ from pathlib import Path
 from smc_core import hookimpl
 from smc_core.errors import ConfigError
 from smc_core.host.messages import did_you_mean
+from smc_core.host.reporting import logger
+from smc_core.host.settings import GRACE_PERIOD, LEFTOVER_GRACE
+from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.launch.limits import check_exec_limits
@@ -79,7 +84,7 @@ def _check_inside(code_dir: Path, entry: str) -> None:
 
 def _missing_entry(code_dir: Path, entry: str) -> ConfigError:
     try:
-        names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-"))
+        names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-staging-"))
     except OSError:
         names = []
     hint = did_you_mean(entry, names)
@@ -110,7 +115,8 @@ def entry_command(
     if user_code.kind is EntryKind.SHELL:
         if not path.is_file():
             raise _missing_entry(code_dir, entry)
-        return [*(shebang_command(path) or ["/bin/sh"]), entry, *args]
+        script = entry if os.path.isabs(entry) else f"./{entry}"
+        return [*(shebang_command(path) or ["/bin/sh"]), script, *args]
     if path.is_file():
         if os.access(path, os.X_OK):
             return [str(path), *args]
@@ -149,4 +155,13 @@ def invoke_train(
         raise no_entry_error(training_env)
     command = entry_command(user_code, args, process_env)
     check_exec_limits(command, process_env, training_env.hyperparameters)
-    return run_process(command, env=process_env, cwd=user_code.code_dir)
+    logger.info(
+        "Running %s in %s", redact(shlex.join(command), secret_values(process_env)), user_code.code_dir
+    )
+    return run_process(
+        command,
+        env=process_env,
+        cwd=user_code.code_dir,
+        grace_period=training_env.settings[GRACE_PERIOD],
+        leftover_grace=training_env.settings[LEFTOVER_GRACE],
+    )

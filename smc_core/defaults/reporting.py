@@ -1,4 +1,5 @@
-"""Timing and log lines around every hook, as wrappers (they see every plugin's work)."""
+"""Timing and log lines around every hook, as wrappers (they see every plugin's work), and what the
+user's process gets and ran."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.host.reporting import logger
 from smc_core.host.stopping import set_phase
+from smc_core.host.summary import log_user_environment, ran_line
 
 
 def _timed(name: str) -> Generator[None, Any, Any]:
@@ -41,5 +43,10 @@ def prepare_training(training_env: Any, user_code: Any) -> Generator[None, Any, 
 
 @hookimpl(wrapper=True)
 def invoke_train(training_env: Any, user_code: Any, process_env: Any) -> Generator[None, Any, Any]:
-    """Log how long the user's code ran."""
-    return (yield from _timed("invoke_train"))
+    """Log the host layout and the user's environment before the run; after it, how long it took
+    and, on success, the command line or function that ran (:mod:`smc_core.host.summary`)."""
+    log_user_environment(training_env, process_env)
+    result = yield from _timed("invoke_train")
+    if result is not None and result.succeeded:
+        logger.info("Ran %s", ran_line(result, process_env))
+    return result

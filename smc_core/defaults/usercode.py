@@ -6,6 +6,7 @@ See :mod:`smc_core.usercode.fetch` for the sources and the code dir rule (``SMC_
 from __future__ import annotations
 
 from smc_core import hookimpl
+from smc_core.host.settings import EXISTING_CODE
 from smc_core.job.environment import TrainingEnv
 from smc_core.usercode.describe import UserCode, describe_user_code
 
@@ -14,8 +15,10 @@ from smc_core.usercode.describe import UserCode, describe_user_code
 def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     """Fetch ``training_env.module_dir`` (if any) into ``training_env.code_dir``; describe the entry point.
 
-    Settings (``SMC_EXISTING_CODE``, ``SMC_FUNCTION_MODE``, the S3 endpoint) are read from
-    ``training_env.environ``, the environment the job was loaded from."""
+    The code dir rule is ``training_env.settings[EXISTING_CODE]`` (``SMC_EXISTING_CODE``); the S3
+    endpoint is read from ``training_env.environ``, the environment the job was loaded from. When the
+    rule keeps other code in place of the source (``keep``), :attr:`UserCode.source` is None: the
+    source named by the job was never fetched."""
     source = training_env.module_dir or None
     if source:
         from smc_core.host.settings import S3_RETRIES, S3_TIMEOUT
@@ -23,14 +26,17 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
             fetch_code,  # archives, hashing, locks: only when there is a source
         )
 
-        fetch_code(
+        outcome = fetch_code(
             source,
             training_env.code_dir,
             region=training_env.region,
+            policy=training_env.settings[EXISTING_CODE],
             environ=training_env.environ,
             s3_timeout=training_env.settings[S3_TIMEOUT],
             s3_retries=training_env.settings[S3_RETRIES],
         )
+        if outcome == "kept":
+            source = None
     else:
         training_env.code_dir.mkdir(parents=True, exist_ok=True)
     return describe_user_code(training_env, source=source)

@@ -5,6 +5,13 @@
 * ``smc.plugins`` entry points: all are loaded.
 * ``SMC_PLUGINS=pkg.module,...`` registers modules directly, without packaging.
 * ``SMC_DISABLE_PLUGINS=name,...`` blocks plugins by entry-point or module name.
+
+Registration order, and so call order: :func:`get_plugin_manager` registers the defaults first, then
+the ``smc.plugins`` entry points, then the adapter, then the ``SMC_PLUGINS`` modules, then the
+``plugins`` it is given. pluggy calls the most recently registered implementation first (among those
+with the same ``tryfirst``/``trylast`` mark), so for a first-result hook the later ones win: a
+``plugins`` object over an ``SMC_PLUGINS`` module over the adapter over an ``smc.plugins`` entry point
+over the defaults (which are also ``trylast``). ``smc plugins`` prints each hook's call order.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from smc_core import hookspecs
 from smc_core.defaults import DEFAULT_PLUGINS
 from smc_core.errors import PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
+from smc_core.host.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
@@ -37,10 +45,6 @@ class PluginInfo:
     """``default``, ``adapter``, ``plugin`` (an ``smc.plugins`` entry point) or ``SMC_PLUGINS``."""
     distribution: str | None = None
     version: str | None = None
-
-
-def _split(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 def _dist_of(ep: EntryPointLike) -> tuple[str | None, str | None]:
@@ -127,14 +131,20 @@ def get_plugin_manager(
     """Build a plugin manager with the defaults, the installed plugins and the chosen adapter.
 
     :param environ: where to read ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS``
-        (default: ``os.environ``).
+        (default: ``os.environ``); they are parsed as the settings registry declares them
+        (:mod:`smc_core.host.settings`), the plugin manager being built before plugins can declare theirs.
     :param load_entrypoints: False builds a manager with the defaults only (and ``plugins``),
         as tests do.
-    :param plugins: extra plugin objects to register, first (so they win over everything else).
+    :param plugins: extra plugin objects, registered last, so they are called first and win over
+        everything else (see the module docstring for the order).
+    :raises ConfigError: one of the three settings has a bad value.
     """
     environ = os.environ if environ is None else environ
+    pinned: str | None = ADAPTER.read(environ)
+    extra_modules: tuple[str, ...] = PLUGINS.read(environ)
+    disabled: tuple[str, ...] = DISABLE_PLUGINS.read(environ)
     pm = SmcPluginManager()
-    for name in _split(environ.get("SMC_DISABLE_PLUGINS")):
+    for name in disabled:
         pm.set_blocked(name)
 
     for module_name in DEFAULT_PLUGINS:
@@ -150,14 +160,14 @@ def get_plugin_manager(
             dist, version = _dist_of(ep)
             pm.register_plugin(_load_entry_point(ep), PluginInfo(ep.name, ep.value, "plugin", dist, version))
         adapters = [ep for ep in entry_points[ADAPTER_GROUP] if not pm.is_blocked(ep.name)]
-        adapter = select_adapter(adapters, environ.get("SMC_ADAPTER"))
+        adapter = select_adapter(adapters, pinned)
         if adapter is not None:
             dist, version = _dist_of(adapter)
             pm.register_plugin(
                 _load_entry_point(adapter), PluginInfo(adapter.name, adapter.value, "adapter", dist, version)
             )
 
-    for module_name in _split(environ.get("SMC_PLUGINS")):
+    for module_name in extra_modules:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
@@ -195,3 +205,36 @@ def hook_implementations(pm: pluggy.PluginManager, hook_name: str) -> list[str]:
     ordered = [i for i in reversed(impls) if i.hookwrapper or i.wrapper]
     ordered += [i for i in reversed(impls) if not (i.hookwrapper or i.wrapper)]
     return [f"{pm.get_name(i.plugin)}{' (wrapper)' if i.hookwrapper or i.wrapper else ''}" for i in ordered]
+
+
+def raising_plugin(pm: pluggy.PluginManager, error: BaseException) -> str | None:
+    """The plugin whose own code raised ``error`` (``"name (distribution version)"``), or None when
+    smc's code did.
+
+    The traceback is read from the innermost frame outwards; the first frame in smc's own package
+    (``smc_core``) or in a registered plugin's top-level package decides. Frames of libraries that
+    a plugin calls (torch, the standard library) are passed over, so an error raised inside torch on
+    behalf of ``smc_pytorch`` is ``smc_pytorch``'s.
+    """
+    packages: dict[str, str] = {}
+    infos = getattr(pm, "plugin_info", {})
+    for name, plugin in pm.list_name_plugin():
+        module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+        top = module.split(".")[0]
+        if top == "smc_core" or top in packages:
+            continue
+        info = infos.get(name)
+        where = f" ({info.distribution} {info.version})" if info is not None and info.distribution else ""
+        packages[top] = f"{name}{where}"
+    frames = []
+    tb = error.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        top = str(frame.f_globals.get("__name__", "")).split(".")[0]
+        if top == "smc_core":
+            return None
+        if top in packages:
+            return packages[top]
+    return None

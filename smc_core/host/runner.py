@@ -23,8 +23,10 @@ from smc_core.host.reporting import (
     logger,
     write_success,
 )
+from smc_core.host.returns import check_returned_model
 from smc_core.host.settings import Setting, Settings, parse_settings
 from smc_core.host.stopping import JobStopped, set_phase, stop_on_signals
+from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
 from smc_core.job.environment import JobPaths, base_dir
 from smc_core.launch.process import TrainingResult
@@ -70,11 +72,8 @@ def merge_process_env(
     return process_env
 
 
-def load_settings(pm: pluggy.PluginManager, environ: Mapping[str, str]) -> Settings:
-    """Parse the core's settings and every plugin's ``register_settings`` declarations from ``environ``.
-
-    :raises ConfigError: one line per bad value, naming the variable, the value and what is accepted.
-    """
+def declared_settings(pm: pluggy.PluginManager) -> list[Setting[Any]]:
+    """Every setting the loaded plugins declare with ``register_settings`` (the core's included)."""
     declared: list[Setting[Any]] = []
     for contribution in pm.hook.register_settings():
         if contribution is None:
@@ -86,7 +85,15 @@ def load_settings(pm: pluggy.PluginManager, environ: Mapping[str, str]) -> Setti
                     "smc_core.Setting objects (Setting.seconds(...), Setting.integer(...) ...), or None."
                 )
             declared.append(setting)
-    return parse_settings(environ, declared)
+    return declared
+
+
+def load_settings(pm: pluggy.PluginManager, environ: Mapping[str, str]) -> Settings:
+    """Parse the core's settings and every plugin's ``register_settings`` declarations from ``environ``.
+
+    :raises ConfigError: one line per bad value, naming the variable, the value and what is accepted.
+    """
+    return parse_settings(environ, declared_settings(pm))
 
 
 def run_training(
@@ -95,6 +102,7 @@ def run_training(
     """Run the four hooks of a training job in order and return the result of ``invoke_train``."""
     environ = dict(os.environ if environ is None else environ)
     hook: Any = pm.hook
+    log_plugins(pm)
     settings = load_settings(pm, environ)
     claimed = claimed_switches(pm)
     training_env = require(
@@ -111,6 +119,26 @@ def run_training(
         "invoke_train",
         pm,
     )
+
+
+def report_crash(error: Exception, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
+    """Report an exception that is not an :class:`SmcError`: exit 3 when a plugin's own code raised it
+    (:func:`~smc_core.host.plugins.raising_plugin`), else 1 (smc itself crashed: a bug)."""
+    from smc_core.host.plugins import raising_plugin
+
+    plugin = raising_plugin(pm, error) if pm is not None else None
+    if plugin is None:
+        logger.exception("smc failed: this is a bug in smc; please report it with this traceback")
+        failure_file.write(format_error(error))
+        return 1
+    logger.exception("The plugin %s raised an exception of its own", plugin)
+    name = plugin.split(" ")[0]
+    wrapped = PluginError(
+        f"The plugin {plugin} raised {type(error).__name__}: {error}. Fix or update the plugin, or block "
+        f"it with SMC_DISABLE_PLUGINS={name}; the traceback is in the job's log."
+    )
+    failure_file.write(format_error(wrapped))
+    return wrapped.exit_code
 
 
 def main(
@@ -153,6 +181,7 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
     try:
         pm = pm or get_plugin_manager(environ=environ)
         result = run_training(pm, base=paths.base_dir, environ=environ)
+        check_returned_model(result)
     except SmcError as error:
         logger.error("%s", error.message)
         return report_failure(failure_file, format_error(error), error.exit_code)
@@ -160,8 +189,9 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
         logger.error("The job was %s.", stopped)
         return report_failure(failure_file, stopped.failure_text(), stopped.exit_code)
     except Exception as error:
-        logger.exception("smc failed: internal error")
-        return report_failure(failure_file, format_error(error), 1)
+        code = report_crash(error, pm, failure_file)
+        failure_file.release()
+        return code
     set_phase("reporting")
     return report_result(result, failure_file, paths)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
@@ -44,7 +45,8 @@ class Setting(Generic[T]):
     """One environment variable that smc or a plugin reads.
 
     Build one with a constructor (:meth:`seconds`, :meth:`integer`, :meth:`switch`, :meth:`choice`,
-    :meth:`text`, :meth:`names`) rather than directly: each parses and validates its type the same way.
+    :meth:`text`, :meth:`identifier`, :meth:`names`) rather than directly: each parses and validates
+    its type the same way.
     """
 
     name: str
@@ -149,9 +151,24 @@ class Setting(Generic[T]):
         return Setting(name, default, description, str, "any text", owner)
 
     @staticmethod
+    def identifier(
+        name: str, default: str | None, description: str, *, owner: str = "smc-core"
+    ) -> Setting[Any]:
+        """One name: a plugin, module or entry-point name (letters, digits, ``_ . -``)."""
+        return Setting(name, default, description, _parse_name, "a name (letters, digits, _ . -)", owner)
+
+    @staticmethod
     def names(name: str, description: str, *, owner: str = "smc-core") -> Setting[tuple[str, ...]]:
-        """A comma-separated list of names (``a,b,c``); empty items are dropped."""
-        return Setting(name, (), description, _parse_names, "a comma-separated list of names", owner)
+        """A comma-separated list of names (``a,b,c``, each as :meth:`identifier` takes it); empty items
+        are dropped."""
+        return Setting(
+            name,
+            (),
+            description,
+            _parse_names,
+            "a comma-separated list of names (letters, digits, _ . -)",
+            owner,
+        )
 
 
 # Parsers live at module level (bound with functools.partial) so that settings, and the TrainingEnv
@@ -187,8 +204,17 @@ def _parse_choice(text: str, *, choices: tuple[str, ...]) -> str:
     raise ValueError(f"not a known choice{did_you_mean(text, choices).rstrip('.')}")
 
 
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _parse_name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise ValueError("not a name")
+    return text
+
+
 def _parse_names(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+    return tuple(_parse_name(item.strip()) for item in text.split(",") if item.strip())
 
 
 def _parse_channels(text: str) -> tuple[tuple[str, str], ...]:
@@ -277,7 +303,7 @@ def parse_settings(environ: Mapping[str, str], declared: Iterable[Setting[Any]] 
 
 
 # --- the core's settings -------------------------------------------------------------------------
-ADAPTER = Setting.text(
+ADAPTER = Setting.identifier(
     "SMC_ADAPTER", None, "the adapter to load when several are installed (its entry-point name: pytorch)"
 )
 PLUGINS = Setting.names("SMC_PLUGINS", "modules to register as plugins without packaging (pkg.module,...)")
@@ -300,7 +326,8 @@ FUNCTION_MODE = Setting.switch(
     "SMC_FUNCTION_MODE",
     False,
     "function mode: import the entry module and call train(...) with the hyperparameters and "
-    "environment fields its signature names; an adapter saves what it returns",
+    "environment fields its signature names; an adapter saves what it returns (a returned object no "
+    "adapter saves fails the job)",
 )
 BOOL_FLAGS = Setting.switch(
     "SMC_BOOL_FLAGS",
@@ -369,6 +396,21 @@ SCRIPT_ARGS: Setting[tuple[str, ...] | None] = Setting(
     'a JSON list of strings (["--epochs", "3"])',
 )
 
+SYNC_FLUSH_TIMEOUT = Setting.seconds(
+    "SMC_SYNC_FLUSH_TIMEOUT",
+    30.0,
+    "seconds the final upload of output/intermediate (and of local mode's checkpoints) may take "
+    "once the user's code has ended",
+)
+SYNC_CONCURRENCY = Setting.integer(
+    "SMC_SYNC_CONCURRENCY", 4, "uploads that run at once while syncing outputs to S3", minimum=1, maximum=64
+)
+SYNC_SETTLE = Setting.seconds(
+    "SMC_SYNC_SETTLE",
+    1.0,
+    "seconds between a file's close and its upload; a file deleted within them is never uploaded",
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -387,5 +429,33 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     MODEL_DIR,
     CHANNELS,
     SCRIPT_ARGS,
+    SYNC_FLUSH_TIMEOUT,
+    SYNC_CONCURRENCY,
+    SYNC_SETTLE,
 )
 """The core's own settings, in the order the reference lists them."""
+
+
+# --- the reference, generated from the declarations ------------------------------------------------
+def settings_table(settings: Iterable[Setting[Any]]) -> str:
+    """A Markdown table of ``settings`` (variable, accepted values, default, description), as the
+    READMEs show it; a test compares each README with it."""
+    rows = ["| variable | accepts | default | what it does |", "|---|---|---|---|"]
+    for setting in settings:
+        description = setting.description.replace("|", "\\|")
+        rows.append(f"| `{setting.name}` | {setting.accepted} | `{setting.default_text}` | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+def settings_help(settings: Iterable[Setting[Any]], width: int = 100) -> str:
+    """``settings`` as plain text for ``smc --help``: each variable, then its description, what it
+    accepts and its default, indented."""
+    import textwrap
+
+    lines: list[str] = []
+    for setting in settings:
+        owner = "" if setting.owner == "smc-core" else f" [{setting.owner}]"
+        lines.append(f"  {setting.name}{owner}")
+        text = f"{setting.description} ({setting.accepted}; default {setting.default_text})"
+        lines += textwrap.wrap(text, width, initial_indent="      ", subsequent_indent="      ")
+    return "\n".join(lines)

@@ -5,9 +5,10 @@ the hyperparameters and environment fields it wants::
 
     def train(epochs: int, lr: float, model_dir, channel_input_dirs, hyperparameters):
         ...
-        return model           # the adapter saves it to model_dir
+        return model           # the adapter saves it to model_dir (None: train() saved it itself)
 
-Switched on by ``SMC_FUNCTION_MODE=1`` (or the hyperparameter ``sagemaker_function_mode=true``).
+Switched on by ``SMC_FUNCTION_MODE=1`` (or the hyperparameter ``sagemaker_function_mode=true``). A
+returned object that no loaded adapter saves fails the job (exit 2, :mod:`smc_core.host.returns`).
 Each parameter gets, by name, the hyperparameter of that name, else the environment field of that
 name (:func:`environment_fields`: ``model_dir``, ``channel_input_dirs``, ``hyperparameters``,
 ``hosts``, ``current_host``, ``num_gpus``, ``training_env`` ...). A required parameter that nothing

@@ -11,17 +11,15 @@ answer and the environment variable that sets the bound.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from smc_core.errors import ClusterError, ConfigError
+from smc_core.errors import ClusterError
 from smc_core.host.reporting import logger
+from smc_core.host.settings import HOST_WAIT_TIMEOUT
 
 __all__ = [
     "DEFAULT_HOST_WAIT_TIMEOUT",
-    "HOST_WAIT_TIMEOUT_VAR",
-    "host_wait_timeout",
     "interface_exists",
     "interface_names",
     "resolve_host",
@@ -30,32 +28,9 @@ __all__ = [
     "wait_for_port",
 ]
 
-HOST_WAIT_TIMEOUT_VAR = "SMC_HOST_WAIT_TIMEOUT"
-"""Environment variable: seconds to wait for peer hosts to resolve (and their ports to open)."""
-
-DEFAULT_HOST_WAIT_TIMEOUT = 600.0
-"""Seconds every host waits for its peers by default (instances of a cluster can start minutes apart)."""
-
-
-def host_wait_timeout(environ: Mapping[str, str] | None = None) -> float:
-    """The bound on waiting for peer hosts: ``$SMC_HOST_WAIT_TIMEOUT`` seconds, else 600.
-
-    Raises :class:`ConfigError` when the variable is set to something other than a positive number.
-    """
-    environ = os.environ if environ is None else environ
-    raw = environ.get(HOST_WAIT_TIMEOUT_VAR, "").strip()
-    if not raw:
-        return DEFAULT_HOST_WAIT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(
-            f"The environment variable {HOST_WAIT_TIMEOUT_VAR} is {raw!r}, which is not a positive number "
-            f"of seconds: set it to e.g. 600 (the default), or unset it."
-        )
-    return value
+DEFAULT_HOST_WAIT_TIMEOUT: float = HOST_WAIT_TIMEOUT.default
+"""Seconds a wait lasts when the caller gives no bound (instances of a cluster can start minutes apart);
+hooks pass the job's ``training_env.settings[HOST_WAIT_TIMEOUT]`` (``SMC_HOST_WAIT_TIMEOUT``)."""
 
 
 def resolve_host(host: str) -> str | None:
@@ -83,8 +58,8 @@ def wait_for_hosts(
     when the wait starts, about every 10 seconds while it lasts, and when it ends.
 
     :param hosts: the host names (``training_env.hosts``).
-    :param timeout: seconds before giving up; None reads :func:`host_wait_timeout`
-        (``$SMC_HOST_WAIT_TIMEOUT``, default 600).
+    :param timeout: seconds before giving up; None means :data:`DEFAULT_HOST_WAIT_TIMEOUT` (600).
+        Hooks pass ``training_env.settings[HOST_WAIT_TIMEOUT]``, the job's ``SMC_HOST_WAIT_TIMEOUT``.
     :param interval: seconds between rounds.
     :param resolve: the resolver (``resolve_host``); returns None for a name that does not resolve.
     :raises ClusterError: when some names still do not resolve after ``timeout`` seconds; the message
@@ -94,7 +69,7 @@ def wait_for_hosts(
 
         addresses = wait_for_hosts(training_env.hosts)   # {"algo-1": "10.0.0.1", "algo-2": ...}
     """
-    bound = host_wait_timeout() if timeout is None else float(timeout)
+    bound = DEFAULT_HOST_WAIT_TIMEOUT if timeout is None else float(timeout)
     pending = list(dict.fromkeys(hosts))
     resolved: dict[str, str] = {}
     start = time.monotonic()
@@ -118,7 +93,7 @@ def wait_for_hosts(
             raise ClusterError(
                 f"Hosts {', '.join(pending)} did not resolve within {bound:g} s "
                 f"(resolved: {_pairs(resolved) or 'none'}). Check that every host of the job started and "
-                f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
+                f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT.name} (seconds) to wait "
                 "longer."
             )
         if not logged_wait or now - last_log >= 10:
@@ -127,7 +102,7 @@ def wait_for_hosts(
                 ", ".join(pending),
                 elapsed,
                 bound,
-                HOST_WAIT_TIMEOUT_VAR,
+                HOST_WAIT_TIMEOUT.name,
             )
             logged_wait, last_log = True, now
         time.sleep(max(0.0, min(interval, bound - elapsed)))
@@ -136,10 +111,10 @@ def wait_for_hosts(
 def wait_for_port(host: str, port: int, timeout: float | None = None, interval: float = 0.5) -> None:
     """Wait until ``host:port`` accepts a TCP connection (e.g. a peer's sshd or parameter server).
 
-    :param timeout: seconds before giving up; None reads :func:`host_wait_timeout`.
+    :param timeout: seconds before giving up; None means :data:`DEFAULT_HOST_WAIT_TIMEOUT` (600).
     :raises ClusterError: naming the host, the port and the last connection error after ``timeout``.
     """
-    bound = host_wait_timeout() if timeout is None else float(timeout)
+    bound = DEFAULT_HOST_WAIT_TIMEOUT if timeout is None else float(timeout)
     start = time.monotonic()
     last_log = start
     while True:
@@ -154,7 +129,7 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
         if now - start >= bound:
             raise ClusterError(
                 f"{host}:{port} did not accept connections within {bound:g} s (last error: {error}). "
-                f"Check that the service on {host} started; set {HOST_WAIT_TIMEOUT_VAR} (seconds) to wait "
+                f"Check that the service on {host} started; set {HOST_WAIT_TIMEOUT.name} (seconds) to wait "
                 "longer."
             )
         if now - last_log >= 10:

@@ -10,15 +10,15 @@ Supervision, for every process started here:
 * the command runs without a shell (each argument reaches the program exactly), in a new session and
   process group, with stdin from ``/dev/null``;
 * SIGTERM and SIGINT received by smc from just before the start until the process ends are passed on
-  to the whole group; after the grace period (``grace_period``, default ``$SMC_GRACE_PERIOD`` or
-  100 s) the group gets SIGKILL;
+  to the whole group; after the grace period (``grace_period``; the default hooks pass the
+  job's ``SMC_GRACE_PERIOD``, 100 s unless set) the group gets SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
   ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); ``\\r\\n`` ends a
   line as ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once;
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its session or group, descendants seen while it
   ran, orphans that left its session: see :mod:`smc_core.launch.leftovers`) is stopped, SIGTERM then
-  SIGKILL after ``leftover_grace`` seconds (``$SMC_LEFTOVER_GRACE``, default 5), each named in a
+  SIGKILL after ``leftover_grace`` seconds (default 5; ``SMC_LEFTOVER_GRACE`` in jobs), each named in a
   warning: no orphan outlives the job;
 * the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
 
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from smc_core.host.reporting import logger
+from smc_core.host.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.launch.forwarding import SignalRelay
 from smc_core.launch.leftovers import DescendantWatch, become_subreaper, find_leftovers, stop_leftovers
 from smc_core.launch.output import LinePump, Sink
@@ -60,8 +61,11 @@ __all__ = [
     "start_process",
 ]
 
-DEFAULT_GRACE_PERIOD = 100.0
-"""Seconds between passing SIGTERM on and sending SIGKILL (SageMaker allows 120 s after a stop)."""
+DEFAULT_GRACE_PERIOD: float = GRACE_PERIOD.default
+"""Seconds between passing SIGTERM on and sending SIGKILL when the caller gives none (SageMaker allows
+120 s after a stop); hooks pass the job's ``training_env.settings[GRACE_PERIOD]``."""
+DEFAULT_LEFTOVER_GRACE: float = LEFTOVER_GRACE.default
+"""Seconds from SIGTERM to SIGKILL for processes left running, when the caller gives none."""
 DEFAULT_TAIL_LINES = 60
 """Lines of stderr kept for the failure file."""
 _PUMP_JOIN = 3.0  # seconds to wait for the output once every process is stopped
@@ -77,26 +81,6 @@ def python_executable() -> str:
 def current_environ() -> dict[str, str]:
     """A copy of this process's environment."""
     return dict(os.environ)
-
-
-def default_grace_period(environ: Mapping[str, str] | None = None) -> float:
-    """``$SMC_GRACE_PERIOD`` in seconds (default :data:`DEFAULT_GRACE_PERIOD`).
-
-    :raises ConfigError: a value that is not a number of seconds >= 0 (never silently replaced).
-    """
-    from smc_core.host.settings import GRACE_PERIOD
-
-    return float(GRACE_PERIOD.read(os.environ if environ is None else environ))
-
-
-def default_leftover_grace(environ: Mapping[str, str] | None = None) -> float:
-    """``$SMC_LEFTOVER_GRACE`` in seconds (default 5).
-
-    :raises ConfigError: a value that is not a number of seconds >= 0.
-    """
-    from smc_core.host.settings import LEFTOVER_GRACE
-
-    return float(LEFTOVER_GRACE.read(os.environ if environ is None else environ))
 
 
 class SupervisedProcess:
@@ -125,8 +109,8 @@ class SupervisedProcess:
         stderr: IO[Any] | None = None,
     ) -> None:
         self.command = [os.fspath(c) for c in command]
-        self.grace_period = default_grace_period() if grace_period is None else grace_period
-        self.leftover_grace = default_leftover_grace() if leftover_grace is None else leftover_grace
+        self.grace_period = DEFAULT_GRACE_PERIOD if grace_period is None else grace_period
+        self.leftover_grace = DEFAULT_LEFTOVER_GRACE if leftover_grace is None else leftover_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self._result: TrainingResult | None = None
         self._finish_lock = threading.Lock()
@@ -309,9 +293,9 @@ def run_process(
     :param prefix: put in front of every output line (e.g. ``"[algo-2] "``); None passes lines as is.
     :param tail_lines: how many of the last stderr lines to keep for ``result.failure``.
     :param grace_period: seconds from passing on SIGTERM/SIGINT to SIGKILL (default
-        ``$SMC_GRACE_PERIOD``, else 100).
+        100; hooks pass ``training_env.settings[GRACE_PERIOD]``, the job's ``SMC_GRACE_PERIOD``).
     :param leftover_grace: seconds from SIGTERM to SIGKILL for processes left running after the
-        process ended (default ``$SMC_LEFTOVER_GRACE``, else 5).
+        process ended (default 5; hooks pass ``training_env.settings[LEFTOVER_GRACE]``).
     :param stdout: where to copy the process's stdout (default: smc's stdout).
     :param stderr: where to copy the process's stderr (default: smc's stderr).
     :return: the result: ``exit_code`` the process's own (``128 + S`` when killed by signal S;

@@ -20,9 +20,9 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any, Callable
+from typing import Any
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL (not by smc; the kernel's out-of-memory killer is a common cause: "

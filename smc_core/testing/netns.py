@@ -18,22 +18,27 @@ from typing import Any
 
 import pytest
 
+from smc_core.launch.hosts import loopback_unavailable_reason, processes_with_environ
 from smc_core.launch.netns import (
+    NETNS_ETC,
     HostRun,
     NetnsCluster,
     NetnsHost,
-    _namespaces,
     netns_unavailable_reason,
     remove_stale_namespaces,
 )
+from smc_core.launch.netns import _namespaces as namespaces
 
 __all__ = [
+    "NETNS_ETC",
     "HostRun",
     "NetnsCluster",
     "NetnsHost",
-    "_namespaces",
+    "loopback_unavailable_reason",
+    "namespaces",
     "netns_hosts",
     "netns_unavailable_reason",
+    "processes_with_environ",
     "remove_stale_namespaces",
 ]
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from smc_core.job.environment import TrainingEnv
@@ -20,7 +19,9 @@ class EntryKind(str, enum.Enum):
     MODULE = "module"
     """A package (``setup.py`` / ``pyproject.toml``): installed, then ``python -m <module> args...``"""
     SHELL = "shell"
-    """``*.sh``: ``/bin/sh <file> args...``"""
+    """``*.sh``: run as ``./<file> args...`` (``$0`` is ``./train.sh``, as in the reference toolkit)
+    through the interpreter its ``#!`` line names (``#!/bin/bash``), else ``/bin/sh``; it need not be
+    executable. torchrun's launch honours the ``#!`` line the same way (``entry_command``)."""
     COMMAND = "command"
     """Anything else: run as an executable command with the arguments."""
     FUNCTION = "function"
@@ -96,30 +97,25 @@ def import_name(entry_point: str | None) -> str | None:
     return None if name is None else name.replace("/", ".")
 
 
-FUNCTION_MODE_VARIABLE = "SMC_FUNCTION_MODE"
 FUNCTION_MODE_HYPERPARAMETER = "sagemaker_function_mode"
 
 
-def function_mode(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> bool:
-    """True when the job asks for function mode: ``SMC_FUNCTION_MODE=1`` (or ``true``/``yes``) in the
-    environment, or the hyperparameter ``sagemaker_function_mode`` set to true. The environment
-    variable wins when both are given (``SMC_FUNCTION_MODE=0`` turns it off).
+def function_mode(training_env: TrainingEnv) -> bool:
+    """True when the job asks for function mode: the setting ``SMC_FUNCTION_MODE`` when it is set
+    (``training_env.settings[FUNCTION_MODE]``; ``SMC_FUNCTION_MODE=0`` turns it off), else the
+    hyperparameter ``sagemaker_function_mode`` set to true."""
+    from smc_core.host.settings import FUNCTION_MODE
 
-    :param environ: the environment to read (default: ``training_env.environ``, the one the job was
-        loaded from).
-    """
-    environ = training_env.environ if environ is None else environ
-    value: Any = environ.get(FUNCTION_MODE_VARIABLE)
-    if value is None or value == "":
-        value = training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False)
+    if training_env.settings.is_set(FUNCTION_MODE):
+        return bool(training_env.settings[FUNCTION_MODE])
     from smc_core.job.hyperparameters import is_true
 
-    return is_true(value)
+    return is_true(training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False))
 
 
 def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:
     """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point
-    (function mode as :func:`function_mode` reads it from ``training_env.environ``)."""
+    (function mode as :func:`function_mode` says)."""
     code_dir = training_env.code_dir
     entry = training_env.user_entry_point
     kind = EntryKind.FUNCTION if function_mode(training_env) else entry_kind(code_dir, entry or "")

@@ -10,9 +10,11 @@ code dir as it is. A truncated or corrupt archive, or an object that is no archi
 The code dir rule (``SMC_EXISTING_CODE``)
 -----------------------------------------
 When a source is given, the code run is always the source's. smc records what it fetched in
-``code_dir/.smc-source.json``; when the code dir already holds that same source (same URI, same S3
-ETag or the same local files), it is reused as is (another process on this host fetched it, or the
-job is re-run). When the code dir holds anything else:
+``source.json`` in its bookkeeping dir beside the code dir (:func:`bookkeeping_dir`:
+``/opt/ml/.smc-code`` for ``/opt/ml/code``), never inside it, so the user's code sees only its own
+files; when the code dir already holds that same source (same URI, same S3 ETag or the same local
+files), it is reused as is (another process on this host fetched it, or the job is re-run). When the
+code dir holds anything else:
 
 * ``replace`` (default): what is there is removed, with a warning that lists it, and the source is
   fetched. The reference toolkit instead skips the download and silently runs the stale code.
@@ -21,10 +23,11 @@ job is re-run). When the code dir holds anything else:
 * ``error``: the job stops with a :class:`~smc_core.errors.FetchError` (exit code 4).
 
 Several processes on one host fetching into one code dir take turns on an exclusive lock
-(``code_dir/.smc-lock``); the first fetches, the others find the marker and reuse its work. The
-archive is extracted into ``code_dir/.smc-staging-*`` and moved into place only once complete, so a
-failed or refused download leaves the code dir as it was; a staging dir left by a run that was killed
-is removed by the next fetch. Names beginning ``.smc-`` are smc's own.
+(``lock`` in the bookkeeping dir); the first fetches, the others find the marker and reuse its work.
+The archive is extracted into ``code_dir/.smc-staging-*`` (on the code dir's file system, so that it
+can be moved into place) and moved into place only once complete, so a failed or refused download
+leaves the code dir as it was; the staging dir is gone before the user's code starts, and one left by
+a run that was killed is removed by the next fetch.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from urllib.parse import unquote, urlparse
 
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.reporting import logger
+from smc_core.host.settings import EXISTING_CODE
 
 __all__ = [
     "EXISTING_CODE_POLICIES",
     "MARKER_NAME",
+    "bookkeeping_dir",
     "code_dir_lock",
     "download_and_extract",
     "fetch_code",
@@ -53,9 +58,25 @@ __all__ = [
 ]
 
 EXISTING_CODE_POLICIES = ("replace", "keep", "error")
-MARKER_NAME = ".smc-source.json"
-LOCK_NAME = ".smc-lock"
+MARKER_NAME = "source.json"
+"""What was fetched (source and version), in :func:`bookkeeping_dir`."""
+LOCK_NAME = "lock"
 _OWN_PREFIX = ".smc-"
+
+
+def bookkeeping_dir(code_dir: Path) -> Path:
+    """Where smc keeps its lock and fetch marker for ``code_dir``: ``.smc-<name>`` beside it
+    (``/opt/ml/.smc-code`` for ``/opt/ml/code``), created when missing. Outside the code dir, so
+    nothing of smc's is seen by the user's code or copied with it."""
+    path = code_dir.absolute().parent / f"{_OWN_PREFIX}{code_dir.absolute().name}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FetchError(
+            f"Cannot create {path}, where smc keeps its lock and fetch marker for the code dir "
+            f"{code_dir}: {error.strerror or error}. Make the code dir's parent writable."
+        ) from None
+    return path
 
 
 def local_source_path(source: str) -> Path | None:
@@ -70,9 +91,9 @@ def local_source_path(source: str) -> Path | None:
 
 @contextlib.contextmanager
 def code_dir_lock(code_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``code_dir`` (``.smc-lock`` inside it) while inside the block."""
+    """Hold an exclusive lock on ``code_dir`` (``lock`` in :func:`bookkeeping_dir`) while inside the block."""
     code_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(code_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(bookkeeping_dir(code_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -93,7 +114,7 @@ def _visible_entries(code_dir: Path) -> list[str]:
 
 def _read_marker(code_dir: Path) -> dict[str, Any] | None:
     try:
-        marker = json.loads((code_dir / MARKER_NAME).read_text())
+        marker = json.loads((bookkeeping_dir(code_dir) / MARKER_NAME).read_text())
         return marker if isinstance(marker, dict) else None
     except (OSError, ValueError):
         return None
@@ -117,11 +138,11 @@ def _local_version(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _existing_policy(policy: str | None, environ: Mapping[str, str]) -> str:
-    value = (policy or environ.get("SMC_EXISTING_CODE") or "replace").strip().lower()
+def _existing_policy(policy: str | None) -> str:
+    value = policy or EXISTING_CODE.default
     if value not in EXISTING_CODE_POLICIES:
         raise ConfigError(
-            f"SMC_EXISTING_CODE is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
+            f"The existing-code policy is {value!r}; expected one of {', '.join(EXISTING_CODE_POLICIES)} "
             "(replace: fetch the source over what is in the code dir; keep: run what is there; error: stop)."
         )
     return value
@@ -143,10 +164,10 @@ def fetch_code(
         file; None or empty for the code dir as it is.
     :param code_dir: the code dir (created when missing).
     :param region: the S3 region (default: from the environment).
-    :param policy: ``replace``, ``keep`` or ``error`` for a code dir holding other code
-        (default: ``SMC_EXISTING_CODE`` in ``environ``, else ``replace``).
-    :param environ: the environment to read ``SMC_EXISTING_CODE``, the S3 endpoint
-        (``AWS_ENDPOINT_URL``...) and the default region from (default: this process's).
+    :param policy: ``replace`` (default), ``keep`` or ``error`` for a code dir holding other code; the
+        default hook passes ``training_env.settings[EXISTING_CODE]`` (``SMC_EXISTING_CODE``).
+    :param environ: the environment to read the S3 endpoint (``AWS_ENDPOINT_URL``...) and the default
+        region from (default: this process's).
     :param s3_timeout: the overall bound in seconds on reading an S3 object, retries included.
     :param s3_retries: how many times one S3 request is retried after a transient error.
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
@@ -158,7 +179,7 @@ def fetch_code(
         code_dir.mkdir(parents=True, exist_ok=True)
         return "as-is"
     environ = os.environ if environ is None else environ
-    policy = _existing_policy(policy, environ)
+    policy = _existing_policy(policy)
     local = _checked_source(source, code_dir)
     if local is not None and local.is_dir() and local.resolve() == code_dir.resolve():
         return "as-is"
@@ -216,21 +237,26 @@ def _open_s3(
 
 
 def remove_stale_staging(code_dir: Path | str) -> list[str]:
-    """Remove ``.smc-staging-*`` directories (and marker temporaries) left in ``code_dir`` by a run
-    that was killed; call it holding :func:`code_dir_lock`. Returns the names removed."""
+    """Remove ``.smc-staging-*`` directories left in ``code_dir`` (and marker temporaries left in its
+    :func:`bookkeeping_dir`) by a run that was killed; call it holding :func:`code_dir_lock`.
+    Returns the names removed."""
     removed = []
     for name in _own_entries(code_dir):
-        if name.startswith((_OWN_PREFIX + "staging-", MARKER_NAME + ".")):
+        if name.startswith(_OWN_PREFIX + "staging-"):
             _remove(Path(code_dir) / name)
             removed.append(name)
+    keeping = bookkeeping_dir(Path(code_dir))
+    for name in _own_entries(keeping, prefix=MARKER_NAME + "."):
+        _remove(keeping / name)
+        removed.append(name)
     if removed:
         logger.warning("Removed %s, left in %s by an interrupted fetch.", ", ".join(removed), code_dir)
     return removed
 
 
-def _own_entries(code_dir: Path | str) -> list[str]:
+def _own_entries(directory: Path | str, prefix: str = _OWN_PREFIX) -> list[str]:
     try:
-        return sorted(n for n in os.listdir(code_dir) if n.startswith(_OWN_PREFIX))
+        return sorted(n for n in os.listdir(directory) if n.startswith(prefix))
     except FileNotFoundError:
         return []
 
@@ -286,7 +312,7 @@ def _stage_and_swap(
         for name in existing:
             _remove(code_dir / name)
         with contextlib.suppress(FileNotFoundError):
-            (code_dir / MARKER_NAME).unlink()
+            (bookkeeping_dir(code_dir) / MARKER_NAME).unlink()
         for name in os.listdir(staging):
             os.replace(staging / name, code_dir / name)
     finally:
@@ -294,9 +320,10 @@ def _stage_and_swap(
 
 
 def _write_marker(code_dir: Path, source: str, version: str) -> None:
-    marker_tmp = code_dir / f"{MARKER_NAME}.{os.getpid()}"
+    marker_path = bookkeeping_dir(code_dir) / MARKER_NAME
+    marker_tmp = marker_path.with_name(f"{MARKER_NAME}.{os.getpid()}")
     marker_tmp.write_text(json.dumps({"source": source, "version": version}))
-    marker_tmp.replace(code_dir / MARKER_NAME)
+    marker_tmp.replace(marker_path)
 
 
 def _remove(path: Path) -> None:

@@ -33,6 +33,7 @@ from urllib.parse import quote, urlparse
 
 from smc_core.errors import ConfigError, InstallError
 from smc_core.host.reporting import logger, summary_line
+from smc_core.host.settings import INSTALLER
 from smc_core.job.hyperparameters import is_true
 
 __all__ = [
@@ -128,12 +129,14 @@ def find_uv(environ: Mapping[str, str] | None = None) -> str | None:
         return None
 
 
-def _installer(environ: Mapping[str, str]) -> tuple[str, str | None]:
-    choice = (environ.get("SMC_INSTALLER") or "auto").strip().lower()
-    if choice not in ("auto", "uv", "pip"):
-        raise ConfigError(f"SMC_INSTALLER is {choice!r}; expected auto, uv or pip.")
-    uv = find_uv(environ) if choice in ("auto", "uv") else None
-    if choice == "uv" and uv is None:
+def _installer(installer: str | None, environ: Mapping[str, str]) -> tuple[str, str | None]:
+    if installer not in (None, "uv", "pip"):
+        raise ConfigError(
+            f"The installer is {installer!r}; give uv, pip, or None to choose "
+            f"(SMC_INSTALLER: {INSTALLER.accepted})."
+        )
+    uv = find_uv(environ) if installer in (None, "uv") else None
+    if installer == "uv" and uv is None:
         raise ConfigError(
             "SMC_INSTALLER=uv, but uv is not installed: `pip install uv`, or set SMC_INSTALLER=pip."
         )
@@ -189,13 +192,21 @@ def _codeartifact_index(environ: Mapping[str, str]) -> str | None:
 
 
 def installer_command(
-    targets: Sequence[str], *, python: str | None = None, environ: Mapping[str, str] | None = None
+    targets: Sequence[str],
+    *,
+    python: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    installer: str | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The install command for ``targets`` (pip/uv arguments, e.g. ``["-r", "requirements.txt"]``)
-    and the environment to run it with; see the module docstring for the installer's choice."""
+    and the environment to run it with.
+
+    :param installer: ``"uv"``, ``"pip"``, or None for uv when found, else pip (the default hook
+        passes ``training_env.settings[INSTALLER]``, the job's ``SMC_INSTALLER``).
+    """
     environ = dict(os.environ if environ is None else environ)
     python = python or sys.executable
-    name, uv = _installer(environ)
+    name, uv = _installer(installer, environ)
     private_index = _codeartifact_index(environ)
     if name == "pip":
         if private_index:
@@ -268,12 +279,13 @@ def _run_installer(
     code_dir: Path,
     python: str | None,
     environ: Mapping[str, str] | None,
+    installer: str | None = None,
     timeout: float | None = None,
 ) -> None:
     from smc_core.host.stopping import raise_if_stopped
     from smc_core.launch.process import start_process
 
-    command, env = installer_command(targets, python=python, environ=environ)
+    command, env = installer_command(targets, python=python, environ=environ, installer=installer)
     tool = "uv" if command[1:3] == ["pip", "install"] else "pip"
     logger.info("Installing %s with %s%s.", what, tool, f" (at most {timeout:g} s)" if timeout else "")
     process = start_process(command, env=env, cwd=code_dir, tail_lines=INSTALL_TAIL_LINES)
@@ -312,6 +324,7 @@ def install_requirements(
     *,
     python: str | None = None,
     environ: Mapping[str, str] | None = None,
+    installer: str | None = None,
     timeout: float | None = None,
 ) -> bool:
     """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
@@ -319,8 +332,9 @@ def install_requirements(
     :param code_dir: the directory holding ``requirements.txt`` (also the installer's working
         directory, so relative paths in the file are relative to it).
     :param python: the interpreter to install into (default: this one).
-    :param environ: the environment to read settings from and run the installer with (default: this
-        process's).
+    :param environ: the environment to read the index settings (``PIP_*``, ``CA_REPOSITORY_ARN``) from
+        and run the installer with (default: this process's).
+    :param installer: ``"uv"``, ``"pip"``, or None for uv when found, else pip.
     :param timeout: seconds the install may take before it is stopped (None: no bound).
     :return: True when something was installed, False when there is no ``requirements.txt``.
     :raises InstallError: the installer failed; the message ends with its error output.
@@ -329,7 +343,13 @@ def install_requirements(
     if not (code_dir / "requirements.txt").is_file():
         return False
     _run_installer(
-        f"{code_dir / 'requirements.txt'}", ["-r", "requirements.txt"], code_dir, python, environ, timeout
+        f"{code_dir / 'requirements.txt'}",
+        ["-r", "requirements.txt"],
+        code_dir,
+        python,
+        environ,
+        installer,
+        timeout,
     )
     return True
 
@@ -339,6 +359,7 @@ def install_package(
     *,
     python: str | None = None,
     environ: Mapping[str, str] | None = None,
+    installer: str | None = None,
     timeout: float | None = None,
 ) -> None:
     """Install the package in ``code_dir`` (``setup.py`` / ``pyproject.toml``), with its
@@ -352,4 +373,4 @@ def install_package(
     targets = ["."]
     if (code_dir / "requirements.txt").is_file():
         targets += ["-r", "requirements.txt"]
-    _run_installer(f"the package in {code_dir}", targets, code_dir, python, environ, timeout)
+    _run_installer(f"the package in {code_dir}", targets, code_dir, python, environ, installer, timeout)

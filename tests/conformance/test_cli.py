@@ -59,3 +59,15 @@ def test_smc_env_reports_bad_configuration(job_dir) -> None:
     done = smc("env", base=base)
     assert done.returncode == 2
     assert "resourceconfig.json: 'hosts' is []" in done.stderr
+
+
+def test_smc_env_says_what_it_leaves_out(job_dir) -> None:
+    base = job_dir(entry_point="train.py")
+    exported = smc("env", "--export", base=base)
+    assert exported.returncode == 0, exported.stderr
+    last = exported.stdout.splitlines()[-1]
+    assert last.startswith("# Not shown: what plugins add when the job runs") and "MASTER_ADDR" in last
+    shown = smc("env", base=base)
+    assert "Not shown: what plugins add" in shown.stderr
+    help_text = smc("env", "--help", base=base).stdout
+    assert "not plugins' additions" in help_text and "every variable" not in help_text

@@ -271,4 +271,15 @@ def plugin_crashes(kit: Kit) -> Outcome:
     return done
 
 
+def internal_error(kit: Kit) -> Outcome:
+    (kit.tmp / "bogus_result.py").write_text(
+        "from smc_core import hookimpl\n"
+        "@hookimpl(tryfirst=True)\ndef fetch_user_code(training_env):\n    return 42\n"
+    )
+    base = kit.job({"train.py": OK})
+    done = kit.train(base, env={"SMC_PLUGINS": "bogus_result", "PYTHONPATH": str(kit.tmp)})
+    assert "Traceback" in done.stderr
+    return done
+
+
 _ = time  # (kept for cases that time themselves)

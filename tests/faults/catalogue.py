@@ -280,11 +280,19 @@ CASES: tuple[Case, ...] = (
         "plugin-crashes",
         cfg.plugin_crashes,
         "a plugin's hook raises RuntimeError",
-        1,
-        "InternalError: internal error in smc or a plugin: RuntimeError",
-        "traceback in the log",
+        3,
+        "PluginError: The plugin crashing",
+        "the plugin named; traceback in the log",
     ),
     # --- stop signals before the user's code: 128 + signal ------------------------------------------------
+    Case(
+        "internal-error",
+        cfg.internal_error,
+        "smc itself crashes (a plugin's fetch_user_code returns 42)",
+        1,
+        "InternalError: internal error",
+        "traceback in the log",
+    ),
     Case(
         "sigterm-loading",
         cfg.sigterm_while_loading,

@@ -113,7 +113,7 @@ def test_hostile_archive_leaves_the_code_dir_as_it_was(case: str, tmp_path: Path
     with pytest.raises(FetchError) as error:
         fetch_code(str(archive), code)
     assert repr(member) in error.value.message
-    after = {k: v for k, v in snapshot(tmp_path / "job").items() if ".smc-lock" not in k}
+    after = {k: v for k, v in snapshot(tmp_path / "job").items() if ".smc-code" not in k}
     assert after == before
 
 

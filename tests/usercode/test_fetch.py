@@ -104,6 +104,7 @@ def test_no_source_runs_the_code_dir_as_it_is(job_dir: Callable[..., Path]) -> N
     assert done.returncode == 0, done.stderr
     assert "VERSION baked" in done.stdout
     assert not (base / "code" / MARKER_NAME).exists()
+    assert not (base / ".smc-code" / MARKER_NAME).exists()
 
 
 def test_missing_local_source(job_dir: Callable[..., Path], tmp_path: Path) -> None:
@@ -151,6 +152,17 @@ def test_stale_code_kept_on_request_says_so(stale_job: tuple[Path, Path]) -> Non
     assert "NOT fetching" in done.stderr
 
 
+def test_kept_code_is_not_described_as_the_source(stale_job: tuple[Path, Path]) -> None:
+    from smc_core import create_environment
+    from smc_core.defaults.usercode import fetch_user_code
+
+    base, tarball = stale_job
+    kept = fetch_user_code(training_env=create_environment(base, {"SMC_EXISTING_CODE": "keep"}))
+    assert kept.source is None  # the job's source was never fetched: what runs is the code dir as it is
+    fetched = fetch_user_code(training_env=create_environment(base, {}))
+    assert fetched.source == str(tarball)
+
+
 def test_stale_code_is_an_error_on_request(stale_job: tuple[Path, Path]) -> None:
     base, _ = stale_job
     done = run_train(base, env={"SMC_EXISTING_CODE": "error"})
@@ -169,6 +181,18 @@ def test_same_source_is_reused_and_a_changed_one_refetched(tmp_path: Path) -> No
     os.utime(tarball, ns=(1, 1))
     assert fetch_code(str(tarball), code) == "fetched"
     assert (code / "version.txt").read_text() == "two"
+
+
+def test_smc_keeps_its_bookkeeping_outside_the_code_dir(tmp_path: Path) -> None:
+    tarball = tmp_path / "code.tar.gz"
+    tarball.write_bytes(tar_bytes(code_files("one")))
+    code = tmp_path / "job" / "code"
+    assert fetch_code(str(tarball), code) == "fetched"
+    # Only the archive's files: no lock, marker or staging dir for the user's code to see or copy.
+    assert sorted(os.listdir(code)) == ["pkgdir", "train.py", "version.txt"]
+    marker = json.loads((tmp_path / "job" / ".smc-code" / MARKER_NAME).read_text())
+    assert marker["source"] == str(tarball)
+    assert sorted(os.listdir(tmp_path / "job")) == [".smc-code", "code"]
 
 
 RACER = """

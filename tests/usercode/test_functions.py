@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -26,13 +27,14 @@ def train(epochs: int, lr: float, model_dir, hyperparameters, channel_input_dirs
           os.environ.get("SM_MODEL_DIR") == model_dir)
     return {"weights": [epochs, lr]}
 """
+TRAIN_FN_SAVES_ITSELF = TRAIN_FN.replace('return {"weights": [epochs, lr]}', "return None")
 
 
 def test_function_mode_end_to_end(job_dir: Callable[..., Path]) -> None:
     base = job_dir(
         entry_point="train.py",
         hyperparameters={"epochs": "3", "lr": 1, "use_amp": "true"},
-        code={"train.py": TRAIN_FN},
+        code={"train.py": TRAIN_FN_SAVES_ITSELF},
         channels=["train"],
     )
     done = run_train(base, env={"SMC_FUNCTION_MODE": "1"})
@@ -44,7 +46,7 @@ def test_function_mode_by_hyperparameter(job_dir: Callable[..., Path]) -> None:
     base = job_dir(
         entry_point="train.py",
         hyperparameters={"epochs": 1, "lr": 0.5, "sagemaker_function_mode": True},
-        code={"train.py": TRAIN_FN},
+        code={"train.py": TRAIN_FN_SAVES_ITSELF},
     )
     done = run_train(base)
     assert done.returncode == 0, done.stderr
@@ -62,7 +64,37 @@ class SavesModel:
         result = yield
         self.saved = result.model
         (training_env.model_dir / "model.json").write_text(json.dumps(result.model))
-        return result
+        return dataclasses.replace(result, model_handled_by="saves-model")
+
+
+def test_a_returned_object_no_plugin_saves_fails_the_job(job_dir: Callable[..., Path]) -> None:
+    base = job_dir(
+        entry_point="train.py", hyperparameters={"epochs": 2, "lr": 0.1}, code={"train.py": TRAIN_FN}
+    )
+    done = run_train(base, env={"SMC_FUNCTION_MODE": "1"})
+    assert done.returncode == 2, done.stderr
+    text = failure_text(base)
+    assert text.startswith("ConfigError: train.train() returned a builtins.dict")
+    assert "save it yourself in train() under model_dir" in text
+    assert not (base / "output" / "success").exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "adapters"),
+    [
+        ("torch.nn.modules.module", "Module", "smc-pytorch"),
+        ("keras.src.models.model", "Model", "smc-keras or smc-tensorflow"),
+        ("tf_keras.src.engine.training", "Model", "smc-keras or smc-tensorflow"),
+        ("tensorflow.python.module.module", "Module", "smc-tensorflow"),
+    ],
+)
+def test_which_adapter_saves_a_returned_type(module: str, name: str, adapters: str) -> None:
+    from smc_core.host.returns import model_saver
+
+    base = type(name, (), {"__module__": module})
+    subclass = type("MyNet", (base,), {"__module__": "train"})  # found along the MRO
+    assert model_saver(subclass()) is not None and model_saver(subclass())[1] == adapters
+    assert model_saver({"weights": 1}) is None
 
 
 def test_the_returned_object_reaches_the_adapter(

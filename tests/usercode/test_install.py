@@ -172,9 +172,10 @@ def test_uv_gets_index_urls_through_its_environment_not_the_command_line(tmp_pat
         "PIP_INDEX_URL": "https://user:secret@private.example/simple",
         "PIP_EXTRA_INDEX_URL": "https://x.example/simple",
         "PIP_FIND_LINKS": "/wheels",
-        "SMC_INSTALLER": "uv",
     }
-    command, run_env = installer_command(["-r", "requirements.txt"], python="/py", environ=env)
+    command, run_env = installer_command(
+        ["-r", "requirements.txt"], python="/py", environ=env, installer="uv"
+    )
     assert "secret" not in json.dumps(command)
     assert run_env["UV_INDEX_URL"] == "https://user:secret@private.example/simple"
     assert run_env["UV_EXTRA_INDEX_URL"] == "https://x.example/simple"
@@ -182,8 +183,15 @@ def test_uv_gets_index_urls_through_its_environment_not_the_command_line(tmp_pat
 
 
 def test_unknown_installer_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="SMC_INSTALLER"):
-        installer_command(["x"], environ={"SMC_INSTALLER": "conda"})
+    with pytest.raises(ConfigError, match="installer is 'conda'"):
+        installer_command(["x"], environ={}, installer="conda")
+
+
+def test_the_installer_setting_is_not_read_behind_the_callers_back() -> None:
+    # SMC_INSTALLER reaches installer_command only through its parameter (the default hook passes
+    # training_env.settings[INSTALLER]); the environ given is for the index settings.
+    command, _ = installer_command(["x"], python="/py", environ={"SMC_INSTALLER": "conda"}, installer="pip")
+    assert command[:4] == ["/py", "-m", "pip", "install"]
 
 
 def test_codeartifact_arn_and_index_url() -> None:

@@ -50,20 +50,26 @@ def test_python_script_gets_the_arguments_exactly(job_dir: Callable[..., Path]) 
 
 
 def test_shell_script_without_shebang_runs_with_sh(job_dir: Callable[..., Path]) -> None:
-    base = job_dir(entry_point="run.sh", hyperparameters=TRICKY, code={"run.sh": ECHO_SH})
+    base = job_dir(
+        entry_point="run.sh", hyperparameters=TRICKY, code={"run.sh": 'echo "ZERO=$0"\n' + ECHO_SH}
+    )
     done = run_train(base)
     assert done.returncode == 0, done.stderr
     assert SH_ARGS in done.stdout
+    assert "ZERO=./run.sh" in done.stdout  # as the reference toolkit runs it
     assert not (base / "code" / "pwned").exists()
 
 
 def test_shell_script_runs_with_its_shebang_interpreter(job_dir: Callable[..., Path]) -> None:
-    script = '#!/usr/bin/env bash\narr=(a b)\necho "BASH ${#arr[@]} $BASH_VERSION"\n' + ECHO_SH
+    script = (
+        '#!/usr/bin/env bash\narr=(a b)\necho "BASH ${#arr[@]} $BASH_VERSION"\necho "ZERO=$0"\n' + ECHO_SH
+    )
     base = job_dir(entry_point="run.sh", hyperparameters=TRICKY, code={"run.sh": script})
     done = run_train(base)
     assert done.returncode == 0, done.stderr
     assert "BASH 2 " in done.stdout  # a bash array: not /bin/sh
     assert SH_ARGS in done.stdout
+    assert "ZERO=./run.sh" in done.stdout
 
 
 def test_executable_command(job_dir: Callable[..., Path]) -> None:

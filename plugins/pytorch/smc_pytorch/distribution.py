@@ -6,16 +6,16 @@ Plain functions, no torch import: each works on a :class:`smc_core.TrainingEnv`.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from smc_core import (
     ConfigError,
     EntryKind,
+    Setting,
     TrainingEnv,
     UserCode,
+    entry_command,
     interface_exists,
     is_true,
     logger,
@@ -28,13 +28,37 @@ DISTRIBUTION_SWITCHES = ("sagemaker_torch_distributed_enabled", "sagemaker_pytor
 """Hyperparameters that turn on a torchrun launch (the SageMaker SDK's ``distribution=``)."""
 
 PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
-PROCESSES_PER_HOST_VAR = "SMC_PYTORCH_PROCESSES_PER_HOST"
-"""smc option (environment variable): processes per host when the job does not say (CPU jobs)."""
-MASTER_PORT = 7777
-MASTER_PORT_VAR = "SMC_PYTORCH_MASTER_PORT"
-"""smc option: another rendezvous port than the contract's 7777 (e.g. two jobs on one machine)."""
-RENDEZVOUS_TIMEOUT_VAR = "SMC_PYTORCH_RENDEZVOUS_TIMEOUT"
-"""smc option: seconds torchrun's agents wait for each other at the start (default 600)."""
+DEFAULT_MASTER_PORT = 7777
+"""The contract's rendezvous port."""
+
+# The adapter's settings (declared with register_settings, read from training_env.settings).
+PROCESSES_PER_HOST = Setting.integer(
+    "SMC_PYTORCH_PROCESSES_PER_HOST",
+    None,
+    "processes per host for torchrun jobs when the job does not say "
+    "(sagemaker_mpi_num_of_processes_per_host); default: the GPU count, else 1 "
+    "(e.g. 2 runs two gloo processes on a CPU host)",
+    minimum=1,
+    owner="smc-pytorch",
+)
+MASTER_PORT = Setting.integer(
+    "SMC_PYTORCH_MASTER_PORT",
+    DEFAULT_MASTER_PORT,
+    "the rendezvous port (MASTER_PORT and torchrun's --master_port) instead of the contract's 7777, "
+    "e.g. for two jobs on one machine",
+    minimum=1,
+    maximum=65535,
+    owner="smc-pytorch",
+)
+RENDEZVOUS_TIMEOUT = Setting.seconds(
+    "SMC_PYTORCH_RENDEZVOUS_TIMEOUT",
+    600.0,
+    "seconds torchrun's agents wait for each other at the start",
+    positive=True,
+    owner="smc-pytorch",
+)
+SETTINGS = (PROCESSES_PER_HOST, MASTER_PORT, RENDEZVOUS_TIMEOUT)
+"""Every setting smc-pytorch reads."""
 
 
 def distribution_switch(training_env: TrainingEnv) -> str | None:
@@ -58,33 +82,23 @@ def _positive_int(value: Any, where: str) -> int:
     return number
 
 
-def processes_per_host(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> int:
+def processes_per_host(training_env: TrainingEnv) -> int:
     """Worker processes per host: the job's ``sagemaker_mpi_num_of_processes_per_host``, else
-    ``$SMC_PYTORCH_PROCESSES_PER_HOST``, else the GPU count, else 1."""
-    environ = os.environ if environ is None else environ
+    ``SMC_PYTORCH_PROCESSES_PER_HOST`` (``training_env.settings``), else the GPU count, else 1."""
     params = training_env.additional_framework_parameters
     if params.get(PROCESSES_PER_HOST_KEY) not in (None, ""):
         return _positive_int(
             params[PROCESSES_PER_HOST_KEY], f"hyperparameters.json: {PROCESSES_PER_HOST_KEY!r}"
         )
-    if environ.get(PROCESSES_PER_HOST_VAR, "").strip():
-        return _positive_int(
-            environ[PROCESSES_PER_HOST_VAR], f"The environment variable {PROCESSES_PER_HOST_VAR}"
-        )
-    return training_env.num_gpus or 1
+    configured: int | None = training_env.settings[PROCESSES_PER_HOST]
+    return configured or training_env.num_gpus or 1
 
 
-def master_port(environ: Mapping[str, str] | None = None) -> int:
-    """The rendezvous port: 7777, or ``$SMC_PYTORCH_MASTER_PORT``."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(MASTER_PORT_VAR, "").strip()
-    if not raw:
-        return MASTER_PORT
-    port = _positive_int(raw, f"The environment variable {MASTER_PORT_VAR}")
-    if port > 65535:
-        raise ConfigError(
-            f"The environment variable {MASTER_PORT_VAR} is {raw}: give a TCP port, 1 to 65535."
-        )
+def master_port(training_env: TrainingEnv) -> int:
+    """The rendezvous port: ``SMC_PYTORCH_MASTER_PORT`` (``training_env.settings``), else 7777.
+
+    The one source of the port: both the exported ``MASTER_PORT`` and torchrun's ``--master_port``."""
+    port: int = training_env.settings[MASTER_PORT]
     return port
 
 
@@ -104,18 +118,18 @@ def master_addr(training_env: TrainingEnv) -> str:
     return training_env.master_hostname
 
 
-def rendezvous_env(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def rendezvous_env(training_env: TrainingEnv) -> dict[str, str]:
     """The variables every PyTorch process gets: ``MASTER_ADDR``, ``MASTER_PORT``, the socket
-    interfaces for NCCL and gloo, and ``NCCL_DEBUG=WARN`` unless set.
+    interfaces for NCCL and gloo, and ``NCCL_DEBUG=WARN`` unless the job's environment
+    (``training_env.environ``) sets it.
 
     The interface is ``network_interface_name``, or, where the platform names none (Kubeflow, Vertex
     AI), the one on the route to the master. It is set only when this host has it: SDK local mode
     always writes ``eth0``, which a laptop may lack, and gloo fails on a missing interface.
     """
-    environ = os.environ if environ is None else environ
     variables = {
         "MASTER_ADDR": master_addr(training_env),
-        "MASTER_PORT": str(platform_port(training_env, environ)),
+        "MASTER_PORT": str(platform_port(training_env)),
     }
     interface = training_env.network_interface_name
     if "network_interface_name" not in training_env.resource_config:  # the platform names none
@@ -129,16 +143,17 @@ def rendezvous_env(training_env: TrainingEnv, environ: Mapping[str, str] | None 
             "NCCL_SOCKET_IFNAME and GLOO_SOCKET_IFNAME are left unset (the libraries pick one).",
             interface,
         )
-    if "NCCL_DEBUG" not in environ:
+    if "NCCL_DEBUG" not in training_env.environ:
         variables["NCCL_DEBUG"] = "WARN"
     return variables
 
 
-def rendezvous_timeout(environ: Mapping[str, str] | None = None) -> int:
-    """Seconds torchrun's agents wait for each other: ``$SMC_PYTORCH_RENDEZVOUS_TIMEOUT``, else 600."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(RENDEZVOUS_TIMEOUT_VAR, "").strip()
-    return _positive_int(raw, f"The environment variable {RENDEZVOUS_TIMEOUT_VAR}") if raw else 600
+def rendezvous_timeout(training_env: TrainingEnv) -> int:
+    """Seconds torchrun's agents wait for each other: ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT``
+    (``training_env.settings``), else 600, rounded up to whole seconds."""
+    import math
+
+    return math.ceil(training_env.settings[RENDEZVOUS_TIMEOUT])
 
 
 def torchrun_args(
@@ -147,11 +162,14 @@ def torchrun_args(
     args: list[str],
     *,
     nproc_per_host: int,
-    port: int = MASTER_PORT,
+    port: int = DEFAULT_MASTER_PORT,
     timeout: int = 600,
 ) -> list[str]:
     """torchrun's arguments for this host: ``--nnodes N --nproc_per_node P --node_rank i
-    --master_addr M --master_port 7777 --max-restarts 0 ... <entry point> <args>``."""
+    --master_addr M --master_port 7777 --max-restarts 0 ... <entry point> <args>``.
+
+    A shell script or command runs as the default ``invoke_train`` runs it (:func:`smc_core.entry_command`:
+    its ``#!`` line honoured, ``$0`` as ``./train.sh``), under ``--no-python``."""
     hosts = list(training_env.distribution_hosts or training_env.hosts)
     if training_env.current_host not in hosts:
         raise ConfigError(
@@ -175,10 +193,8 @@ def torchrun_args(
     ]  # fmt: skip
     if user_code.kind is EntryKind.MODULE:
         command += ["--module", user_code.module_name or entry]
-    elif user_code.kind is EntryKind.SHELL:
-        command += ["--no-python", "/bin/sh", entry]
-    elif user_code.kind is EntryKind.COMMAND:
-        command += ["--no-python", str(Path(user_code.code_dir) / entry)]
+    elif user_code.kind in (EntryKind.SHELL, EntryKind.COMMAND):
+        command += ["--no-python", *entry_command(user_code, [], training_env.environ)]
     else:
         command += [entry]
     return command + list(args)
@@ -199,12 +215,12 @@ def launcher_command(torchrun: list[str], *, report: Path, host: str) -> list[st
     ]
 
 
-def platform_port(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> int:
+def platform_port(training_env: TrainingEnv) -> int:
     """The rendezvous port the platform names (``PET_MASTER_PORT`` ...), else :func:`master_port`."""
-    return training_env.master_port or master_port(environ)
+    return training_env.master_port or master_port(training_env)
 
 
-def platform_processes(training_env: TrainingEnv, environ: Mapping[str, str] | None = None) -> int:
+def platform_processes(training_env: TrainingEnv) -> int:
     """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), else
     :func:`processes_per_host`."""
-    return training_env.processes_per_host or processes_per_host(training_env, environ)
+    return training_env.processes_per_host or processes_per_host(training_env)

@@ -14,6 +14,12 @@ torchrun's own code (``torch.distributed.run``) in this process, with three addi
   fail publishes its root cause there (the first one published wins); every other host polls for it
   and, on seeing it, stops its own workers: the whole job ends within seconds instead of waiting for
   collective timeouts. Each host's report then names the same rank and host.
+* **The root cause, not its echo.** When one rank dies, its peers' collectives fail too ("Connection
+  closed by peer": gloo aborts them, exit 134). Such a *collateral* failure (:func:`is_collateral`) is
+  never preferred over a real one: locally it sorts after the others, and a host whose own root cause
+  is collateral waits up to :data:`PEER_ROOT_WAIT` seconds for a peer to publish the real one before
+  publishing its own. Without this, whichever host's agent noticed first won the race, and the master
+  could report its own aborted rank (134) instead of the rank that failed.
 * **The user's exit code is kept** (torchrun itself always exits 1): the root cause's code, or
   ``128 + signal``.
 
@@ -45,6 +51,21 @@ STOP_GRACE = 10.0
 TAIL_CHARS = 2000
 """How much of the failing rank's stderr a report keeps."""
 AGENT_STOPPED = {-int(signal.SIGTERM), -int(signal.SIGKILL)}
+PEER_ROOT_WAIT = 5.0
+"""Seconds a host whose only failure is collateral waits for a peer's root cause to be published."""
+COLLATERAL_SIGNS = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+    "remote process exited or there was a network error",
+)
+"""What a rank's stderr says when its collective failed because a peer died (gloo, NCCL)."""
+
+
+def is_collateral(traceback: str) -> bool:
+    """True when a rank's stderr tail shows it failed because a peer went away (:data:`COLLATERAL_SIGNS`)."""
+    return any(sign in traceback for sign in COLLATERAL_SIGNS)
 
 
 def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -78,14 +99,16 @@ def stderr_tail(log_dir: Path, local_rank: int, limit: int = TAIL_CHARS) -> str:
 def describe_failures(failures: Mapping[int, Any], host: str, log_dir: Path) -> list[dict[str, Any]]:
     """torchrun's failures (``{rank: ProcessFailure}``) as report entries, root cause first.
 
-    The root cause is the earliest failure among workers that were not stopped by the agent
-    (SIGTERM/SIGKILL); ties are broken by when the rank last wrote to stderr.
+    The root cause is the earliest failure among workers that were neither stopped by the agent
+    (SIGTERM/SIGKILL) nor collateral (:func:`is_collateral`); ties are broken by when the rank last
+    wrote to stderr.
     """
     entries = []
     for rank, failure in failures.items():
         local_rank = int(failure.local_rank)
         files = list(log_dir.glob(f"*/attempt_*/{local_rank}/stderr.log"))
         written = max((f.stat().st_mtime for f in files), default=float(failure.timestamp))
+        traceback = stderr_tail(log_dir, local_rank)
         entries.append(
             {
                 "host": host,
@@ -94,11 +117,12 @@ def describe_failures(failures: Mapping[int, Any], host: str, log_dir: Path) -> 
                 "exitcode": exit_code_of(int(failure.exitcode)),
                 "stopped": int(failure.exitcode) in AGENT_STOPPED,
                 "timestamp": int(failure.timestamp),
+                "collateral": is_collateral(traceback),
                 "written": written,
-                "traceback": stderr_tail(log_dir, local_rank),
+                "traceback": traceback,
             }
         )
-    entries.sort(key=lambda e: (e["stopped"], e["timestamp"], e["written"]))
+    entries.sort(key=lambda e: (e["stopped"], e["collateral"], e["timestamp"], e["written"]))
     return entries
 
 
@@ -192,13 +216,20 @@ class PeerWatch:
                 os._exit(int(failure.get("exitcode") or 1))
             return
 
-    def publish(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Offer ``entry`` as the job's first failure; return the one that is (a peer's, if earlier)."""
+    def publish(self, entry: dict[str, Any], *, wait_for_peer: float = 0.0) -> dict[str, Any]:
+        """Offer ``entry`` as the job's first failure; return the one that is (a peer's, if earlier).
+
+        :param wait_for_peer: seconds to wait first for a peer's failure to be published (for an
+            ``entry`` that is only collateral damage: the peer's is the root cause).
+        """
         self._done.set()
         with self._lock:
             store = self._store
             if store is None:
                 return entry
+            peer = self._wait_for_peer(store, wait_for_peer)
+            if peer is not None:
+                return peer
             try:
                 first = json.loads(store.compare_set(FAILURE_KEY, "", json.dumps(entry)))
                 if first.get("host") != self.host and self.remote is None:
@@ -208,6 +239,23 @@ class PeerWatch:
         if self.is_master and first.get("host") == self.host:
             self._linger(store)
         return first
+
+    def _wait_for_peer(self, store: Any, seconds: float) -> dict[str, Any] | None:
+        """A peer's published failure, waiting up to ``seconds`` for one; None when none came."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if store.check([FAILURE_KEY]):
+                    failure = json.loads(store.get(FAILURE_KEY))
+                    if failure.get("host") != self.host:
+                        if self.remote is None:
+                            store.add(SEEN_KEY, 1)
+                        return dict(failure)
+            except Exception:
+                return None
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
     def _linger(self, store: Any) -> None:
         deadline = time.monotonic() + LINGER_SECONDS
@@ -322,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = describe_failures(error.failures, options.host, log_dir)
         root = entries[0]
         if watch:
-            root = watch.publish({k: v for k, v in root.items() if k != "written"})
+            wait = PEER_ROOT_WAIT if root["collateral"] or root["stopped"] else 0.0
+            root = watch.publish({k: v for k, v in root.items() if k != "written"}, wait_for_peer=wait)
         write_report(report, {"root_cause": root, "local_failures": entries})
         return int(root["exitcode"])
     except SignalException as error:

@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import (
+    GRACE_PERIOD,
+    HOST_WAIT_TIMEOUT,
     EntryKind,
+    Setting,
     TrainingEnv,
     TrainingResult,
     UserCode,
@@ -30,6 +33,7 @@ from smc_core import (
 )
 from smc_pytorch.distribution import (
     DISTRIBUTION_SWITCHES,
+    SETTINGS,
     distribution_switch,
     launcher_command,
     platform_port,
@@ -45,6 +49,12 @@ TRACEBACK_CHARS = 700
 
 
 @hookimpl
+def register_settings() -> tuple[Setting[Any], ...]:
+    """``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``, ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT``."""
+    return SETTINGS
+
+
+@hookimpl
 def claim_switches() -> tuple[str, ...]:
     """The switches this adapter launches with torchrun."""
     return DISTRIBUTION_SWITCHES
@@ -54,7 +64,7 @@ def claim_switches() -> tuple[str, ...]:
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
     """Wait for peer hosts (multi-host jobs), then return the rendezvous variables."""
     if len(training_env.hosts) > 1:
-        wait_for_hosts(training_env.hosts)
+        wait_for_hosts(training_env.hosts, timeout=training_env.settings[HOST_WAIT_TIMEOUT])
     return rendezvous_env(training_env)
 
 
@@ -71,14 +81,14 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: torchrun is not used.", switch
         )
         return None
-    nproc = platform_processes(training_env, process_env)
+    nproc = platform_processes(training_env)
     arguments = torchrun_args(
         training_env,
         user_code,
         user_args(training_env),
         nproc_per_host=nproc,
-        port=platform_port(training_env, process_env),
-        timeout=rendezvous_timeout(process_env),
+        port=platform_port(training_env),
+        timeout=rendezvous_timeout(training_env),
     )
     logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(arguments))
     import tempfile
@@ -86,7 +96,12 @@ def invoke_train(
     with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
         report_path = Path(tmp) / "report.json"
         command = launcher_command(arguments, report=report_path, host=training_env.current_host)
-        result = run_process(command, env=process_env, cwd=user_code.code_dir)
+        result = run_process(
+            command,
+            env=process_env,
+            cwd=user_code.code_dir,
+            grace_period=training_env.settings[GRACE_PERIOD],
+        )
         report = _read_report(report_path)
     result = dataclasses.replace(result, command=["torchrun", *arguments])
     if result.succeeded or not report.get("root_cause"):

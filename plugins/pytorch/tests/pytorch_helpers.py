@@ -61,7 +61,7 @@ def free_port() -> int:
 def train_env(base: Path, **extra: str) -> dict[str, str]:
     """The environment ``train`` runs with for the job directory ``base``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
-    env.update(SAGEMAKER_BASE_DIR=str(base), SMC_ADAPTER="pytorch", **extra)
+    env.update({"SAGEMAKER_BASE_DIR": str(base), "SMC_ADAPTER": "pytorch", **extra})
     return env
 
 

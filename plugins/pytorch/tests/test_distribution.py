@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from smc_pytorch.distribution import (
+    SETTINGS,
     distribution_switch,
     master_port,
     processes_per_host,
@@ -15,9 +16,7 @@ from smc_pytorch.distribution import (
 )
 from smc_pytorch.plugin import failure_reason
 
-from smc_core.errors import ConfigError
-from smc_core.job.environment import create_environment
-from smc_core.usercode.describe import EntryKind, UserCode
+from smc_core import ConfigError, EntryKind, Settings, UserCode, create_environment
 
 
 def env_of(job_dir, **kwargs):
@@ -30,16 +29,38 @@ def test_switches(job_dir):
     assert distribution_switch(on) == "sagemaker_pytorch_ddp_enabled"
     off = env_of(job_dir, hyperparameters={"sagemaker_torch_distributed_enabled": False})
     assert distribution_switch(off) is None
+    mapping_off = env_of(job_dir, hyperparameters={"sagemaker_pytorch_ddp_enabled": {"enabled": False}})
+    assert distribution_switch(mapping_off) is None
+
+
+def env_with(job_dir, environ, **kwargs):
+    """A TrainingEnv whose settings (the adapter's included) come from ``environ``."""
+    return create_environment(job_dir(**kwargs), environ, settings=Settings(SETTINGS, environ))
 
 
 def test_processes_per_host_order(job_dir):
-    plain = env_of(job_dir)
-    assert processes_per_host(plain, {}) == 1
-    assert processes_per_host(plain, {"SMC_PYTORCH_PROCESSES_PER_HOST": "3"}) == 3
-    named = env_of(job_dir, hyperparameters={"sagemaker_mpi_num_of_processes_per_host": 4})
-    assert processes_per_host(named, {"SMC_PYTORCH_PROCESSES_PER_HOST": "3"}) == 4
-    with pytest.raises(ConfigError, match='SMC_PYTORCH_PROCESSES_PER_HOST is "many"'):
-        processes_per_host(plain, {"SMC_PYTORCH_PROCESSES_PER_HOST": "many"})
+    assert processes_per_host(env_with(job_dir, {})) == 1
+    three = {"SMC_PYTORCH_PROCESSES_PER_HOST": "3"}
+    assert processes_per_host(env_with(job_dir, three)) == 3
+    named = env_with(job_dir, three, hyperparameters={"sagemaker_mpi_num_of_processes_per_host": 4})
+    assert processes_per_host(named) == 4
+    with pytest.raises(ConfigError, match="SMC_PYTORCH_PROCESSES_PER_HOST is 'many'"):
+        env_with(job_dir, {"SMC_PYTORCH_PROCESSES_PER_HOST": "many"})
+
+
+def test_one_master_port_for_torchrun_and_the_exported_variable(job_dir, monkeypatch):
+    # The port comes from the job's settings alone: os.environ is not read behind the runner's back.
+    monkeypatch.setenv("SMC_PYTORCH_MASTER_PORT", "1234")
+    training_env = env_with(
+        job_dir,
+        {"SMC_PYTORCH_MASTER_PORT": "29400"},
+        hyperparameters={"sagemaker_torch_distributed_enabled": True},
+    )
+    assert rendezvous_env(training_env)["MASTER_PORT"] == "29400"
+    code = UserCode(code_dir=training_env.code_dir, entry_point="train.py", kind=EntryKind.PYTHON)
+    args = torchrun_args(training_env, code, [], nproc_per_host=1, port=master_port(training_env))
+    assert args[args.index("--master_port") + 1] == "29400"
+    assert master_port(env_with(job_dir, {})) == 7777
 
 
 def test_torchrun_command_for_the_second_host(job_dir):
@@ -50,7 +71,9 @@ def test_torchrun_command_for_the_second_host(job_dir):
         hyperparameters={"sagemaker_torch_distributed_enabled": True},
     )
     code = UserCode(code_dir=training_env.code_dir, entry_point="train.py", kind=EntryKind.PYTHON)
-    args = torchrun_args(training_env, code, ["--epochs", "2"], nproc_per_host=4, port=master_port({}))
+    args = torchrun_args(
+        training_env, code, ["--epochs", "2"], nproc_per_host=4, port=master_port(training_env)
+    )
     assert args[:10] == [
         "--nnodes", "2", "--nproc_per_node", "4", "--node_rank", "1", "--master_addr", "algo-1",
         "--master_port", "7777",
@@ -60,12 +83,18 @@ def test_torchrun_command_for_the_second_host(job_dir):
         code_dir=training_env.code_dir, entry_point="pkg", kind=EntryKind.MODULE, module_name="pkg"
     )
     assert torchrun_args(training_env, module, [], nproc_per_host=1)[-2:] == ["--module", "pkg"]
+    (training_env.code_dir / "run.sh").write_text("echo plain\n")
     shell = UserCode(code_dir=training_env.code_dir, entry_point="run.sh", kind=EntryKind.SHELL)
     assert torchrun_args(training_env, shell, [], nproc_per_host=1)[-3:] == [
         "--no-python",
         "/bin/sh",
-        "run.sh",
+        "./run.sh",
     ]
+    (training_env.code_dir / "bash.sh").write_text("#!/usr/bin/env bash\necho bash\n")
+    bash = UserCode(code_dir=training_env.code_dir, entry_point="bash.sh", kind=EntryKind.SHELL)
+    assert torchrun_args(training_env, bash, ["-x"], nproc_per_host=1)[-5:] == [
+        "--no-python", "/usr/bin/env", "bash", "./bash.sh", "-x",
+    ]  # fmt: skip
 
 
 def test_rendezvous_variables(job_dir):
@@ -78,7 +107,7 @@ def test_rendezvous_variables(job_dir):
             "network_interface_name": "lo",
         },
     )
-    variables = rendezvous_env(two, {})
+    variables = rendezvous_env(two)
     assert variables == {
         "MASTER_ADDR": "algo-1",
         "MASTER_PORT": "7777",
@@ -86,7 +115,16 @@ def test_rendezvous_variables(job_dir):
         "GLOO_SOCKET_IFNAME": "lo",
         "NCCL_DEBUG": "WARN",
     }
-    assert "NCCL_DEBUG" not in rendezvous_env(two, {"NCCL_DEBUG": "INFO"})
+    debug = env_with(
+        job_dir,
+        {"NCCL_DEBUG": "INFO"},
+        resource_config={
+            "current_host": "algo-1",
+            "hosts": ["algo-1", "algo-2"],
+            "network_interface_name": "lo",
+        },
+    )
+    assert "NCCL_DEBUG" not in rendezvous_env(debug)
     missing = env_of(
         job_dir,
         resource_config={
@@ -95,7 +133,7 @@ def test_rendezvous_variables(job_dir):
             "network_interface_name": "no-such-if9",
         },
     )
-    assert "GLOO_SOCKET_IFNAME" not in rendezvous_env(missing, {})
+    assert "GLOO_SOCKET_IFNAME" not in rendezvous_env(missing)
 
 
 def test_failure_reason_names_rank_and_host():

@@ -54,6 +54,21 @@ def test_returned_module_is_saved_and_predicts_the_same(job_dir, monkeypatch):
     assert torch.equal(fresh(torch.ones(4, 3)), expected)
 
 
+def test_a_returned_module_without_the_adapter_fails_naming_it(job_dir):
+    base = job_dir(
+        hyperparameters={"epochs": 1},
+        resource_config=single_host(),
+        code={"net.py": TRAIN_FUNCTION},
+        entry_point="net.py",
+    )
+    done = run_train(base, SMC_FUNCTION_MODE="1", SMC_ADAPTER="", SMC_DISABLE_PLUGINS="pytorch")
+    assert done.returncode == 2, done.stderr[-3000:]
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith("ConfigError: net.train() returned a net.Net: a torch.nn.Module")
+    assert "pip install smc-pytorch" in failure and "SMC_ADAPTER=pytorch" in failure
+    assert sorted(p.name for p in (base / "model").iterdir()) == ["expected.pt"]  # nothing saved
+
+
 class Unscriptable(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -13,9 +13,13 @@ import pytest
 import torch
 from pytorch_helpers import DDP_SCRIPT
 
-from smc_core.cli.local_hosts import processes_with_environ
-from smc_core.cli.local_network import loopback_unavailable_reason
-from smc_core.launch.netns import NETNS_ETC, _namespaces, netns_unavailable_reason
+from smc_core.testing.netns import (
+    NETNS_ETC,
+    loopback_unavailable_reason,
+    namespaces,
+    netns_unavailable_reason,
+    processes_with_environ,
+)
 
 NETNS = netns_unavailable_reason()
 LOOPBACK = loopback_unavailable_reason()
@@ -62,7 +66,7 @@ def assert_nothing_left(tmp_path: Path, smc_pid: int) -> None:
     assert processes_with_environ(str(tmp_path)) == [], "processes of the job outlived smc local"
     prefix = f"smcns-{smc_pid}-"
     if NETNS is None:
-        assert [ns for ns in _namespaces() if ns.startswith(prefix)] == []
+        assert [ns for ns in namespaces() if ns.startswith(prefix)] == []
         assert not list(NETNS_ETC.glob(prefix + "*"))
 
 

@@ -35,7 +35,7 @@ def start_job(netns_hosts, hyperparameters):
 
 def test_two_hosts_train_and_succeed(netns_hosts):
     cluster, runs = start_job(netns_hosts, {"steps": 3})
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, run.output[-4000:]
         assert (host.job_dir / "output" / "success").exists()
     one, two = (host.job_dir / "model" for host in cluster.hosts)
@@ -56,7 +56,7 @@ def test_two_hosts_train_and_succeed(netns_hosts):
 def test_a_failing_rank_fails_both_hosts(netns_hosts, before_init):
     cluster, runs = start_job(netns_hosts, {"steps": 3, "fail-rank": 1, "fail-before-init": before_init})
     error = "cannot start rank 1" if before_init else "ValueError: boom on rank 1"
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode is not None, f"{host.name} still ran at the timeout:\n{run.output[-4000:]}"
         assert run.returncode == 1, run.output[-4000:]
         failure = (host.job_dir / "output" / "failure").read_text()

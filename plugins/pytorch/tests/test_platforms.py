@@ -93,7 +93,7 @@ def run_job(cluster, env_for, binds_for):
         ]
 
     runs = cluster.run_all(command, env_for=env_for, timeout=240)
-    for host, run in zip(cluster.hosts, runs):
+    for host, run in zip(cluster.hosts, runs, strict=True):
         assert run.returncode == 0, f"{host.name}:\n{run.output[-4000:]}"
     results = [
         json.loads(line.split("RESULT ", 1)[1])

@@ -206,3 +206,21 @@ def open_hosts(count: int, base: Path, network: str = "auto") -> HostSet:
         "(unshare) and allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
         "or on Ubuntu kernel.apparmor_restrict_unprivileged_userns=0), or run with --hosts 1."
     )
+
+
+def processes_with_environ(text: str) -> list[int]:
+    """Pids of this user's processes (not this one) with ``text`` in one of their environment entries."""
+    import psutil
+
+    needle = text.encode()
+    found = []
+    for pid in psutil.pids():
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if any(needle in entry for entry in f.read().split(b"\0")):
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
