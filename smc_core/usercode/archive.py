@@ -46,7 +46,7 @@ __all__ = [
 _CHUNK = 1024 * 1024
 _READ_SIZE = 1024 * 1024  # compressed bytes per read of the source
 _PIECE = 4 * 1024 * 1024  # decompressed bytes at most per piece handed on
-_QUEUE_DEPTH = 8  # pieces decoded ahead of the writer
+_QUEUE_DEPTH = 4  # pieces read or decoded ahead of the next stage
 
 
 def is_tarball(path: Path | str) -> bool:
