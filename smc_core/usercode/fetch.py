@@ -362,7 +362,7 @@ def download_and_extract(
             if owned:
                 stream.close()
     elif local.is_dir():
-        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True, ignore=_holding(dest))
     elif _is_archive(local):
         with open(local, "rb") as file:
             _extract_with_progress(file, local.stat().st_size, dest, source)
@@ -374,6 +374,22 @@ def download_and_extract(
         )
     else:
         shutil.copy2(local, dest / local.name)
+
+
+def _holding(dest: Path) -> Any:
+    """A ``copytree`` filter leaving out the directory that holds ``dest`` (``smc local .`` run in the
+    source dir puts the job dir, and so the code dir, inside the source: copied, it would recurse)."""
+    target = os.path.realpath(dest)
+
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        skipped = []
+        for name in names:
+            path = os.path.realpath(os.path.join(directory, name))
+            if target == path or target.startswith(path + os.sep):
+                skipped.append(name)
+        return skipped
+
+    return ignore
 
 
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip", ".gz")
