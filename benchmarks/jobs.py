@@ -130,6 +130,8 @@ def reset_job(job: Job) -> None:
     if job.fetch_from_s3:
         shutil.rmtree(job.base / "code", ignore_errors=True)
         (job.base / "code").mkdir()
+        # smc's fetch marker and lock live beside the code dir: the next run must fetch again.
+        shutil.rmtree(job.base / ".smc-code", ignore_errors=True)
 
 
 # --- the 200 MB source tarball ----------------------------------------------------------------------------

@@ -265,11 +265,11 @@ def _existing_to_replace(code_dir: Path, source: str, version: str, policy: str)
     """What in ``code_dir`` the fetch replaces: None when it already holds ``source`` (reuse it),
     :data:`_KEEP` when policy ``keep`` runs what is there; raises for policy ``error``."""
     marker = _read_marker(code_dir)
-    if marker == {"source": source, "version": version}:
+    existing = _visible_entries(code_dir)
+    if marker == {"source": source, "version": version} and existing:
         logger.info("Code dir %s already holds %s: reusing it.", code_dir, source)
         return None
-    existing = _visible_entries(code_dir)
-    if not existing:
+    if not existing:  # an emptied code dir is fetched again, whatever the marker says
         return existing
     shown = ", ".join(existing[:8]) + (f" and {len(existing) - 8} more" if len(existing) > 8 else "")
     what = f"code fetched from {marker['source']}" if marker else "code not fetched from it"

@@ -273,3 +273,16 @@ def test_a_source_dir_holding_the_code_dir_is_copied_without_it(tmp_path: Path) 
         "pkg/util.py",
         "train.py",
     ]
+
+
+def test_an_emptied_code_dir_is_fetched_again(tmp_path: Path) -> None:
+    # The marker lives beside the code dir: emptying the code dir must not make smc "reuse" nothing.
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("print('hi')\n")
+    code = tmp_path / "code"
+    assert fetch_code(str(source), code) == "fetched"
+    assert fetch_code(str(source), code) == "reused"
+    (code / "train.py").unlink()
+    assert fetch_code(str(source), code) == "fetched"
+    assert (code / "train.py").read_text() == "print('hi')\n"
