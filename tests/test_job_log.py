@@ -11,7 +11,8 @@ from typing import Any
 from smc_core import UserCode, hookimpl
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import main
-from smc_core.testing.usercode import failure_text, run_train
+
+from .helpers import failure_text, run_train
 
 SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLE-session-token-0123456789"
