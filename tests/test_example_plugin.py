@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.testing.helpers import pip_install_target, run_smc
+from .helpers import pip_install_target, run_smc
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "smc-code-from-dir"
 
@@ -23,7 +23,7 @@ def test_example_is_small():
         for line in (EXAMPLE / "smc_code_from_dir.py").read_text().splitlines()
         if line.strip() and not line.strip().startswith(("#", '"""'))
     ]
-    assert len(code) < 15
+    assert len(code) < 18  # the module, a declared setting, an explained error
 
 
 def test_installed_example_is_listed_first_for_fetch_user_code(example_site):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.testing.helpers import run_smc
+from .helpers import run_smc
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,8 @@ import pytest
 
 from smc_core import hookspecs
 from smc_core.host.plugins import hook_names
-from smc_core.testing.helpers import run_smc
+
+from .helpers import run_smc
 
 SCRIPT = "import os, sys\nprint('user script', sys.argv[1:], os.environ.get('RECORDER_PREPARED'))\n"
 

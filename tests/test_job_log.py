@@ -11,7 +11,8 @@ from typing import Any
 from smc_core import UserCode, hookimpl
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import main
-from smc_core.testing.usercode import failure_text, run_train
+
+from .helpers import failure_text, run_train
 
 SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLE-session-token-0123456789"
@@ -91,7 +92,7 @@ def test_an_exception_raised_in_smcs_own_code_exits_1(job_dir: Callable[..., Pat
     base = job_dir(entry_point="train.py", code={"train.py": "print('trained')\n"})
     pm = get_plugin_manager(environ={}, load_entrypoints=False, plugins=[BadUserCode()])
     assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 1
-    assert failure_text(base).startswith("InternalError: TypeError")
+    assert failure_text(base).startswith("InternalError: internal error in smc or a plugin: TypeError")
 
 
 def test_secrets_are_scrubbed_also_where_json_escapes_them() -> None:

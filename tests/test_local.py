@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from smc_core.cli.local import parse_value
-from smc_core.testing.helpers import run_smc
+
+from .helpers import run_smc
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN = ROOT / "examples" / "plain"

@@ -10,7 +10,8 @@ import pytest
 
 from smc_core.errors import PluginError
 from smc_core.host.plugins import hook_names, select_adapter
-from smc_core.testing.helpers import run_smc, write_fake_dist
+
+from .helpers import run_smc, write_fake_dist
 
 ADAPTER_MODULE = """
 from smc_core import hookimpl

@@ -17,7 +17,8 @@ from smc_core import ConfigError, Setting
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import declared_settings
 from smc_core.host.settings import CORE_SETTINGS, parse_settings, settings_help, settings_table
-from smc_core.testing.usercode import failure_text, run_train
+
+from .helpers import failure_text, run_train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMC = str(Path(sys.executable).with_name("smc"))

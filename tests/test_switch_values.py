@@ -11,8 +11,9 @@ import pytest
 
 from smc_core import create_environment, is_true
 from smc_core.host.switches import switches_on
-from smc_core.testing.usercode import failure_text, run_train
 from smc_core.usercode.describe import function_mode
+
+from .helpers import failure_text, run_train
 
 OFF: list[Any] = [
     False,

@@ -176,6 +176,17 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_adapter(args: argparse.Namespace) -> int:
+    """Render the adapter template into ``DIR/smc-NAME`` (see :mod:`smc_core.cli.new_adapter`)."""
+    from pathlib import Path
+
+    from smc_core.cli.new_adapter import new_adapter
+
+    target = new_adapter(args.name, Path(args.dir))
+    print(f"Wrote {target}: pip install -e {target} && pytest {target / 'tests'}")
+    return 0
+
+
 def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.ArgumentParser:
     """The ``smc`` argument parser; its help lists ``settings`` (default: the core's)."""
     import argparse
@@ -211,6 +222,10 @@ def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.Arg
     p = sub.add_parser("plugins", help="list loaded plugins and the implementations of each hook")
     p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("new-adapter", help="write a new adapter package from smc's template")
+    p.add_argument("name", help="the framework's name, as users pin it with SMC_ADAPTER (e.g. jax)")
+    p.add_argument("--dir", default=".", help="where to create smc-NAME/ (default: here)")
+    p.set_defaults(func=cmd_new_adapter)
     sub.add_parser(
         "local", help="run a training job on this machine (see `smc local --help`)", add_help=False
     )

@@ -7,6 +7,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "smc_core.defaults.usercode",
     "smc_core.defaults.exports",
     "smc_core.defaults.install",
+    # before invoke: among trylast implementations the one registered first is called first
+    "smc_core.defaults.mpi",
     "smc_core.defaults.invoke",
     "smc_core.defaults.intermediate",
     "smc_core.defaults.reporting",

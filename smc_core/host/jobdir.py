@@ -114,9 +114,14 @@ def _holder(fd: int) -> str:
 
 def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
     """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
-    pinned = environ.get("SMC_PLATFORM", "").strip()
+    from smc_core.host.settings import PLATFORM
+
+    try:
+        pinned = PLATFORM.read(environ)
+    except ConfigError:
+        return False  # reported with every other bad setting once the job starts
     if pinned:
-        return pinned != "sagemaker"
+        return bool(pinned != "sagemaker")
     from smc_core.job.platforms.detect import detect_platform
 
     return detect_platform(base, environ)[0] != "sagemaker"

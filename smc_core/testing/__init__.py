@@ -1,78 +1,89 @@
-"""Test helpers for smc and for plugin authors: an opt-in pytest plugin.
+"""smc's test kit for plugin and adapter authors: an opt-in pytest plugin.
 
-Enable it with ``pytest -p smc_core.testing`` or ``pytest_plugins = ["smc_core.testing"]``. Fixtures:
+Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testing"`` in your
+``pyproject.toml``, or ``pytest_plugins = ["smc_core.testing"]`` in a root ``conftest.py``). Fixtures:
 
-* ``job_dir``: a factory writing a job directory the way the SageMaker SDK does (see :func:`make_job_dir`).
-* ``plugin_manager``: a fresh plugin manager with the defaults only (no entry points loaded).
-* ``register_plugin``: registers a plugin object into ``plugin_manager`` for one test.
+* ``smc_job``: a :class:`~smc_core.testing.jobs.JobRunner` that lays out a job (code, hyperparameters,
+  channels, hosts), runs it through the real ``train`` console script with your adapter pinned, and
+  returns a :class:`~smc_core.testing.jobs.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
+  ``exit_code``, ``model_dir``).
+* ``smc_adapter``: the adapter ``smc_job`` pins as ``SMC_ADAPTER``; None (pin nothing) unless you
+  override it in your ``conftest.py``.
+* ``job_dir``: a factory that only writes a job directory (see :func:`make_job_dir`).
+* ``netns_hosts``: N Linux network namespaces as the hosts of a cluster (:mod:`smc_core.testing.netns`);
+  run a job on all of them with ``smc_job.on_cluster(cluster, ...)``.
+* ``s3_server``, ``fault_proxy``: moto's S3 server on 127.0.0.1 and a fault-injecting proxy in front
+  of it (:mod:`smc_core.testing.s3`).
+* ``plugin_manager``, ``register_plugin``: a fresh plugin manager with the defaults only, and a
+  way to register a plugin object into it for one test (for hook-level unit tests).
+
+This package imports nothing from smc's command line: it runs ``train`` as a platform does.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smc_core.cli.local import encode_hyperparameters
+from smc_core.testing.jobs import (
+    JobOutcome,
+    JobRunner,
+    encode_hyperparameters,
+    job_environ,
+    make_job_dir,
+    run_job,
+    train_command,
+)
 
-__all__ = ["encode_hyperparameters", "make_job_dir"]
+__all__ = [
+    "JobOutcome",
+    "JobRunner",
+    "encode_hyperparameters",
+    "job_environ",
+    "make_job_dir",
+    "run_job",
+    "train_command",
+]
 
 
-def make_job_dir(
-    base: Path,
-    *,
-    hyperparameters: Mapping[str, Any] | None = None,
-    raw_hyperparameters: Mapping[str, str] | None = None,
-    channels: Mapping[str, Mapping[str, str]] | Sequence[str] = (),
-    hosts: Sequence[str] = ("algo-1",),
-    current_host: str = "algo-1",
-    resource_config: Mapping[str, Any] | None = None,
-    code: Mapping[str, str] | None = None,
-    entry_point: str | None = None,
-) -> Path:
-    """Write a job directory under ``base`` and return ``base``.
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The ini option ``smc_adapter``: the default of the ``smc_adapter`` fixture."""
+    parser.addini("smc_adapter", "the adapter smc_job pins as SMC_ADAPTER (its entry-point name)", default="")
 
-    :param hyperparameters: decoded values, JSON-encoded on the way in (as the SDK does).
-    :param raw_hyperparameters: values written as they are (for other clients' bare strings).
-    :param channels: channel names, or ``{name: inputdataconfig entry}``; each gets a data dir.
-    :param resource_config: written as is; default built from ``hosts`` and ``current_host``.
-    :param code: ``{relative path: text}`` files written into ``code/``.
-    :param entry_point: sets ``sagemaker_program``.
+
+@pytest.fixture
+def smc_adapter(request: pytest.FixtureRequest) -> str | None:
+    """The adapter ``smc_job`` pins as ``SMC_ADAPTER`` (its entry-point name, e.g. ``"pytorch"``).
+
+    The ini option ``smc_adapter``, else None: pin nothing (smc then loads the only adapter
+    installed, or none). An adapter's tests override it in their ``conftest.py``::
+
+        @pytest.fixture
+        def smc_adapter():
+            return "myfw"
     """
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    encoded = encode_hyperparameters(hyperparameters or {})
-    if entry_point is not None:
-        encoded["sagemaker_program"] = json.dumps(entry_point)
-    encoded.update(raw_hyperparameters or {})
-    (config / "hyperparameters.json").write_text(json.dumps(encoded))
-    if resource_config is None:
-        resource_config = {
-            "current_host": current_host,
-            "hosts": list(hosts),
-            "network_interface_name": "eth0",
-        }
-    (config / "resourceconfig.json").write_text(json.dumps(resource_config))
-    if not isinstance(channels, Mapping):
-        channels = {name: {"TrainingInputMode": "File"} for name in channels}
-    (config / "inputdataconfig.json").write_text(json.dumps(dict(channels)))
-    for name in channels:
-        (base / "input" / "data" / name).mkdir(parents=True, exist_ok=True)
-    for sub in ("model", "output/data", "code"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    for rel, text in (code or {}).items():
-        path = base / "code" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return base
+    return str(request.config.getini("smc_adapter") or "") or None
+
+
+@pytest.fixture
+def smc_job(tmp_path: Path, smc_adapter: str | None) -> JobRunner:
+    """Lay out and run real training jobs: ``smc_job(code=..., entry_point=..., hyperparameters=...)``.
+
+    Returns a :class:`~smc_core.testing.jobs.JobRunner`; calling it returns a
+    :class:`~smc_core.testing.jobs.JobOutcome`. Job directories go under ``tmp_path/smc-jobs``.
+    """
+    return JobRunner(tmp_path / "smc-jobs", adapter=smc_adapter)
 
 
 @pytest.fixture
 def job_dir(tmp_path: Path) -> Callable[..., Path]:
-    """A factory: ``job_dir(hyperparameters={...}, code={"train.py": ...}, entry_point="train.py")``."""
+    """A factory: ``job_dir(hyperparameters={...}, code={"train.py": ...}, entry_point="train.py")``.
+
+    Writes a job directory with :func:`make_job_dir` and returns its path (nothing runs).
+    """
     counter = iter(range(1_000_000))
 
     def factory(**kwargs: Any) -> Path:
@@ -83,7 +94,7 @@ def job_dir(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def plugin_manager() -> Any:
-    """A fresh plugin manager with only the default plugins registered."""
+    """A fresh plugin manager with only the default plugins registered (no entry points loaded)."""
     from smc_core.host.plugins import get_plugin_manager
 
     return get_plugin_manager(environ={}, load_entrypoints=False)
@@ -91,7 +102,7 @@ def plugin_manager() -> Any:
 
 @pytest.fixture
 def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]:
-    """Register a plugin object into ``plugin_manager`` for this test; unregistered after."""
+    """Register a plugin object (a module or a class instance) into ``plugin_manager`` for this test."""
     registered: list[object] = []
 
     def register(plugin: object) -> object:

@@ -155,7 +155,9 @@ def hyperparameter_over_one_argument(kit: Kit) -> Outcome:
 
 
 def unclaimed_switch(kit: Kit) -> Outcome:
-    base = kit.job({"train.py": OK}, raw_hyperparameters={"sagemaker_mpi_enabled": "true"})
+    base = kit.job(
+        {"train.py": OK}, raw_hyperparameters={"sagemaker_distributed_dataparallel_enabled": "true"}
+    )
     return kit.train(base)
 
 

@@ -206,7 +206,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "switch-unclaimed",
         cfg.unclaimed_switch,
-        "sagemaker_mpi_enabled with no plugin to launch it",
+        "sagemaker_distributed_dataparallel_enabled with no plugin to launch it",
         2,
         "ConfigError: ",
         "code not run",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from smc_core.testing import make_job_dir
-from smc_core.testing.helpers import SMC_ENV_PREFIXES
+from tests.helpers import SMC_ENV_PREFIXES
 
 BIN = Path(sys.executable).parent
 

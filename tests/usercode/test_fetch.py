@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from smc_core.testing.s3 import FaultProxy, MotoServer
-from smc_core.testing.usercode import failure_text, run_train, tar_bytes
 from smc_core.usercode.fetch import MARKER_NAME, fetch_code
+
+from ..helpers import failure_text, run_train, tar_bytes
 
 SCRIPT = """
 import os, sys

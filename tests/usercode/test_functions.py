@@ -16,7 +16,8 @@ from smc_core import hookimpl
 from smc_core.errors import ConfigError
 from smc_core.host.runner import main
 from smc_core.launch.functions import intersect_fn_parameters, train_arguments
-from smc_core.testing.usercode import failure_text, run_train
+
+from ..helpers import failure_text, run_train
 
 TRAIN_FN = """
 import os

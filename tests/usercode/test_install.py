@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from smc_core.errors import ConfigError
-from smc_core.testing.usercode import IN_TREE_BACKEND, PACKAGE_PYPROJECT, failure_text, make_wheel, run_train
 from smc_core.usercode.install import (
     codeartifact_index_url,
     find_uv,
@@ -19,6 +18,8 @@ from smc_core.usercode.install import (
     parse_codeartifact_arn,
     pip_settings,
 )
+
+from ..helpers import IN_TREE_BACKEND, PACKAGE_PYPROJECT, failure_text, make_wheel, run_train
 
 INSTALLERS = [
     "pip",

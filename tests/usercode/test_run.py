@@ -17,7 +17,8 @@ import pytest
 
 from smc_core.host.reporting import FAILURE_LIMIT
 from smc_core.launch.process import run_process, start_process
-from smc_core.testing.usercode import TRAIN, failure_text, run_train
+
+from ..helpers import TRAIN, failure_text, run_train
 
 TRICKY = {"msg": "two words", "quote": 'it\'s "quoted"', "shell": "$(touch pwned) `id` ; rm -rf x", "e": ""}
 EXPECTED_ARGS = [

@@ -21,7 +21,8 @@ import psutil
 import pytest
 
 from smc_core.launch.process import run_process
-from smc_core.testing.usercode import TRAIN, failure_text, run_train
+
+from ..helpers import TRAIN, failure_text, run_train
 
 
 def wait_for(path: Path, timeout: float = 30) -> None:

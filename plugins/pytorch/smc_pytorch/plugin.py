@@ -1,10 +1,15 @@
 """The PyTorch adapter's hook implementations (torch is imported only inside functions).
 
+* ``register_settings``: ``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``,
+  ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT`` (:data:`smc_pytorch.distribution.SETTINGS`).
+* ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``.
 * ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
   ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
 * ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
   runs torchrun on this host (through :mod:`smc_pytorch.launcher`) and reports the failing rank and
-  host; otherwise returns None and the default runs one process.
+  host; otherwise returns None: with ``sagemaker_mpi_enabled`` the core's MPI launcher runs the
+  ranks (with this adapter's ``MASTER_ADDR``/``MASTER_PORT`` and the core's per-rank ``RANK``,
+  ``WORLD_SIZE``, ``LOCAL_RANK``), else the default runs one process.
 * ``save_returned_module`` (an ``invoke_train`` wrapper): in function mode, saves an ``nn.Module``
   that ``train()`` returned into the model dir, on rank 0 only (:mod:`smc_pytorch.saving`).
 """
@@ -26,6 +31,7 @@ from smc_core import (
     TrainingResult,
     UserCode,
     hookimpl,
+    is_true,
     logger,
     run_process,
     user_args,
@@ -50,7 +56,7 @@ TRACEBACK_CHARS = 700
 
 @hookimpl
 def register_settings() -> tuple[Setting[Any], ...]:
-    """``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``, ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT``."""
+    """The environment variables this adapter reads (checked at start, listed in the settings reference)."""
     return SETTINGS
 
 
@@ -75,6 +81,13 @@ def invoke_train(
     """Run torchrun on this host when a distribution switch is on; None otherwise."""
     switch = distribution_switch(training_env)
     if switch is None:
+        if is_true(training_env.additional_framework_parameters.get("sagemaker_mpi_enabled")):
+            logger.info(
+                "sagemaker_mpi_enabled: the MPI launcher runs the ranks; each gets MASTER_ADDR=%s, "
+                "MASTER_PORT=%s and its RANK, WORLD_SIZE, LOCAL_RANK for torch.distributed's env://.",
+                process_env.get("MASTER_ADDR"),
+                process_env.get("MASTER_PORT"),
+            )
         return None
     if user_code.kind is EntryKind.FUNCTION:
         logger.warning(

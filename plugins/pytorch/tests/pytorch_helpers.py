@@ -1,16 +1,8 @@
-"""Helpers for the PyTorch adapter's tests: user scripts, and running ``train`` on a job directory."""
+"""The PyTorch adapter's test scripts; jobs run through ``smc_core.testing``'s ``smc_job`` fixture."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-from collections.abc import Mapping
-from pathlib import Path
-
-TRAIN = str(Path(sys.executable).with_name("train"))
 
 DDP_SCRIPT = r"""
 import argparse, json, os, sys
@@ -56,37 +48,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def train_env(base: Path, **extra: str) -> dict[str, str]:
-    """The environment ``train`` runs with for the job directory ``base``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
-    env.update({"SAGEMAKER_BASE_DIR": str(base), "SMC_ADAPTER": "pytorch", **extra})
-    return env
-
-
-def run_train(base: Path, *, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``train`` (a real subprocess, in its own process group) on ``base``; return how it ended.
-
-    At the timeout the whole group is killed (torchrun's workers too) and TimeoutExpired raised.
-    """
-    with subprocess.Popen(
-        [TRAIN],
-        env=train_env(base, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
-    return subprocess.CompletedProcess([TRAIN], process.returncode, out, err)
-
-
-def single_host(interface: str = "lo") -> Mapping[str, object]:
-    """A one-host resource config on loopback (never the machine's own network)."""
-    return {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": interface}

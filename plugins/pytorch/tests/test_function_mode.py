@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from pytorch_helpers import run_train, single_host
 from smc_pytorch.saving import STATE_DICT_FILE, TORCHSCRIPT_FILE, is_module, is_rank_zero, save_model
 
 TRAIN_FUNCTION = """
@@ -32,21 +31,20 @@ def train(epochs: int, model_dir):
 """
 
 
-def test_returned_module_is_saved_and_predicts_the_same(job_dir, monkeypatch):
-    base = job_dir(
+def test_returned_module_is_saved_and_predicts_the_same(smc_job, monkeypatch):
+    done = smc_job(
         hyperparameters={"epochs": 2},
-        resource_config=single_host(),
         code={"net.py": TRAIN_FUNCTION},
         entry_point="net.py",
+        env={"SMC_FUNCTION_MODE": "1"},
     )
-    done = run_train(base, SMC_FUNCTION_MODE="1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    model_dir = base / "model"
+    done.assert_success()
+    model_dir = done.model_dir
     assert sorted(p.name for p in model_dir.iterdir()) == ["expected.pt", TORCHSCRIPT_FILE, STATE_DICT_FILE]
     expected = torch.load(model_dir / "expected.pt")
     scripted = torch.jit.load(str(model_dir / TORCHSCRIPT_FILE))
     assert torch.equal(scripted(torch.ones(4, 3)), expected)
-    monkeypatch.syspath_prepend(str(base / "code"))
+    monkeypatch.syspath_prepend(str(done.job_dir / "code"))
     import net
 
     fresh = net.Net()
@@ -54,19 +52,18 @@ def test_returned_module_is_saved_and_predicts_the_same(job_dir, monkeypatch):
     assert torch.equal(fresh(torch.ones(4, 3)), expected)
 
 
-def test_a_returned_module_without_the_adapter_fails_naming_it(job_dir):
-    base = job_dir(
+def test_a_returned_module_without_the_adapter_fails_naming_it(smc_job):
+    done = smc_job(
         hyperparameters={"epochs": 1},
-        resource_config=single_host(),
         code={"net.py": TRAIN_FUNCTION},
         entry_point="net.py",
+        env={"SMC_FUNCTION_MODE": "1", "SMC_DISABLE_PLUGINS": "pytorch"},
+        adapter=None,
     )
-    done = run_train(base, SMC_FUNCTION_MODE="1", SMC_ADAPTER="", SMC_DISABLE_PLUGINS="pytorch")
-    assert done.returncode == 2, done.stderr[-3000:]
-    failure = (base / "output" / "failure").read_text()
-    assert failure.startswith("ConfigError: net.train() returned a net.Net: a torch.nn.Module")
-    assert "pip install smc-pytorch" in failure and "SMC_ADAPTER=pytorch" in failure
-    assert sorted(p.name for p in (base / "model").iterdir()) == ["expected.pt"]  # nothing saved
+    done.assert_failure(2)
+    assert done.failure.startswith("ConfigError: net.train() returned a net.Net: a torch.nn.Module")
+    assert "pip install smc-pytorch" in done.failure and "SMC_ADAPTER=pytorch" in done.failure
+    assert sorted(p.name for p in done.model_dir.iterdir()) == ["expected.pt"]  # nothing saved
 
 
 class Unscriptable(torch.nn.Module):

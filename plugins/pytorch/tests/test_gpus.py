@@ -8,13 +8,16 @@ import shutil
 import subprocess
 
 import pytest
-from pytorch_helpers import DDP_SCRIPT, free_port, run_train, single_host
+from pytorch_helpers import DDP_SCRIPT, free_port
 
 
 def available_gpus() -> int:
-    """GPUs as ``nvidia-smi --list-gpus`` lists them (0 when it fails)."""
-    done = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, check=False)
-    return sum(line.startswith("GPU ") for line in done.stdout.splitlines()) if done.returncode == 0 else 0
+    """GPUs as the container contract counts them: ``nvidia-smi --list-gpus`` lines starting ``GPU ``."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
 
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
@@ -24,22 +27,21 @@ echo "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-00000000-0000-0000-0000-0000000000
 """
 
 
-def test_process_per_gpu_with_a_fake_nvidia_smi(job_dir, tmp_path):
+def test_process_per_gpu_with_a_fake_nvidia_smi(smc_job, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (bin_dir / "nvidia-smi").chmod(0o755)
-    base = job_dir(
+    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = smc_job(
         hyperparameters={"steps": 1, "sagemaker_pytorch_ddp_enabled": True},
-        resource_config=single_host(),
         code={"train.py": DDP_SCRIPT},
         entry_point="train.py",
+        env={"PATH": path, "SMC_PYTORCH_MASTER_PORT": str(free_port())},
     )
-    path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-    done = run_train(base, PATH=path, SMC_PYTORCH_MASTER_PORT=str(free_port()))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done.assert_success()
     assert "torchrun with 2 process(es)" in done.stderr
-    env = json.loads((base / "model" / "env-1.json").read_text())
+    env = json.loads((done.model_dir / "env-1.json").read_text())
     assert env["LOCAL_WORLD_SIZE"] == "2" and env["WORLD_SIZE"] == "2"
 
 
@@ -61,17 +63,16 @@ NO_GPU = "nvidia-smi finds no GPU here (a real NCCL job needs one; the fake-nvid
 
 @pytest.mark.gpu
 @pytest.mark.skipif(shutil.which("nvidia-smi") is None or available_gpus() == 0, reason=NO_GPU)
-def test_real_one_gpu_nccl_job(job_dir):
-    interface = "lo"
-    base = job_dir(
+def test_real_one_gpu_nccl_job(smc_job):
+    done = smc_job(
         hyperparameters={
             "sagemaker_torch_distributed_enabled": True,
             "sagemaker_mpi_num_of_processes_per_host": 1,
         },
-        resource_config=single_host(interface),
         code={"train.py": NCCL_SCRIPT},
         entry_point="train.py",
+        interface="lo",
+        env={"SMC_PYTORCH_MASTER_PORT": str(free_port())},
     )
-    done = run_train(base, SMC_PYTORCH_MASTER_PORT=str(free_port()))
-    assert done.returncode == 0, done.stderr[-3000:]
+    done.assert_success()
     assert "nccl ok" in done.stdout

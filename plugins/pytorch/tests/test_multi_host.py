@@ -6,39 +6,30 @@ import json
 
 import pytest
 import torch
-from pytorch_helpers import DDP_SCRIPT, TRAIN, train_env
-
-from smc_core.testing import make_job_dir
+from pytorch_helpers import DDP_SCRIPT
 
 pytestmark = pytest.mark.netns
 
 INTERFACE = "net0"  # not eth0: gloo and NCCL must be told the interface from resourceconfig.json
 
 
-def start_job(netns_hosts, hyperparameters):
+def start_job(smc_job, netns_hosts, hyperparameters):
     cluster = netns_hosts(2, interface=INTERFACE)
-    for host in cluster.hosts:
-        make_job_dir(
-            host.job_dir,
-            hyperparameters={"sagemaker_torch_distributed_enabled": True, **hyperparameters},
-            resource_config=host.resource_config(cluster.host_names),
-            code={"train.py": DDP_SCRIPT},
-            entry_point="train.py",
-        )
-    runs = cluster.run_all(
-        lambda host: [TRAIN],
-        env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60", PYTHONUNBUFFERED="1"),
+    return smc_job.on_cluster(
+        cluster,
+        hyperparameters={"sagemaker_torch_distributed_enabled": True, **hyperparameters},
+        code={"train.py": DDP_SCRIPT},
+        entry_point="train.py",
+        env={"SMC_HOST_WAIT_TIMEOUT": "60"},
         timeout=180,
     )
-    return cluster, runs
 
 
-def test_two_hosts_train_and_succeed(netns_hosts):
-    cluster, runs = start_job(netns_hosts, {"steps": 3})
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode == 0, run.output[-4000:]
-        assert (host.job_dir / "output" / "success").exists()
-    one, two = (host.job_dir / "model" for host in cluster.hosts)
+def test_two_hosts_train_and_succeed(smc_job, netns_hosts):
+    runs = start_job(smc_job, netns_hosts, {"steps": 3})
+    for run in runs:
+        run.assert_success()
+    one, two = (run.model_dir for run in runs)
     w0, w1 = torch.load(one / "weights-0.pt"), torch.load(two / "weights-1.pt")
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     env0 = json.loads((one / "env-0.json").read_text())
@@ -49,19 +40,15 @@ def test_two_hosts_train_and_succeed(netns_hosts):
     assert env1["LOCAL_RANK"] == "0" and env1["LOCAL_WORLD_SIZE"] == "1"
     assert env1["GLOO_SOCKET_IFNAME"] == env1["NCCL_SOCKET_IFNAME"] == INTERFACE
     assert env1["SM_CURRENT_HOST"] == "algo-2"
-    assert "[algo-2 rank 1]: rank 1 of 2 done" in runs[1].output
+    assert "[algo-2 rank 1]: rank 1 of 2 done" in runs[1].logs
 
 
 @pytest.mark.parametrize("before_init", [0, 1], ids=["in-training", "before-init"])
-def test_a_failing_rank_fails_both_hosts(netns_hosts, before_init):
-    cluster, runs = start_job(netns_hosts, {"steps": 3, "fail-rank": 1, "fail-before-init": before_init})
+def test_a_failing_rank_fails_both_hosts(smc_job, netns_hosts, before_init):
+    runs = start_job(smc_job, netns_hosts, {"steps": 3, "fail-rank": 1, "fail-before-init": before_init})
     error = "cannot start rank 1" if before_init else "ValueError: boom on rank 1"
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode is not None, f"{host.name} still ran at the timeout:\n{run.output[-4000:]}"
-        assert run.returncode == 1, run.output[-4000:]
-        failure = (host.job_dir / "output" / "failure").read_text()
-        assert not (host.job_dir / "output" / "success").exists()
-        assert "rank 1 (local rank 0) on host algo-2 failed with exit code 1" in failure, failure
+    for run in runs:
+        failure = run.assert_failure(1, reason="rank 1 (local rank 0) on host algo-2 failed with exit code 1")
         assert error in failure, failure
         assert "Traceback (most recent call last)" in failure
-    assert "algo-1 stopped its own processes" in (cluster.hosts[0].job_dir / "output" / "failure").read_text()
+    assert "algo-1 stopped its own processes" in (runs[0].failure or "")

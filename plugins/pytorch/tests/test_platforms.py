@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytorch_helpers import TRAIN
+
+from smc_core.testing import train_command
 
 pytestmark = pytest.mark.netns
 
@@ -86,7 +87,7 @@ def run_job(cluster, env_for, binds_for):
             "sh",
             *pairs,
             "--",
-            TRAIN,
+            *train_command(),
             "--",
             "--epochs",
             "2",

@@ -5,30 +5,28 @@ from __future__ import annotations
 import json
 
 import torch
-from pytorch_helpers import DDP_SCRIPT, free_port, run_train, single_host
+from pytorch_helpers import DDP_SCRIPT, free_port
 
 
-def test_two_process_ddp_ends_with_identical_weights(job_dir):
-    base = job_dir(
+def test_two_process_ddp_ends_with_identical_weights(smc_job):
+    port = free_port()
+    done = smc_job(
         hyperparameters={
             "steps": 3,
             "sagemaker_torch_distributed_enabled": True,
             "sagemaker_mpi_num_of_processes_per_host": 2,
         },
-        resource_config=single_host(),
         code={"train.py": DDP_SCRIPT},
         entry_point="train.py",
+        env={"SMC_PYTORCH_MASTER_PORT": str(port)},
     )
-    port = free_port()
-    done = run_train(base, SMC_PYTORCH_MASTER_PORT=str(port))
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (base / "output" / "success").exists()
-    w0 = torch.load(base / "model" / "weights-0.pt")
-    w1 = torch.load(base / "model" / "weights-1.pt")
+    done.assert_success()
+    w0 = torch.load(done.model_dir / "weights-0.pt")
+    w1 = torch.load(done.model_dir / "weights-1.pt")
     assert w0.keys() == w1.keys()
     for key in w0:
         assert torch.equal(w0[key], w1[key]), key
-    envs = [json.loads((base / "model" / f"env-{r}.json").read_text()) for r in (0, 1)]
+    envs = [json.loads((done.model_dir / f"env-{r}.json").read_text()) for r in (0, 1)]
     for rank, env in enumerate(envs):
         assert env["RANK"] == str(rank) and env["LOCAL_RANK"] == str(rank)
         assert env["WORLD_SIZE"] == "2" and env["LOCAL_WORLD_SIZE"] == "2" and env["GROUP_RANK"] == "0"

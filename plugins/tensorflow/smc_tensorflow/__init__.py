@@ -1,5 +1,1 @@
-"""smc adapter for Tensorflow: a placeholder distribution.
-
-The adapter's behaviour (see the design's Packages table) comes in its own issue. Until then it
-registers no entry point, and the core runs Tensorflow scripts as ordinary scripts.
-"""
+"""smc adapter for TensorFlow."""

@@ -1,0 +1,164 @@
+"""Default MPI launch (``sagemaker_mpi_enabled``): ``mpirun`` on the master host, over ssh to the others.
+
+Registered ``trylast`` and before the default ``invoke_train``: an adapter that launches MPI jobs its
+own way answers first; a job without the switch, or in function mode, is left to the default.
+The launch itself is :mod:`smc_core.launch.mpi`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from smc_core import (
+    ConfigError,
+    EntryKind,
+    Setting,
+    TrainingEnv,
+    TrainingResult,
+    UserCode,
+    entry_command,
+    hookimpl,
+    is_true,
+    logger,
+    user_args,
+)
+
+MPI_SWITCH = "sagemaker_mpi_enabled"
+PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
+NUM_PROCESSES_KEY = "sagemaker_mpi_num_processes"
+CUSTOM_OPTIONS_KEY = "sagemaker_mpi_custom_mpi_options"
+
+WAIT_TIMEOUT = Setting.seconds(
+    "SMC_MPI_WAIT_TIMEOUT",
+    600.0,
+    "MPI jobs: seconds the master waits for every worker's sshd to be ready, and a worker for the master",
+    positive=True,
+)
+SILENCE_TIMEOUT = Setting.seconds(
+    "SMC_MPI_MASTER_SILENCE_TIMEOUT",
+    20.0,
+    "MPI jobs: seconds a worker hears nothing from the master (heartbeats every quarter of it) before it "
+    "takes the master as gone and fails",
+    positive=True,
+)
+PORT = Setting.integer(
+    "SMC_MPI_PORT",
+    7780,
+    "MPI jobs: the master's coordination port (TCP, same on every host)",
+    minimum=1,
+    maximum=65535,
+)
+SSH_PORT = Setting.integer(
+    "SMC_MPI_SSH_PORT",
+    22,
+    "MPI jobs: the port of the job's sshd on the worker hosts",
+    minimum=1,
+    maximum=65535,
+)
+MPIRUN = Setting.text(
+    "SMC_MPIRUN", None, "MPI jobs: the mpirun to run (default: beside the job's python, else on PATH)"
+)
+SSHD = Setting.text(
+    "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
+)
+
+SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, PORT, SSH_PORT, MPIRUN, SSHD)
+
+
+@hookimpl(trylast=True)
+def register_settings() -> tuple[Setting[Any], ...]:
+    """The MPI launch's settings."""
+    return SETTINGS
+
+
+@hookimpl(trylast=True)
+def claim_switches() -> list[str]:
+    """The core launches MPI jobs."""
+    return [MPI_SWITCH]
+
+
+def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    value = params.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"hyperparameters.json: {key!r} is {value!r}, which is not a whole number >= 1: give e.g. 2."
+        )
+    return number
+
+
+def mpi_job(training_env: TrainingEnv) -> Any:
+    """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings)."""
+    from smc_core.launch.mpi import MpiJob, parse_custom_options
+
+    params = training_env.additional_framework_parameters
+    hosts = tuple(training_env.distribution_hosts or training_env.hosts)
+    # As the reference's runner: one process per GPU (or Neuron device), else one per host.
+    default = training_env.num_gpus or training_env.num_neurons or 1
+    per_host = _count(params, PROCESSES_PER_HOST_KEY, default) or default
+    total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
+    options = params.get(CUSTOM_OPTIONS_KEY) or ""
+    settings = training_env.settings
+    return MpiJob(
+        hosts=hosts,
+        current_host=training_env.current_host,
+        interface=training_env.network_interface_name,
+        processes_per_host=per_host,
+        num_processes=total,
+        custom_options=parse_custom_options(str(options)),
+        port=settings[PORT],
+        ssh_port=settings[SSH_PORT],
+        wait_timeout=settings[WAIT_TIMEOUT],
+        silence_timeout=settings[SILENCE_TIMEOUT],
+        mpirun=settings[MPIRUN],
+        sshd=settings[SSHD],
+    )
+
+
+def rank_command(user_code: UserCode, args: list[str], process_env: Mapping[str, str]) -> list[str]:
+    """The entry command each rank runs: as the default launcher runs it, with ``python -m mpi4py``
+    in front of a Python entry point when mpi4py is installed (an uncaught exception then aborts
+    the job instead of leaving the other ranks waiting)."""
+    from smc_core.launch.mpi import rank_python_args
+
+    command = entry_command(user_code, args, process_env)
+    if user_code.kind in (EntryKind.PYTHON, EntryKind.MODULE):
+        command[1:1] = rank_python_args()
+    return command
+
+
+@hookimpl(trylast=True)
+def invoke_train(
+    training_env: TrainingEnv, user_code: UserCode, process_env: Mapping[str, str]
+) -> TrainingResult | None:
+    """With ``sagemaker_mpi_enabled``: run mpirun on the master host, serve the job's sshd on the others."""
+    if not is_true(training_env.additional_framework_parameters.get(MPI_SWITCH)):
+        return None
+    if user_code.kind is EntryKind.FUNCTION:
+        logger.warning(
+            "%s is on, but function mode runs train() in this process: mpirun is not used.", MPI_SWITCH
+        )
+        return None
+    from smc_core.launch.mpi import run_master, run_worker
+
+    job = mpi_job(training_env)
+    if training_env.current_host not in job.hosts:
+        # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry
+        # point as a plain process (a data-loading group, say), as on SageMaker.
+        logger.info(
+            "MPI: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
+            training_env.current_host,
+            ", ".join(job.hosts),
+        )
+        return None
+    if training_env.current_host != job.master:
+        logger.info("MPI: %s is a worker; the master %s runs mpirun.", training_env.current_host, job.master)
+        return run_worker(job, process_env)
+    command = rank_command(user_code, user_args(training_env), process_env)
+    return run_master(job, command, process_env, cwd=user_code.code_dir)

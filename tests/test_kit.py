@@ -1,0 +1,79 @@
+"""The test kit itself: ``smc_job`` lays out, runs and reports real jobs (``smc_core.testing``)."""
+
+from __future__ import annotations
+
+import pytest
+
+PROBE = """
+import json, os, sys
+with open(os.path.join(os.environ["SM_CHANNEL_TRAIN"], "points.csv")) as f:
+    points = f.read()
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "seen.json"), "w") as f:
+    json.dump({"argv": sys.argv[1:], "points": points, "kit": os.environ.get("KIT"),
+               "adapter": os.environ.get("SMC_ADAPTER"),
+               "interface": os.environ["SM_NETWORK_INTERFACE_NAME"]}, f)
+print("probe done")
+"""
+
+
+@pytest.fixture
+def smc_adapter():
+    return "pytorch"  # installed beside smc-core in this repository's environment (make setup)
+
+
+def test_a_job_is_laid_out_and_run_clean(smc_job, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SMC_GRACE_PERIOD", "not a number")  # the test process's SMC_* never leak in
+    outcome = smc_job(
+        code={"train.py": PROBE},
+        entry_point="train.py",
+        hyperparameters={"epochs": 2, "name": "x y"},
+        channels={"train": {"points.csv": "1,2\n"}},
+        env={"KIT": "yes"},
+    )
+    outcome.assert_success()
+    seen = json.loads((outcome.model_dir / "seen.json").read_text())
+    assert seen == {
+        "argv": ["--epochs", "2", "--name", "x y"],
+        "points": "1,2\n",
+        "kit": "yes",
+        "adapter": "pytorch",
+        "interface": "lo",
+    }
+    assert "probe done" in outcome.stdout and outcome.failure is None and outcome.exit_code == 0
+
+
+def test_a_failing_job_is_reported_with_its_failure_file(smc_job):
+    outcome = smc_job(
+        code={"train.py": "import sys\nprint('bad things', file=sys.stderr)\nsys.exit(3)\n"},
+        entry_point="train.py",
+    )
+    assert outcome.exit_code == 3 and not outcome.succeeded
+    assert "bad things" in outcome.assert_failure(3, reason="bad things")
+    with pytest.raises(AssertionError, match=r"(?s)exit code 3.*output/failure:.*bad things"):
+        outcome.assert_success()
+    with pytest.raises(AssertionError, match="expected exit code 4"):
+        outcome.assert_failure(4)
+
+
+def test_a_job_past_its_timeout_is_killed(smc_job):
+    outcome = smc_job(code={"train.py": "import time\ntime.sleep(120)\n"}, entry_point="train.py", timeout=5)
+    assert outcome.timed_out and outcome.exit_code is None
+    assert outcome.duration < 60
+    with pytest.raises(AssertionError, match="timed out"):
+        outcome.assert_success()
+
+
+def test_a_bad_setting_given_to_the_job_fails_it_with_exit_2(smc_job):
+    outcome = smc_job(code={"train.py": "pass\n"}, entry_point="train.py", env={"SMC_GRACE_PERIOD": "soon"})
+    outcome.assert_failure(2, reason="SMC_GRACE_PERIOD")
+
+
+def test_the_kit_does_not_import_the_command_line():
+    import subprocess
+    import sys
+
+    probe = "import sys, smc_core.testing; print([m for m in sys.modules if m.startswith('smc_core.cli')])"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
