@@ -110,6 +110,18 @@ def gzip_decompressor() -> Any:
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
 
 
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    """What decompressors raise on corrupt data (ISA-L's error is none of the standard ones)."""
+    errors: list[type[BaseException]] = [zlib.error, OSError, lzma.LZMAError, EOFError]
+    try:
+        from isal import isal_zlib
+
+        errors.append(isal_zlib.error)  # type: ignore[arg-type]  # a class; its stub says instance
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def _decompressor(kind: str) -> Any:
     if kind == "gzip":
         return gzip_decompressor()
@@ -217,7 +229,7 @@ def _decoded(compressed: Iterator[bytes], kind: str, label: str) -> Iterator[byt
         consumed += len(data)
         try:
             yield from _decompress(decompressor, data)
-        except (zlib.error, OSError, lzma.LZMAError, EOFError) as exc:
+        except _corrupt_errors() as exc:
             raise FetchError(
                 f"{label}: the {kind} archive is corrupt near byte {consumed}: {exc}. "
                 "Upload an intact archive (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
