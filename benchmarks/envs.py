@@ -22,8 +22,15 @@ WORK = REPO / "benchmarks" / ".work"
 REFERENCE_REQUIREMENT = "sagemaker-training==5.1.4"
 """The reference toolkit, pinned so that figures stay comparable from run to run."""
 
-SMC_DEPENDENCIES = ["pluggy>=1.5", "boto3>=1.28", "psutil>=5.9", "uv"]
-"""smc-core's dependencies, plus uv, which smc uses for requirements when it is installed."""
+
+def _smc_dependencies() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+SMC_DEPENDENCIES = _smc_dependencies()
+"""smc-core's dependencies, read from ``pyproject.toml``: what ``pip install smc-core`` installs."""
 
 FRAMEWORK_SIZE = 300
 """Installed distributions in a framework-sized environment (framework images carry hundreds)."""

@@ -52,6 +52,8 @@ with open(os.environ["SMC_BENCH_RESULT_FILE"], "w") as f:
 
 BUCKET = "smc-bench"
 SOURCE_KEY = "job/source/sourcedir.tar.gz"
+SMALL_KEY = "job/small/sourcedir.tar.gz"
+"""A source archive holding only the user script (start-up with the code from S3)."""
 
 REQUIREMENTS_PRESENT = ["six", "python-dateutil", "jmespath", "urllib3", "psutil"]
 """Requirements already installed in every benchmark environment (both runners depend on them)."""
@@ -128,6 +130,8 @@ def reset_job(job: Job) -> None:
     if job.fetch_from_s3:
         shutil.rmtree(job.base / "code", ignore_errors=True)
         (job.base / "code").mkdir()
+        # smc's fetch marker and lock live beside the code dir: the next run must fetch again.
+        shutil.rmtree(job.base / ".smc-code", ignore_errors=True)
 
 
 # --- the 200 MB source tarball ----------------------------------------------------------------------------
@@ -271,3 +275,55 @@ def make_package_index(root: Path, packages: list[str], *, log: bool = True) -> 
     (simple / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
     stamp.write_text(json.dumps(packages))
     return root
+
+
+def make_small_sourcedir(path: Path) -> Path:
+    """Write a ``sourcedir.tar.gz`` holding only ``train.py`` (the benchmark's user script)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        data = USER_SCRIPT.encode()
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def tar_manifest(path: Path) -> dict[str, tuple[int, str]]:
+    """``{member name: (size, sha256)}`` of the regular files in the tarball ``path``."""
+    manifest = {}
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            if member.isreg():
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                manifest[member.name] = (len(data), hashlib.sha256(data).hexdigest())
+    return manifest
+
+
+def check_extracted(code_dir: Path, manifest: dict[str, tuple[int, str]], *, digests: bool) -> str | None:
+    """None when every file of ``manifest`` is in ``code_dir`` with its size (and, with ``digests``,
+    its content: sha256); else what is wrong."""
+    for name, (size, digest) in manifest.items():
+        path = code_dir / name
+        try:
+            if path.stat().st_size != size:
+                return f"{name}: {path.stat().st_size} bytes, expected {size}"
+        except OSError:
+            return f"{name} is missing from {code_dir}"
+        if (digests or name == "train.py") and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"{name}: its content differs from the archive's"
+    return None
+
+
+def gnu_tar_seconds(tarball: Path, dest: Path) -> float | None:
+    """Seconds for GNU ``tar xzf`` to extract ``tarball`` into an emptied ``dest`` (None: no tar)."""
+    import time
+
+    if not shutil.which("tar"):
+        return None
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    started = time.perf_counter()
+    subprocess.run(["tar", "xzf", str(tarball), "-C", str(dest)], check=True)
+    seconds = time.perf_counter() - started
+    shutil.rmtree(dest, ignore_errors=True)
+    return seconds

@@ -35,6 +35,8 @@ class Sample:
     runner_peak_mib: float | None = None
     exit_code: int | None = None
     error: str | None = None
+    cpu_s: float | None = None
+    """CPU time (user + system) of ``train`` and everything it ran, until it exited."""
 
 
 @dataclass
@@ -79,6 +81,9 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
     shutil.rmtree(cache_dir, ignore_errors=True)
     env = runner_env(venv, job, common, cache_dir)
     pid_tmp = job.pid_file.with_suffix(".tmp")
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with job.log_file.open("wb") as log:
         started = time.time()
         proc = subprocess.Popen(
@@ -93,6 +98,8 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
             proc.wait()
             return Sample(ok=False, error=f"timed out after {timeout:.0f} s; see {job.log_file}")
         ended = time.time()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     shutil.rmtree(cache_dir, ignore_errors=True)
     try:
         result = json.loads(job.result_file.read_text())
@@ -110,6 +117,7 @@ def run_once(venv: Venv, job: Job, common: Mapping[str, str], *, timeout: float 
         runner_peak_mib=result["runner_vmhwm_kib"] / 1024 if result.get("runner_pid") == proc.pid else None,
         exit_code=code,
         error=None if code == 0 else f"exit code {code}; see {job.log_file}",
+        cpu_s=cpu,
     )
 
 
@@ -244,3 +252,41 @@ def import_profile(venv: Venv, job: Job, common: Mapping[str, str]) -> dict[str,
         by_package[package] = by_package.get(package, 0.0) + int(self_us) / 1e6
     by_package["(all imports)"] = sum(by_package.values())
     return by_package
+
+
+# --- the floor of start-up on the S3 path: its parts, in a fresh interpreter -------------------------
+
+S3_FLOOR_PROBE = """\
+import time; t0 = time.perf_counter()
+import json, sys
+import boto3
+t1 = time.perf_counter()
+from smc_core.usercode.s3 import S3ObjectReader, s3_client
+t2 = time.perf_counter()
+client = s3_client()
+t3 = time.perf_counter()
+reader = S3ObjectReader(client, sys.argv[1], sys.argv[2])
+data = reader.read()
+t4 = time.perf_counter()
+print(json.dumps({"import_boto3_s": t1 - t0, "import_smc_s3_s": t2 - t1, "client_s": t3 - t2,
+                  "head_get_s": t4 - t3, "bytes": len(data)}))
+"""
+
+
+def s3_floor_once(venv: Venv, common: Mapping[str, str], bucket: str, key: str) -> dict[str, float]:
+    """The parts of smc's start-up on the S3 path, in a fresh interpreter in ``venv``: ``import
+    boto3``, importing smc's S3 module, creating the client, HEAD and GET of a small object; and a
+    bare interpreter's start (the same for both runners, and for the user's process)."""
+    env = {
+        "PATH": f"{venv.path / 'bin'}:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        **common,
+    }
+    cmd = [str(venv.python), "-c", S3_FLOOR_PROBE, bucket, key]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    started = time.time()
+    subprocess.run([str(venv.python), "-c", BARE_PROBE], env=env, check=True, capture_output=True)
+    result["bare_interpreter_s"] = time.time() - started
+    return result

@@ -22,7 +22,10 @@ TITLES = {
     "overhead-requirements-framework": (
         "2. Start-up overhead, framework-sized environment, requirements.txt already satisfied"
     ),
-    "fetch": "3. Code fetch: sourcedir.tar.gz from the loopback S3 endpoint",
+    "overhead-s3": "1s. Start-up overhead, code from `s3://` (small environment, the static endpoint)",
+    "overhead-s3-framework": "1s. The same, framework-sized environment (300 distributions)",
+    "fetch": "3. Code fetch: sourcedir.tar.gz from the loopback S3 endpoint (moto)",
+    "fetch-fast": "3s. Code fetch: the same 200 MB sourcedir.tar.gz from the static endpoint",
     "install": "4. Requirements install into a fresh environment (cold caches)",
     "install-pip": "4b. The same, smc made to use pip (`SMC_INSTALLER=pip`), for comparison",
 }
@@ -31,6 +34,7 @@ MEMORY_JOBS = {
     "overhead": "plain job, small environment (measurement 1)",
     "overhead-framework": "plain job, framework-sized environment",
     "fetch": "code fetched from S3 (measurement 3)",
+    "fetch-fast": "code fetched from the static S3 endpoint (measurement 3s)",
     "install": "requirements installed (measurement 4)",
 }
 
@@ -40,6 +44,7 @@ SPEEDUP_TARGETS = {
     "overhead-framework": 6.0,
     "overhead-requirements-framework": 6.0,
     "fetch": 1.5,
+    "fetch-fast": 2.5,
     "install": 4.0,
 }
 
@@ -145,14 +150,20 @@ def component_rows(results: dict[str, list[Series]]) -> tuple[list[str], dict[st
     ]
     speedups: dict[str, float | None] = {}
     base = _by_runner(results.get("overhead", []))
-    for name in ("fetch", "install", "install-pip"):
+    for name in ("fetch", "fetch-fast", "install", "install-pip"):
         if name not in results:
             continue
         by = _by_runner(results[name])
         parts: dict[str, float | None] = {}
         for runner in ("reference", "smc"):
             step, start = summary(by[runner].values("first_line_s")) if runner in by else None, None
-            if runner in base:
+            if name == "fetch-fast":  # less the start-up with the (small) code from the same endpoint
+                start = summary(
+                    _by_runner(results.get("overhead-s3", []))
+                    .get(runner, Series(runner, ""))
+                    .values("first_line_s")
+                )
+            elif runner in base:
                 start = summary(base[runner].values("first_line_s"))
             parts[runner] = step["median"] - start["median"] if step and start else None
         ref, smc = parts.get("reference"), parts.get("smc")
@@ -231,6 +242,10 @@ def render(
     info: dict[str, str],
     command: str,
     profile: dict[str, dict[str, list[float]]] | None = None,
+    *,
+    limits: dict[str, list[float]] | None = None,
+    floor: list[dict[str, float]] | None = None,
+    big: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     """The figures section of RESULTS.md."""
     timing, verdicts = timing_rows(results)
@@ -256,11 +271,15 @@ def render(
             *profile_rows(profile),
             "",
         ]
+    extra_rows, extra_verdicts = scale_sections(results, limits or {}, floor or [], big or {})
+    lines += extra_rows
     lines += ["### Targets", "", "| target | figure (median) | met |", "|---|---|---|"]
     for v in verdicts:
         ratio = v["ratio"]["median"] if v["ratio"] else None
         name = v["name"]
-        if name in speedups:
+        if name == "fetch-fast":
+            label = f"{name}: `s3://` to first line at least {v['target']:g}x faster"
+        elif name in speedups:
             ratio = speedups[name]
             label = f"{name} (step alone) at least {v['target']:g}x faster"
         else:
@@ -277,6 +296,7 @@ def render(
         lines.append(
             f"| plugin discovery at most 30 ms (framework-sized) | {disc_median * 1000:.1f} ms | {met} |"
         )
+    lines += extra_verdicts
     failures = [
         (name, s.runner, f.error) for name, series in results.items() for s in series for f in s.failures()
     ]
@@ -285,6 +305,200 @@ def render(
         lines += [f"- {name}, {runner}: {error}" for name, runner, error in failures[:20]]
     lines += ["", MARK_END]
     return "\n".join(lines) + "\n"
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _verdict(label: str, value: float | None, shown: str, met: bool | None) -> str:
+    verdict = "n/a" if met is None else ("yes" if met else "**no**")
+    return f"| {label} | {shown if value is not None else 'n/a'} | {verdict} |"
+
+
+def scale_sections(
+    results: dict[str, list[Series]],
+    limits: dict[str, list[float]],
+    floor: list[dict[str, float]],
+    big: dict[str, list[dict[str, Any]]],
+) -> tuple[list[str], list[str]]:
+    """The tables of issue 16 (the S3 path, its limit and floor, logs, failures, peers) and their
+    rows in the targets table."""
+    lines: list[str] = []
+    verdicts: list[str] = []
+    for key, where in (("overhead-s3", "small"), ("overhead-s3-framework", "framework-sized")):
+        s3 = _by_runner(results.get(key, []))
+        if "reference" in s3 and "smc" in s3:
+            ratios = summary([1 / r for r in paired_ratios(s3["reference"], s3["smc"], "first_line_s")])
+            value = ratios["median"] if ratios else None
+            verdicts.append(
+                _verdict(
+                    f"start-up, code from `s3://` ({where}): smc's time at most 0.5 of the reference's",
+                    value,
+                    f"{value:.2f}" if value else "",
+                    value is not None and value <= 0.5,
+                )
+            )
+    fast = _by_runner(results.get("fetch-fast", []))
+    if limits.get("sum"):
+        smc_fast = summary(fast["smc"].values("first_line_s")) if "smc" in fast else None
+        ref_fast = summary(fast["reference"].values("first_line_s")) if "reference" in fast else None
+        limit = _median(limits["sum"])
+        lines += [
+            "### 3s. The 200 MB archive from `s3://`, against the limit (same rounds)",
+            "",
+            "| | median (s) |",
+            "|---|---|",
+            f"| the transfer alone (one GET, dropped) | {_fmt(_median(limits.get('transfer', [])), 's')} |",
+            f"| GNU `tar xzf` of the same file, from disk | {_fmt(_median(limits.get('tar', [])), 's')} |",
+            f"| **limit**: transfer + GNU tar | **{_fmt(limit, 's')}** |",
+            f"| smc, `train` start to first line | {_fmt(smc_fast['median'] if smc_fast else None, 's')} |",
+            f"| reference, `train` start to first line | {_fmt(ref_fast and ref_fast['median'], 's')} |",
+            "",
+        ]
+        if smc_fast and limit:
+            ratio = smc_fast["median"] / limit
+            verdicts.append(
+                _verdict(
+                    "200 MB from `s3://`: smc within 1.3x of transfer + GNU tar",
+                    ratio,
+                    f"{ratio:.2f}x",
+                    ratio <= 1.3,
+                )
+            )
+    cpu_rows = []
+    for name in ("overhead-s3", "overhead-s3-framework", "fetch-fast", "fetch"):
+        by = _by_runner(results.get(name, []))
+        if "reference" in by and "smc" in by:
+            ref_cpu = summary(by["reference"].values("cpu_s"))
+            smc_cpu = summary(by["smc"].values("cpu_s"))
+            if ref_cpu and smc_cpu:
+                cpu_rows.append(
+                    f"| {TITLES[name]} | {_range(ref_cpu, 's')} | {_range(smc_cpu, 's')} | "
+                    f"{_fmt(ref_cpu['median'] / smc_cpu['median'], 'x')}x |"
+                )
+    if cpu_rows:
+        lines += [
+            "### CPU time of the whole run (user + system, `train` and all it ran), the same runs",
+            "",
+            "CPU time is what load does not inflate: on a shared machine it is the steadier comparison.",
+            "",
+            "| measurement | reference: min / **median** / max (s) | smc: min / **median** / max (s) "
+            "| reference/smc (medians) |",
+            "|---|---|---|---|",
+            *cpu_rows,
+            "",
+        ]
+    if floor:
+        parts = ["bare_interpreter_s", "import_boto3_s", "import_smc_s3_s", "client_s", "head_get_s"]
+        names = {
+            "bare_interpreter_s": "a bare interpreter's start (the user's process pays it too)",
+            "import_boto3_s": "`import boto3`",
+            "import_smc_s3_s": "`import smc_core.usercode.s3`",
+            "client_s": "creating the S3 client (botocore's loader: service model, endpoint rules)",
+            "head_get_s": "HEAD and GET of the small archive",
+        }
+        lines += [
+            "### 1s. The floor of start-up on the S3 path (smc-small-venv, fresh interpreters)",
+            "",
+            "| part | min / **median** / max (ms) |",
+            "|---|---|",
+        ]
+        for part in parts:
+            lines.append(f"| {names[part]} | {_range(summary([f[part] for f in floor]), 'ms')} |")
+        total = sum(statistics.median([f[part] for f in floor]) for part in parts)
+        lines += [f"| **sum of medians** | **{total * 1000:.1f}** |", ""]
+    runs = {
+        k: [r for r in v if r.get("seconds") is not None and not r.get("problem")] for k, v in big.items()
+    }
+    if any(k.startswith("logs-") for k in big):
+        # Times of every run count (torchrun's own --tee splitting lines does not make it slower).
+        secs = {
+            k: _median([r["seconds"] for r in v if r.get("seconds") is not None])
+            for k, v in big.items()
+            if k.startswith("logs-")
+        }
+        problems = [
+            f"{k}: {r['problem']}"
+            for k, v in big.items()
+            if k.startswith("logs-")
+            for r in v
+            if r.get("problem")
+        ]
+        n = max((len(v) for k, v in big.items() if k.startswith("logs-")), default=0)
+        lines += [
+            "### 7. Logs at full speed (medians, interleaved; output to a file, checked line by line)",
+            "",
+            "| how | median (s) | against |",
+            "|---|---|---|",
+        ]
+        for key, label, against in (
+            ("logs-direct", "the script run directly", None),
+            ("logs-smc", "through `smc local`", "logs-direct"),
+            ("logs-torchrun", "torchrun directly, 2 processes, `--tee 3` with rank prefixes", "logs-direct"),
+            ("logs-smc-torchrun", "through `smc local` + the PyTorch adapter, 2 processes", "logs-torchrun"),
+        ):
+            value, base = secs.get(key), secs.get(against or "")
+            shown = ""
+            if value and base:
+                what = "the direct run" if against == "logs-direct" else "torchrun directly"
+                shown = f"{value / base:.2f}x {what}"
+            lines.append(f"| {label} | {_fmt(value, 's')} | {shown} |")
+        lines += [
+            "",
+            f"Runs: {n} each. Lines split, lost or out of order: {'; '.join(problems) or 'none'}.",
+            "",
+        ]
+        if secs.get("logs-smc") and secs.get("logs-direct"):
+            rel = secs["logs-smc"] / secs["logs-direct"]
+            verdicts.append(
+                _verdict(
+                    "3M log lines through `smc local` within 1.15x of the direct run",
+                    rel,
+                    f"{rel:.2f}x",
+                    rel <= 1.15,
+                )
+            )
+        smc_torch = [r for r in big.get("logs-smc-torchrun", [])]
+        if smc_torch:
+            whole = all(not r.get("problem") for r in smc_torch)
+            verdicts.append(
+                _verdict(
+                    "torchrun through smc: every line whole, in order, rank-prefixed",
+                    1.0,
+                    "yes" if whole else "no",
+                    whole,
+                )
+            )
+    failure_keys = [k for k in ("failure-one-host", "failure-two-hosts") if k in big]
+    if failure_keys or "peers" in big:
+        lines += [
+            "### 8. Failures and peers",
+            "",
+            "| measurement | min / **median** / max (s) | runs | failed runs |",
+            "|---|---|---|---|",
+        ]
+        titles = {
+            "failure-one-host": "a rank raises → every host's `train` exited: one host, 2 processes",
+            "failure-two-hosts": "a rank raises → every host's `train` exited: 2 hosts (network namespaces)",
+            "peers": "the last peer's name resolves → this host launches torchrun (it resolves 5 s late)",
+        }
+        for key in [*failure_keys, *(["peers"] if "peers" in big else [])]:
+            values = [r["seconds"] for r in runs.get(key, [])]
+            bad = len(big[key]) - len(values)
+            lines.append(f"| {titles[key]} | {_range(summary(values), 's')} | {len(big[key])} | {bad} |")
+            value = _median(values)
+            bound = 1.0 if key == "peers" else 10.0
+            verdicts.append(
+                _verdict(
+                    f"{titles[key]}: under {bound:g} s",
+                    value,
+                    f"{value:.2f} s" if value else "",
+                    value is not None and value < bound and not bad,
+                )
+            )
+        lines.append("")
+    return lines, verdicts
 
 
 def update_results_file(path: Path, section: str) -> None:

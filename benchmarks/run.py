@@ -31,6 +31,7 @@ import envs
 import jobs
 import measure
 import report
+import scale
 import services
 
 MEASUREMENTS = (
@@ -38,11 +39,18 @@ MEASUREMENTS = (
     "overhead-requirements",
     "overhead-framework",
     "overhead-requirements-framework",
+    "overhead-s3",
+    "overhead-s3-framework",
     "fetch",
+    "fetch-fast",
     "install",
     "install-pip",
     "discovery",
     "profile",
+    "s3-floor",
+    "logs",
+    "failure",
+    "peers",
 )
 IN_NAMESPACE = "SMC_BENCH_IN_NAMESPACE"
 
@@ -58,13 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="smoke run: 1 run, no warm-up, a 10 MB tarball (figures mean nothing)",
     )
     parser.add_argument(
-        "--runs", type=int, default=None, help="kept runs per runner for 3 and 4 (default 7; --quick 1)"
+        "--runs", type=int, default=None, help="kept runs per runner for 3 and 4 (default 5; --quick 1)"
     )
     parser.add_argument(
         "--overhead-runs",
         type=int,
         default=None,
-        help="kept runs per runner for 1 and 2, which take well under a second (default 15; --quick 1)",
+        help="kept runs per runner for 1 and 2, which take well under a second (default 11; --quick 1)",
     )
     parser.add_argument(
         "--warmup", type=int, default=None, help="discarded rounds first (default 1; --quick 0)"
@@ -85,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--work", type=Path, default=envs.WORK, help="scratch directory (default benchmarks/.work)"
     )
+    parser.add_argument(
+        "--log-lines", type=int, default=3_000_000, help="lines for the log measurement (default 3M)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write all samples to this JSON file")
     parser.add_argument(
         "--update-results", action="store_true", help="rewrite the figures section of benchmarks/RESULTS.md"
@@ -95,9 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not enter a private namespace (use SM_STUDIO_LOCAL_MODE=true instead)",
     )
     args = parser.parse_args(argv)
-    args.runs = args.runs if args.runs is not None else (1 if args.quick else 7)
+    args.runs = args.runs if args.runs is not None else (1 if args.quick else 5)
     if args.overhead_runs is None:
-        args.overhead_runs = 1 if args.quick else max(15, args.runs)
+        args.overhead_runs = 1 if args.quick else max(11, args.runs)
     args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     args.source_mb = args.source_mb or (10 if args.quick else 200)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -179,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"[setup] algo-1 {resolution}")
 
     want = set(args.only)
-    need_framework = bool(want & {"overhead-framework", "overhead-requirements-framework", "discovery"})
+    need_framework = bool(
+        want & {"overhead-framework", "overhead-requirements-framework", "overhead-s3-framework", "discovery"}
+    )
     small: dict[str, envs.Venv] = {}
     framework: dict[str, envs.Venv] = {}
     if "reference" in args.runners:
@@ -243,6 +256,76 @@ def main(argv: list[str] | None = None) -> int:
 
             timed("fetch", small, fetch, {**common, "AWS_ENDPOINT_URL": endpoint}, verify=extracted)
 
+    limits: dict[str, list[float]] = {}
+    floor: list[dict[str, float]] = []
+    if want & {"overhead-s3", "overhead-s3-framework", "fetch-fast", "s3-floor"}:
+        # The same job from s3://, served by a static endpoint fast enough not to be what is measured.
+        root = work / "s3root"
+        small_tar = jobs.make_small_sourcedir(work / "data" / "small.tar.gz")
+        services.place(root, jobs.BUCKET, jobs.SMALL_KEY, small_tar)
+        tarball = None
+        if "fetch-fast" in want:
+            tarball = jobs.make_sourcedir(
+                work / "data" / f"sourcedir-{args.source_mb}mb.tar.gz", megabytes=args.source_mb
+            )
+            services.place(root, jobs.BUCKET, jobs.SOURCE_KEY, tarball)
+        with services.static_s3_endpoint(root, work) as endpoint:
+            s3env = {**common, "AWS_ENDPOINT_URL": endpoint}
+            s3_small = jobs.make_job(jobs_root, "s3-plain", s3_uri=f"s3://{jobs.BUCKET}/{jobs.SMALL_KEY}")
+            small_manifest = jobs.tar_manifest(small_tar)
+            timed(
+                "overhead-s3",
+                small,
+                s3_small,
+                s3env,
+                verify=lambda venv: jobs.check_extracted(
+                    s3_small.base / "code", small_manifest, digests=True
+                ),
+            )
+            timed(
+                "overhead-s3-framework",
+                framework,
+                s3_small,
+                s3env,
+                verify=lambda venv: jobs.check_extracted(
+                    s3_small.base / "code", small_manifest, digests=True
+                ),
+            )
+            if tarball is not None:
+                fast = jobs.make_job(jobs_root, "fetch-fast", s3_uri=f"s3://{jobs.BUCKET}/{jobs.SOURCE_KEY}")
+                fast_manifest = jobs.tar_manifest(tarball)
+                log(f"[fetch-fast] {tarball.stat().st_size / 1e6:.0f} MB on the static endpoint {endpoint}")
+                url = f"{endpoint}/{jobs.BUCKET}/{jobs.SOURCE_KEY}"
+
+                def limit_after(venv: envs.Venv) -> None:
+                    # The limit, measured in the same rounds: the transfer alone, then GNU tar alone.
+                    if venv.runner != "smc":
+                        return
+                    transfer = services.transfer_seconds(url)
+                    tar = jobs.gnu_tar_seconds(tarball, work / "tar-limit")
+                    limits.setdefault("transfer", []).append(transfer)
+                    if tar is not None:
+                        limits.setdefault("tar", []).append(tar)
+                        limits.setdefault("sum", []).append(transfer + tar)
+                    log(f"  {'limit':<22} transfer {transfer:.3f} s + GNU tar {tar or 0:.3f} s")
+
+                timed(
+                    "fetch-fast",
+                    small,
+                    fast,
+                    s3env,
+                    verify=lambda venv: jobs.check_extracted(
+                        fast.base / "code", fast_manifest, digests=args.quick
+                    ),
+                    after_each=limit_after,
+                )
+            if "s3-floor" in want and "smc" in small:
+                log("[s3-floor] the parts of start-up on the S3 path, fresh interpreters")
+                for index in range(args.warmup + max(args.runs, 5 if not args.quick else 1)):
+                    sample = measure.s3_floor_once(small["smc"], s3env, jobs.BUCKET, jobs.SMALL_KEY)
+                    if index >= args.warmup:
+                        floor.append(sample)
+
     if want & {"install", "install-pip"}:
         index_root = jobs.make_package_index(work / "index", jobs.REQUIREMENTS_NEW)
         with services.package_index(index_root, work) as index_url:
@@ -286,6 +369,37 @@ def main(argv: list[str] | None = None) -> int:
                     f"import {sample['import_s'] * 1000:.1f} ms"
                 )
 
+    big: dict[str, list[dict[str, object]]] = {}
+    if "logs" in want:
+        lines = 30_000 if args.quick else args.log_lines
+        log(f"[logs] {lines:,} lines: direct, smc local, torchrun (2 processes), smc local + torchrun")
+        out_dir = Path("/dev/shm") if Path("/dev/shm").is_dir() else work
+        for index in range(args.warmup + (1 if args.quick else 3)):
+            for how in ("direct", "smc", "torchrun", "smc-torchrun"):
+                run = scale.logs_once(work, how, lines, out_dir)
+                if index >= args.warmup:
+                    big.setdefault(f"logs-{how}", []).append(asdict(run))
+                log(f"  logs {how:<14} {run.seconds:.2f} s {run.problem or 'every line whole, in order'}")
+    if "failure" in want:
+        hosts = ["one-host"] + (["two-hosts"] if scale.netns_available() else [])
+        log(f"[failure] a rank raises: {', '.join(hosts)}")
+        for _ in range(1 if args.quick else 5):
+            for how in hosts:
+                run = (scale.failure_once_one_host if how == "one-host" else scale.failure_once_two_hosts)(
+                    work
+                )
+                big.setdefault(f"failure-{how}", []).append(asdict(run))
+                log(
+                    f"  failure {how:<10} {run.seconds or 0:.2f} s, exit codes {run.exit_codes} "
+                    f"{run.problem or ''}"
+                )
+    if "peers" in want and scale.netns_available():
+        log("[peers] algo-2 resolves on algo-1 5 s late")
+        for _ in range(1 if args.quick else 3):
+            run = scale.peers_once(work)
+            big.setdefault("peers", []).append(asdict(run))
+            log(f"  peers {run.seconds or 0:.3f} s from resolvable to launch {run.problem or ''}")
+
     profile: dict[str, dict[str, list[float]]] = {}
     if "profile" in want:
         log(f"[profile] python -X importtime, {', '.join(v.path.name for v in small.values())}")
@@ -308,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.overhead_runs} (measurements 1, 2) and {args.runs} (3, 4, 6, profile) kept per runner "
         f"after {args.warmup} warm-up round(s), interleaved"
     )
-    section = report.render(results, discovery, info, command, profile)
+    section = report.render(results, discovery, info, command, profile, limits=limits, floor=floor, big=big)
     print()
     print(section)
     (work / "latest.md").write_text(section)
@@ -317,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
             "info": info,
             "discovery": discovery,
             "profile": profile,
+            "limits": limits,
+            "floor": floor,
+            "scale": big,
             "results": {k: [asdict(s) for s in v] for k, v in results.items()},
         }
         args.json.write_text(json.dumps(payload, indent=2))
@@ -328,6 +445,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, series in results.items()
         for s in series
         if s.samples and not any(x.ok for x in s.samples)
+    ]
+    # torchrun's own --tee (the baseline) splits lines under load: reported, not a failure of the run.
+    failed_all += [
+        f"{name}: {run['problem']}"
+        for name, runs in big.items()
+        if name != "logs-torchrun"
+        for run in runs
+        if run.get("problem")
     ]
     if failed_all:
         log(f"[done] every run failed for: {', '.join(failed_all)} (see the logs under {jobs_root})")

@@ -96,3 +96,44 @@ def upload(endpoint: str, bucket: str, key: str, path: Path) -> None:
     finally:
         os.environ.clear()
         os.environ.update(env_before)
+
+
+@contextlib.contextmanager
+def static_s3_endpoint(root: Path, work: Path) -> Iterator[str]:
+    """Serve the files under ``root`` (``root/bucket/key``) as a fast read-only S3 endpoint
+    (``benchmarks/s3static.py``) on 127.0.0.1; yields its URL (for ``AWS_ENDPOINT_URL``)."""
+    port = free_port()
+    script = Path(__file__).resolve().parent / "s3static.py"
+    cmd = [sys.executable, str(script), str(root), str(port)]
+    with _serving(cmd, f"http://127.0.0.1:{port}", "the static S3 endpoint", work / "s3static.log") as url:
+        yield url
+
+
+def place(root: Path, bucket: str, key: str, path: Path) -> Path:
+    """Put ``path`` at ``root/bucket/key`` for :func:`static_s3_endpoint` (a hard link when possible)."""
+    target = root / bucket / key
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(path, target)
+    except OSError:
+        import shutil
+
+        shutil.copy2(path, target)
+    return target
+
+
+def transfer_seconds(url: str) -> float:
+    """Seconds to GET ``url`` whole, read in 1 MiB blocks and dropped (the transfer alone)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    conn.request("GET", parsed.path)
+    response = conn.getresponse()
+    while response.read(1 << 20):
+        pass
+    conn.close()
+    return time.perf_counter() - started

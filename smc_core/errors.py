@@ -1,25 +1,36 @@
 """The errors smc raises, and the exit code each one maps to.
 
 Every expected failure is an :class:`SmcError`: the runner shows its message without a traceback,
-writes it to ``output/failure`` and exits with its ``exit_code``. Any other exception is logged with
-its traceback: when a plugin's own code raised it (the innermost smc or plugin frame of the traceback
-is the plugin's), it is that plugin's failure and the job exits 3 naming the plugin; otherwise smc
-itself crashed, a bug, and the job exits 1.
+writes it to ``output/failure`` (first line ``<kind>: <message>``, second ``ExitCode N``) and exits
+with its ``exit_code``. Any other exception is logged with its traceback: when a plugin's own code
+raised it (the innermost smc or plugin frame of the traceback is the plugin's), it is that plugin's
+failure and the job exits 3 naming the plugin; otherwise smc itself crashed, a bug: the failure
+file's first line says ``InternalError: internal error ...`` (exit 1).
 
-=====  ==========================================================================================
-code   meaning
-=====  ==========================================================================================
-0      the training job succeeded
-1      the user's code failed (or was killed) and gave no exit code of its own to keep; or smc itself
-       crashed (a bug in smc: the traceback is in the log)
-2      the job configuration is wrong (a config file, a hyperparameter, an environment variable)
-3      a plugin failed to load, broke the hook contract, or raised an exception of its own
-4      the user's code could not be fetched (bad URI, missing object, hostile archive)
-5      the user's requirements or package could not be installed
-6      the cluster did not come together: a peer host did not resolve or answer in time
-N      any other code is the user's own process's exit code, kept as it was; a process killed by
-       signal S exits ``128 + S`` (137: SIGKILL, most likely the out-of-memory killer)
-=====  ==========================================================================================
+=====  ================================================================  ===========================
+code   meaning                                                           failure file's first line
+=====  ================================================================  ===========================
+0      the training job succeeded                                        none: ``output/success``
+1      the user's code failed and gave no exit code of its own           ``UserCodeError: ...``
+1      smc itself crashed (a bug; the traceback is in the log)           ``InternalError: internal
+                                                                         error ...``
+2      the job configuration is wrong (a config file, a hyperparameter,  ``ConfigError: ...``
+       a setting), or the job dir is missing, read-only or busy
+3      a plugin failed to load, broke the hook contract, or raised an    ``PluginError: ...``
+       exception of its own
+4      the user's code could not be fetched (S3 unreachable, a missing   ``FetchError: ...``
+       object, a truncated, corrupt or hostile archive)
+5      the user's requirements or package could not be installed         ``InstallError: ...``
+6      the cluster did not come together: a peer host did not resolve    ``ClusterError: ...``
+128+S  the job was stopped by signal S before the user's code ran        ``JobStopped: ...``
+N      any other code is the user's own process's exit code, kept as     ``UserCodeError: ...``
+       it was; killed by signal S: ``128 + S`` (137: SIGKILL, its cause
+       named when known: smc's grace period, the OOM killer)
+=====  ================================================================  ===========================
+
+**User exit codes 2-6 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
+argument) ends the job with exit code 2 as a configuration error does: the failure file's first
+line tells them apart (``UserCodeError`` for the user's code, the kinds above for smc's).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""A smoke run of the benchmark code (benchmarks/run.py --quick): it runs, and its figures are well formed.
+"""A smoke run of the benchmark code (benchmarks/run.py --quick): each measurement runs once, did the work
+it times (fetched files present and byte-identical to the archive's, every log line whole and in order,
+the failure seen on every host), and its figures are well formed.
 
 Only smc's side runs here, in the test's own environment: building the reference's environment needs
 PyPI and minutes. No timing is asserted: benchmarks are not tests.
@@ -7,6 +9,7 @@ PyPI and minutes. No timing is asserted: benchmarks are not tests.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,7 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "benchmarks" / "run.py"
 
 
-def run_bench(tmp_path: Path, only: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_bench(
+    tmp_path: Path, only: str, *extra: str, timeout: float = 240
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = tmp_path / "figures.json"
     cmd = [
         sys.executable,
@@ -35,7 +40,7 @@ def run_bench(tmp_path: Path, only: str, *extra: str) -> tuple[subprocess.Comple
         "--no-namespace",
         *extra,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     assert out.exists(), done.stdout + done.stderr
     return done, json.loads(out.read_text())
 
@@ -84,3 +89,42 @@ def test_the_fetch_check_finds_missing_and_changed_files(tmp_path: Path) -> None
     blob.unlink()
     found = differences_from_tarball(tarball, code)
     assert found is not None and "1 file(s) missing" in found and "1 differ (train.py)" in found
+
+
+def test_s3_path_measurements_fetch_byte_identical_files(tmp_path: Path) -> None:
+    # Start-up and a 2 MB archive from the static S3 endpoint, the limit (transfer + GNU tar) and the
+    # floor's parts. A run whose extracted files differ from the archive's is marked failed.
+    done, figures = run_bench(tmp_path, "overhead-s3,fetch-fast,s3-floor", "--source-mb", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in ("overhead-s3", "fetch-fast"):
+        (series,) = figures["results"][name]
+        (sample,) = series["samples"]
+        assert sample["ok"], sample["error"]
+        assert 0 < sample["first_line_s"] <= sample["total_s"]
+    assert figures["limits"]["transfer"][0] > 0
+    if shutil.which("tar"):
+        assert figures["limits"]["tar"][0] > 0
+    (floor,) = figures["floor"]
+    assert floor["bytes"] > 0 and all(floor[k] > 0 for k in ("import_boto3_s", "client_s", "head_get_s"))
+    assert "against the limit" in done.stdout and "The floor of start-up on the S3 path" in done.stdout
+
+
+def test_logs_failures_and_peers_measure_one_run(tmp_path: Path) -> None:
+    # 30,000 lines each way, checked line by line; one rank's death felt on every host; a late peer.
+    done, figures = run_bench(tmp_path, "logs,failure,peers", timeout=500)
+    scale = figures["scale"]
+    for how in ("direct", "smc", "smc-torchrun"):
+        (run,) = scale[f"logs-{how}"]
+        assert run["problem"] is None, (how, run["problem"])
+    assert len(scale["logs-torchrun"]) == 1  # torchrun's own --tee may split lines: reported only
+    hosts = ["one-host", *(["two-hosts"] if "peers" in scale else [])]
+    for how in hosts:
+        (run,) = scale[f"failure-{how}"]
+        assert run["problem"] is None, run["problem"]
+        assert run["exit_codes"] and all(code == 1 for code in run["exit_codes"]), run
+        assert run["seconds"] > 0
+    if "peers" in scale:
+        (run,) = scale["peers"]
+        assert run["problem"] is None and run["exit_codes"] == [0, 0], run
+        assert run["seconds"] > -0.02  # a process's start time is known to a clock tick (10 ms)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -92,7 +92,7 @@ def test_an_exception_raised_in_smcs_own_code_exits_1(job_dir: Callable[..., Pat
     base = job_dir(entry_point="train.py", code={"train.py": "print('trained')\n"})
     pm = get_plugin_manager(environ={}, load_entrypoints=False, plugins=[BadUserCode()])
     assert main(pm, base=base, environ={"PATH": "/usr/bin:/bin"}) == 1
-    assert failure_text(base).startswith("InternalError: TypeError")
+    assert failure_text(base).startswith("InternalError: internal error in smc or a plugin: TypeError")
 
 
 def test_secrets_are_scrubbed_also_where_json_escapes_them() -> None:

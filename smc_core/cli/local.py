@@ -430,6 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_job_name(name: str) -> str:
+    """``name`` when it is one plain path component (it names a directory under ``./.smc/jobs``).
+
+    :raises ConfigError: an absolute name, one with ``/``, ``..``, or a NUL, or an empty one (exit 2).
+    """
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(
+            f"--job-name {name!r}: a job name is one plain name (it becomes the directory "
+            f"{DEFAULT_JOBS_DIR}/<job-name>), without '/', '..' or an absolute path; e.g. my-job-1. "
+            "Use --job-dir to put the job somewhere else."
+        )
+    return name
+
+
 def job_from_args(args: argparse.Namespace) -> LocalJob:
     """Turn parsed ``smc local`` arguments into a :class:`LocalJob`."""
     source = args.source_dir or args.source
@@ -445,7 +459,7 @@ def job_from_args(args: argparse.Namespace) -> LocalJob:
         hyperparameters[key] = parse_value(value)
     channels = dict(parse_key_value(item, "--channel") for item in args.channel)
     env = dict(parse_key_value(item, "--env") for item in args.env)
-    job_name = args.job_name or default_job_name(args.entry_point)
+    job_name = check_job_name(args.job_name) if args.job_name else default_job_name(args.entry_point)
     job_dir = args.job_dir or DEFAULT_JOBS_DIR / job_name
     return LocalJob(
         source_dir=Path(source),

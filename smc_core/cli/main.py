@@ -65,8 +65,16 @@ def _load_training_env(pm: Any) -> Any:
 
     environ = dict(os.environ)
     settings = load_settings(pm, environ)
+    base = base_dir(environ)
+    if not base.is_dir():
+        from smc_core.errors import ConfigError
+
+        raise ConfigError(
+            f"The job directory {base} does not exist (SAGEMAKER_BASE_DIR, default /opt/ml): there is no "
+            "job to describe. Point SAGEMAKER_BASE_DIR at a job directory."
+        )
     return require(
-        pm.hook.load_environment(base_dir=base_dir(environ), environ=environ, settings=settings),
+        pm.hook.load_environment(base_dir=base, environ=environ, settings=settings),
         "load_environment",
         pm,
     )
@@ -242,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SmcError as error:
-        print(f"smc {args.command}: {error.message}", file=sys.stderr)
+        print(f"smc {argv[0]}: {error.message}", file=sys.stderr)
         return error.exit_code
 
 

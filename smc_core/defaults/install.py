@@ -8,7 +8,7 @@ pip) and the settings it honours.
 from __future__ import annotations
 
 from smc_core import hookimpl
-from smc_core.host.settings import INSTALLER
+from smc_core.host.settings import INSTALL_TIMEOUT, INSTALLER
 from smc_core.job.environment import TrainingEnv
 from smc_core.usercode.describe import EntryKind, UserCode, is_package
 from smc_core.usercode.install import install_package, install_requirements
@@ -23,8 +23,9 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> None:
     was loaded from, which the installer also runs with."""
     code_dir = user_code.code_dir
     installer = training_env.settings[INSTALLER]
+    timeout = training_env.settings[INSTALL_TIMEOUT]
     if user_code.kind is EntryKind.MODULE or (user_code.kind is EntryKind.FUNCTION and is_package(code_dir)):
-        install_package(code_dir, environ=training_env.environ, installer=installer)
+        install_package(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
     else:
-        install_requirements(code_dir, environ=training_env.environ, installer=installer)
+        install_requirements(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
     return None

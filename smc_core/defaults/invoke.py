@@ -21,10 +21,11 @@ from smc_core import hookimpl
 from smc_core.errors import ConfigError
 from smc_core.host.messages import did_you_mean
 from smc_core.host.reporting import logger
-from smc_core.host.settings import GRACE_PERIOD
+from smc_core.host.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
+from smc_core.launch.limits import check_exec_limits
 from smc_core.launch.process import TrainingResult, python_executable, run_process
 from smc_core.usercode.describe import EntryKind, UserCode
 
@@ -53,6 +54,34 @@ def shebang_command(path: Path) -> list[str] | None:
     return [interpreter, argument.strip()] if argument.strip() else [interpreter]
 
 
+def no_entry_error(training_env: TrainingEnv | None = None) -> ConfigError:
+    """The error for a job that names no entry point, naming a missing config file or directory."""
+    if training_env is not None:
+        paths = training_env.paths
+        for missing in (paths.input_config_dir, paths.hyperparameters_file):
+            if not missing.exists():
+                return ConfigError(
+                    f"No entry point: {missing} does not exist, so the job names none. Check the job "
+                    f"directory ({paths.base_dir}, SAGEMAKER_BASE_DIR); the platform writes "
+                    "input/config/hyperparameters.json with sagemaker_program, or set SAGEMAKER_PROGRAM."
+                )
+    return ConfigError(_NO_ENTRY)
+
+
+def _check_inside(code_dir: Path, entry: str) -> None:
+    """Refuse an entry point that is not a path inside the code dir."""
+    if Path(entry).is_absolute() or ".." in Path(entry).parts:
+        raise ConfigError(
+            f"The entry point {entry!r} (sagemaker_program) is outside the code dir {code_dir}: it must "
+            "name a file inside it, relative to it (e.g. train.py or scripts/train.py)."
+        )
+    if (code_dir / entry).is_dir():
+        raise ConfigError(
+            f"The entry point {entry!r} (sagemaker_program) is a directory in the code dir {code_dir}, not "
+            f"a file: name the script inside it (e.g. {entry}/train.py), or a module with SMC_FUNCTION_MODE."
+        )
+
+
 def _missing_entry(code_dir: Path, entry: str) -> ConfigError:
     try:
         names = sorted(n for n in os.listdir(code_dir) if not n.startswith(".smc-staging-"))
@@ -74,6 +103,8 @@ def entry_command(
     if not entry:
         raise ConfigError(_NO_ENTRY)
     code_dir = user_code.code_dir
+    if user_code.kind is not EntryKind.MODULE:
+        _check_inside(code_dir, entry)
     path = code_dir / entry
     if user_code.kind is EntryKind.MODULE:
         return [python_executable(), "-m", user_code.module_name or entry, *args]
@@ -110,7 +141,7 @@ def invoke_train(
     args = user_args(training_env)
     if user_code.kind is EntryKind.FUNCTION:
         if not user_code.module_name:
-            raise ConfigError(_NO_ENTRY)
+            raise no_entry_error(training_env)
         from smc_core.launch.functions import run_function  # inspect, traceback: function mode only
 
         return run_function(
@@ -120,10 +151,17 @@ def invoke_train(
             process_env=process_env,
             argv=args,
         )
+    if not user_code.entry_point:
+        raise no_entry_error(training_env)
     command = entry_command(user_code, args, process_env)
+    check_exec_limits(command, process_env, training_env.hyperparameters)
     logger.info(
         "Running %s in %s", redact(shlex.join(command), secret_values(process_env)), user_code.code_dir
     )
     return run_process(
-        command, env=process_env, cwd=user_code.code_dir, grace_period=training_env.settings[GRACE_PERIOD]
+        command,
+        env=process_env,
+        cwd=user_code.code_dir,
+        grace_period=training_env.settings[GRACE_PERIOD],
+        leftover_grace=training_env.settings[LEFTOVER_GRACE],
     )

@@ -10,10 +10,12 @@ from typing import Any
 
 from smc_core import hookimpl
 from smc_core.host.reporting import logger
+from smc_core.host.stopping import set_phase
 from smc_core.host.summary import log_user_environment, ran_line
 
 
 def _timed(name: str) -> Generator[None, Any, Any]:
+    set_phase(name)  # a stop signal names the phase it interrupted
     start = time.perf_counter()
     try:
         return (yield)

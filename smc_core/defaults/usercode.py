@@ -21,6 +21,7 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     source named by the job was never fetched."""
     source = training_env.module_dir or None
     if source:
+        from smc_core.host.settings import S3_RETRIES, S3_TIMEOUT
         from smc_core.usercode.fetch import (
             fetch_code,  # archives, hashing, locks: only when there is a source
         )
@@ -31,6 +32,8 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
             region=training_env.region,
             policy=training_env.settings[EXISTING_CODE],
             environ=training_env.environ,
+            s3_timeout=training_env.settings[S3_TIMEOUT],
+            s3_retries=training_env.settings[S3_RETRIES],
         )
         if outcome == "kept":
             source = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from smc_core.errors import SmcError
 
@@ -37,16 +39,39 @@ def file_state(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+RESERVE_SIZE = 64 * 1024
+"""Bytes set aside for the failure file before the user's code runs (a full disk must not lose it)."""
+
+
 class FailureFile:
     """``output/failure``, remembering how it looked when the job started.
 
     A failure file the user's code writes during the job is the user's own and is kept; one left by
-    an earlier job in the same directory is replaced.
+    an earlier job in the same directory is replaced. :meth:`reserve` sets disk space aside
+    (``output/.smc-failure-reserve``) so that the failure file can be written even when the user's
+    code filled the disk; :meth:`release` gives it back.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.state_at_start = file_state(path)
+        self.reserve_path = path.with_name(".smc-failure-reserve")
+
+    def reserve(self) -> None:
+        """Allocate the reserve file (best effort: a disk already full is reported when writing)."""
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_SIZE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.debug("Could not reserve space for the failure file: %s", exc)
+
+    def release(self) -> None:
+        """Remove the reserve file."""
+        with contextlib.suppress(OSError):
+            self.reserve_path.unlink()
 
     def written_by_user(self) -> bool:
         """True when the file exists and changed since the job started."""
@@ -63,15 +88,35 @@ class FailureFile:
         if self.written_by_user():
             logger.info("Keeping %s, written by the user's code.", self.path)
             return False
-        write_failure(self.path, text)
+        write_failure(self.path, text, reserve=self.reserve_path)
         return True
 
 
-def write_failure(failure_file: Path, text: str) -> None:
-    """Write ``text`` to ``failure_file`` atomically (use :class:`FailureFile` to keep the user's)."""
+def write_failure(failure_file: Path, text: str, *, reserve: Path | None = None) -> None:
+    """Write ``text`` to ``failure_file`` atomically (use :class:`FailureFile` to keep the user's).
+
+    :param reserve: a preallocated file to write into (its blocks are already the file's, so a full
+        disk cannot refuse them); used when it exists, else a new temporary file is written.
+    """
+    data = (text if text.endswith("\n") else text + "\n").encode("utf-8", "replace")
     failure_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = failure_file.with_name(f".{failure_file.name}.{os.getpid()}")
-    tmp.write_text(text if text.endswith("\n") else text + "\n")
+    if reserve is not None and reserve.is_file():
+        reserve.replace(tmp)
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            written = os.pwrite(fd, data[:RESERVE_SIZE], 0)
+            with contextlib.suppress(OSError):  # beyond the reserve: only if the disk has room
+                written += os.pwrite(fd, data[RESERVE_SIZE:], written) if len(data) > RESERVE_SIZE else 0
+            os.ftruncate(fd, written)
+        finally:
+            os.close(fd)
+    else:
+        try:
+            tmp.write_bytes(data)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
     tmp.replace(failure_file)
 
 
@@ -91,7 +136,10 @@ def format_error(error: BaseException) -> str:
         first, _, rest = error.message.partition("\n")
         text = f"{error.kind}: {first}\nExitCode {error.exit_code}"
         return text + ("\n" + rest.rstrip() if rest.strip() else "")
-    return f"InternalError: {type(error).__name__}: {error}\nExitCode 1"
+    return (
+        f"InternalError: internal error in smc or a plugin: {type(error).__name__}: {error}\nExitCode 1\n"
+        "This is a bug, not a problem with the job: please report it with the log."
+    )
 
 
 _ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)|[A-Z]\w*Error)\b.*")
@@ -109,8 +157,18 @@ def summary_line(stderr_tail: str | None) -> str | None:
     return lines[-1]
 
 
-def format_user_failure(exit_code: int, reason: str | None, command: Sequence[str] | None) -> str:
+def format_user_failure(
+    exit_code: int,
+    reason: str | None,
+    command: Sequence[str] | None,
+    *,
+    details: Mapping[str, Any] | None = None,
+    note: str | None = None,
+) -> str:
     """The failure-file text for user code that exited with ``exit_code``.
+
+    ``details`` are the result's (``kill_cause`` names who sent a SIGKILL); ``note`` is added to the
+    first line (a full disk, say).
 
     The platform shows the first 1024 characters, so they hold, in order: the error kind with the
     exception line (``UserCodeError: ValueError: loss is NaN``), ``ExitCode N`` with what a death by
@@ -121,13 +179,17 @@ def format_user_failure(exit_code: int, reason: str | None, command: Sequence[st
 
     summary = summary_line(reason)
     if signal_of(exit_code) is not None:
-        head = f"UserCodeError: the training code ended: {describe_exit_code(exit_code).split(': ', 1)[-1]}"
+        cause = (details or {}).get("kill_cause")
+        ended = describe_exit_code(exit_code, cause).split(": ", 1)[-1]
+        head = f"UserCodeError: the training code ended: {ended}"
         if summary:
             head += f"; last error output: {summary}"
     elif summary:
         head = f"UserCodeError: {summary}"
     else:
         head = f"UserCodeError: the training code exited with {describe_exit_code(exit_code)}"
+    if note:
+        head += f" ({note})"
     lines = [_shorten(head, 400), f"ExitCode {exit_code}"]
     full_command = " ".join(_quote(c) for c in command) if command else ""
     if full_command:

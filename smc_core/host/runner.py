@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from smc_core.errors import PluginError, SmcError
+from smc_core.errors import ConfigError, PluginError, SmcError
+from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
 from smc_core.host.reporting import (
     FailureFile,
     configure_logging,
@@ -24,6 +25,7 @@ from smc_core.host.reporting import (
 )
 from smc_core.host.returns import check_returned_model
 from smc_core.host.settings import Setting, Settings, parse_settings
+from smc_core.host.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
 from smc_core.job.environment import JobPaths, base_dir
@@ -147,35 +149,87 @@ def main(
 ) -> int:
     """Run a training job and report it: returns the exit code (0 on success).
 
-    Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself).
+    Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself). A
+    job dir that is missing, read-only or busy with another job is exit 2 (see
+    :mod:`smc_core.host.jobdir`); SIGTERM/SIGINT in any phase end the job with ``128 + signal``
+    and a failure file naming the phase (see :mod:`smc_core.host.stopping`).
     """
-    from smc_core.host.plugins import get_plugin_manager
-
     environ = dict(os.environ if environ is None else environ)
     configure_logging()
     paths = JobPaths(base or base_dir(environ))
+    with stop_on_signals():
+        try:
+            check_job_dir(paths, environ)
+            with job_lock(paths):
+                return run_and_report(pm, paths, environ)
+        except ConfigError as error:  # the job dir itself is unusable, or busy
+            logger.error("%s", error.message)
+            return error.exit_code
+        except JobStopped as stopped:
+            logger.error("The job was %s.", stopped)
+            return stopped.exit_code
+
+
+def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Mapping[str, str]) -> int:
+    """Run the job in ``paths`` (locked by the caller) and write its outcome; the exit code."""
+    from smc_core.host.plugins import get_plugin_manager
+
     failure_file = FailureFile(paths.failure_file)
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)
+    failure_file.reserve()
     try:
         pm = pm or get_plugin_manager(environ=environ)
         result = run_training(pm, base=paths.base_dir, environ=environ)
         check_returned_model(result)
     except SmcError as error:
         logger.error("%s", error.message)
-        failure_file.write(format_error(error))
-        return error.exit_code
-    except KeyboardInterrupt:
-        failure_file.write("Interrupted\nExitCode 130")
-        return 130
+        return report_failure(failure_file, format_error(error), error.exit_code)
+    except JobStopped as stopped:
+        logger.error("The job was %s.", stopped)
+        return report_failure(failure_file, stopped.failure_text(), stopped.exit_code)
     except Exception as error:
-        return report_crash(error, pm, failure_file)
+        code = report_crash(error, pm, failure_file)
+        failure_file.release()
+        return code
+    set_phase("reporting")
+    return report_result(result, failure_file, paths)
+
+
+def report_failure(failure_file: FailureFile, text: str, exit_code: int) -> int:
+    """Write ``text`` to the failure file (unless the user's code wrote its own); ``exit_code``."""
+    try:
+        failure_file.write(text)
+    except OSError as exc:
+        logger.error("Could not write %s: %s. The failure was:\n%s", failure_file.path, exc, text)
+    failure_file.release()
+    return exit_code
+
+
+def report_result(result: TrainingResult, failure_file: FailureFile, paths: JobPaths) -> int:
+    """Write the outcome of the user's code: ``output/success``, or the failure file; the exit code.
+
+    A failure file written by the user's code is the failure's reason, and means the job failed:
+    when the code exited 0 anyway, smc warns and exits 1 (no success file).
+    """
+    if result.succeeded and failure_file.written_by_user():
+        logger.warning(
+            "The training code exited 0 but wrote %s: reporting the job as failed (exit 1), with that "
+            "file as the reason. Exit non-zero when training fails, or do not write the failure file.",
+            failure_file.path,
+        )
+        failure_file.release()
+        return 1
     if result.succeeded:
         failure_file.remove_stale()
+        failure_file.release()
         write_success(paths.success_file)
         logger.info("Training succeeded.")
         return 0
-    text = format_user_failure(result.exit_code, result.failure, result.command)
-    failure_file.write(text)
+    note = f"the disk holding {paths.base_dir} is full" if disk_full(paths.base_dir) else None
+    text = format_user_failure(
+        result.exit_code, result.failure, result.command, details=result.details, note=note
+    )
+    report_failure(failure_file, text, result.exit_code)
     logger.error("Training failed with exit code %d; see %s", result.exit_code, paths.failure_file)
     return result.exit_code

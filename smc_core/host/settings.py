@@ -345,6 +345,29 @@ HOST_WAIT_TIMEOUT = Setting.seconds(
     "seconds every host waits for its peers' names to resolve and their ports to open",
     positive=True,
 )
+LEFTOVER_GRACE = Setting.seconds(
+    "SMC_LEFTOVER_GRACE",
+    5.0,
+    "seconds between SIGTERM and SIGKILL for processes the user's code left running after it ended",
+)
+S3_TIMEOUT = Setting.seconds(
+    "SMC_S3_TIMEOUT",
+    120.0,
+    "seconds one S3 object may take to open and read, retries included, before the fetch fails (exit 4)",
+    positive=True,
+)
+S3_RETRIES = Setting.integer(
+    "SMC_S3_RETRIES",
+    8,
+    "how many times one S3 request is retried after a transient error (with back-off) within SMC_S3_TIMEOUT",
+    minimum=0,
+)
+INSTALL_TIMEOUT = Setting.seconds(
+    "SMC_INSTALL_TIMEOUT",
+    1800.0,
+    "seconds the install of requirements.txt or the package may take before it is stopped (exit 5)",
+    positive=True,
+)
 
 PLATFORM = Setting.choice(
     "SMC_PLATFORM",
@@ -398,6 +421,10 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     BOOL_FLAGS,
     GRACE_PERIOD,
     HOST_WAIT_TIMEOUT,
+    LEFTOVER_GRACE,
+    S3_TIMEOUT,
+    S3_RETRIES,
+    INSTALL_TIMEOUT,
     PLATFORM,
     MODEL_DIR,
     CHANNELS,

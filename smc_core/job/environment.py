@@ -309,7 +309,12 @@ def _reserved_string(path: Path, reserved: Mapping[str, Any], key: str, example:
     value = reserved.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(
+            f'{path}: {key!r} is empty; it must name something, e.g. "{example}" '
+            f"(JSON-encoded as the SDK does: {json.dumps(json.dumps(example))}), or be left out."
+        )
+    if not isinstance(value, str):
         raise ConfigError(
             f"{path}: {key!r} is {quoted(value)} ({type_name(value)}), expected a JSON string, "
             f'e.g. "{example}". '

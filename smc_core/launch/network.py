@@ -46,13 +46,15 @@ def resolve_host(host: str) -> str | None:
 def wait_for_hosts(
     hosts: Iterable[str],
     timeout: float | None = None,
-    interval: float = 1.0,
+    interval: float = 0.2,
     *,
     resolve: Callable[[str], str | None] = resolve_host,
 ) -> dict[str, str]:
     """Wait until every name in ``hosts`` resolves; return ``{host: address}``.
 
-    Each round tries the names not resolved yet, then sleeps ``interval`` seconds. Progress is logged
+    Each round tries the names not resolved yet, then sleeps ``interval`` seconds (0.2 s: a host whose
+    name starts resolving is found within a fifth of a second, at the cost of a lookup of the missing
+    names, from /etc/hosts or the resolver's cache, five times a second). Progress is logged
     when the wait starts, about every 10 seconds while it lasts, and when it ends.
 
     :param hosts: the host names (``training_env.hosts``).

@@ -7,7 +7,8 @@ code  meaning
 ====  ==========================================================================================
 130   SIGINT: interrupted (Ctrl-C, passed on by smc)
 134   SIGABRT: aborted, usually a failed assertion in native code
-137   SIGKILL: killed, most likely by the out-of-memory killer (or by smc after the grace period)
+137   SIGKILL: killed; the report says by whom where that is known (smc after the grace period,
+      the kernel's out-of-memory killer as the cgroup's ``memory.events`` counts it)
 139   SIGSEGV: a segmentation fault, usually in a native extension
 143   SIGTERM: terminated: the job was stopped or the instance is being reclaimed
 ====  ==========================================================================================
@@ -24,8 +25,8 @@ from types import FrameType
 from typing import Any
 
 SIGNAL_HINTS = {
-    signal.SIGKILL: "killed (SIGKILL), most likely by the out-of-memory killer: use a larger instance "
-    "or a smaller batch size",
+    signal.SIGKILL: "killed by SIGKILL (not by smc; the kernel's out-of-memory killer is a common cause: "
+    "check the instance's memory)",
     signal.SIGTERM: "terminated (SIGTERM): the job was stopped, or the instance is being reclaimed",
     signal.SIGSEGV: "a segmentation fault (SIGSEGV), usually in a native extension",
     signal.SIGABRT: "aborted (SIGABRT), usually by a failed assertion in native code",
@@ -51,12 +52,23 @@ def signal_of(exit_code: int) -> signal.Signals | None:
     return None
 
 
-def describe_exit_code(exit_code: int) -> str:
-    """``exit code 137: killed (SIGKILL), most likely by the out-of-memory killer ...``."""
+KILL_CAUSES = {
+    "grace-period": "killed by SIGKILL, sent by smc when the grace period after passing on the stop "
+    "signal ran out: the code did not exit in time (set SMC_GRACE_PERIOD to allow longer)",
+    "out-of-memory": "killed by the kernel's out-of-memory killer (the cgroup's memory.events counted an "
+    "oom_kill): use a larger instance or a smaller batch size",
+}
+"""How a SIGKILL is described when its cause is known (``TrainingResult.details["kill_cause"]``)."""
+
+
+def describe_exit_code(exit_code: int, kill_cause: str | None = None) -> str:
+    """``exit code 137: killed by SIGKILL ...``; ``kill_cause`` (``grace-period``, ``out-of-memory``)
+    says who sent a SIGKILL when that is known."""
     sig = signal_of(exit_code)
     if sig is None:
         return f"exit code {exit_code}"
-    hint = SIGNAL_HINTS.get(sig, f"killed by {sig.name}")
+    hint = KILL_CAUSES.get(kill_cause or "") if sig == signal.SIGKILL else None
+    hint = hint or SIGNAL_HINTS.get(sig, f"killed by {sig.name}")
     return f"exit code {exit_code}: {hint}"
 
 

@@ -19,6 +19,7 @@ group, killed whole at the timeout), with the adapter named by the ``smc_adapter
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -291,10 +292,26 @@ def run_job(
             out, err = process.communicate(timeout=timeout)
             code = process.returncode
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _kill_job(process.pid)
             out, err = process.communicate()
             code = None
     return JobOutcome(job_dir, code, out, err, tuple(command), time.monotonic() - start)
+
+
+def _kill_job(pid: int) -> None:
+    """SIGKILL ``train`` (pid ``pid``), its group, and every process below it: the user's processes
+    run in sessions of their own, which killing ``train``'s group alone would leave running."""
+    import psutil
+
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        below = []
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for proc in below:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 class JobRunner:

@@ -1,28 +1,52 @@
-"""Safe extraction of tar archives, read as a stream (no temporary copy, no second pass).
+"""Safe extraction of tar (and zip) archives, read as a stream (no temporary copy, no second pass).
 
 :func:`extract_tar` reads a tar archive (plain, gzip, bzip2 or xz) from a path or any readable
-binary stream, one member at a time, and refuses a hostile archive: a member whose name is
-absolute or climbs out with ``..``, a symlink or hard link that points outside the destination, a
+binary stream, one member at a time. A compressed archive must be complete: the compressed stream
+must reach its own end (for gzip, the CRC and length in its trailer are checked), so a truncated or
+corrupt archive is refused, naming where it ended, and never half-extracted into a job that runs.
+A zip archive (as some SageMaker ``sourcedir`` uploads are) is extracted with the same rules by
+:func:`extract_zip`; anything else is refused as not an archive.
+
+A hostile archive is refused: a member whose name is absolute or climbs out with ``..``, a symlink or
+hard link that points outside the destination, a
 device file or a FIFO. The error names the member. Every path is checked against the real
 (symlink-resolved) destination before anything is written, so nothing outside it is touched.
 """
 
 from __future__ import annotations
 
+import bz2
 import io
+import lzma
 import os
+import queue
 import shutil
 import stat
 import tarfile
-from collections.abc import Callable
+import tempfile
+import threading
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from smc_core.errors import FetchError
 
-__all__ = ["extract_tar", "is_tarball"]
+__all__ = [
+    "archive_kind",
+    "extract_archive",
+    "extract_tar",
+    "extract_zip",
+    "gzip_decompressor",
+    "is_archive",
+    "is_tarball",
+]
 
 _CHUNK = 1024 * 1024
+_READ_SIZE = 1024 * 1024  # compressed bytes per read of the source
+_PIECE = 4 * 1024 * 1024  # decompressed bytes at most per piece handed on
+_QUEUE_DEPTH = 4  # pieces read or decoded ahead of the next stage
 
 
 def is_tarball(path: Path | str) -> bool:
@@ -34,6 +58,281 @@ def is_tarball(path: Path | str) -> bool:
         return tarfile.is_tarfile(path)
     except OSError:
         return False
+
+
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),  # an empty zip
+)
+
+
+def archive_kind(head: bytes) -> str | None:
+    """What the first bytes of a file say it is: ``gzip``, ``bzip2``, ``xz``, ``zip``, ``tar``, or None."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) >= 512 and _tar_checksum_ok(head[:512]):
+        return "tar"  # an old (v7) tar header
+    return None
+
+
+def _tar_checksum_ok(block: bytes) -> bool:
+    try:
+        return tarfile.nti(block[148:156]) in tarfile.calc_chksums(block)  # type: ignore[attr-defined]
+    except (tarfile.HeaderError, ValueError):
+        return False
+
+
+def is_archive(path: Path | str) -> bool:
+    """True when ``path`` is a file that begins like a tar, gzip, bzip2, xz or zip archive."""
+    try:
+        with open(path, "rb") as file:
+            return archive_kind(file.read(512)) is not None
+    except OSError:
+        return False
+
+
+def gzip_decompressor() -> Any:
+    """A gzip decompressor: ``isal``'s (ISA-L, several times faster) when installed, else zlib's.
+
+    Both check the trailer's CRC and length. isal comes with smc-core where it has a wheel.
+    """
+    try:
+        from isal import isal_zlib
+
+        return isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
+    except ImportError:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+def _corrupt_errors() -> tuple[type[BaseException], ...]:
+    """What decompressors raise on corrupt data (ISA-L's error is none of the standard ones)."""
+    errors: list[type[BaseException]] = [zlib.error, OSError, lzma.LZMAError, EOFError]
+    try:
+        from isal import isal_zlib
+
+        errors.append(isal_zlib.error)  # type: ignore[arg-type]  # a class; its stub says instance
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        return gzip_decompressor()
+    if kind == "bzip2":
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor()
+
+
+_END = b""
+
+
+class _Ahead(threading.Thread):
+    """Runs ``produce`` on a thread of its own, handing what it yields on through a bounded queue.
+
+    Two of these make the extraction a pipeline: one reads the source (the network), one
+    decompresses (zlib and ISA-L release the interpreter lock); the caller parses the archive and
+    writes the files, all at the same time. An exception in ``produce`` reaches the caller of
+    :meth:`get`, which raises it; :meth:`stop` ends the thread early (the reader gave up).
+    """
+
+    def __init__(self, produce: Callable[[], Iterator[bytes]], name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.produce = produce
+        self.items: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.stopped = threading.Event()
+        self.ended = False
+
+    def run(self) -> None:
+        try:
+            for item in self.produce():
+                if not item:
+                    continue
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._put(exc)
+
+    def get(self) -> bytes:
+        """The next item; ``b""`` at the end."""
+        if self.ended:
+            return _END
+        while True:
+            try:
+                item = self.items.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self.stopped.is_set() or (not self.is_alive() and self.items.empty()):
+                    self.ended = True  # stopped early: nothing more comes
+                    return _END
+        if isinstance(item, BaseException):
+            self.ended = True
+            raise item
+        if not item:
+            self.ended = True
+        return item
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self.get()
+            if not item:
+                return
+            yield item
+
+    def stop(self) -> None:
+        """Stop producing."""
+        self.stopped.set()
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+
+def _reads(stream: Any, head: bytes) -> Iterator[bytes]:
+    """``head``, then ``stream`` read to its end."""
+    yield head
+    while True:
+        data = stream.read(_READ_SIZE)
+        if not data:
+            return
+        yield data
+
+
+def _decoded(compressed: Iterator[bytes], kind: str, label: str) -> Iterator[bytes]:
+    """The decompressed bytes of ``compressed``, refusing a truncated or corrupt stream."""
+    consumed = 0
+    decompressor = _decompressor(kind)
+    pending = b""
+    while True:
+        data = pending or next(compressed, b"")
+        pending = b""
+        if not data:
+            if not decompressor.eof:
+                raise FetchError(
+                    f"{label}: the {kind} archive is truncated: it ends after {consumed} "
+                    "bytes, before the end of its compressed stream. Upload the complete archive "
+                    "again (the file may have been cut short in transfer)."
+                )
+            return
+        consumed += len(data)
+        try:
+            yield from _decompress(decompressor, data)
+        except _corrupt_errors() as exc:
+            raise FetchError(
+                f"{label}: the {kind} archive is corrupt near byte {consumed}: {exc}. "
+                "Upload an intact archive (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+            ) from exc
+        rest = getattr(decompressor, "unused_data", b"")
+        if decompressor.eof and rest:  # another gzip member follows (concatenated files)
+            decompressor = _decompressor(kind)
+            pending = rest
+
+
+def _decompress(decompressor: Any, data: bytes) -> Iterator[bytes]:
+    """``data`` decompressed, in pieces of at most :data:`_PIECE` bytes (a bomb stays bounded)."""
+    if hasattr(decompressor, "unconsumed_tail"):  # zlib and isal
+        while data:
+            out = decompressor.decompress(data, _PIECE)
+            data = decompressor.unconsumed_tail
+            if out:
+                yield out
+            if decompressor.eof:
+                return
+        return
+    out = decompressor.decompress(data, _PIECE)  # bz2, lzma
+    while True:
+        if out:
+            yield out
+        if decompressor.eof or decompressor.needs_input:
+            return
+        out = decompressor.decompress(b"", _PIECE)
+
+
+class _Forward:
+    """The decompressed archive as a file that reads front to back and seeks only forward, which is
+    all :class:`tarfile.TarFile` needs to extract members in order (no 10 KiB stream records, no
+    re-joined buffers as in ``tarfile``'s stream mode)."""
+
+    def __init__(self, source: _Ahead, stages: list[_Ahead]) -> None:
+        self.source, self.stages = source, stages
+        self.chunk = b""
+        self.offset = 0  # in chunk
+        self.position = 0  # in the archive
+        self.ended = False
+
+    def _next_chunk(self) -> bool:
+        if self.ended:
+            return False
+        try:
+            item = self.source.get()
+        except BaseException:
+            self.ended = True
+            raise
+        if not item:
+            self.ended = True
+            return False
+        self.chunk, self.offset = item, 0
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative)."""
+        want = size if size is not None and size >= 0 else 1 << 62
+        parts: list[bytes] = []
+        while want > 0:
+            if self.offset >= len(self.chunk) and not self._next_chunk():
+                break
+            take = min(want, len(self.chunk) - self.offset)
+            if self.offset == 0 and take == len(self.chunk):
+                parts.append(self.chunk)
+            else:
+                parts.append(self.chunk[self.offset : self.offset + take])
+            self.offset += take
+            self.position += take
+            want -= take
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        """Move forward to ``position`` (only forward: the archive is read once)."""
+        if whence != 0 or position < self.position:
+            raise tarfile.StreamError(f"cannot seek back in a stream (to {position}, at {self.position})")
+        skip = position - self.position
+        while skip > 0:
+            if self.offset >= len(self.chunk) and not self._next_chunk():
+                break
+            take = min(skip, len(self.chunk) - self.offset)
+            self.offset += take
+            self.position += take
+            skip -= take
+        return self.position
+
+    def tell(self) -> int:
+        """The position in the decompressed archive."""
+        return self.position
+
+    def drain(self) -> None:
+        """Read to the end, so that a truncated or corrupt tail is refused too."""
+        while self._next_chunk():
+            self.position += len(self.chunk) - self.offset
+            self.offset = len(self.chunk)
+
+    def close(self) -> None:
+        """Stop the threads feeding this (and wait until they have ended)."""
+        for stage in self.stages:
+            stage.stop()
+        for stage in self.stages:
+            stage.join()
 
 
 def _inside(root: str, path: str) -> bool:
@@ -111,6 +410,16 @@ def extract_tar(
     return names
 
 
+def _read_head(stream: Any, size: int) -> bytes:
+    head = b""
+    while len(head) < size:
+        data = stream.read(size - len(head))
+        if not data:
+            break
+        head += data
+    return head
+
+
 def _extract_stream(
     stream: IO[bytes] | io.RawIOBase,
     root: str,
@@ -118,12 +427,96 @@ def _extract_stream(
     names: list[str],
     on_member: Callable[[tarfile.TarInfo], None] | None,
 ) -> None:
-    with tarfile.open(fileobj=stream, mode="r|*") as archive:
-        for member in archive:
-            if on_member is not None:
-                on_member(member)
-            _extract_member(archive, member, root, label)
-            names.append(member.name)
+    head = _read_head(stream, 512)
+    kind = archive_kind(head)
+    if kind is None:
+        shown = head[:16]
+        raise FetchError(
+            f"{label}: not an archive: it is {len(head)}{'+' if len(head) == 512 else ''} bytes beginning "
+            f"{shown!r}, neither tar (.tar, .tar.gz, .tar.bz2, .tar.xz) nor zip. Upload the code as "
+            "sourcedir.tar.gz (e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+        )
+    if kind == "zip":
+        _extract_zip_stream(stream, head, root, label, names)
+        return
+    raw = _Ahead(lambda: _reads(stream, head), "smc-extract-read")
+    stages = [raw]
+    if kind != "tar":
+        stages.append(_Ahead(lambda: _decoded(iter(raw), kind, label), "smc-extract-decompress"))
+    forward = _Forward(stages[-1], stages)
+    for stage in stages:
+        stage.start()
+    try:
+        with tarfile.TarFile(fileobj=forward, mode="r") as archive:  # type: ignore[arg-type]
+            for member in archive:
+                if on_member is not None:
+                    on_member(member)
+                _extract_member(archive, member, root, label)
+                names.append(member.name)
+            # A tar archive ends with zero blocks; one cut exactly between two members just stops,
+            # which tarfile takes for the end. Stopping with no end-of-archive block read means it was cut.
+            if forward.position < archive.offset + tarfile.BLOCKSIZE:
+                raise FetchError(
+                    f"{label}: the tar archive is truncated: it ends after {archive.offset} bytes of tar "
+                    f"data, after the member {names[-1] if names else '(none)'!r}, without the "
+                    "end-of-archive marker. Upload the complete archive again."
+                )
+        forward.drain()
+    finally:
+        forward.close()
+
+
+def _extract_zip_stream(stream: Any, head: bytes, root: str, label: str, names: list[str]) -> None:
+    """Spool a zip archive (which needs seeking) next to ``root``, then extract it safely."""
+    with tempfile.TemporaryFile(dir=os.path.dirname(root) or None) as spool:
+        spool.write(head)
+        shutil.copyfileobj(stream, spool, _CHUNK)
+        spool.seek(0)
+        _extract_zip_file(spool, root, label, names)
+
+
+def extract_zip(src: Path | str, dest: Path | str, *, source: str | None = None) -> list[str]:
+    """Extract the zip archive ``src`` into ``dest`` by the same rules as :func:`extract_tar`.
+
+    :raises FetchError: a member is absolute, climbs out with ``..``, or is a symlink; or the file
+        is not a complete zip archive.
+    """
+    dest_path = Path(dest)
+    dest_path.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    with open(src, "rb") as file:
+        _extract_zip_file(file, os.path.realpath(dest_path), source or os.fspath(src), names)
+    return names
+
+
+def _extract_zip_file(file: Any, root: str, label: str, names: list[str]) -> None:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                target = _target(root, info.filename, label)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise _refuse(label, info.filename, "it is a symlink (not accepted from zip archives)")
+                if info.is_dir():
+                    os.makedirs(target, exist_ok=True)
+                else:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    _replace(target)
+                    with archive.open(info) as member, open(target, "xb") as out:
+                        shutil.copyfileobj(member, out, _CHUNK)
+                    mode = (info.external_attr >> 16) & 0o777
+                    if mode:
+                        os.chmod(target, mode | stat.S_IRUSR | stat.S_IWUSR)
+                names.append(info.filename)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise FetchError(
+            f"{label}: the zip archive is truncated or corrupt: {exc}. Upload the complete archive "
+            "again (or as sourcedir.tar.gz)."
+        ) from exc
+
+
+def extract_archive(src: Path | str, dest: Path | str, *, source: str | None = None) -> list[str]:
+    """Extract ``src`` (tar in any compression, or zip) into ``dest``: see :func:`extract_tar`."""
+    return extract_tar(src, dest, source=source)
 
 
 def _replace(path: str) -> None:

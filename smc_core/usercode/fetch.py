@@ -3,8 +3,9 @@
 :func:`fetch_code` is what the default ``fetch_user_code`` calls; :func:`download_and_extract` is the
 transfer alone. Sources: ``s3://bucket/key.tar.gz`` (streamed from S3 into the extractor: no
 temporary copy, no second pass, resumed at the byte where a transient error broke it),
-``file://PATH`` or a plain path (a directory, a tarball, or a single file), or None for the code dir
-as it is.
+``file://PATH`` or a plain path (a directory, a tarball or zip, or a single file), or None for the
+code dir as it is. A truncated or corrupt archive, or an object that is no archive at all, is a
+:class:`~smc_core.errors.FetchError` (exit 4) and nothing of it runs.
 
 The code dir rule (``SMC_EXISTING_CODE``)
 -----------------------------------------
@@ -25,7 +26,8 @@ Several processes on one host fetching into one code dir take turns on an exclus
 (``lock`` in the bookkeeping dir); the first fetches, the others find the marker and reuse its work.
 The archive is extracted into ``code_dir/.smc-staging-*`` (on the code dir's file system, so that it
 can be moved into place) and moved into place only once complete, so a failed or refused download
-leaves the code dir as it was; the staging dir is gone before the user's code starts.
+leaves the code dir as it was; the staging dir is gone before the user's code starts, and one left by
+a run that was killed is removed by the next fetch.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "download_and_extract",
     "fetch_code",
     "local_source_path",
+    "remove_stale_staging",
 ]
 
 EXISTING_CODE_POLICIES = ("replace", "keep", "error")
@@ -152,20 +155,24 @@ def fetch_code(
     region: str | None = None,
     policy: str | None = None,
     environ: Mapping[str, str] | None = None,
+    s3_timeout: float = 120.0,
+    s3_retries: int = 8,
 ) -> str:
     """Make ``source`` the content of ``code_dir``, by the rules in this module's docstring.
 
-    :param source: ``s3://bucket/key.tar.gz``, ``file://PATH``, a local directory, tarball or file;
-        None or empty for the code dir as it is.
+    :param source: ``s3://bucket/key.tar.gz``, ``file://PATH``, a local directory, tarball, zip or
+        file; None or empty for the code dir as it is.
     :param code_dir: the code dir (created when missing).
     :param region: the S3 region (default: from the environment).
     :param policy: ``replace`` (default), ``keep`` or ``error`` for a code dir holding other code; the
         default hook passes ``training_env.settings[EXISTING_CODE]`` (``SMC_EXISTING_CODE``).
     :param environ: the environment to read the S3 endpoint (``AWS_ENDPOINT_URL``...) and the default
         region from (default: this process's).
+    :param s3_timeout: the overall bound in seconds on reading an S3 object, retries included.
+    :param s3_retries: how many times one S3 request is retried after a transient error.
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
         from the same source) or ``"kept"`` (policy ``keep``).
-    :raises FetchError: the source cannot be read, is not an archive, or is hostile.
+    :raises FetchError: the source cannot be read, is not an archive, is truncated, or is hostile.
     """
     code_dir = Path(code_dir)
     if not source:
@@ -173,86 +180,150 @@ def fetch_code(
         return "as-is"
     environ = os.environ if environ is None else environ
     policy = _existing_policy(policy)
+    local = _checked_source(source, code_dir)
+    if local is not None and local.is_dir() and local.resolve() == code_dir.resolve():
+        return "as-is"
+    with code_dir_lock(code_dir):
+        remove_stale_staging(code_dir)
+        reader: Any = None
+        try:
+            if local is not None:
+                version = _local_version(local)
+            else:
+                reader = _open_s3(source, region, environ, s3_timeout, s3_retries)
+                version = reader.etag
+            existing = _existing_to_replace(code_dir, source, version, policy)
+            if existing is None:
+                return "reused"
+            if existing is _KEEP:
+                return "kept"
+            _stage_and_swap(source, code_dir, existing, region=region, reader=reader)
+            _write_marker(code_dir, source, version)
+            logger.info("Fetched %s into %s.", source, code_dir)
+            return "fetched"
+        finally:
+            if reader is not None:
+                reader.close()
+
+
+_KEEP: list[str] = []  # a sentinel: run what is there
+
+
+def _checked_source(source: str, code_dir: Path) -> Path | None:
+    """The local path of ``source`` (checked to exist), or None for an ``s3://`` URI; else a refusal."""
     local = local_source_path(source)
     if local is not None:
         if not local.exists():
             raise FetchError(
                 f"{source}: no such file or directory. Give an s3:// URI, or a path that exists here."
             )
-        if local.is_dir() and local.resolve() == code_dir.resolve():
-            return "as-is"
-    elif not source.startswith("s3://"):
+        return local
+    if not source.startswith("s3://"):
         raise FetchError(
             f"{source}: unsupported code source. Use s3://bucket/key.tar.gz, file://PATH or a local path; "
             "for anything else (git, http), implement the fetch_user_code hook in a plugin."
         )
-    with code_dir_lock(code_dir):
-        reader: Any = None
-        try:
-            if local is not None:
-                version = _local_version(local)
-            else:
-                from smc_core.usercode.s3 import S3ObjectReader, parse_s3_uri, s3_client
+    return None
 
-                bucket, key = parse_s3_uri(source)
-                reader = S3ObjectReader(s3_client(region, environ=environ), bucket, key)
-                version = reader.etag
-            marker = _read_marker(code_dir)
-            if marker == {"source": source, "version": version}:
-                logger.info("Code dir %s already holds %s: reusing it.", code_dir, source)
-                return "reused"
-            existing = _visible_entries(code_dir)
-            if existing:
-                shown = ", ".join(existing[:8]) + (
-                    f" and {len(existing) - 8} more" if len(existing) > 8 else ""
-                )
-                what = f"code fetched from {marker['source']}" if marker else "code not fetched from it"
-                if policy == "error":
-                    raise FetchError(
-                        f"The code dir {code_dir} already holds {what} ({shown}), and the job names "
-                        f"{source}. Empty the code dir, or set SMC_EXISTING_CODE=replace (fetch the source) "
-                        "or keep (run what is there)."
-                    )
-                if policy == "keep":
-                    logger.warning(
-                        "NOT fetching %s: the code dir %s already holds %s (%s), which runs instead "
-                        "(SMC_EXISTING_CODE=keep).",
-                        source,
-                        code_dir,
-                        what,
-                        shown,
-                    )
-                    return "kept"
-                logger.warning(
-                    "The code dir %s holds %s (%s): replacing it with %s (SMC_EXISTING_CODE=keep runs it "
-                    "instead).",
-                    code_dir,
-                    what,
-                    shown,
-                    source,
-                )
-            import tempfile
 
-            staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
-            try:
-                download_and_extract(source, staging, region=region, reader=reader)
-                for name in existing:
-                    _remove(code_dir / name)
-                with contextlib.suppress(FileNotFoundError):
-                    (bookkeeping_dir(code_dir) / MARKER_NAME).unlink()
-                for name in os.listdir(staging):
-                    os.replace(staging / name, code_dir / name)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            marker_path = bookkeeping_dir(code_dir) / MARKER_NAME
-            marker_tmp = marker_path.with_name(f"{MARKER_NAME}.{os.getpid()}")
-            marker_tmp.write_text(json.dumps({"source": source, "version": version}))
-            marker_tmp.replace(marker_path)
-            logger.info("Fetched %s into %s.", source, code_dir)
-            return "fetched"
-        finally:
-            if reader is not None:
-                reader.close()
+def _open_s3(
+    source: str, region: str | None, environ: Mapping[str, str], timeout: float, retries: int
+) -> Any:
+    from smc_core.usercode.s3 import S3ObjectReader, parse_s3_uri, s3_client
+
+    bucket, key = parse_s3_uri(source)
+    client = s3_client(region, environ=environ, timeout=timeout)
+    return S3ObjectReader(client, bucket, key, attempts=retries, timeout=timeout)
+
+
+def remove_stale_staging(code_dir: Path | str) -> list[str]:
+    """Remove ``.smc-staging-*`` directories left in ``code_dir`` (and marker temporaries left in its
+    :func:`bookkeeping_dir`) by a run that was killed; call it holding :func:`code_dir_lock`.
+    Returns the names removed."""
+    removed = []
+    for name in _own_entries(code_dir):
+        if name.startswith(_OWN_PREFIX + "staging-"):
+            _remove(Path(code_dir) / name)
+            removed.append(name)
+    keeping = bookkeeping_dir(Path(code_dir))
+    for name in _own_entries(keeping, prefix=MARKER_NAME + "."):
+        _remove(keeping / name)
+        removed.append(name)
+    if removed:
+        logger.warning("Removed %s, left in %s by an interrupted fetch.", ", ".join(removed), code_dir)
+    return removed
+
+
+def _own_entries(directory: Path | str, prefix: str = _OWN_PREFIX) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(directory) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def _existing_to_replace(code_dir: Path, source: str, version: str, policy: str) -> list[str] | None:
+    """What in ``code_dir`` the fetch replaces: None when it already holds ``source`` (reuse it),
+    :data:`_KEEP` when policy ``keep`` runs what is there; raises for policy ``error``."""
+    marker = _read_marker(code_dir)
+    existing = _visible_entries(code_dir)
+    if marker == {"source": source, "version": version} and existing:
+        logger.info("Code dir %s already holds %s: reusing it.", code_dir, source)
+        return None
+    if not existing:  # an emptied code dir is fetched again, whatever the marker says
+        return existing
+    shown = ", ".join(existing[:8]) + (f" and {len(existing) - 8} more" if len(existing) > 8 else "")
+    what = f"code fetched from {marker['source']}" if marker else "code not fetched from it"
+    if policy == "error":
+        raise FetchError(
+            f"The code dir {code_dir} already holds {what} ({shown}), and the job names "
+            f"{source}. Empty the code dir, or set SMC_EXISTING_CODE=replace (fetch the source) "
+            "or keep (run what is there)."
+        )
+    if policy == "keep":
+        logger.warning(
+            "NOT fetching %s: the code dir %s already holds %s (%s), which runs instead "
+            "(SMC_EXISTING_CODE=keep).",
+            source,
+            code_dir,
+            what,
+            shown,
+        )
+        return _KEEP
+    logger.warning(
+        "The code dir %s holds %s (%s): replacing it with %s (SMC_EXISTING_CODE=keep runs it instead).",
+        code_dir,
+        what,
+        shown,
+        source,
+    )
+    return existing
+
+
+def _stage_and_swap(
+    source: str, code_dir: Path, existing: list[str], *, region: str | None, reader: Any
+) -> None:
+    """Extract ``source`` into a staging dir inside ``code_dir``; only once complete, replace
+    ``existing`` with it. The staging dir is removed whatever happens (a signal included)."""
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
+    try:
+        download_and_extract(source, staging, region=region, reader=reader)
+        for name in existing:
+            _remove(code_dir / name)
+        with contextlib.suppress(FileNotFoundError):
+            (bookkeeping_dir(code_dir) / MARKER_NAME).unlink()
+        for name in os.listdir(staging):
+            os.replace(staging / name, code_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_marker(code_dir: Path, source: str, version: str) -> None:
+    marker_path = bookkeeping_dir(code_dir) / MARKER_NAME
+    marker_tmp = marker_path.with_name(f"{MARKER_NAME}.{os.getpid()}")
+    marker_tmp.write_text(json.dumps({"source": source, "version": version}))
+    marker_tmp.replace(marker_path)
 
 
 def _remove(path: Path) -> None:
@@ -282,7 +353,7 @@ def download_and_extract(
         owned = reader is None
         stream: Any = reader if reader is not None else open_s3_object(source, region=region)
         try:
-            _extract_with_progress(stream, stream.size, dest, source)
+            _extract_with_progress(stream, stream.size or 0, dest, source)
             if getattr(stream, "retries", 0):
                 logger.info(
                     "%s: completed after %d transient error(s), resumed each time.", source, stream.retries
@@ -291,18 +362,43 @@ def download_and_extract(
             if owned:
                 stream.close()
     elif local.is_dir():
-        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True)
-    elif _is_tarball(local):
+        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True, ignore=_holding(dest))
+    elif _is_archive(local):
         with open(local, "rb") as file:
             _extract_with_progress(file, local.stat().st_size, dest, source)
+    elif local.name.endswith(_ARCHIVE_SUFFIXES):
+        raise FetchError(
+            f"{source}: named like an archive, but not one (neither tar nor zip: it begins "
+            f"{local.read_bytes()[:16]!r}). Upload the code as sourcedir.tar.gz "
+            "(e.g. `tar -czf sourcedir.tar.gz -C src .`)."
+        )
     else:
         shutil.copy2(local, dest / local.name)
 
 
-def _is_tarball(path: Path) -> bool:
-    from smc_core.usercode.archive import is_tarball  # tarfile: imported only for archives
+def _holding(dest: Path) -> Any:
+    """A ``copytree`` filter leaving out the directory that holds ``dest`` (``smc local .`` run in the
+    source dir puts the job dir, and so the code dir, inside the source: copied, it would recurse)."""
+    target = os.path.realpath(dest)
 
-    return is_tarball(path)
+    def ignore(directory: str, names: list[str]) -> list[str]:
+        skipped = []
+        for name in names:
+            path = os.path.realpath(os.path.join(directory, name))
+            if target == path or target.startswith(path + os.sep):
+                skipped.append(name)
+        return skipped
+
+    return ignore
+
+
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".zip", ".gz")
+
+
+def _is_archive(path: Path) -> bool:
+    from smc_core.usercode.archive import is_archive  # tarfile, zipfile: imported only for archives
+
+    return is_archive(path)
 
 
 def _extract_with_progress(stream: Any, size: int, dest: Path, source: str) -> None:

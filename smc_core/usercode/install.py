@@ -13,8 +13,10 @@ Private index: with ``CA_REPOSITORY_ARN=arn:aws:codeartifact:REGION:ACCOUNT:repo
 (as in the reference toolkit), an AWS CodeArtifact authorization token is fetched (boto3) and the
 repository becomes the index URL.
 
-A failed install raises :class:`~smc_core.errors.InstallError` (exit code 5) whose message ends with
-the tail of the installer's error output; the runner puts it in the failure file.
+An install is bounded by ``SMC_INSTALL_TIMEOUT`` (default 1800 s; the ``timeout`` argument). A
+package index that cannot be reached is named in the error's first line. A failed install raises
+:class:`~smc_core.errors.InstallError` (exit code 5) whose message ends with the tail of the installer's
+error output; the runner puts it in the failure file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +35,6 @@ from smc_core.errors import ConfigError, InstallError
 from smc_core.host.reporting import logger, summary_line
 from smc_core.host.settings import INSTALLER
 from smc_core.job.hyperparameters import is_true
-from smc_core.launch.process import run_process
 
 __all__ = [
     "PipSettings",
@@ -230,23 +232,84 @@ def installer_command(
     return [*command, *targets], environ
 
 
+_UNREACHABLE = re.compile(
+    r"Failed to establish a new connection|Connection refused|NewConnectionError|Max retries exceeded|"
+    r"Network is unreachable|Name or service not known|Temporary failure in name resolution|"
+    r"ReadTimeoutError|Read timed out|ConnectTimeoutError|Failed to fetch|error sending request|"
+    r"operation timed out|dns error|tcp connect error",
+    re.IGNORECASE,
+)
+
+
+def index_urls(environ: Mapping[str, str]) -> list[str]:
+    """The package indexes the installer asks (pip's configuration; PyPI when none is set)."""
+    settings = pip_settings(environ)
+    if settings.no_index:
+        return list(settings.find_links)
+    return [settings.index_url or "https://pypi.org/simple", *settings.extra_index_urls]
+
+
+def unreachable_indexes(urls: Sequence[str], timeout: float = 5.0) -> list[str]:
+    """Those of ``urls`` (http/https) whose host does not accept a connection within ``timeout`` s."""
+    import socket
+
+    failed = []
+    for url in urls:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            continue
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout).close()
+        except OSError:
+            failed.append(url)
+    return failed
+
+
+def _redacted(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
+
+
 def _run_installer(
     what: str,
     targets: Sequence[str],
     code_dir: Path,
     python: str | None,
     environ: Mapping[str, str] | None,
-    installer: str | None,
+    installer: str | None = None,
+    timeout: float | None = None,
 ) -> None:
+    from smc_core.host.stopping import raise_if_stopped
+    from smc_core.launch.process import start_process
+
     command, env = installer_command(targets, python=python, environ=environ, installer=installer)
     tool = "uv" if command[1:3] == ["pip", "install"] else "pip"
-    logger.info("Installing %s with %s.", what, tool)
-    result = run_process(command, env=env, cwd=code_dir, tail_lines=INSTALL_TAIL_LINES)
+    logger.info("Installing %s with %s%s.", what, tool, f" (at most {timeout:g} s)" if timeout else "")
+    process = start_process(command, env=env, cwd=code_dir, tail_lines=INSTALL_TAIL_LINES)
+    try:
+        result = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        result = process.stop(10)
+        raise_if_stopped(result.details)
+        raise InstallError(
+            f"Installing {what} with {tool} did not finish within {timeout:g} s (SMC_INSTALL_TIMEOUT): "
+            f"stopped. Check that the package index ({', '.join(_redacted(u) for u in index_urls(env))}) "
+            "answers, or raise SMC_INSTALL_TIMEOUT for large installs.\n"
+            f"{(result.failure or '').rstrip()}"
+        ) from None
+    raise_if_stopped(result.details)
     if result.succeeded:
         return
     tail = (result.failure or "").rstrip()
     errors = [line.strip() for line in tail.splitlines() if re.match(r"^\s*(ERROR|error|\u00d7)", line)]
     headline = errors[-1] if errors else (summary_line(tail) or f"exit code {result.exit_code}")
+    unreachable = unreachable_indexes(index_urls(env)) if _UNREACHABLE.search(tail) or errors else []
+    if unreachable:
+        urls = ", ".join(_redacted(u) for u in unreachable)
+        headline = f"the package index could not be reached ({urls}); the installer said: {headline}"
     raise InstallError(
         f"Installing {what} with {tool} failed (exit code {result.exit_code}): {headline}\n"
         f"{tail}\n"
@@ -262,6 +325,7 @@ def install_requirements(
     python: str | None = None,
     environ: Mapping[str, str] | None = None,
     installer: str | None = None,
+    timeout: float | None = None,
 ) -> bool:
     """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
 
@@ -271,6 +335,7 @@ def install_requirements(
     :param environ: the environment to read the index settings (``PIP_*``, ``CA_REPOSITORY_ARN``) from
         and run the installer with (default: this process's).
     :param installer: ``"uv"``, ``"pip"``, or None for uv when found, else pip.
+    :param timeout: seconds the install may take before it is stopped (None: no bound).
     :return: True when something was installed, False when there is no ``requirements.txt``.
     :raises InstallError: the installer failed; the message ends with its error output.
     """
@@ -278,7 +343,13 @@ def install_requirements(
     if not (code_dir / "requirements.txt").is_file():
         return False
     _run_installer(
-        f"{code_dir / 'requirements.txt'}", ["-r", "requirements.txt"], code_dir, python, environ, installer
+        f"{code_dir / 'requirements.txt'}",
+        ["-r", "requirements.txt"],
+        code_dir,
+        python,
+        environ,
+        installer,
+        timeout,
     )
     return True
 
@@ -289,6 +360,7 @@ def install_package(
     python: str | None = None,
     environ: Mapping[str, str] | None = None,
     installer: str | None = None,
+    timeout: float | None = None,
 ) -> None:
     """Install the package in ``code_dir`` (``setup.py`` / ``pyproject.toml``), with its
     ``requirements.txt`` when there is one, into ``python``'s environment.
@@ -301,4 +373,4 @@ def install_package(
     targets = ["."]
     if (code_dir / "requirements.txt").is_file():
         targets += ["-r", "requirements.txt"]
-    _run_installer(f"the package in {code_dir}", targets, code_dir, python, environ, installer)
+    _run_installer(f"the package in {code_dir}", targets, code_dir, python, environ, installer, timeout)

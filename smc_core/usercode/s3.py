@@ -38,6 +38,9 @@ __all__ = [
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT_URL")
 """Where the S3 endpoint is read from, first set wins."""
 
+_BODY_PIECE = 64 * 1024
+"""Bytes per read of a response body: a connection that breaks loses at most this much."""
+
 TRANSIENT_CODES = {
     "InternalError",
     "ServiceUnavailable",
@@ -73,9 +76,19 @@ def endpoint_url(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def s3_client(
-    region: str | None = None, *, environ: Mapping[str, str] | None = None, max_attempts: int = 5
+    region: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    max_attempts: int = 1,
+    timeout: float = 120.0,
 ) -> Any:
-    """A boto3 S3 client for ``region`` and the configured endpoint (standard retry mode)."""
+    """A boto3 S3 client for ``region`` and the configured endpoint.
+
+    :param max_attempts: boto3's own attempts per call (default 1: :class:`S3ObjectReader` retries
+        itself, with a log line per retry and an overall bound).
+    :param timeout: the overall bound in seconds; connect and read timeouts are a third of it (at
+        most 10 s and 60 s), so that an endpoint that never answers is retried within it.
+    """
     import boto3
     from botocore.config import Config
 
@@ -83,10 +96,10 @@ def s3_client(
     region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     endpoint = endpoint_url(environ)
     config = Config(
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
         s3={"addressing_style": "path"} if endpoint else {},
-        connect_timeout=20,
-        read_timeout=60,
+        connect_timeout=max(1.0, min(10.0, timeout / 3)),
+        read_timeout=max(1.0, min(60.0, timeout / 3)),
     )
     if endpoint and not region:
         region = "us-east-1"  # a custom endpoint needs some region to sign with
@@ -130,25 +143,48 @@ class S3ObjectReader(io.RawIOBase):
     :param client: a boto3 S3 client.
     :param bucket: the bucket.
     :param key: the key.
-    :param attempts: how many times one read may be retried after transient errors.
+    :param attempts: how many times one request may be retried after transient errors.
     :param backoff: the first retry's delay in seconds, doubled each time (with jitter), at most 20 s.
+    :param timeout: the overall bound in seconds on opening and reading the object, retries
+        included; past it the read fails with a :class:`FetchError` naming the endpoint, the
+        object and the last error.
     """
 
     def __init__(
-        self, client: Any, bucket: str, key: str, *, attempts: int = 8, backoff: float = 0.5
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        attempts: int = 8,
+        backoff: float = 0.5,
+        timeout: float = 120.0,
     ) -> None:
         super().__init__()
         self.client, self.bucket, self.key = client, bucket, key
         self.uri = f"s3://{bucket}/{key}"
-        self.attempts, self.backoff = attempts, backoff
+        self.endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None) or "AWS S3"
+        self.attempts, self.backoff, self.timeout = attempts, backoff, timeout
+        self.deadline = time.monotonic() + timeout
         self.position = 0
         self.retries = 0
+        self.size: int | None = None  # known once HEAD answered
         self._body: Any = None
-        head = self._call(lambda: client.head_object(Bucket=bucket, Key=key))
-        self.size: int = int(head["ContentLength"])
+        self._broken: BaseException | None = None
+        head = self._call(lambda: client.head_object(Bucket=bucket, Key=key), "HEAD")
+        self.size = int(head["ContentLength"])
         self.etag: str = head["ETag"]
 
-    def _call(self, fn: Any) -> Any:
+    def _gave_up(self, what: str, exc: BaseException, attempt: int) -> FetchError:
+        spent = self.timeout - max(0.0, self.deadline - time.monotonic())
+        return FetchError(
+            f"{self.uri}: {what} failed at {self.endpoint} after {attempt + 1} attempt(s) in "
+            f"{spent:.0f} s (SMC_S3_TIMEOUT={self.timeout:g}, "
+            f"SMC_S3_RETRIES={self.attempts}); last error: {type(exc).__name__}: {exc}. Check that the "
+            "endpoint (AWS_ENDPOINT_URL) is reachable and answering, then run the job again."
+        )
+
+    def _call(self, fn: Any, what: str = "GET") -> Any:
         from botocore.exceptions import ClientError, NoCredentialsError
 
         for attempt in range(self.attempts + 1):
@@ -160,22 +196,33 @@ class S3ObjectReader(io.RawIOBase):
                     "and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for an S3-compatible endpoint)."
                 ) from exc
             except ClientError as exc:
-                if _is_transient(exc) and attempt < self.attempts:
-                    self._sleep(attempt, exc)
-                    continue
+                if _is_transient(exc):
+                    if attempt < self.attempts and self._sleep(attempt, exc, what):
+                        continue
+                    raise self._gave_up(what, exc, attempt) from exc
                 raise self._client_error(exc) from exc
+            except FetchError:
+                raise
             except Exception as exc:
-                if _is_transient(exc) and attempt < self.attempts:
-                    self._sleep(attempt, exc)
-                    continue
-                raise FetchError(f"{self.uri}: cannot be read: {type(exc).__name__}: {exc}") from exc
+                if _is_transient(exc):
+                    if attempt < self.attempts and self._sleep(attempt, exc, what):
+                        continue
+                    raise self._gave_up(what, exc, attempt) from exc
+                raise FetchError(
+                    f"{self.uri}: cannot be read from {self.endpoint}: {type(exc).__name__}: {exc}"
+                ) from exc
         raise AssertionError("unreachable")
 
     def _client_error(self, exc: Any) -> FetchError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code"))
-        if code in ("404", "NoSuchKey", "NotFound"):
-            hint = "the object does not exist: check sagemaker_submit_directory and the bucket's contents"
+        if code in ("404", "NoSuchKey", "NotFound") and not self._bucket_exists():
+            code, hint = "NoSuchBucket", f"the bucket {self.bucket!r} does not exist at {self.endpoint}"
+        elif code in ("404", "NoSuchKey", "NotFound"):
+            hint = (
+                f"the object {self.key!r} does not exist in the bucket {self.bucket!r}: check "
+                "sagemaker_submit_directory and the bucket's contents"
+            )
         elif code in ("NoSuchBucket",):
             hint = f"the bucket {self.bucket!r} does not exist"
         elif code in ("403", "AccessDenied", "Forbidden"):
@@ -186,20 +233,40 @@ class S3ObjectReader(io.RawIOBase):
             hint = error.get("Message") or "see the error code"
         return FetchError(f"{self.uri}: {code}: {hint}.")
 
-    def _sleep(self, attempt: int, exc: BaseException) -> None:
-        self.retries += 1
+    def _bucket_exists(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound")
+        except Exception:
+            return True  # cannot tell: report the object
+        return True
+
+    def _sleep(self, attempt: int, exc: BaseException, what: str) -> bool:
+        """Wait before the next attempt (logged); False when the overall bound leaves no time."""
+        remaining = self.deadline - time.monotonic()
         delay = min(20.0, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+        if remaining <= delay:
+            return False
+        self.retries += 1
+        where = "before the first byte" if self.size is None else f"at byte {self.position} of {self.size}"
         logger.warning(
-            "%s: transient error at byte %d of %d (%s: %s); retrying in %.1f s.",
+            "%s: transient error on %s %s from %s (%s: %s); retry %d of %d in %.1f s.",
             self.uri,
-            self.position,
-            self.size,
+            what,
+            where,
+            self.endpoint,
             type(exc).__name__,
             exc,
+            attempt + 1,
+            self.attempts,
             delay,
         )
         self._close_body()
         time.sleep(delay)
+        return True
 
     def _open(self) -> Any:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "IfMatch": self.etag}
@@ -220,22 +287,43 @@ class S3ObjectReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` with the next bytes of the object, resuming after transient errors."""
+        assert self.size is not None
         if self.position >= self.size:
             return 0
         view = memoryview(buffer).cast("B")
 
-        def read_some() -> bytes:
+        def read_some() -> int:
+            if self._broken is not None:  # the connection broke after the bytes handed on last time
+                broken, self._broken = self._broken, None
+                raise broken
             if self._body is None:
                 self._body = self._open()
-            data: bytes = self._body.read(len(view))
-            if not data and self.position < self.size:
-                raise ConnectionResetError(f"the body ended at byte {self.position} of {self.size}")
-            return data
+            got = 0
+            while got < len(view):
+                try:
+                    data: bytes = self._body.read(min(len(view) - got, _BODY_PIECE))
+                except Exception as exc:
+                    if not got or not _is_transient(exc):
+                        raise
+                    # Hand on what arrived before the break; the next read retries from there.
+                    self._broken = exc
+                    self._close_body()
+                    break
+                if not data:
+                    if self.position + got < (self.size or 0):
+                        if not got:
+                            raise ConnectionResetError(
+                                f"the body ended at byte {self.position} of {self.size}"
+                            )
+                        self._close_body()
+                    break
+                view[got : got + len(data)] = data
+                got += len(data)
+            return got
 
-        data = self._call(read_some)
-        view[: len(data)] = data
-        self.position += len(data)
-        return len(data)
+        count: int = self._call(read_some, "GET")
+        self.position += count
+        return count
 
     def close(self) -> None:
         self._close_body()
@@ -243,17 +331,24 @@ class S3ObjectReader(io.RawIOBase):
 
 
 def open_s3_object(
-    uri: str, *, region: str | None = None, attempts: int = 8, backoff: float = 0.5
+    uri: str,
+    *,
+    region: str | None = None,
+    attempts: int = 8,
+    backoff: float = 0.5,
+    timeout: float = 120.0,
+    environ: Mapping[str, str] | None = None,
 ) -> S3ObjectReader:
     """Open ``s3://bucket/key`` for reading as a resumable stream (see :class:`S3ObjectReader`)."""
     bucket, key = parse_s3_uri(uri)
-    return S3ObjectReader(s3_client(region), bucket, key, attempts=attempts, backoff=backoff)
+    client = s3_client(region, environ=environ, timeout=timeout)
+    return S3ObjectReader(client, bucket, key, attempts=attempts, backoff=backoff, timeout=timeout)
 
 
 def _copy_object(reader: S3ObjectReader, dest: Path, progress: Progress | None = None) -> None:
     """Copy ``reader`` to ``dest`` (via a ``.part`` file), reporting to ``progress`` (default: its own)."""
 
-    progress = progress or Progress(f"Downloading {reader.uri}", reader.size)
+    progress = progress or Progress(f"Downloading {reader.uri}", reader.size or 0)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.part")
     with open(tmp, "wb") as out:
@@ -271,7 +366,7 @@ def download_file(uri: str, dest: Path | str, *, region: str | None = None) -> P
     written to ``dest`` only once complete). Returns ``dest``."""
     dest = Path(dest)
     with open_s3_object(uri, region=region) as reader:
-        progress = Progress(f"Downloading {uri}", reader.size)
+        progress = Progress(f"Downloading {uri}", reader.size or 0)
         _copy_object(reader, dest, progress)
     progress.finish()
     return dest

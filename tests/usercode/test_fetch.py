@@ -72,7 +72,7 @@ def test_s3_object_that_is_not_an_archive(job_dir: Callable[..., Path], s3_serve
     base = job_with_source(job_dir, f"s3://{bucket}/code.tar.gz")
     done = run_train(base)
     assert done.returncode == 4
-    assert "cannot extract" in failure_text(base)
+    assert "not an archive" in failure_text(base)
 
 
 @pytest.mark.parametrize("form", ["plain", "file-uri"])
@@ -256,3 +256,34 @@ def test_reset_in_the_middle_of_a_download_is_resumed_byte_identical(
     assert len(starts) == 3 and 0 < starts[0] <= len(archive) // 3
     assert starts[0] == starts[1] < starts[2] <= starts[1] + 250_000
     assert "transient error" in done.stderr and "resumed" in done.stderr
+
+
+def test_a_source_dir_holding_the_code_dir_is_copied_without_it(tmp_path: Path) -> None:
+    # `smc local .` run in the source dir: the job dir (and its code dir) are inside the source.
+    from smc_core.usercode.fetch import download_and_extract
+
+    source = tmp_path / "project"
+    (source / "pkg").mkdir(parents=True)
+    (source / "train.py").write_text("print('hi')\n")
+    (source / "pkg" / "util.py").write_text("X = 1\n")
+    dest = source / ".smc" / "jobs" / "train-1" / "code" / ".smc-staging-1"
+    dest.mkdir(parents=True)
+    download_and_extract(str(source), dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*")) == [
+        "pkg",
+        "pkg/util.py",
+        "train.py",
+    ]
+
+
+def test_an_emptied_code_dir_is_fetched_again(tmp_path: Path) -> None:
+    # The marker lives beside the code dir: emptying the code dir must not make smc "reuse" nothing.
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text("print('hi')\n")
+    code = tmp_path / "code"
+    assert fetch_code(str(source), code) == "fetched"
+    assert fetch_code(str(source), code) == "reused"
+    (code / "train.py").unlink()
+    assert fetch_code(str(source), code) == "fetched"
+    assert (code / "train.py").read_text() == "print('hi')\n"

@@ -163,7 +163,7 @@ def test_death_by_sigkill_is_137_and_explained(job_dir: Callable[..., Path]) -> 
     done = run_train(base)
     assert done.returncode == 137
     assert failure_text(base).startswith(
-        "UserCodeError: the training code ended: killed (SIGKILL), most likely by the out-of-memory killer"
+        "UserCodeError: the training code ended: killed by SIGKILL (not by smc;"
     )
 
 

@@ -274,7 +274,13 @@ class PeerWatch:
 
 
 def stop_children(grace: float = STOP_GRACE) -> None:
-    """SIGTERM this process's children (torchrun's workers), SIGKILL those left after ``grace``."""
+    """SIGTERM this process's children (torchrun's workers), SIGKILL those left after ``grace``.
+
+    The children are never reaped here: torchrun's agent reaps them (``Popen.poll()``) and must see
+    their real exit codes. A child reaped by someone else reads as exit code 0 to ``Popen.poll()``
+    (ECHILD), so the agent took a worker that had raised for one that succeeded and sat in its
+    end-of-job barrier, waiting for the failed host, until the launcher's 10 s fallback ended it.
+    """
     import psutil
 
     children = psutil.Process().children()
@@ -283,12 +289,27 @@ def stop_children(grace: float = STOP_GRACE) -> None:
             child.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(children, timeout=grace)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not [c for c in children if _running(c)]:
+            return
+        time.sleep(0.05)
+    for child in children:
+        if _running(child):
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+
+def _running(child: Any) -> bool:
+    """Whether ``child`` still runs (an exited child waiting to be reaped does not), without reaping it."""
+    import psutil
+
+    try:
+        return bool(child.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
@@ -312,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from smc_pytorch.tail import install
+
+    install()  # whole lines from --tee, written a block at a time
     args = parse_args(torchrun_argv)
     report = Path(options.report)
     log_dir = Path(tempfile.mkdtemp(prefix="smc-torchrun-"))

@@ -1,0 +1,136 @@
+"""The job directory as the runner holds it: checked before anything runs, locked while the job runs.
+
+* :func:`check_job_dir`: on SageMaker the base dir must exist (nothing is created under one that
+  does not; off SageMaker smc creates it) and ``output/`` must be a writable directory; else a
+  :class:`ConfigError` (exit 2) naming the path.
+* :func:`job_lock`: one job at a time per job directory. A second ``train`` on a busy job dir fails
+  at once with exit 2 saying another job is running there, and changes nothing of the first job's
+  (its code, its outcome files). :func:`job_lock_path` is the one place that names the lock file.
+* :func:`disk_full`: whether the file system holding the job dir has no room left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from smc_core.errors import ConfigError
+from smc_core.job.paths import JobPaths
+
+__all__ = ["check_job_dir", "disk_full", "job_lock", "job_lock_path"]
+
+
+def job_lock_path(paths: JobPaths) -> Path:
+    """The file whose lock marks the job dir busy: ``<base>/.smc-job.lock``."""
+    return paths.base_dir / ".smc-job.lock"
+
+
+def check_job_dir(paths: JobPaths, environ: Mapping[str, str] | None = None) -> None:
+    """Check that the job dir exists and that ``output/`` is (or can be made) a writable directory.
+
+    On SageMaker the platform lays the job dir out, so a missing one is a mistyped
+    ``SAGEMAKER_BASE_DIR`` and nothing is created under it. Off SageMaker (Kubeflow, Vertex AI:
+    see :mod:`smc_core.job.platforms.detect`) smc lays it out itself, so it is created.
+
+    :raises ConfigError: naming the path and the problem (exit 2).
+    """
+    base = paths.base_dir
+    if not base.exists() and _off_sagemaker(base, os.environ if environ is None else environ):
+        try:
+            base.mkdir(parents=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot create the job directory {base} ({exc.strerror or exc}): set SAGEMAKER_BASE_DIR to "
+                "a writable directory (e.g. /tmp/ml), or mount a volume there."
+            ) from None
+    if not base.is_dir():
+        what = "is not a directory" if base.exists() else "does not exist"
+        raise ConfigError(
+            f"The job directory {base} {what} (SAGEMAKER_BASE_DIR, default /opt/ml). "
+            " Check the path: smc creates nothing under a job directory that is not there."
+        )
+    output = paths.output_dir
+    if output.exists() and not output.is_dir():
+        raise ConfigError(
+            f"{output} is a regular file, but it must be the job's output directory (where success and "
+            "failure are written). Remove or rename the file."
+        )
+    try:
+        output.mkdir(exist_ok=True)
+        probe = output / f".smc-write-check.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return  # a full disk: the failure file has its own reserve (see FailureFile)
+        raise ConfigError(
+            f"The job directory's output directory {output} cannot be written: {exc.strerror or exc}. "
+            "Mount the job directory read-write (the platform writes the model and outcome there)."
+        ) from None
+
+
+@contextlib.contextmanager
+def job_lock(paths: JobPaths) -> Iterator[None]:
+    """Hold the job dir's lock while inside; a job dir that another job holds is a ConfigError.
+
+    :raises ConfigError: another job runs in this job directory (exit 2), or the lock file cannot
+        be created there.
+    """
+    path = job_lock_path(paths)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot create the job lock {path}: {exc.strerror or exc}. Mount the job directory read-write."
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            raise ConfigError(
+                f"Another job is running in the job directory {paths.base_dir}{holder}: two jobs cannot "
+                "share one job directory (the second would replace the first's code and outcome). "
+                "Wait for it to end, or give this job its own directory (SAGEMAKER_BASE_DIR, smc local "
+                "--job-dir)."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _holder(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(os.pread(fd, 32, 0).decode().strip())
+        return f" (smc pid {pid})"
+    return ""
+
+
+def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
+    """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
+    from smc_core.host.settings import PLATFORM
+
+    try:
+        pinned = PLATFORM.read(environ)
+    except ConfigError:
+        return False  # reported with every other bad setting once the job starts
+    if pinned:
+        return bool(pinned != "sagemaker")
+    from smc_core.job.platforms.detect import detect_platform
+
+    return detect_platform(base, environ)[0] != "sagemaker"
+
+
+def disk_full(path: Path, *, below: int = 64 * 1024) -> bool:
+    """True when the file system holding ``path`` has less than ``below`` bytes free for users."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < below

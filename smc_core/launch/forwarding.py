@@ -1,0 +1,109 @@
+"""Passing SIGTERM/SIGINT received by smc on to one supervised process group, with a grace period.
+
+A :class:`SignalRelay` is armed before the process starts (a signal that arrives in between is kept
+and passed on as soon as the group exists) and disarmed once the process has ended. After passing
+on SIGTERM or SIGINT it starts the grace period; when that runs out the group gets SIGKILL.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+from smc_core.host.reporting import logger
+from smc_core.launch.signals import add_signal_target, forward_signals, kill_group, remove_signal_target
+
+__all__ = ["SignalRelay"]
+
+
+class SignalRelay:
+    """Passes smc's SIGTERM/SIGINT on to a process group (see the module docstring).
+
+    :param grace_period: seconds from passing SIGTERM/SIGINT on to SIGKILL.
+    :param still_running: tells whether the process is still running (its ``poll() is None``).
+    """
+
+    def __init__(self, grace_period: float, still_running: Callable[[], bool]) -> None:
+        self.grace_period = grace_period
+        self.still_running = still_running
+        self.pid = 0
+        self.forwarded: list[str] = []
+        self.killed_after_grace = False
+        self.done = threading.Event()  # set once the process has exited: signals are no longer passed on
+        # Reentrant: a second signal can interrupt the main thread inside send's critical section.
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
+        self._pending: list[int] = []
+        self._armed = False
+        self._forwarding = forward_signals()
+
+    def arm(self) -> None:
+        """Install the handlers (before the process starts): signals from now on are kept."""
+        self._forwarding.__enter__()
+        add_signal_target(id(self), self._on_signal)
+        self._armed = True
+
+    def attach(self, pid: int) -> None:
+        """The process group ``pid`` exists: pass on what was kept, and what comes later."""
+        self.pid = pid
+        self._pass_on_pending()
+
+    def disarm(self) -> None:
+        """Stop passing signals on (the process ended) and restore the previous handlers."""
+        self.done.set()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+        if self._armed:
+            self._armed = False
+            remove_signal_target(id(self))
+            self._forwarding.__exit__(None, None, None)
+
+    def _on_signal(self, signum: int) -> None:
+        # Runs in the main thread, between any two bytecodes of whatever it was doing (the teardown
+        # included): it must neither block nor start anything once the process has ended.
+        if self.done.is_set():
+            return
+        self._pending.append(signum)
+        if self.pid:
+            self._pass_on_pending()
+
+    def _pass_on_pending(self) -> None:
+        """Pass on the signals received so far (each exactly once: ``list.pop`` is atomic)."""
+        while True:
+            try:
+                signum = self._pending.pop(0)
+            except IndexError:
+                return
+            logger.warning(
+                "Received %s: passing it on to pid %d and its group (grace period %.0f s).",
+                signal.Signals(signum).name,
+                self.pid,
+                self.grace_period,
+            )
+            self.send(signum)
+
+    def send(self, signum: int) -> None:
+        """Send ``signum`` to the group; SIGTERM/SIGINT also start the grace period."""
+        if self.done.is_set() or not self.pid:
+            return
+        self.forwarded.append(signal.Signals(signum).name)
+        kill_group(self.pid, signum)
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            with self._lock:
+                if self._timer is None and not self.done.is_set() and self.still_running():
+                    self._timer = threading.Timer(self.grace_period, self._kill_after_grace)
+                    self._timer.daemon = True
+                    self._timer.start()
+
+    def _kill_after_grace(self) -> None:
+        if self.still_running():
+            logger.warning(
+                "pid %d did not exit %.0f s after %s: sending SIGKILL to its group.",
+                self.pid,
+                self.grace_period,
+                "/".join(self.forwarded) or "SIGTERM",
+            )
+            self.killed_after_grace = True
+            kill_group(self.pid, signal.SIGKILL)
