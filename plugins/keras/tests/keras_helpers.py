@@ -1,18 +1,14 @@
-"""Helpers for the Keras adapter's tests: user scripts, and running ``train`` on a job directory."""
+"""Helpers for the Keras adapter's tests: user scripts, backends (jobs run through ``smc_job``)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
-
-TRAIN = str(Path(sys.executable).with_name("train"))
 
 INSTALLED_BACKENDS = [name for name in ("tensorflow", "jax", "torch") if importlib.util.find_spec(name)]
 
@@ -60,46 +56,6 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], "run.json"), "w") as f:
                "epochs": len(history.history["loss"]), "argv": sys.argv[1:],
                "hps": json.loads(os.environ["SM_HPS"])}, f)
 """
-
-
-def train_env(base: Path, **extra: str) -> dict[str, str]:
-    """The environment ``train`` runs with for the job directory ``base``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SM_", "SMC_", "SAGEMAKER_", "KERAS_", "TF_"))
-    }
-    env.update(SAGEMAKER_BASE_DIR=str(base), SMC_ADAPTER="keras", **QUIET)
-    env.update(extra)
-    return env
-
-
-def start_train(base: Path, **extra: str) -> subprocess.Popen[str]:
-    """Start ``train`` on ``base`` in its own process group, output captured."""
-    return subprocess.Popen(
-        [TRAIN],
-        env=train_env(base, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """Wait for ``process``; at the timeout kill its group and fail the test with its output."""
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, _ = process.communicate()
-        pytest.fail(f"train still ran after {timeout} s:\n{out[-4000:]}")
-    return subprocess.CompletedProcess([TRAIN], process.returncode, out, "")
-
-
-def run_train(base: Path, *, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``train`` on ``base`` (a real subprocess); return how it ended (stdout and stderr merged)."""
-    return finish(start_train(base, **extra), timeout)
 
 
 def single_host() -> Mapping[str, object]:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from keras_helpers import INSTALLED_BACKENDS, PLAIN_SCRIPT, run_train, single_host
+from keras_helpers import INSTALLED_BACKENDS, PLAIN_SCRIPT, single_host
 from smc_keras.backend import BACKENDS, choose_backend
 from smc_keras.plugin import register_settings
 
@@ -14,20 +14,19 @@ from smc_core import ConfigError, Settings, create_environment
 
 
 @pytest.mark.parametrize("backend", INSTALLED_BACKENDS)
-def test_the_same_script_runs_on_each_backend(job_dir, backend):
-    base = job_dir(
+def test_the_same_script_runs_on_each_backend(smc_job, backend):
+    other = next(name for name in BACKENDS if name != backend)
+    done = smc_job(
         hyperparameters={"epochs": 2, "sagemaker_keras_backend": backend},
-        resource_config=single_host(),
         code={"train.py": PLAIN_SCRIPT},
         entry_point="train.py",
+        env={"KERAS_BACKEND": other},  # the framework parameter wins over the environment
     )
-    other = next(name for name in BACKENDS if name != backend)
-    done = run_train(base, KERAS_BACKEND=other)  # the framework parameter wins over the environment
-    assert done.returncode == 0, done.stdout[-4000:]
-    run = json.loads((base / "model" / "run.json").read_text())
+    done.assert_success()
+    run = json.loads((done.model_dir / "run.json").read_text())
     assert (run["env"], run["keras"], run["epochs"]) == (backend, backend, 2)
     assert run["argv"] == ["--epochs", "2"] and run["hps"] == {"epochs": 2}  # a reserved key: not passed on
-    assert f"Keras backend: {backend} (from sagemaker_keras_backend)" in done.stdout
+    assert f"Keras backend: {backend} (from sagemaker_keras_backend)" in done.logs
 
 
 def environment(job_dir, environ=None, **hyperparameters):
@@ -54,16 +53,13 @@ def test_a_missing_backend_says_what_to_install(job_dir):
         choose_backend(environment(job_dir), lambda name: None)
 
 
-def test_an_unknown_backend_fails_the_job_at_start(job_dir):
-    base = job_dir(
+def test_an_unknown_backend_fails_the_job_at_start(smc_job):
+    done = smc_job(
         hyperparameters={"sagemaker_keras_backend": "mxnet"},
-        resource_config=single_host(),
         code={"train.py": "raise SystemExit('must not run')"},
         entry_point="train.py",
     )
-    done = run_train(base)
-    assert done.returncode == 2, done.stdout[-4000:]
-    assert "'sagemaker_keras_backend' is 'mxnet'" in (base / "output" / "failure").read_text()
+    assert "'sagemaker_keras_backend' is 'mxnet'" in done.assert_failure(2)
 
 
 @pytest.mark.parametrize(
@@ -73,14 +69,11 @@ def test_an_unknown_backend_fails_the_job_at_start(job_dir):
         ("sagemaker_torch_distributed_enabled", "jax"),
     ],
 )
-def test_a_switch_of_another_backend_fails_at_start(job_dir, switch, backend):
-    base = job_dir(
+def test_a_switch_of_another_backend_fails_at_start(smc_job, switch, backend):
+    done = smc_job(
         hyperparameters={switch: True, "sagemaker_keras_backend": backend},
-        resource_config=single_host(),
         code={"train.py": "raise SystemExit('must not run')"},
         entry_point="train.py",
     )
-    done = run_train(base)
-    assert done.returncode == 2, done.stdout[-4000:]
-    failure = (base / "output" / "failure").read_text()
+    failure = done.assert_failure(2)
     assert f"{switch} is on" in failure and f"this job runs Keras on {backend}" in failure

@@ -7,9 +7,7 @@ import json
 import socket
 
 import pytest
-from keras_helpers import TRAIN, needs, run_train, single_host, train_env
-
-from smc_core.testing import make_job_dir
+from keras_helpers import needs
 
 RANK_SCRIPT = """
 import json, os, sys
@@ -27,28 +25,27 @@ def free_port() -> int:
 
 
 @needs("torch")
-def test_torch_switch_runs_torchrun(job_dir):
-    base = job_dir(
+def test_torch_switch_runs_torchrun(smc_job):
+    port = free_port()
+    done = smc_job(
         hyperparameters={
             "sagemaker_torch_distributed_enabled": True,
             "sagemaker_keras_backend": "torch",
             "sagemaker_mpi_num_of_processes_per_host": 2,
             "lr": 0.1,
         },
-        resource_config=single_host(),
         code={"train.py": RANK_SCRIPT},
         entry_point="train.py",
+        env={"SMC_KERAS_RENDEZVOUS_PORT": str(port)},
     )
-    port = free_port()
-    done = run_train(base, SMC_KERAS_RENDEZVOUS_PORT=str(port))
-    assert done.returncode == 0, done.stdout[-4000:]
-    assert "-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --node_rank 0" in done.stdout
-    ranks = [json.loads((base / "model" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    done.assert_success()
+    assert "-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --node_rank 0" in done.logs
+    ranks = [json.loads((done.model_dir / f"rank-{r}.json").read_text()) for r in (0, 1)]
     for rank, seen in enumerate(ranks):
         assert seen["argv"] == ["--lr", "0.1"]
         assert seen["env"]["RANK"] == str(rank) and seen["env"]["WORLD_SIZE"] == "2"
         assert seen["env"]["KERAS_BACKEND"] == "torch" and seen["env"]["MASTER_PORT"] == str(port)
-        assert seen["env"]["SMC_KERAS_CHECKPOINT_DIR"] == str(base / "checkpoints")
+        assert seen["env"]["SMC_KERAS_CHECKPOINT_DIR"] == str(done.job_dir / "checkpoints")
 
 
 MWMS_SCRIPT = """
@@ -67,30 +64,23 @@ model.fit(tf.data.Dataset.from_tensor_slices((x, x.sum(axis=1))).batch(8), epoch
 
 @pytest.mark.netns
 @needs("tensorflow")
-def test_keras3_under_multi_worker_mirrored_strategy_is_explained(netns_hosts):
-    cluster = netns_hosts(2, interface="net0")
-    for host in cluster.hosts:
-        make_job_dir(
-            host.job_dir,
-            hyperparameters={
-                "sagemaker_multi_worker_mirrored_strategy_enabled": True,
-                "sagemaker_keras_backend": "tensorflow",
-            },
-            resource_config=host.resource_config(cluster.host_names),
-            code={"train.py": MWMS_SCRIPT},
-            entry_point="train.py",
-        )
-    runs = cluster.run_all(
-        lambda host: [TRAIN],
-        env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60"),
+def test_keras3_under_multi_worker_mirrored_strategy_is_explained(smc_job, netns_hosts):
+    runs = smc_job.on_cluster(
+        netns_hosts(2, interface="net0"),
+        hyperparameters={
+            "sagemaker_multi_worker_mirrored_strategy_enabled": True,
+            "sagemaker_keras_backend": "tensorflow",
+        },
+        code={"train.py": MWMS_SCRIPT},
+        entry_point="train.py",
+        env={"SMC_HOST_WAIT_TIMEOUT": "60"},
         timeout=240,
     )
-    assert "TF_CONFIG=" in runs[1].output
-    config = json.loads(runs[1].output.split("TF_CONFIG=", 1)[1].splitlines()[0])
+    assert "TF_CONFIG=" in runs[1].stdout
+    config = json.loads(runs[1].stdout.split("TF_CONFIG=", 1)[1].splitlines()[0])
     assert config["cluster"] == {"worker": ["algo-1:8890", "algo-2:8890"]}
     assert config["task"] == {"index": 1, "type": "worker"}
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode == 1, run.output[-4000:]
-        failure = (host.job_dir / "output" / "failure").read_text()
+    for run in runs:
+        failure = run.assert_failure(1)
         assert "known upstream failure of Keras 3 under tf.distribute.MultiWorkerMirroredStrategy" in failure
         assert "PerReplica" in failure  # the upstream error itself is kept

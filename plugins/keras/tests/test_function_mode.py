@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from keras_helpers import INSTALLED_BACKENDS, SEED_FUNCTION, check_in_python, run_train, single_host
+from keras_helpers import INSTALLED_BACKENDS, SEED_FUNCTION, check_in_python, single_host
 
 SEED_HYPERPARAMETERS = {"training_data_file": "training_data.npz", "sagemaker_program": "user_script.py"}
 SEED_CHANNELS = {"training": {"ContentType": "application/x-npz", "TrainingInputMode": "File"}}
+FUNCTION_MODE_ON_TORCH = {"SMC_FUNCTION_MODE": "1", "KERAS_BACKEND": "torch"}
 
 # The seed's script, recording what the returned model predicts before it is saved.
 PREDICTING = SEED_FUNCTION.replace(
@@ -49,12 +50,12 @@ def seed_job(job_dir, code: str, **hyperparameters):
 
 
 @pytest.mark.parametrize("backend", INSTALLED_BACKENDS)
-def test_seed_function_leaves_a_model_keras_that_predicts_the_same(job_dir, backend):
+def test_seed_function_leaves_a_model_keras_that_predicts_the_same(smc_job, job_dir, backend):
     base = seed_job(job_dir, PREDICTING, sagemaker_keras_backend=backend)
-    done = run_train(base, SMC_FUNCTION_MODE="1")
-    assert done.returncode == 0, done.stdout[-4000:]
-    assert f"Keras backend: {backend} (from sagemaker_keras_backend)" in done.stdout
-    model_dir = base / "model"
+    done = smc_job.run(base, env={"SMC_FUNCTION_MODE": "1"})
+    done.assert_success()
+    assert f"Keras backend: {backend} (from sagemaker_keras_backend)" in done.logs
+    model_dir = done.model_dir
     expected = np.load(model_dir / "expected.npy")
     code = f"import sys; sys.argv[1:] = [{str(model_dir)!r}]\n{LOAD_AND_SERVE}"
     found = json.loads(check_in_python(code, backend).splitlines()[-1])
@@ -63,37 +64,32 @@ def test_seed_function_leaves_a_model_keras_that_predicts_the_same(job_dir, back
         assert "served" not in found
     else:
         np.testing.assert_allclose(np.array(found["served"]), expected, rtol=1e-5, atol=1e-6)
-    assert (base / "output" / "success").exists()
 
 
-def test_a_module_save_function_saves_instead(job_dir):
+def test_a_module_save_function_saves_instead(smc_job):
     code = (
         "def train(hyperparameters):\n    return {'weights': [1, 2]}\n\n"
         "def save(model, model_dir):\n"
         "    import json, os\n"
         "    with open(os.path.join(model_dir, 'mine.json'), 'w') as f:\n        json.dump(model, f)\n"
     )
-    base = job_dir(resource_config=single_host(), code={"net.py": code}, entry_point="net.py")
-    done = run_train(base, SMC_FUNCTION_MODE="1", KERAS_BACKEND="torch")
-    assert done.returncode == 0, done.stdout[-4000:]
-    assert json.loads((base / "model" / "mine.json").read_text()) == {"weights": [1, 2]}
-    assert not (base / "model" / "model.keras").exists()
+    done = smc_job(code={"net.py": code}, entry_point="net.py", env=FUNCTION_MODE_ON_TORCH)
+    done.assert_success()
+    assert json.loads((done.model_dir / "mine.json").read_text()) == {"weights": [1, 2]}
+    assert not (done.model_dir / "model.keras").exists()
 
 
-def test_returning_something_else_fails_with_what_is_accepted(job_dir):
+def test_returning_something_else_fails_with_what_is_accepted(smc_job):
     code = "from numpy import save  # not the module's own save()\n\ndef train():\n    return 'a string'\n"
-    base = job_dir(resource_config=single_host(), code={"net.py": code}, entry_point="net.py")
-    done = run_train(base, SMC_FUNCTION_MODE="1", KERAS_BACKEND="torch")
-    assert done.returncode == 2, done.stdout[-4000:]
-    failure = (base / "output" / "failure").read_text()
+    done = smc_job(code={"net.py": code}, entry_point="net.py", env=FUNCTION_MODE_ON_TORCH)
+    failure = done.assert_failure(2)
     assert "train() returned a builtins.str" in failure
     assert "return a keras.Model (saved as model_dir/model.keras)" in failure
 
 
-def test_returning_none_saves_nothing(job_dir):
-    base = job_dir(
-        resource_config=single_host(), code={"net.py": "def train():\n    pass\n"}, entry_point="net.py"
+def test_returning_none_saves_nothing(smc_job):
+    done = smc_job(
+        code={"net.py": "def train():\n    pass\n"}, entry_point="net.py", env=FUNCTION_MODE_ON_TORCH
     )
-    done = run_train(base, SMC_FUNCTION_MODE="1", KERAS_BACKEND="torch")
-    assert done.returncode == 0, done.stdout[-4000:]
-    assert list((base / "model").iterdir()) == []
+    done.assert_success()
+    assert list(done.model_dir.iterdir()) == []

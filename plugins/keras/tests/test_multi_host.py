@@ -6,9 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from keras_helpers import TRAIN, needs, train_env
-
-from smc_core.testing import make_job_dir
+from keras_helpers import needs
 
 pytestmark = [pytest.mark.netns, needs("jax")]
 
@@ -39,30 +37,22 @@ print(f"process {rank} of {jax.process_count()} done", flush=True)
 """
 
 
-def test_two_hosts_train_together_on_jax(netns_hosts):
-    cluster = netns_hosts(2, interface=INTERFACE)
-    for host in cluster.hosts:
-        make_job_dir(
-            host.job_dir,
-            hyperparameters={
-                "sagemaker_keras_jax_distributed_enabled": True,
-                "sagemaker_keras_backend": "jax",
-            },
-            resource_config=host.resource_config(cluster.host_names),
-            code={"train.py": JAX_DATA_PARALLEL},
-            entry_point="train.py",
-        )
-    runs = cluster.run_all(
-        lambda host: [TRAIN],
-        env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60"),
+def test_two_hosts_train_together_on_jax(smc_job, netns_hosts):
+    runs = smc_job.on_cluster(
+        netns_hosts(2, interface=INTERFACE),
+        hyperparameters={
+            "sagemaker_keras_jax_distributed_enabled": True,
+            "sagemaker_keras_backend": "jax",
+        },
+        code={"train.py": JAX_DATA_PARALLEL},
+        entry_point="train.py",
+        env={"SMC_HOST_WAIT_TIMEOUT": "60"},
         timeout=240,
     )
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode == 0, run.output[-4000:]
-        assert (host.job_dir / "output" / "success").exists()
+    for run in runs:
+        run.assert_success()
     one, two = (
-        json.loads((host.job_dir / "model" / f"host-{rank}.json").read_text())
-        for rank, host in enumerate(cluster.hosts)
+        json.loads((run.model_dir / f"host-{rank}.json").read_text()) for rank, run in enumerate(runs)
     )
     # Different data on each host, identical weights at the end: the gradients were averaged across hosts.
     for w1, w2 in zip(one["weights"], two["weights"], strict=True):

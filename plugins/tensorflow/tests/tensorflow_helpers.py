@@ -1,15 +1,6 @@
-"""Helpers for the TensorFlow adapter's tests: user scripts, and running ``train`` on a job directory."""
+"""Helpers for the TensorFlow adapter's tests: the user scripts they run (jobs run through ``smc_job``)."""
 
 from __future__ import annotations
-
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Mapping
-from pathlib import Path
-
-TRAIN = str(Path(sys.executable).with_name("train"))
 
 KERAS_SCRIPT = r"""
 import argparse, os
@@ -92,37 +83,6 @@ if index == 0:
     tf.saved_model.save(module, os.path.join(model_dir, "1"))
 print(f"worker {index} done: all-reduce {float(total)}", flush=True)
 """
-
-
-def train_env(base: Path, **extra: str) -> dict[str, str]:
-    """The environment ``train`` runs with for the job directory ``base``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_", "TF_"))}
-    env.update(SAGEMAKER_BASE_DIR=str(base), SMC_ADAPTER="tensorflow", **extra)
-    return env
-
-
-def run_train(base: Path, *, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess[str]:
-    """Run ``train`` (a real subprocess, in its own process group) on ``base``; return how it ended."""
-    with subprocess.Popen(
-        [TRAIN],
-        env=train_env(base, **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as process:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
-    return subprocess.CompletedProcess([TRAIN], process.returncode, out, err)
-
-
-def single_host(interface: str = "lo") -> Mapping[str, object]:
-    """A one-host resource config on loopback (never the machine's own network)."""
-    return {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": interface}
 
 
 PS_SCRIPT = r"""

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from smc_tensorflow.saving import KERAS_FILE, is_saveable, save_model, serving_warning
-from tensorflow_helpers import run_train, single_host
 
 from smc_core import TrainingResult, UserCodeError, create_environment
 
@@ -41,16 +40,15 @@ def train():
 """
 
 
-def test_returned_keras_model_is_saved_twice(job_dir):
-    base = job_dir(
+def test_returned_keras_model_is_saved_twice(smc_job):
+    done = smc_job(
         hyperparameters={"epochs": 2},
-        resource_config=single_host(),
         code={"net.py": KERAS_FUNCTION},
         entry_point="net.py",
+        env={"SMC_FUNCTION_MODE": "1"},
     )
-    done = run_train(base, SMC_FUNCTION_MODE="1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    model_dir = base / "model"
+    done.assert_success()
+    model_dir = done.model_dir
     assert sorted(p.name for p in model_dir.iterdir()) == ["1", "expected.npy", KERAS_FILE]
     expected = np.load(model_dir / "expected.npy")
     reloaded = keras.models.load_model(model_dir / KERAS_FILE)
@@ -60,11 +58,10 @@ def test_returned_keras_model_is_saved_twice(job_dir):
     assert "Not servable" not in done.stderr
 
 
-def test_returned_tf_module_is_a_saved_model(job_dir):
-    base = job_dir(resource_config=single_host(), code={"scale.py": MODULE_FUNCTION}, entry_point="scale.py")
-    done = run_train(base, SMC_FUNCTION_MODE="1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    loaded = tf.saved_model.load(str(base / "model" / "1"))
+def test_returned_tf_module_is_a_saved_model(smc_job):
+    done = smc_job(code={"scale.py": MODULE_FUNCTION}, entry_point="scale.py", env={"SMC_FUNCTION_MODE": "1"})
+    done.assert_success()
+    loaded = tf.saved_model.load(str(done.model_dir / "1"))
     assert loaded(tf.constant([[1.0, 1.0]])).numpy().tolist() == [[5.0]]
 
 

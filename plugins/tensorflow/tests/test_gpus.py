@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import tensorflow as tf
-from tensorflow_helpers import run_train, single_host
 
 FAKE_NVIDIA_SMI = """#!/bin/sh
 [ "$1" = "--list-gpus" ] || exit 1
@@ -19,15 +18,16 @@ echo "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-00000000-0000-0000-0000-0000000000
 SHOW = "import os\nprint('SM_NUM_GPUS=' + os.environ['SM_NUM_GPUS'], flush=True)\n"
 
 
-def test_gpus_are_logged_and_one_process_runs(job_dir, tmp_path):
+def test_gpus_are_logged_and_one_process_runs(smc_job, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
     (bin_dir / "nvidia-smi").chmod(0o755)
-    base = job_dir(resource_config=single_host(), code={"show.py": SHOW}, entry_point="show.py")
     path = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
-    done = run_train(base, PATH=path, CUDA_VISIBLE_DEVICES="0,1")
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = smc_job(
+        code={"show.py": SHOW}, entry_point="show.py", env={"PATH": path, "CUDA_VISIBLE_DEVICES": "0,1"}
+    )
+    done.assert_success()
     assert done.stdout.count("SM_NUM_GPUS=2") == 1  # one process uses both GPUs
     assert (
         "SM_NUM_GPUS=2, CUDA_VISIBLE_DEVICES '0,1': one worker process on this host uses every" in done.stderr
@@ -64,8 +64,7 @@ def _no_gpu_reason() -> str | None:
 
 @pytest.mark.gpu
 @pytest.mark.skipif(_no_gpu_reason() is not None, reason=str(_no_gpu_reason()))
-def test_real_gpu_job(job_dir):
-    base = job_dir(resource_config=single_host(), code={"gpu.py": GPU_SCRIPT}, entry_point="gpu.py")
-    done = run_train(base)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_real_gpu_job(smc_job):
+    done = smc_job(code={"gpu.py": GPU_SCRIPT}, entry_point="gpu.py")
+    done.assert_success()
     assert "gpu ok" in done.stdout

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
-from tensorflow_helpers import MWMS_SCRIPT, TRAIN, train_env
-
-from smc_core.testing import make_job_dir
+from tensorflow_helpers import MWMS_SCRIPT
 
 pytestmark = pytest.mark.netns
 
@@ -17,31 +14,24 @@ INTERFACE = "net0"
 SWITCH = "sagemaker_multi_worker_mirrored_strategy_enabled"
 
 
-def start_job(netns_hosts, hyperparameters, timeout=180, **extra):
+def start_job(smc_job, netns_hosts, hyperparameters, timeout=180, **extra):
     cluster = netns_hosts(2, interface=INTERFACE)
-    for host in cluster.hosts:
-        make_job_dir(
-            host.job_dir,
-            hyperparameters={SWITCH: True, **hyperparameters},
-            resource_config=host.resource_config(cluster.host_names),
-            code={"train.py": MWMS_SCRIPT},
-            entry_point="train.py",
-        )
-    started = time.monotonic()
-    runs = cluster.run_all(
-        lambda host: [TRAIN],
-        env_for=lambda host: train_env(host.job_dir, SMC_HOST_WAIT_TIMEOUT="60", **extra),
+    runs = smc_job.on_cluster(
+        cluster,
+        hyperparameters={SWITCH: True, **hyperparameters},
+        code={"train.py": MWMS_SCRIPT},
+        entry_point="train.py",
+        env={"SMC_HOST_WAIT_TIMEOUT": "60", **extra},
         timeout=timeout,
     )
-    return cluster, runs, time.monotonic() - started
+    return runs, runs[0].duration
 
 
-def test_two_workers_train_together(netns_hosts):
-    cluster, runs, _ = start_job(netns_hosts, {"steps": 3})
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode == 0, run.output[-4000:]
-        assert (host.job_dir / "output" / "success").exists()
-    one, two = (host.job_dir / "model" for host in cluster.hosts)
+def test_two_workers_train_together(smc_job, netns_hosts):
+    runs, _ = start_job(smc_job, netns_hosts, {"steps": 3})
+    for run in runs:
+        run.assert_success()
+    one, two = (run.model_dir for run in runs)
     for index, model_dir in enumerate((one, two)):
         assert json.loads((model_dir / f"tf_config-{index}.json").read_text()) == {
             "cluster": {"worker": ["algo-1:8890", "algo-2:8890"]},
@@ -52,43 +42,39 @@ def test_two_workers_train_together(netns_hosts):
     w0, w1 = np.load(one / "weights-0.npy"), np.load(two / "weights-1.npy")
     assert np.abs(w0).sum() > 0 and np.array_equal(w0, w1)
     assert (one / "1" / "saved_model.pb").exists()  # the chief's model
-    assert "worker 1 done: all-reduce 3.0" in runs[1].output
+    assert "worker 1 done: all-reduce 3.0" in runs[1].stdout
 
 
-def test_a_failing_worker_ends_both_hosts(netns_hosts):
-    cluster, runs, elapsed = start_job(netns_hosts, {"steps": 50, "fail-host": "algo-2"}, timeout=120)
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode is not None, f"{host.name} still ran at the timeout:\n{run.output[-4000:]}"
-        assert run.returncode == 1, run.output[-4000:]
-        assert not (host.job_dir / "output" / "success").exists()
-        failure = (host.job_dir / "output" / "failure").read_text()
+def test_a_failing_worker_ends_both_hosts(smc_job, netns_hosts):
+    runs, elapsed = start_job(smc_job, netns_hosts, {"steps": 50, "fail-host": "algo-2"}, timeout=120)
+    for run in runs:
+        assert not run.timed_out, f"{run.host} still ran at the timeout:\n{run.stdout[-4000:]}"
+        failure = run.assert_failure(1)
         assert failure.startswith("UserCodeError: ValueError: boom on algo-2"), failure
         assert "the worker on host algo-2 failed with exit code 1" in failure[:1024], failure
         assert "Traceback (most recent call last)" in failure[:1024], failure
-    master_failure = (cluster.hosts[0].job_dir / "output" / "failure").read_text()[:1024]
+    master_failure = (runs[0].failure or "")[:1024]
     # algo-1's worker is stopped, unless TensorFlow ended it first (a collective with a dead peer)
     assert (
         "algo-1 stopped its own processes because of it" in master_failure
         or "the worker on algo-1 failed after it" in master_failure
     ), master_failure
     print(f"both hosts ended {elapsed:.1f} s after the start")
-    assert elapsed < 30 + 25, runs[0].output[-3000:]  # 30 s from the failure, plus TensorFlow's start
+    assert elapsed < 30 + 25, runs[0].stdout[-3000:]  # 30 s from the failure, plus TensorFlow's start
 
 
-def test_keras3_fit_under_mwms_gets_the_hint(netns_hosts):
-    cluster, runs, _ = start_job(netns_hosts, {"keras-fit": 1}, timeout=150)
+def test_keras3_fit_under_mwms_gets_the_hint(smc_job, netns_hosts):
+    runs, _ = start_job(smc_job, netns_hosts, {"keras-fit": 1}, timeout=150)
     failures = []
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode not in (0, None), run.output[-4000:]
-        failures.append((host.job_dir / "output" / "failure").read_text())
+    for run in runs:
+        failures.append(run.assert_failure())
     for text in failures:
         head = text[:1024]
         assert head.startswith("UserCodeError: ValueError: Attempt to convert a value (PerReplica"), text
         assert "keras-team/keras#20585" in head and "TF_USE_LEGACY_KERAS=1" in head, text
 
 
-def test_the_hints_fix_tf_keras_trains_under_mwms(netns_hosts):
-    cluster, runs, _ = start_job(netns_hosts, {"keras-fit": 1}, timeout=150, TF_USE_LEGACY_KERAS="1")
-    for host, run in zip(cluster.hosts, runs, strict=True):
-        assert run.returncode == 0, run.output[-4000:]
-        assert (host.job_dir / "output" / "success").exists()
+def test_the_hints_fix_tf_keras_trains_under_mwms(smc_job, netns_hosts):
+    runs, _ = start_job(smc_job, netns_hosts, {"keras-fit": 1}, timeout=150, TF_USE_LEGACY_KERAS="1")
+    for run in runs:
+        run.assert_success()

@@ -6,23 +6,21 @@ import json
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_helpers import KERAS_SCRIPT, MWMS_SCRIPT, run_train, single_host
+from tensorflow_helpers import KERAS_SCRIPT, MWMS_SCRIPT
 
 from smc_core import resolve_host
 
 SERVING_WARNING = "Not servable by TensorFlow Serving"
 
 
-def test_keras_script_saves_a_servable_version_dir(job_dir):
-    base = job_dir(
+def test_keras_script_saves_a_servable_version_dir(smc_job):
+    done = smc_job(
         hyperparameters={"epochs": 2, "model_dir": "s3://bucket/prefix/model"},
-        resource_config=single_host(),
         code={"train.py": KERAS_SCRIPT},
         entry_point="train.py",
     )
-    done = run_train(base)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (base / "output" / "success").exists()
+    done.assert_success()
+    base = done.job_dir
     export = base / "model" / "000000001"
     assert (export / "saved_model.pb").exists()
     loaded = tf.saved_model.load(str(export))
@@ -33,15 +31,15 @@ def test_keras_script_saves_a_servable_version_dir(job_dir):
     assert seen == ["s3://bucket/prefix/model", "1", "s3://bucket/prefix/model"]
 
 
-def test_warns_in_one_line_when_no_version_dir(job_dir):
-    base = job_dir(
+def test_warns_in_one_line_when_no_version_dir(smc_job):
+    done = smc_job(
         hyperparameters={"save-as": "keras"},
-        resource_config=single_host(),
         code={"train.py": KERAS_SCRIPT},
         entry_point="train.py",
+        env={"TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    done = run_train(base, TF_CPP_MIN_LOG_LEVEL="3")
-    assert done.returncode == 0, done.stderr[-3000:]
+    done.assert_success()
+    base = done.job_dir
     assert (base / "model" / "my_model.keras").exists()
     warnings = [line for line in done.stderr.splitlines() if SERVING_WARNING in line]
     assert len(warnings) == 1, done.stderr[-3000:]
@@ -51,29 +49,28 @@ def test_warns_in_one_line_when_no_version_dir(job_dir):
     assert seen[1] == "3"  # the job's own TF_CPP_MIN_LOG_LEVEL is kept
 
 
-def test_tuning_job_model_dir_gets_the_job_name(job_dir):
-    base = job_dir(
+def test_tuning_job_model_dir_gets_the_job_name(smc_job):
+    done = smc_job(
         hyperparameters={"model_dir": "s3://bucket/tuning/model", "_tuning_objective_metric": "loss"},
-        resource_config=single_host(),
         code={"train.py": KERAS_SCRIPT},
         entry_point="train.py",
+        env={"TRAINING_JOB_NAME": "tune-007"},
     )
-    done = run_train(base, TRAINING_JOB_NAME="tune-007")
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = (base / "output" / "data" / "seen.txt").read_text().splitlines()
+    done.assert_success()
+    seen = (done.job_dir / "output" / "data" / "seen.txt").read_text().splitlines()
     assert seen[0] == seen[2] == "s3://bucket/tuning/model/tune-007/model"
     assert "Tuning job: appending the training job name to model_dir" in done.stderr
 
 
-def test_one_host_multi_worker_job(job_dir):
-    base = job_dir(
+def test_one_host_multi_worker_job(smc_job):
+    done = smc_job(
         hyperparameters={"sagemaker_multi_worker_mirrored_strategy_enabled": True, "steps": 2},
-        resource_config=single_host(),
         code={"train.py": MWMS_SCRIPT},
         entry_point="train.py",
+        timeout=120,
     )
-    done = run_train(base, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done.assert_success()
+    base = done.job_dir
     # algo-1 resolves on SageMaker; where it does not (smc local), TensorFlow would wait forever for it
     address = "algo-1:8890" if resolve_host("algo-1") else "localhost:8890"
     assert json.loads((base / "model" / "tf_config-0.json").read_text()) == {
