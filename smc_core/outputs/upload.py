@@ -244,6 +244,14 @@ class PrefixUploader:
         client.upload_file(str(path), self.bucket, key, Config=config)
 
 
+def lower_priority(niceness: int = 10) -> None:
+    """Lower the calling thread's CPU priority (Linux schedules threads one by one); no-op elsewhere."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
+
+
 class _DaemonPool:
     """A fixed set of daemon worker threads (ThreadPoolExecutor's threads are joined at exit, which
     would let one hanging upload hold ``train`` past the flush timeout)."""
@@ -271,6 +279,7 @@ class _DaemonPool:
             self._queue.put(None)
 
     def _work(self) -> None:
+        lower_priority()  # the user's training comes first; uploads take what CPU is left
         while True:
             item = self._queue.get()
             if item is None:

@@ -84,6 +84,9 @@ class ClosedFileWatcher:
     def _run_inotify(self) -> None:
         from inotify_simple import INotify, flags
 
+        from smc_core.outputs.upload import lower_priority
+
+        lower_priority()
         mask = (
             flags.CLOSE_WRITE
             | flags.MOVED_TO
@@ -154,6 +157,9 @@ class ClosedFileWatcher:
         return found
 
     def _run_polling(self) -> None:
+        from smc_core.outputs.upload import lower_priority
+
+        lower_priority()
         previous = self._scan()
         reported: dict[Path, tuple[int, int]] = dict(previous)  # present at start: not new
         self._ready.set()
