@@ -32,6 +32,20 @@ How each launch style maps onto the hooks
   host, locally) and returns its result, naming the failing rank and its host; on every other host it
   starts the job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns
   the outcome the master sends (a failure when the master goes silent).
+* **TensorFlow MultiWorkerMirrored** (smc-tensorflow, ``sagemaker_multi_worker_mirrored_strategy_enabled``):
+  ``prepare_training`` waits for the peer hosts and returns ``TF_CONFIG`` (every host a worker on port
+  8890, built by :func:`smc_core.multi_worker_tf_config`); ``invoke_train`` runs the entry point once
+  per host and ends every host when one fails (the adapter's control channel).
+* **TensorFlow parameter server** (smc-tensorflow, ``sagemaker_parameter_server_enabled``):
+  ``prepare_training`` returns the worker's ``TF_CONFIG``; ``invoke_train`` starts a ``ps`` task as a
+  supervised background process beside the worker on every host, runs the worker, then (on non-master
+  hosts) waits until the master host is done before stopping the parameter server.
+* **Keras on one backend** (smc-keras): ``prepare_training`` chooses the backend (``KERAS_BACKEND``) and
+  returns the backend's distribution variables (``KERAS_DISTRIBUTION_*`` for JAX, ``TF_CONFIG``);
+  ``invoke_train`` runs torchrun for the torch backend's switch and returns None otherwise.
+* **Other platforms**: ``load_environment`` implementations for Kubeflow and Vertex AI (core defaults)
+  build the same ``TrainingEnv`` from the platform's variables; the launch styles above then run
+  unchanged.
 * **Function mode** (the original design's ``train(**hyperparameters)``): ``fetch_user_code`` reports
   ``EntryKind.FUNCTION``; the default ``invoke_train`` imports the module, calls ``train`` with the
   hyperparameters and environment fields its signature names, and returns the returned object as
