@@ -43,11 +43,11 @@ _EXPORTS: dict[str, str] = {
     "ClusterError": "smc_core.errors",
     "UserCodeError": "smc_core.errors",
     # settings
-    "Setting": "smc_core.host.settings",
-    "Settings": "smc_core.host.settings",
-    "GRACE_PERIOD": "smc_core.host.settings",
-    "HOST_WAIT_TIMEOUT": "smc_core.host.settings",
-    "settings_table": "smc_core.host.settings",
+    "Setting": "smc_core.base.settings",
+    "Settings": "smc_core.base.settings",
+    "GRACE_PERIOD": "smc_core.base.settings",
+    "HOST_WAIT_TIMEOUT": "smc_core.base.settings",
+    "settings_table": "smc_core.base.settings",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
@@ -69,7 +69,7 @@ _EXPORTS: dict[str, str] = {
     "parameter_server_tf_config": "smc_core.job.tf_config",
     "tf_config_json": "smc_core.job.tf_config",
     # logging
-    "logger": "smc_core.host.reporting",
+    "logger": "smc_core.base.log",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -89,6 +89,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ imports them
+    from smc_core.base.log import logger as logger
+    from smc_core.base.settings import GRACE_PERIOD as GRACE_PERIOD
+    from smc_core.base.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
+    from smc_core.base.settings import Setting as Setting
+    from smc_core.base.settings import Settings as Settings
+    from smc_core.base.settings import settings_table as settings_table
     from smc_core.defaults.invoke import entry_command as entry_command
     from smc_core.errors import ClusterError as ClusterError
     from smc_core.errors import ConfigError as ConfigError
@@ -97,12 +103,6 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.errors import PluginError as PluginError
     from smc_core.errors import SmcError as SmcError
     from smc_core.errors import UserCodeError as UserCodeError
-    from smc_core.host.reporting import logger as logger
-    from smc_core.host.settings import GRACE_PERIOD as GRACE_PERIOD
-    from smc_core.host.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
-    from smc_core.host.settings import Setting as Setting
-    from smc_core.host.settings import Settings as Settings
-    from smc_core.host.settings import settings_table as settings_table
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from smc_core.base.log import logger
 from smc_core.errors import FetchError
-from smc_core.host.reporting import logger
 from smc_core.outputs.sync import DirectorySync, SyncReport, start_directory_sync
 
 __all__ = [

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from smc_core.base.settings import GRACE_PERIOD
 from smc_core.cli.local import CHECKPOINT_FLUSH_TIMEOUT, LocalJob, build_job_dir, job_environment
 from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
-from smc_core.host.settings import GRACE_PERIOD
 from smc_core.launch.hosts import HostSet, LocalHost, processes_with_environ
 from smc_core.launch.signals import describe_exit_code, exit_code_of
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 # runner's start-up is part of every job's overhead.
 
 from smc_core import __version__
-from smc_core.host.settings import Setting, settings_help
+from smc_core.base.settings import Setting, settings_help
 
 DESCRIPTION = """\
 smc runs a training job inside a machine-learning container: it reads the job directory
@@ -42,7 +42,7 @@ def epilog(settings: Sequence[Setting[Any]]) -> str:
 def _help_settings() -> list[Setting[Any]]:
     """The core's settings and those of every plugin that loads here (the core's alone when the
     plugins cannot be loaded: help must not fail)."""
-    from smc_core.host.settings import CORE_SETTINGS
+    from smc_core.base.settings import CORE_SETTINGS
 
     try:
         from smc_core.host.runner import declared_settings
@@ -191,7 +191,7 @@ def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.Arg
     """The ``smc`` argument parser; its help lists ``settings`` (default: the core's)."""
     import argparse
 
-    from smc_core.host.settings import CORE_SETTINGS
+    from smc_core.base.settings import CORE_SETTINGS
 
     parser = argparse.ArgumentParser(
         prog="smc",

@@ -15,9 +15,9 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
 from smc_core.errors import ConfigError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
 from smc_core.job.environment import TrainingEnv
 from smc_core.launch.process import TrainingResult
 from smc_core.usercode.describe import UserCode

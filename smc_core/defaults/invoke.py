@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.messages import did_you_mean
+from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean
-from smc_core.host.reporting import logger
-from smc_core.host.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args

@@ -114,7 +114,7 @@ def _holder(fd: int) -> str:
 
 def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
     """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
-    from smc_core.host.settings import PLATFORM
+    from smc_core.base.settings import PLATFORM
 
     try:
         pinned = PLATFORM.read(environ)

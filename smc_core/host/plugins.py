@@ -26,10 +26,10 @@ from typing import Any
 import pluggy
 
 from smc_core import hookspecs
+from smc_core.base.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
 from smc_core.defaults import DEFAULT_PLUGINS
 from smc_core.errors import PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
-from smc_core.host.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
@@ -132,7 +132,7 @@ def get_plugin_manager(
 
     :param environ: where to read ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS``
         (default: ``os.environ``); they are parsed as the settings registry declares them
-        (:mod:`smc_core.host.settings`), the plugin manager being built before plugins can declare theirs.
+        (:mod:`smc_core.base.settings`), the plugin manager being built before plugins can declare theirs.
     :param load_entrypoints: False builds a manager with the defaults only (and ``plugins``),
         as tests do.
     :param plugins: extra plugin objects, registered last, so they are called first and win over

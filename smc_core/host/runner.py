@@ -13,19 +13,13 @@ from typing import Any, TypeVar
 
 import pluggy
 
+from smc_core.base.log import configure_logging, logger
+from smc_core.base.settings import Setting, Settings, parse_settings
+from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
-from smc_core.host.reporting import (
-    FailureFile,
-    configure_logging,
-    format_error,
-    format_user_failure,
-    logger,
-    write_success,
-)
+from smc_core.host.reporting import FailureFile, format_error, format_user_failure, write_success
 from smc_core.host.returns import check_returned_model
-from smc_core.host.settings import Setting, Settings, parse_settings
-from smc_core.host.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
 from smc_core.job.environment import JobPaths, base_dir
@@ -152,7 +146,7 @@ def main(
     Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself). A
     job dir that is missing, read-only or busy with another job is exit 2 (see
     :mod:`smc_core.host.jobdir`); SIGTERM/SIGINT in any phase end the job with ``128 + signal``
-    and a failure file naming the phase (see :mod:`smc_core.host.stopping`).
+    and a failure file naming the phase (see :mod:`smc_core.base.stopping`).
     """
     environ = dict(os.environ if environ is None else environ)
     configure_logging()

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 
 if TYPE_CHECKING:
     import pluggy

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean, quoted, type_name
 from smc_core.job.paths import job_paths
 from smc_core.job.platforms import resource_config_from_tf_config
 

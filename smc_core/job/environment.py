@@ -14,7 +14,7 @@ The steps live in siblings named after their concern, and every name is importab
 :mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
 config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
 :mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (other platforms) and
-:mod:`smc_core.host.messages` (how errors quote values).
+:mod:`smc_core.base.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
 whose directory is missing) raises :class:`~smc_core.errors.ConfigError` naming the file, the key,
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import did_you_mean, quoted, type_name
+from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean, quoted, type_name
-from smc_core.host.settings import BOOL_FLAGS, Settings, parse_settings
 from smc_core.job.config import (
     check_resource_config,
     get_channel_dir,
@@ -213,7 +213,7 @@ class TrainingEnv:
         default_factory=lambda: parse_settings({}), hash=False, compare=False, repr=False
     )
     """Every declared setting (the core's and the plugins'), parsed from :attr:`environ`: index it
-    with a :class:`~smc_core.host.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
+    with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
 
     # --- derived facts -------------------------------------------------------------------------
     @property

@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.log import logger
+from smc_core.base.messages import did_you_mean
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean
-from smc_core.host.reporting import logger
 from smc_core.launch.process import TrainingResult
 
 if typing.TYPE_CHECKING:

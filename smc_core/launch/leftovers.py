@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 from smc_core.launch.signals import kill_group
 
 __all__ = ["DescendantWatch", "become_subreaper", "find_leftovers", "stop_leftovers"]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from smc_core.base.log import logger
+from smc_core.base.settings import HOST_WAIT_TIMEOUT
 from smc_core.errors import ClusterError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import HOST_WAIT_TIMEOUT
 
 __all__ = [
     "DEFAULT_HOST_WAIT_TIMEOUT",

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from smc_core.base.log import logger
 from smc_core.errors import ConfigError
-from smc_core.host.reporting import logger
 
 __all__ = ["PrefixUploader", "UploadFailure", "join_s3_uri", "parse_s3_prefix"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 
 __all__ = ["ClosedFileWatcher", "inotify_available"]
 

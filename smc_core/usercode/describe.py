@@ -104,7 +104,7 @@ def function_mode(training_env: TrainingEnv) -> bool:
     """True when the job asks for function mode: the setting ``SMC_FUNCTION_MODE`` when it is set
     (``training_env.settings[FUNCTION_MODE]``; ``SMC_FUNCTION_MODE=0`` turns it off), else the
     hyperparameter ``sagemaker_function_mode`` set to true."""
-    from smc_core.host.settings import FUNCTION_MODE
+    from smc_core.base.settings import FUNCTION_MODE
 
     if training_env.settings.is_set(FUNCTION_MODE):
         return bool(training_env.settings[FUNCTION_MODE])

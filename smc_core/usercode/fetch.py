@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+from smc_core.base.log import logger
+from smc_core.base.settings import EXISTING_CODE
 from smc_core.errors import ConfigError, FetchError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import EXISTING_CODE
 
 __all__ = [
     "EXISTING_CODE_POLICIES",

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
+from smc_core.base.log import logger
+from smc_core.base.messages import summary_line
+from smc_core.base.settings import INSTALLER
 from smc_core.errors import ConfigError, InstallError
-from smc_core.host.reporting import logger, summary_line
-from smc_core.host.settings import INSTALLER
 from smc_core.job.hyperparameters import is_true
 
 __all__ = [
@@ -282,7 +283,7 @@ def _run_installer(
     installer: str | None = None,
     timeout: float | None = None,
 ) -> None:
-    from smc_core.host.stopping import raise_if_stopped
+    from smc_core.base.stopping import raise_if_stopped
     from smc_core.launch.process import start_process
 
     command, env = installer_command(targets, python=python, environ=environ, installer=installer)

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+from smc_core.base.log import logger
 from smc_core.errors import FetchError
-from smc_core.host.reporting import logger
 from smc_core.usercode.progress import Progress
 
 __all__ = [
