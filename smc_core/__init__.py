@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "UserCode": "smc_core.usercode.describe",
     "EntryKind": "smc_core.usercode.describe",
     "describe_user_code": "smc_core.usercode.describe",
-    "TrainingResult": "smc_core.launch.process",
+    "TrainingResult": "smc_core.launch.result",
     # errors
     "SmcError": "smc_core.errors",
     "ConfigError": "smc_core.errors",
@@ -118,10 +118,10 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
-    from smc_core.launch.process import TrainingResult as TrainingResult
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process
     from smc_core.launch.process import start_process as start_process
+    from smc_core.launch.result import TrainingResult as TrainingResult
     from smc_core.usercode.describe import EntryKind as EntryKind
     from smc_core.usercode.describe import UserCode as UserCode
     from smc_core.usercode.describe import describe_user_code as describe_user_code

@@ -71,7 +71,7 @@ import pluggy
 if TYPE_CHECKING:
     from smc_core.base.settings import Setting, Settings
     from smc_core.job.environment import TrainingEnv
-    from smc_core.launch.process import TrainingResult
+    from smc_core.launch.result import TrainingResult
     from smc_core.usercode.describe import UserCode
 
 PROJECT_NAME = "smc"

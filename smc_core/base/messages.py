@@ -6,7 +6,6 @@ Shared by the readers of the job's configuration so that every message reads the
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable
@@ -34,6 +33,8 @@ def type_name(value: Any) -> str:
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the choice closest to ``name``, else ``""``."""
+    import difflib  # only on the error path: every job's start imports this module
+
     match = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
 

@@ -18,8 +18,8 @@ from smc_core.errors import ConfigError, SmcError
 from smc_core.host.plugins import get_plugin_manager, hook_implementations, hook_names
 from smc_core.host.runner import declared_settings, load_settings, require
 from smc_core.host.runner import main as run_main
-from smc_core.job.environment import base_dir
 from smc_core.job.exports import exported_vars, training_env_dict
+from smc_core.job.paths import base_dir
 
 if TYPE_CHECKING:
     import argparse

@@ -26,7 +26,8 @@ from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.launch.limits import check_exec_limits
-from smc_core.launch.process import TrainingResult, python_executable, run_process
+from smc_core.launch.process import python_executable, run_process
+from smc_core.launch.result import TrainingResult
 from smc_core.usercode.describe import EntryKind, UserCode
 
 _NO_ENTRY = (
@@ -142,7 +143,8 @@ def invoke_train(
     if user_code.kind is EntryKind.FUNCTION:
         if not user_code.module_name:
             raise no_entry_error(training_env)
-        from smc_core.launch.functions import run_function  # inspect, traceback: function mode only
+        # function mode only: every job's start imports this plugin
+        from smc_core.launch.functions import run_function
 
         return run_function(
             training_env,

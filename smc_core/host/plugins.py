@@ -27,12 +27,27 @@ import pluggy
 
 from smc_core import hookspecs
 from smc_core.base.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
-from smc_core.defaults import DEFAULT_PLUGINS
 from smc_core.errors import PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "smc_core.defaults.environment",
+    "smc_core.defaults.kubeflow",
+    "smc_core.defaults.vertex",
+    "smc_core.defaults.usercode",
+    "smc_core.defaults.exports",
+    "smc_core.defaults.install",
+    # before invoke: among trylast implementations the one registered first is called first
+    "smc_core.defaults.mpi",
+    "smc_core.defaults.invoke",
+    "smc_core.defaults.intermediate",
+    "smc_core.defaults.reporting",
+)
+"""Module names of the default plugins (:mod:`smc_core.defaults`), imported by name and registered in
+this order by ``get_plugin_manager``, as any plugin is: the defaults sit a layer above the host."""
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_TAIL_LINES",
     "SupervisedProcess",
-    "TrainingResult",
     "current_environ",
     "python_executable",
     "run_process",
