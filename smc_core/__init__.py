@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
     "start_process": "smc_core.launch.process",
     "run_process": "smc_core.launch.process",
     "python_executable": "smc_core.launch.process",
-    "entry_command": "smc_core.defaults.invoke",
+    "entry_command": "smc_core.usercode.entry",
     # hosts and networks
     "wait_for_hosts": "smc_core.launch.network",
     "wait_for_port": "smc_core.launch.network",
@@ -95,7 +95,6 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.base.settings import Setting as Setting
     from smc_core.base.settings import Settings as Settings
     from smc_core.base.settings import settings_table as settings_table
-    from smc_core.defaults.invoke import entry_command as entry_command
     from smc_core.errors import ClusterError as ClusterError
     from smc_core.errors import ConfigError as ConfigError
     from smc_core.errors import FetchError as FetchError
@@ -125,3 +124,4 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.usercode.describe import EntryKind as EntryKind
     from smc_core.usercode.describe import UserCode as UserCode
     from smc_core.usercode.describe import describe_user_code as describe_user_code
+    from smc_core.usercode.entry import entry_command as entry_command

@@ -13,13 +13,13 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import Setting
-from smc_core.defaults.invoke import entry_command
 from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.job.hyperparameters import is_true
 from smc_core.launch.result import TrainingResult
 from smc_core.usercode.describe import EntryKind, UserCode
+from smc_core.usercode.entry import entry_command
 
 MPI_SWITCH = "sagemaker_mpi_enabled"
 PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
