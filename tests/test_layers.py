@@ -26,12 +26,14 @@ LAYERS: tuple[str, ...] = (
     "errors",  # the error hierarchy and exit codes
     "base",  # the settings registry, messages, the logger, stop signals
     "job",  # TrainingEnv, the job directory's config, hyperparameters, SM_* exports, platforms
-    "launch",  # supervised processes, signals, function mode, network waits (MPI, for now)
+    "launch",  # supervised processes, signals, function mode
+    "cluster",  # the cluster toolkit: the job's channel, failing-rank reports, bounded waits, networks
     "usercode",  # fetching, extracting and describing the user's code; installing what it needs
     "outputs",  # syncing output/intermediate and checkpoints with S3
     "hookspecs",  # the contract: its types come from the layers below
     "host",  # the runner, plugin loading, the job dir's checks, switches, the outcome files
     "defaults",  # the built-in plugins
+    "mpi",  # the MPI launch: a default plugin that uses only the public API
     "local",  # smc local: a client of the runtime, apart from what runs in a container
     "cli",  # train and smc, which dispatches smc local
     "testing",  # the kit for plugin authors

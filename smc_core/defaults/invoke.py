@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from smc_core import hookimpl
 from smc_core.base.log import logger
-from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
@@ -49,10 +48,4 @@ def invoke_train(
     logger.info(
         "Running %s in %s", redact(shlex.join(command), secret_values(process_env)), user_code.code_dir
     )
-    return run_process(
-        command,
-        env=process_env,
-        cwd=user_code.code_dir,
-        grace_period=training_env.settings[GRACE_PERIOD],
-        leftover_grace=training_env.settings[LEFTOVER_GRACE],
-    )
+    return run_process(command, env=process_env, cwd=user_code.code_dir)  # the job's policy applies

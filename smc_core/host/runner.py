@@ -16,6 +16,8 @@ import pluggy
 from smc_core.base.log import configure_logging, logger
 from smc_core.base.settings import Setting, Settings, parse_settings
 from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
+from smc_core.base.supervision import apply_supervision, last_resort
+from smc_core.cluster.job import open_job_channel
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
@@ -106,14 +108,19 @@ def run_training(
         pm,
     )
     check_switches(training_env.additional_framework_parameters, claimed)
-    user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
-    contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
-    process_env = merge_process_env(contributions, environ)
-    return require(
-        hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
-        "invoke_train",
-        pm,
-    )
+    # Every process started and every wait from here on obeys the job's policy, whoever starts it;
+    # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
+    with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:
+        user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
+        contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
+        process_env = merge_process_env(contributions, environ)
+        result = require(
+            hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
+            "invoke_train",
+            pm,
+        )
+        channel.end(result.exit_code, result.failure)
+    return result
 
 
 def report_crash(error: Exception, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
@@ -169,9 +176,15 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)
     failure_file.reserve()
+
+    def report_last(exit_code: int, reason: str, details: Mapping[str, Any]) -> None:
+        # smc ends itself (function mode outlived its grace period): the failure file first.
+        report_failure(failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code)
+
     try:
         pm = pm or get_plugin_manager(environ=environ)
-        result = run_training(pm, base=paths.base_dir, environ=environ)
+        with last_resort(report_last):
+            result = run_training(pm, base=paths.base_dir, environ=environ)
         check_returned_model(result)
     except SmcError as error:
         logger.error("%s", error.message)

@@ -23,6 +23,7 @@ the value and what was expected; the runner turns it into ``output/failure`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from typing import Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
+from smc_core.base.supervision import Supervision
 from smc_core.errors import ConfigError
 from smc_core.job.config import (
     check_resource_config,
@@ -214,7 +216,9 @@ class TrainingEnv:
     """The rendezvous port the platform names (Kubeflow's ``PET_MASTER_PORT`` or ``MASTER_PORT``, the
     primary replica's port in Vertex's ``CLUSTER_SPEC``); None: each adapter uses the contract's port."""
     processes_per_host: int | None = None
-    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), or None: the adapter decides."""
+    """Processes per host the job asks for: the platform's (``PET_NPROC_PER_NODE``), else the
+    hyperparameter ``sagemaker_mpi_num_of_processes_per_host``; None when it does not say: each launcher
+    then takes its own setting, else :attr:`default_processes_per_host`."""
     distributed_by: str | None = None
     """What, on a platform without ``sagemaker_*`` switches, asks for a distributed launch (e.g.
     ``Kubeflow Trainer's PET_* variables``); None when nothing does (on SageMaker, always None)."""
@@ -230,11 +234,24 @@ class TrainingEnv:
     with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
 
     # --- derived facts -------------------------------------------------------------------------
+    @functools.cached_property
+    def supervision(self) -> Supervision:
+        """The job's supervision policy, built once from :attr:`settings`: the grace periods and
+        host-wait bound every launch obeys, and the plugins' own policy fields
+        (:class:`~smc_core.base.supervision.Supervision`). The runner applies it for the whole job."""
+        return Supervision.from_settings(self.settings)
+
     @property
     def master_hostname(self) -> str:
         """The first distribution host (else the first host): the rendezvous master for every framework."""
         hosts = self.distribution_hosts or self.hosts
         return hosts[0]
+
+    @property
+    def default_processes_per_host(self) -> int:
+        """One process per GPU, else per Neuron core, else 1: the reference toolkit's default for every
+        launcher that counts processes (``sagemaker_training/runner.py``)."""
+        return self.num_gpus or self.num_neurons or 1
 
     @property
     def is_master(self) -> bool:
@@ -376,6 +393,23 @@ def _distribution_groups(
     return ()
 
 
+def _processes_per_host(path: Path, framework: Mapping[str, Any]) -> int | None:
+    key = "sagemaker_mpi_num_of_processes_per_host"
+    value = framework.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"{path}: {key!r} is {quoted(value)}, which is not a whole number of processes >= 1: "
+            "give e.g. 2, or leave it out (one process per GPU, else per Neuron core, else 1)."
+        )
+    return number
+
+
 def create_environment(
     base: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -510,7 +544,11 @@ def create_environment(
         booleans_as_flags=settings[BOOL_FLAGS],
         platform=platform,
         master_port=master_port,
-        processes_per_host=processes_per_host,
+        processes_per_host=(
+            processes_per_host
+            if processes_per_host is not None
+            else _processes_per_host(hps_file, split.framework)
+        ),
         distributed_by=distributed_by,
         script_args=None if script_args is None else tuple(script_args),
         environ=_frozen(environ),

@@ -22,6 +22,12 @@ It runs in-process, as the original design did, so that the returned object reac
 dir, the code dir is first on ``sys.path``, ``os.environ`` is the job's process environment,
 ``sys.argv`` holds the entry point and its arguments, and SIGTERM raises ``SystemExit(143)`` in the
 user's code (so ``finally`` blocks run) unless the user installs a handler.
+
+The grace period holds here too: ``train()`` has the job's ``SMC_GRACE_PERIOD`` from the first SIGTERM
+or SIGINT smc receives (seen through Python's wakeup fd, even when the user's code installed a handler
+of its own) to return. When it has not, smc writes the failure file (naming the grace period) and ends
+its own process with exit code 137, as it would SIGKILL a script (:func:`~smc_core.base.supervision.end_now`).
+Only a handler set to ``SIG_IGN`` hides a signal from smc: the kernel then never delivers it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import inspect
 import os
 import signal
 import sys
+import threading
 import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +48,7 @@ from typing import Any
 
 from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
+from smc_core.base.supervision import Supervision, applied_supervision, end_now
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
 
@@ -256,6 +264,74 @@ def _user_context(code_dir: Path, environ: Mapping[str, str], argv: list[str]) -
         sys.path[:] = saved_path
 
 
+@contextlib.contextmanager
+def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
+    """While inside (main thread), a stop signal smc receives starts the grace period; when it runs out
+    before the block ends, :func:`end_now` ends smc (see the module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main interpreter
+        os.close(read_end)
+        os.close(write_end)
+        yield
+        return
+    done = threading.Event()
+
+    def expire(name: str) -> None:
+        if done.is_set():
+            return
+        grace = policy.grace_period
+        reason = (
+            f"smc ended the job {grace:g} s after {name}: {where} did not return within the grace period "
+            "(set SMC_GRACE_PERIOD to allow more)."
+        )
+        logger.error("%s", reason)
+        end_now(
+            137, reason, {"kill_cause": "grace-period", "killed_after_grace_period": grace, "signal": name}
+        )
+
+    def watch() -> None:
+        timer: threading.Timer | None = None
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except OSError:
+                data = b""
+            if not data or done.is_set():
+                break
+            for signum in data:
+                if signum in (signal.SIGTERM, signal.SIGINT) and timer is None:
+                    name = signal.Signals(signum).name
+                    logger.warning(
+                        "Received %s while %s runs: it has %.0f s to return (grace period).",
+                        name,
+                        where,
+                        policy.grace_period,
+                    )
+                    timer = threading.Timer(policy.grace_period, expire, args=(name,))
+                    timer.daemon = True
+                    timer.start()
+        if timer is not None:
+            timer.cancel()
+
+    watcher = threading.Thread(target=watch, name="smc-grace", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(previous)
+        os.close(write_end)  # the watcher reads the end of the pipe and stops
+        watcher.join(1.0)
+        os.close(read_end)
+
+
 def result_of_exception(exc: BaseException, where: str) -> TrainingResult:
     """The :class:`TrainingResult` for user code that raised ``exc``: ``SystemExit(n)`` exits n
     (0: success), ``KeyboardInterrupt`` 130, any other exception 1 with its traceback as ``failure``
@@ -322,4 +398,5 @@ def run_function(
             fn, training_env.hyperparameters, environment_fields(training_env), where=where
         )
         logger.info("Function mode: calling %s with %s.", where, ", ".join(kwargs) or "no arguments")
-        return call_with_arguments(fn, args, kwargs)
+        with _grace_watch(where, applied_supervision()):
+            return call_with_arguments(fn, args, kwargs)

@@ -1,8 +1,9 @@
-"""Default MPI launch (``sagemaker_mpi_enabled``): ``mpirun`` on the master host, over ssh to the others.
+"""The MPI launch (``sagemaker_mpi_enabled``): ``mpirun`` on the master host, over ssh to the others.
 
-Registered ``trylast`` and before the default ``invoke_train``: an adapter that launches MPI jobs its
-own way answers first; a job without the switch, or in function mode, is left to the default.
-The launch itself is :mod:`smc_core.launch.mpi`.
+A default plugin, registered ``trylast`` and before the default ``invoke_train``: an adapter that
+launches MPI jobs its own way answers first; a job without the switch, or in function mode, is left to
+the default. The launch itself is :mod:`smc_core.mpi.launch`; the hosts talk over the job's channel,
+which the core opens (:func:`smc_core.job_channel`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import Setting
+from smc_core.cluster.job import job_channel
 from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
@@ -22,15 +24,16 @@ from smc_core.usercode.describe import EntryKind, UserCode
 from smc_core.usercode.entry import entry_command
 
 MPI_SWITCH = "sagemaker_mpi_enabled"
-PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
 NUM_PROCESSES_KEY = "sagemaker_mpi_num_processes"
 CUSTOM_OPTIONS_KEY = "sagemaker_mpi_custom_mpi_options"
 
 WAIT_TIMEOUT = Setting.seconds(
     "SMC_MPI_WAIT_TIMEOUT",
     600.0,
-    "MPI jobs: seconds the master waits for every worker's sshd to be ready, and a worker for the master",
+    "MPI jobs: seconds the master waits for every worker's sshd to be ready, and a worker for the "
+    "master's key",
     positive=True,
+    policy=True,
 )
 SILENCE_TIMEOUT = Setting.seconds(
     "SMC_MPI_MASTER_SILENCE_TIMEOUT",
@@ -38,13 +41,7 @@ SILENCE_TIMEOUT = Setting.seconds(
     "MPI jobs: seconds a worker hears nothing from the master (heartbeats every quarter of it) before it "
     "takes the master as gone and fails",
     positive=True,
-)
-PORT = Setting.integer(
-    "SMC_MPI_PORT",
-    7780,
-    "MPI jobs: the master's coordination port (TCP, same on every host)",
-    minimum=1,
-    maximum=65535,
+    policy=True,
 )
 SSH_PORT = Setting.integer(
     "SMC_MPI_SSH_PORT",
@@ -60,7 +57,7 @@ SSHD = Setting.text(
     "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
 )
 
-SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, PORT, SSH_PORT, MPIRUN, SSHD)
+SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
 
 
 @hookimpl(trylast=True)
@@ -91,18 +88,21 @@ def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | No
 
 
 def mpi_job(training_env: TrainingEnv) -> Any:
-    """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings)."""
-    # MPI's launcher, sshd and coordinator only for MPI jobs: every job's start imports this plugin.
-    from smc_core.launch.mpi import MpiJob, parse_custom_options
+    """The :class:`~smc_core.mpi.launch.MpiJob` of ``training_env`` (hyperparameters and settings).
+
+    Processes per host as the reference's runner counts them: the job's
+    ``sagemaker_mpi_num_of_processes_per_host`` (``training_env.processes_per_host``), else one per GPU,
+    else per Neuron core, else 1.
+    """
+    # MPI's launcher and sshd only for MPI jobs: every job's start imports this plugin.
+    from smc_core.mpi.launch import MpiJob, parse_custom_options
 
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
-    # As the reference's runner: one process per GPU (or Neuron device), else one per host.
-    default = training_env.num_gpus or training_env.num_neurons or 1
-    per_host = _count(params, PROCESSES_PER_HOST_KEY, default) or default
+    per_host = training_env.processes_per_host or training_env.default_processes_per_host
     total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
-    settings = training_env.settings
+    settings, policy = training_env.settings, training_env.supervision
     return MpiJob(
         hosts=hosts,
         current_host=training_env.current_host,
@@ -110,12 +110,12 @@ def mpi_job(training_env: TrainingEnv) -> Any:
         processes_per_host=per_host,
         num_processes=total,
         custom_options=parse_custom_options(str(options)),
-        port=settings[PORT],
         ssh_port=settings[SSH_PORT],
-        wait_timeout=settings[WAIT_TIMEOUT],
-        silence_timeout=settings[SILENCE_TIMEOUT],
+        wait_timeout=policy[WAIT_TIMEOUT],
+        silence_timeout=policy[SILENCE_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
+        supervision=policy,
     )
 
 
@@ -125,7 +125,7 @@ def rank_command(user_code: UserCode, args: list[str], process_env: Mapping[str,
     the job instead of leaving the other ranks waiting)."""
     command = entry_command(user_code, args, process_env)
     if user_code.kind in (EntryKind.PYTHON, EntryKind.MODULE):
-        from smc_core.launch.mpi import rank_python_args  # MPI jobs only (see mpi_job)
+        from smc_core.mpi.launch import rank_python_args  # MPI jobs only (see mpi_job)
 
         command[1:1] = rank_python_args()
     return command
@@ -144,7 +144,7 @@ def invoke_train(
         )
         return None
 
-    from smc_core.launch.mpi import run_master, run_worker  # MPI jobs only (see mpi_job)
+    from smc_core.mpi.launch import run_master, run_worker  # MPI jobs only (see mpi_job)
 
     job = mpi_job(training_env)
     if training_env.current_host not in job.hosts:
@@ -158,6 +158,6 @@ def invoke_train(
         return None
     if training_env.current_host != job.master:
         logger.info("MPI: %s is a worker; the master %s runs mpirun.", training_env.current_host, job.master)
-        return run_worker(job, process_env)
+        return run_worker(job, process_env, channel=job_channel())
     command = rank_command(user_code, user_args(training_env), process_env)
-    return run_master(job, command, process_env, cwd=user_code.code_dir)
+    return run_master(job, command, process_env, cwd=user_code.code_dir, channel=job_channel())
