@@ -106,7 +106,7 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str
     if switch is not None:
         hosts = job_hosts(training_env)
         if len(hosts) > 1:
-            wait_for_hosts(hosts)
+            wait_for_hosts(hosts)  # bounded by the job's SMC_HOST_WAIT_TIMEOUT
         variables.update(distribution_env(training_env, choice.name, switch, function_mode=function_mode))
         logger.info("%s: %s across %d host(s).", switch, choice.name, len(hosts))
     return variables
@@ -124,7 +124,7 @@ def invoke_train(
         return None
     command = torchrun_command(training_env, user_code, user_args(training_env))
     logger.info("%s: %s", TORCH_SWITCH, " ".join(command))
-    return run_process(command, env=process_env, cwd=user_code.code_dir)
+    return run_process(command, env=process_env, cwd=user_code.code_dir)  # the job's policy applies
 
 
 @hookimpl(specname="invoke_train", wrapper=True)

@@ -5,9 +5,7 @@ Plain functions, no torch import: each works on a :class:`smc_core.TrainingEnv`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from smc_core import (
     ConfigError,
@@ -27,7 +25,6 @@ from smc_core import (
 DISTRIBUTION_SWITCHES = ("sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled")
 """Hyperparameters that turn on a torchrun launch (the SageMaker SDK's ``distribution=``)."""
 
-PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
 DEFAULT_MASTER_PORT = 7777
 """The contract's rendezvous port."""
 
@@ -36,7 +33,7 @@ PROCESSES_PER_HOST = Setting.integer(
     "SMC_PYTORCH_PROCESSES_PER_HOST",
     None,
     "processes per host for torchrun jobs when the job does not say "
-    "(sagemaker_mpi_num_of_processes_per_host); default: the GPU count, else 1 "
+    "(sagemaker_mpi_num_of_processes_per_host); default: the GPU count, else the Neuron cores, else 1 "
     "(e.g. 2 runs two gloo processes on a CPU host)",
     minimum=1,
     owner="smc-pytorch",
@@ -70,28 +67,12 @@ def distribution_switch(training_env: TrainingEnv) -> str | None:
     return switch or training_env.distributed_by
 
 
-def _positive_int(value: Any, where: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(
-            f"{where} is {json.dumps(value)}, which is not a whole number of processes: give e.g. 2."
-        )
-    return number
-
-
 def processes_per_host(training_env: TrainingEnv) -> int:
-    """Worker processes per host: the job's ``sagemaker_mpi_num_of_processes_per_host``, else
-    ``SMC_PYTORCH_PROCESSES_PER_HOST`` (``training_env.settings``), else the GPU count, else 1."""
-    params = training_env.additional_framework_parameters
-    if params.get(PROCESSES_PER_HOST_KEY) not in (None, ""):
-        return _positive_int(
-            params[PROCESSES_PER_HOST_KEY], f"hyperparameters.json: {PROCESSES_PER_HOST_KEY!r}"
-        )
+    """Worker processes per host: what the job says (``training_env.processes_per_host``: the platform's,
+    else ``sagemaker_mpi_num_of_processes_per_host``), else ``SMC_PYTORCH_PROCESSES_PER_HOST``
+    (``training_env.settings``), else one per GPU, else per Neuron core, else 1."""
     configured: int | None = training_env.settings[PROCESSES_PER_HOST]
-    return configured or training_env.num_gpus or 1
+    return training_env.processes_per_host or configured or training_env.default_processes_per_host
 
 
 def master_port(training_env: TrainingEnv) -> int:
@@ -200,19 +181,17 @@ def torchrun_args(
     return command + list(args)
 
 
-def launcher_command(torchrun: list[str], *, report: Path, host: str) -> list[str]:
-    """The command that runs torchrun with ``torchrun`` arguments under smc's launcher."""
-    return [
-        python_executable(),
-        "-m",
-        "smc_pytorch.launcher",
-        "--report",
-        str(report),
-        "--host",
-        host,
-        "--",
-        *torchrun,
-    ]
+def launcher_command(
+    torchrun: list[str], *, report: Path, host: str, peer_stop_grace: float | None = None
+) -> list[str]:
+    """The command that runs torchrun with ``torchrun`` arguments under smc's launcher.
+
+    :param peer_stop_grace: the grace this host's workers get when a peer failed (the job's
+        ``SMC_PEER_STOP_GRACE``: ``training_env.supervision.peer_stop_grace``).
+    """
+    grace = [] if peer_stop_grace is None else ["--peer-stop-grace", f"{peer_stop_grace:g}"]
+    launcher = [python_executable(), "-m", "smc_pytorch.launcher"]
+    return [*launcher, "--report", str(report), "--host", host, *grace, "--", *torchrun]
 
 
 def platform_port(training_env: TrainingEnv) -> int:
@@ -221,6 +200,6 @@ def platform_port(training_env: TrainingEnv) -> int:
 
 
 def platform_processes(training_env: TrainingEnv) -> int:
-    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), else
-    :func:`processes_per_host`."""
-    return training_env.processes_per_host or processes_per_host(training_env)
+    """Processes per host: :func:`processes_per_host` (the platform's ``PET_NPROC_PER_NODE`` is
+    ``training_env.processes_per_host`` too)."""
+    return processes_per_host(training_env)

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import (
-    GRACE_PERIOD,
-    HOST_WAIT_TIMEOUT,
     EntryKind,
+    RankFailure,
     Setting,
     TrainingEnv,
     TrainingResult,
@@ -50,9 +49,6 @@ from smc_pytorch.distribution import (
 )
 from smc_pytorch.saving import is_module, is_rank_zero, save_model
 
-TRACEBACK_CHARS = 700
-"""How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
-
 
 @hookimpl
 def register_settings() -> tuple[Setting[Any], ...]:
@@ -68,9 +64,10 @@ def claim_switches() -> tuple[str, ...]:
 
 @hookimpl
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
-    """Wait for peer hosts (multi-host jobs), then return the rendezvous variables."""
+    """Wait for peer hosts (multi-host jobs, bounded by the job's ``SMC_HOST_WAIT_TIMEOUT``), then return
+    the rendezvous variables."""
     if len(training_env.hosts) > 1:
-        wait_for_hosts(training_env.hosts, timeout=training_env.settings[HOST_WAIT_TIMEOUT])
+        wait_for_hosts(training_env.hosts)
     return rendezvous_env(training_env)
 
 
@@ -108,13 +105,14 @@ def invoke_train(
 
     with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
         report_path = Path(tmp) / "report.json"
-        command = launcher_command(arguments, report=report_path, host=training_env.current_host)
-        result = run_process(
-            command,
-            env=process_env,
-            cwd=user_code.code_dir,
-            grace_period=training_env.settings[GRACE_PERIOD],
+        command = launcher_command(
+            arguments,
+            report=report_path,
+            host=training_env.current_host,
+            peer_stop_grace=training_env.supervision.peer_stop_grace,
         )
+        # Supervised under the job's policy (SMC_GRACE_PERIOD, SMC_LEFTOVER_GRACE), as every process is.
+        result = run_process(command, env=process_env, cwd=user_code.code_dir)
         report = _read_report(report_path)
     result = dataclasses.replace(result, command=["torchrun", *arguments])
     if result.succeeded or not report.get("root_cause"):
@@ -150,18 +148,17 @@ def save_returned_module(
 
 
 def failure_reason(root: Mapping[str, Any], current_host: str) -> str:
-    """The failure-file reason for a torchrun job: which rank on which host, then its traceback tail."""
-    head = (
-        f"rank {root['rank']} (local rank {root['local_rank']}) on host {root['host']} "
-        f"failed with exit code {root['exitcode']}"
+    """The failure-file reason for a torchrun job: the core's failing-rank report (which rank on which
+    host, then the end of its traceback) of the launcher's root cause."""
+    failure = RankFailure(
+        str(root["host"]),
+        int(root["exitcode"]),
+        str(root.get("traceback") or ""),
+        rank=int(root["rank"]),
+        local_rank=int(root["local_rank"]),
+        collateral=bool(root.get("collateral")),
     )
-    if root["host"] != current_host:
-        head += f"; {current_host} stopped its own processes because of it"
-    tail = str(root.get("traceback") or "").rstrip()
-    if len(tail) > TRACEBACK_CHARS:
-        tail = tail[-TRACEBACK_CHARS:]
-        tail = tail[tail.find("\n") + 1 :] if "\n" in tail else tail
-    return f"{head}:\n{tail}" if tail else head
+    return failure.describe(current_host)
 
 
 def _read_report(path: Path) -> dict[str, Any]:
