@@ -193,6 +193,7 @@ def test_the_failing_rank_report_keeps_one_budget() -> None:
     assert traceback_tail(long_repr).splitlines()[2] == "RuntimeError: bad tensor"
     here = RankFailure("algo-1", None, process="worker").describe("algo-1")
     assert here == "the worker on host algo-1 failed (it was stopped before it could report its exit code)"
+    assert RankFailure("algo-1", 139, rank=0).how == "failed with exit code 139 (SIGSEGV)"
     assert root_failure([]) is None
 
 

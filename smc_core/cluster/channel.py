@@ -788,6 +788,7 @@ class ChannelLink:
             with self.changed:
                 if isinstance(message, Welcome):
                     self.welcome = message
+                    self.master = message.master or self.master  # its name, however it was reached
                 elif isinstance(message, Outcome):
                     self.outcome = message
                 elif isinstance(message, Bye):

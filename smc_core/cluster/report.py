@@ -19,6 +19,7 @@ among several failures, the one that caused the others.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,12 +80,13 @@ class RankFailure:
 
     @property
     def how(self) -> str:
-        """``failed with exit code 1``, ``died of signal 11``, or that it could not say."""
+        """``failed with exit code 1``, ``failed with exit code 139 (SIGSEGV)``, or that it could not say."""
         code = self.exit_code
         if code is None:
             return "failed (it was stopped before it could report its exit code)"
-        if code > 128:
-            return f"died of signal {code - 128}"
+        if 128 < code < 128 + 65:
+            with contextlib.suppress(ValueError):
+                return f"failed with exit code {code} ({signal.Signals(code - 128).name})"
         return f"failed with exit code {code}"
 
     def describe(self, current_host: str, *, also: RankFailure | None = None) -> str:
