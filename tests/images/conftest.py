@@ -85,7 +85,11 @@ def build_image(podman: Podman, image: str) -> str:
     """Build ``containers/<image>.Containerfile`` on :data:`BASE` from a fresh wheelhouse; its tag."""
     started = time.monotonic()
     wheelhouse = subprocess.run(
-        [str(ROOT / "containers" / "wheelhouse"), image], capture_output=True, text=True, check=False, timeout=600
+        [str(ROOT / "containers" / "wheelhouse"), image],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert wheelhouse.returncode == 0, wheelhouse.stderr
     digest = wheelhouse.stdout.rsplit("WHEELHOUSE=", 1)[1].strip(" )\n")
@@ -145,7 +149,9 @@ class Containers:
     def run(self, image: str, job_dir: Path, *options: str, command: Sequence[str] = ("train",)) -> str:
         """Start ``image`` detached with ``job_dir`` mounted at /opt/ml; the container's name."""
         name = self.name(job_dir.name)
-        self.podman("run", "--detach", "--name", name, "--volume", f"{job_dir}:/opt/ml", *options, image, *command)
+        self.podman(
+            "run", "--detach", "--name", name, "--volume", f"{job_dir}:/opt/ml", *options, image, *command
+        )
         return name
 
     def wait(self, name: str, timeout: float = 300) -> int:

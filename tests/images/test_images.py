@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +50,8 @@ def test_the_images_hold_what_a_platform_needs(podman: Podman, core_image: str, 
         assert env.get("SMC_ADAPTER") == adapter
         probe = (
             "for p in train smc python mpirun ssh sshd gcc cc; do command -v $p || echo no-$p; done; "
-            "ls /etc/ssh/ssh_host_* 2>/dev/null || echo no-host-keys; ls /root/.cache/pip 2>/dev/null || echo no-pip-cache; "
+            "ls /etc/ssh/ssh_host_* 2>/dev/null || echo no-host-keys; "
+            "ls /root/.cache/pip 2>/dev/null || echo no-pip-cache; "
             "ls /var/lib/apt/lists | grep -v -e lock -e partial || echo no-apt-lists; smc plugins | head -n1"
         )
         out = podman("run", "--rm", image, "sh", "-c", probe).stdout
@@ -65,9 +68,14 @@ def test_the_images_hold_what_a_platform_needs(podman: Podman, core_image: str, 
 
 def test_the_example_job_with_the_job_dir_mounted(tmp_path: Path, podman: Podman, pytorch_image: str) -> None:
     base = make_job_dir(
-        tmp_path / "job", code=ROOT / "examples" / "pytorch", entry_point="train.py", hyperparameters={"epochs": 2}
+        tmp_path / "job",
+        code=ROOT / "examples" / "pytorch",
+        entry_point="train.py",
+        hyperparameters={"epochs": 2},
     )
-    done = podman("run", "--rm", "--volume", f"{base}:/opt/ml", pytorch_image, "train", timeout=300, check=False)
+    done = podman(
+        "run", "--rm", "--volume", f"{base}:/opt/ml", pytorch_image, "train", timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "epoch 2/2 rank 0 loss" in done.stdout
     assert (base / "model" / "model.pt").stat().st_size > 0
@@ -89,7 +97,9 @@ def test_podman_stop_during_a_long_epoch(
     }
     deadline = time.monotonic() + 120
     while not all((base / "model" / "started").exists() for base in (saver, stubborn)):
-        assert time.monotonic() < deadline, containers.logs(names["saver"]) + containers.logs(names["stubborn"])
+        assert time.monotonic() < deadline, containers.logs(names["saver"]) + containers.logs(
+            names["stubborn"]
+        )
         time.sleep(0.2)
     started = time.monotonic()
     podman("stop", "--time", "10", *names.values(), timeout=60)
@@ -122,7 +132,10 @@ def test_zombies_are_reaped_and_an_escaped_daemon_is_named(
     assert found["parent"] == "1"  # train was the container's PID 1
     assert found["zombies"] == "0", done.stdout  # 20 orphans exited under PID 1: each was reaped
     assert f"Stopping pid {found['daemon']} (" in done.stderr and "escaped-daemon" in done.stderr
-    assert "Stopped 1 process(es) left running" in done.stderr and "still running after SIGKILL" not in done.stderr
+    assert (
+        "Stopped 1 process(es) left running" in done.stderr
+        and "still running after SIGKILL" not in done.stderr
+    )
     assert (base / "output" / "success").exists()
 
 
@@ -164,7 +177,9 @@ def test_two_hosts_on_one_network_then_a_failing_host_ends_both(
 
 
 @pytest.mark.parametrize("host", ["algo-1", "algo-2"])
-def test_an_mpi_job_on_an_image_without_ssh(tmp_path: Path, podman: Podman, core_image: str, host: str) -> None:
+def test_an_mpi_job_on_an_image_without_ssh(
+    tmp_path: Path, podman: Podman, core_image: str, host: str
+) -> None:
     base = make_job_dir(
         tmp_path / "job",
         code={"train.py": "print('ran')\n"},
@@ -181,3 +196,19 @@ def test_an_mpi_job_on_an_image_without_ssh(tmp_path: Path, podman: Podman, core
     packages = "openmpi-bin openssh-client" if host == "algo-1" else "openssh-server openssh-client"
     assert f"apt-get install -y {packages} " in failure, failure
     assert "ran" not in done.stdout
+
+
+def test_every_containerfile_lints() -> None:
+    # hadolint parses each file as Docker does and lints it (ShellCheck on every RUN); the pinning
+    # rules it cannot check through build arguments are off (containers/.hadolint.yaml says why).
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    files = sorted((ROOT / "containers").glob("*.Containerfile"))
+    assert [f.stem for f in files] == ["core", "keras", "pytorch", "tensorflow"]
+    config = ROOT / "containers" / ".hadolint.yaml"
+    done = subprocess.run(
+        [hadolint, "--no-color", "--config", str(config), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
