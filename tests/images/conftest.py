@@ -108,6 +108,7 @@ def build_image(podman: Podman, image: str) -> str:
         str(ROOT / "containers" / "wheels" / image),
         timeout=1200,
     )
+    podman("image", "prune", "--force")  # the image this tag named before: no disk filled run after run
     size = int(podman.inspect("image", tag)["Size"])
     sizes = json.loads(SIZES.read_text()) if SIZES.exists() else {}
     sizes[image] = {"bytes": size, "build_seconds": round(time.monotonic() - started, 1), "base": BASE}
@@ -124,6 +125,10 @@ def core_image(podman: Podman) -> str:
 @pytest.fixture(scope="session")
 def pytorch_image(podman: Podman) -> str:
     return build_image(podman, "pytorch")
+
+
+ALL_IMAGES = os.environ.get("SMC_IMAGE_TESTS_ALL") == "1"
+"""Also build and run the TensorFlow and Keras images (``make image-test-all``): minutes more."""
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pytest
 
 from smc_core.testing import make_job_dir
 
-from .conftest import ROOT, Containers, Podman
+from .conftest import ALL_IMAGES, ROOT, Containers, Podman, build_image
 
 SCRIPTS = ROOT / "tests" / "fixtures" / "scripts"
 
@@ -212,3 +212,38 @@ def test_every_containerfile_lints() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+TF_JOB = """
+import os, tensorflow as tf
+model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+model.compile("sgd", "mse")
+x = tf.random.normal((64, 3))
+model.fit(x, tf.reduce_sum(x, 1, keepdims=True), epochs=2, verbose=2)
+model.save(os.path.join(os.environ["SM_MODEL_DIR"], "model.keras"))
+"""
+
+KERAS_JOB = """
+import os, keras, numpy as np
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+model.compile("sgd", "mse")
+x = np.random.rand(64, 3).astype("float32")
+model.fit(x, x.sum(1, keepdims=True), epochs=2, verbose=2)
+print("backend", keras.backend.backend())
+model.save(os.path.join(os.environ["SM_MODEL_DIR"], "model.keras"))
+"""
+
+
+@pytest.mark.skipif(
+    not ALL_IMAGES, reason="builds the TensorFlow and Keras images (2 GB each, minutes): make image-test-all"
+)
+@pytest.mark.parametrize("image", ["tensorflow", "keras"])
+def test_the_tensorflow_and_keras_images_run_a_job(tmp_path: Path, podman: Podman, image: str) -> None:
+    tag = build_image(podman, image)
+    script = TF_JOB if image == "tensorflow" else KERAS_JOB
+    base = make_job_dir(tmp_path / "job", code={"train.py": script}, entry_point="train.py")
+    done = podman("run", "--rm", "--volume", f"{base}:/opt/ml", tag, "train", timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Adapter: {image} (smc-{image} 0.1.0)" in done.stderr, done.stderr[-3000:]
+    assert (base / "model" / "model.keras").stat().st_size > 0
+    assert (base / "output" / "success").exists()
