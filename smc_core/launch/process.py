@@ -20,6 +20,8 @@ Supervision, for every process started here:
   ran, orphans that left its session: see :mod:`smc_core.launch.leftovers`) is stopped, SIGTERM then
   SIGKILL after ``leftover_grace`` seconds (default 5; ``SMC_LEFTOVER_GRACE`` in jobs), each named in a
   warning: no orphan outlives the job;
+* orphans that exit while it runs are reaped within half a second (smc is their subreaper, or the
+  container's PID 1): no zombie piles up, however many helpers the code double-forks;
 * the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
 
 The concerns live in siblings: :mod:`~smc_core.launch.forwarding` (passing signals on),
