@@ -88,8 +88,6 @@ def _zombie_children() -> list[int]:
         return []
     if info is None:
         return []
-    import psutil
-
     zombies = []
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children():
