@@ -38,12 +38,18 @@ def _skip_reason() -> str | None:
     return None
 
 
+BUILD_TIMEOUT = 1200
+"""Seconds one image's build may take: about 2 minutes here for the largest, far more while other jobs
+load the machine (the first test that needs an image builds it, inside its own timeout)."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = _skip_reason()
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.images)
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT * 2 + 300))
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
@@ -81,8 +87,26 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     return Podman(tmp_path_factory.mktemp("podman") / "containers.conf")
 
 
+_BUILT: dict[str, str | AssertionError] = {}
+
+
 def build_image(podman: Podman, image: str) -> str:
-    """Build ``containers/<image>.Containerfile`` on :data:`BASE` from a fresh wheelhouse; its tag."""
+    """Build ``containers/<image>.Containerfile`` on :data:`BASE` from a fresh wheelhouse; its tag.
+
+    Once per session: a build that failed fails every later test that needs it at once, not again."""
+    previous = _BUILT.get(image)
+    if isinstance(previous, AssertionError):
+        raise AssertionError(f"the {image} image failed to build earlier in this session: {previous}")
+    if previous is None:
+        try:
+            _BUILT[image] = _build(podman, image)
+        except Exception as error:  # a failed or timed-out command
+            _BUILT[image] = AssertionError(f"{type(error).__name__}: {error}")
+            raise
+    return str(_BUILT[image])
+
+
+def _build(podman: Podman, image: str) -> str:
     started = time.monotonic()
     wheelhouse = subprocess.run(
         [str(ROOT / "containers" / "wheelhouse"), image],
@@ -106,7 +130,7 @@ def build_image(podman: Podman, image: str) -> str:
         "--tag",
         tag,
         str(ROOT / "containers" / "wheels" / image),
-        timeout=1200,
+        timeout=BUILD_TIMEOUT,
     )
     podman("image", "prune", "--force")  # the image this tag named before: no disk filled run after run
     size = int(podman.inspect("image", tag)["Size"])
