@@ -279,3 +279,11 @@ def test_relative_and_module_imports_are_resolved(tmp_path: Path) -> None:
         (5, "smc_core", ("hookimpl",)),
         (5, "smc_core.hookspecs", ()),
     ]
+
+
+def test_every_folder_of_the_package_is_a_package_a_wheel_ships() -> None:
+    # setuptools' find_packages takes only folders with an __init__.py: another would work here, in the
+    # checkout, and be missing from the wheel.
+    folders = {path.parent for path in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").exists())
+    assert missing == [], f"folders without __init__.py: {missing}"
