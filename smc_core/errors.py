@@ -22,13 +22,15 @@ code   meaning                                                           failure
        object, a truncated, corrupt or hostile archive)
 5      the user's requirements or package could not be installed         ``InstallError: ...``
 6      the cluster did not come together: a peer host did not resolve    ``ClusterError: ...``
+7      the job stalled: no progress on any host for the stall timeout    ``StallError: ...``
+       (``SMC_STALL_TIMEOUT``); every rank's stacks are in the log
 128+S  the job was stopped by signal S before the user's code ran        ``JobStopped: ...``
 N      any other code is the user's own process's exit code, kept as     ``UserCodeError: ...``
        it was; killed by signal S: ``128 + S`` (137: SIGKILL, its cause
        named when known: smc's grace period, the OOM killer)
 =====  ================================================================  ===========================
 
-**User exit codes 2-6 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
+**User exit codes 2-7 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
 argument) ends the job with exit code 2 as a configuration error does: the failure file's first
 line tells them apart (``UserCodeError`` for the user's code, the kinds above for smc's).
 """
@@ -42,6 +44,7 @@ __all__ = [
     "InstallError",
     "PluginError",
     "SmcError",
+    "StallError",
     "UserCodeError",
 ]
 
@@ -108,3 +111,11 @@ class UserCodeError(SmcError):
 
     exit_code = 1
     kind = "UserCodeError"
+
+
+class StallError(SmcError):
+    """The job made no progress on any host for the stall timeout (``SMC_STALL_TIMEOUT``): smc read
+    every rank's stacks and ended the job on every host; the message says where each rank was."""
+
+    exit_code = 7
+    kind = "StallError"

@@ -205,6 +205,12 @@ class _Handlers:
         for sender, message in kept:
             self._call(handler, sender, message)
 
+    def remove(self, kind: type[Message], handler: Handler) -> None:
+        with self.lock:
+            handlers = self.by_kind.get(kind.kind, [])
+            if handler in handlers:
+                handlers.remove(handler)
+
     def run(self, sender: Any, message: Message, *, keep: bool = True) -> Message | None:
         """Call the handlers of ``message``'s kind (or keep it for later, unless ``keep`` is False: a
         message the channel itself took care of); the first reply returned."""
@@ -385,6 +391,11 @@ class ChannelMaster:
         Messages of ``kind`` that came before any handler of it was registered are handed to it now.
         ``on(Hello, handler)`` hears every host that joins (after its welcome)."""
         self._handlers.add(kind, handler)
+
+    def off(self, kind: type[M], handler: Callable[[Peer | None, M], Message | None]) -> None:
+        """Stop calling ``handler`` for ``kind`` (a launch style that runs again, after a restart,
+        registers its handlers anew)."""
+        self._handlers.remove(kind, handler)
 
     def on_closed(self, handler: Callable[[Peer], None]) -> None:
         """Call ``handler(peer)`` when a joined host leaves (``peer.closed == "bye"``) or is lost
@@ -773,6 +784,10 @@ class ChannelLink:
         returns is the reply to a request (:meth:`ChannelMaster.gather`). Messages of ``kind`` that came
         before any handler of it was registered are handed to it now."""
         self._handlers.add(kind, handler)
+
+    def off(self, kind: type[M], handler: Callable[[ChannelLink, M], Message | None]) -> None:
+        """Stop calling ``handler`` for ``kind``."""
+        self._handlers.remove(kind, handler)
 
     def on_closed(self, handler: Callable[[ChannelLink], None]) -> None:
         """Call ``handler(link)`` when the link closes: :attr:`closed` says how."""

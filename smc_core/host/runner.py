@@ -19,6 +19,7 @@ from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision, last_resort
 from smc_core.cluster.job import open_job_channel
 from smc_core.errors import ConfigError, PluginError, SmcError
+from smc_core.host.attempts import run_attempts
 from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
 from smc_core.host.reporting import FailureFile, format_error, format_user_failure, write_success
@@ -108,17 +109,20 @@ def run_training(
         pm,
     )
     check_switches(training_env.additional_framework_parameters, claimed)
+    training_env.long_jobs  # noqa: B018 - a bad stall or restart setting fails here, before any work
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
     # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
     with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:
         user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
         contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
         process_env = merge_process_env(contributions, environ)
-        result = require(
-            hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
-            "invoke_train",
-            pm,
-        )
+
+        def invoke(attempt_env: Mapping[str, str]) -> TrainingResult:
+            found = hook.invoke_train(training_env=training_env, user_code=user_code, process_env=attempt_env)
+            return require(found, "invoke_train", pm)
+
+        # Watched for stalls and asked for stacks (SIGUSR1); restarted when the job asks for it.
+        result = run_attempts(invoke, training_env, user_code, process_env, channel)
         channel.end(result.exit_code, result.failure)
     return result
 

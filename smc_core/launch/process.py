@@ -71,6 +71,7 @@ __all__ = [
     "current_environ",
     "python_executable",
     "run_process",
+    "running_processes",
     "start_process",
 ]
 
@@ -79,6 +80,13 @@ DEFAULT_TAIL_LINES = 60
 _PUMP_JOIN = 3.0  # seconds to wait for the output once every process is stopped
 
 _RUNNING: set[int] = set()  # pids of the supervised processes now running in this smc
+_PROCESSES: dict[int, SupervisedProcess] = {}  # the same, as objects (running_processes())
+
+
+def running_processes() -> list[SupervisedProcess]:
+    """The supervised processes running in this smc now (the user's code, a launcher, an installer):
+    what the stall watch stops when the job stalled."""
+    return [p for p in list(_PROCESSES.values()) if p.poll() is None]
 
 
 def _children(pid: int) -> list[tuple[int, float]]:
@@ -166,6 +174,7 @@ class SupervisedProcess:
         self.pid = self._popen.pid
         self.pgid = self.pid  # start_new_session: the leader's pid names the session and the group
         _RUNNING.add(self.pid)
+        _PROCESSES[self.pid] = self
         self.relay.attach(self.pid)
         raw_prefix = prefix.encode() if prefix else b""
         assert self._popen.stdout is not None and self._popen.stderr is not None
@@ -233,6 +242,7 @@ class SupervisedProcess:
         # The relay stays armed (ignoring signals: done is set) until the teardown is over, so that a
         # stop signal cannot break it off half-way and leave what it was stopping running.
         _RUNNING.discard(self.pid)
+        _PROCESSES.pop(self.pid, None)
         left = find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
         if stop_leftovers(left, self.pgid, self.leftover_grace, f"pid {self.pid} ({self.command[0]})"):
             logger.warning(
