@@ -28,7 +28,6 @@ Messages on the job's channel: ``attempt.failed`` (worker→master: ``attempt``,
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from smc_core.cluster.messages import Message, message_kind
 from smc_core.errors import ClusterError, StallError
 from smc_core.host.watch import AttemptWatch
 from smc_core.job.environment import TrainingEnv
+from smc_core.job.longjobs import deterministic_error
 from smc_core.launch.process import running_processes
 from smc_core.launch.result import TrainingResult
 from smc_core.launch.signals import describe_exit_code
@@ -53,23 +53,14 @@ ATTEMPT_VAR = "SMC_ATTEMPT"
 """Set for the user's processes: the attempt they belong to (1 for the first)."""
 DECISION_TIMEOUT = 30.0
 """Seconds a host waits for the master's decision on a failed attempt."""
-DETERMINISTIC = re.compile(
-    r"^(?:[\w.]+\.)?(SyntaxError|IndentationError|TabError|ImportError|ModuleNotFoundError|NameError)\b"
-)
-"""The exceptions that fail again the same way when the code is run again."""
 
 
 def restart_refusal(result: TrainingResult) -> str | None:
-    """Why ``result``'s failure must not be restarted, or None when a restart may help."""
+    """Why ``result``'s failure must not be restarted (a stop, or the code's own deterministic
+    error: :func:`~smc_core.job.longjobs.deterministic_error`), or None when a restart may help."""
     if result.details.get("signal"):
         return f"it was stopped by {result.details['signal']}: a stop is not retried"
-    summary = summary_line(result.failure) or ""
-    found = DETERMINISTIC.match(summary)
-    if found:
-        return f"it is the code's own {found.group(1)}, which a restart would raise again"
-    if result.exit_code == 2 and "usage:" in (result.failure or ""):
-        return "its arguments were refused (argparse's usage error), which a restart would refuse again"
-    return None
+    return deterministic_error(result.failure, result.exit_code)
 
 
 @message_kind("attempt.failed")

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smc_core.base.messages import quoted, type_name
+from smc_core.base.messages import quoted, summary_line, type_name
 from smc_core.base.settings import MAX_RESTARTS, STACKS, STALL_PROGRESS, STALL_TIMEOUT, Settings
 from smc_core.errors import ConfigError
 
@@ -24,6 +24,7 @@ __all__ = [
     "STALL_PROGRESS_HYPERPARAMETER",
     "STALL_TIMEOUT_HYPERPARAMETER",
     "LongJobPolicy",
+    "deterministic_error",
     "long_job_policy",
 ]
 
@@ -65,6 +66,25 @@ class LongJobPolicy:
         if self.max_restarts:
             parts.append(f"up to {self.max_restarts} restart(s) after a failure ({self.max_restarts_from})")
         return "; ".join(parts) or "no stall watch, no restarts"
+
+
+DETERMINISTIC = re.compile(
+    r"^(?:[\w.]+\.)?(SyntaxError|IndentationError|TabError|ImportError|ModuleNotFoundError|NameError)\b"
+)
+"""The exceptions that fail again the same way when the code is run again."""
+
+
+def deterministic_error(failure: str | None, exit_code: int = 1) -> str | None:
+    """Why a failure whose stderr tail is ``failure`` would happen again on a restart (the code's own
+    ``SyntaxError``, ``ImportError``, ``NameError`` ..., an argument argparse refused), else None: a
+    restart may help (a lost peer, a signal, a collective's timeout, anything else)."""
+    summary = summary_line(failure) or ""
+    found = DETERMINISTIC.match(summary)
+    if found:
+        return f"it is the code's own {found.group(1)}, which a restart would raise again"
+    if exit_code == 2 and "usage:" in (failure or ""):
+        return "its arguments were refused (argparse's usage error), which a restart would refuse again"
+    return None
 
 
 def _bad(key: str, value: Any, what: str, example: str) -> ConfigError:
