@@ -57,7 +57,7 @@ from smc_core.job.hyperparameters import (
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.longjobs import LongJobPolicy, long_job_policy
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
-from smc_core.job.paths import JobPaths, base_dir, job_paths
+from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
 __all__ = [
@@ -261,6 +261,12 @@ class TrainingEnv:
         """One process per GPU, else per Neuron core, else 1: the reference toolkit's default for every
         launcher that counts processes (``sagemaker_training/runner.py``)."""
         return self.num_gpus or self.num_neurons or 1
+
+    @property
+    def persistent_cache_dir(self) -> Path | None:
+        """A directory that survives between jobs where the platform offers one (a SageMaker warm pool's
+        ``/opt/ml/sagemaker/warmpoolcache``), else None: :func:`smc_core.job.paths.persistent_cache_dir`."""
+        return persistent_cache_dir(self.paths, self.environ)
 
     @property
     def is_master(self) -> bool:
