@@ -96,6 +96,7 @@ from smc_core.cluster.network import resolve_host
 from smc_core.cluster.report import TRACEBACK_HEADER, RankFailure, root_failure
 from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError
+from smc_core.launch.progress import observe_line
 
 __all__ = [
     "ChannelLink",
@@ -499,6 +500,7 @@ class ChannelMaster:
 
     def _write_output(self, message: Output) -> None:
         write_line(message.fd, message.data)
+        observe_line(message.line)  # a rank's line is progress for the stall watch
         if message.fd != 2:
             return
         key = (message.host, message.rank)

@@ -49,11 +49,11 @@ from typing import Any
 from smc_core.base.log import logger
 from smc_core.cluster.channel import ChannelLink, ChannelMaster, Peer
 from smc_core.cluster.job import JobChannel
-from smc_core.cluster.messages import Message, Output, message_kind
+from smc_core.cluster.messages import Message, message_kind
 from smc_core.errors import ClusterError
 from smc_core.job.environment import TrainingEnv
 from smc_core.launch.process import running_processes
-from smc_core.launch.progress import ProgressClock, observe_line
+from smc_core.launch.progress import ProgressClock
 from smc_core.launch.stacks import (
     ProcessStacks,
     dump_stacks,
@@ -252,12 +252,8 @@ class AttemptWatch:
             if peer is not None and message.attempt == self.attempt:
                 self._peer_progress[peer.host] = time.monotonic()
 
-        def relayed(peer: Peer | None, message: Output) -> None:
-            observe_line(message.line)  # MPI's ranks' lines, written by the master
-
         master.on(Progress, progress)
-        master.on(Output, relayed)
-        self._undo += [lambda: master.off(Progress, progress), lambda: master.off(Output, relayed)]
+        self._undo.append(lambda: master.off(Progress, progress))
 
     def _serve_link(self, link: ChannelLink) -> None:
         def stacks(_link: ChannelLink, request: StacksRequest) -> Message:
