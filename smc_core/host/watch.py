@@ -396,8 +396,10 @@ def describe_stall(
     if len(groups) > 1 and len(groups[-1][1]) > 1:
         odd = [s for _, group in groups[:-1] for s in group]
         head += f"; {_ranks(odd)} not where the {len(groups[-1][1])} others are: {groups[0][0]}"
-    elif len(groups) == 1 and groups[0][1]:
-        head += f"; {_ranks(groups[0][1])}: {groups[0][0]}"
+    elif groups:
+        head += "; " + "; ".join(f"{_ranks(group)}: {place}" for place, group in groups)
+    if len(head) > 700:
+        head = head[:697] + "..."
     lines = [head, "Where each process was (innermost frame of the user's code, then the calls below it):"]
     for place, group in groups:
         lines.append(f"  {_ranks(group)}: {place}")

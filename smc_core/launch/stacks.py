@@ -342,7 +342,7 @@ def pyspy_unusable(pyspy: str | None = None, *, timeout: float = 10.0) -> str | 
         )
     try:
         done = subprocess.run(
-            [pyspy, "dump", "--nonblocking", "--pid", str(os.getpid())],
+            [pyspy, "dump", "--pid", str(os.getpid())],  # as the job's are read: pausing it
             capture_output=True,
             text=True,
             timeout=timeout,

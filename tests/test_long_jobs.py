@@ -1,0 +1,209 @@
+"""Long jobs in the core (issue 26): stalls of a plain script and an MPI job, no false alarm, off by
+default; restarts of the whole code (never for the code's own SyntaxError), attempts named; the
+policy's settings and hyperparameters. The torch cases are in plugins/pytorch/tests/test_long_jobs.py."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from smc_core.base.settings import parse_settings
+from smc_core.errors import ConfigError
+from smc_core.job.longjobs import deterministic_error, long_job_policy
+from smc_core.launch.stacks import parse_faulthandler, pyspy_unusable
+from smc_core.testing.jobs import make_job_dir
+
+from .helpers import TRAIN, failure_text, run_train
+
+NOPTRACE = Path(__file__).parent / "fixtures" / "noptrace.py"
+
+SLEEPER = """\
+import time
+print("step 1", flush=True)
+def wait_for_data():
+    time.sleep(3600)
+wait_for_data()
+"""
+
+MPI_STALL = """\
+import sys, time
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+print(f"rank {comm.rank} ready", flush=True)
+if comm.rank == 1:
+    time.sleep(3600)
+comm.allreduce(1)
+"""
+
+QUIET_WITH_CHECKPOINTS = """\
+import os, time
+directory = os.environ["SM_CHECKPOINT_DIR"]
+os.makedirs(directory, exist_ok=True)
+for step in range(4):
+    time.sleep(4.5)
+    with open(os.path.join(directory, f"step-{step}.pt"), "w") as f:
+        f.write(str(step))
+"""
+
+FLAKY = """\
+import os, sys
+attempt = int(os.environ["SMC_ATTEMPT"])
+print(f"attempt {attempt}", flush=True)
+if attempt < int(sys.argv[sys.argv.index("--succeed-on") + 1]):
+    raise RuntimeError(f"the network blinked on attempt {attempt}")
+print("trained", flush=True)
+"""
+
+
+def test_stalls_and_restarts_are_off_by_default() -> None:
+    policy = long_job_policy(parse_settings({}), {})
+    assert policy.stall_timeout is None and policy.max_restarts == 0 and policy.stacks == "auto"
+    assert policy.describe() == "no stall watch, no restarts"
+
+
+def test_the_job_hyperparameter_wins_over_the_image_setting_and_bad_values_are_named() -> None:
+    settings = parse_settings({"SMC_STALL_TIMEOUT": "600", "SMC_MAX_RESTARTS": "1"})
+    policy = long_job_policy(
+        settings,
+        {"sagemaker_stall_timeout": "30", "sagemaker_max_restarts": 3, "sagemaker_stall_progress": "step"},
+    )
+    assert policy.stall_progress is not None
+    assert (policy.stall_timeout, policy.max_restarts, policy.stall_progress.pattern) == (30.0, 3, "step")
+    assert long_job_policy(settings, {"sagemaker_stall_timeout": 0}).stall_timeout is None
+    with pytest.raises(ConfigError, match="'sagemaker_stall_timeout' is \"soon\""):
+        long_job_policy(settings, {"sagemaker_stall_timeout": "soon"})
+    with pytest.raises(ConfigError, match="sagemaker_max_restarts"):
+        long_job_policy(settings, {"sagemaker_max_restarts": -1})
+    with pytest.raises(ConfigError, match="not a valid regular expression"):
+        long_job_policy(settings, {"sagemaker_stall_progress": "step ("})
+    with pytest.raises(ConfigError, match="SMC_STALL_PROGRESS"):
+        parse_settings({"SMC_STALL_PROGRESS": "("})
+
+
+def test_deterministic_errors_are_told_apart() -> None:
+    assert "SyntaxError" in (deterministic_error('  File "t.py", line 1\nSyntaxError: invalid syntax') or "")
+    assert "ModuleNotFoundError" in (deterministic_error("ModuleNotFoundError: No module named 'x'") or "")
+    assert deterministic_error("usage: train.py [-h]\ntrain.py: error: unrecognized", 2) is not None
+    assert deterministic_error("RuntimeError: Connection closed by peer") is None
+    assert deterministic_error(None, 137) is None
+
+
+def test_faulthandler_text_is_read_main_thread_first() -> None:
+    text = (
+        'Thread 0x00007f44a5ff36c0 (most recent call first):\n  File "train.py", line 3 in <lambda>\n\n'
+        'Current thread 0x00007f44a7433b80 (most recent call first):\n  File "train.py", line 6 in f\n'
+        '  File "train.py", line 7 in <module>\n'
+    )
+    threads = parse_faulthandler(text)
+    assert [t.name for t in threads] == ["MainThread", "0x00007f44a5ff36c0"]
+    assert [f.describe() for f in threads[0].frames] == ["train.py:6 in f", "train.py:7 in <module>"]
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "aarch64"), reason="the test's seccomp filter knows x86_64, aarch64"
+)
+def test_a_stalled_script_where_ptrace_is_forbidden_is_explained_by_faulthandler(tmp_path: Path) -> None:
+    """py-spy cannot attach (a seccomp filter forbids ptrace, as some container runtimes do): the log
+    says why, faulthandler (armed through smc's sitecustomize) reads the stack, the failure file's
+    first line names the line the script waits on, exit 7, within the stall time + 10 s."""
+    assert pyspy_unusable() is None, "py-spy must work outside the filter for the test to mean anything"
+    base = make_job_dir(tmp_path / "job", entry_point="train.py", code={"train.py": SLEEPER})
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SMC_STALL_TIMEOUT": "4"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(NOPTRACE), TRAIN], env=env, capture_output=True, text=True, timeout=60
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 7, done.stderr[-4000:]
+    assert elapsed < 4 + 10, f"{elapsed:.1f} s"
+    assert "py-spy cannot read a process here" in done.stderr and "CAP_SYS_PTRACE" in done.stderr
+    assert "(by faulthandler)" in done.stderr
+    first, second = failure_text(base).splitlines()[:2]
+    assert first.startswith("StallError: no progress on any host for 4 s"), first
+    assert "train.py:4 in wait_for_data" in first, first
+    assert second == "ExitCode 7"
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="Open MPI's mpirun is not installed")
+def test_a_stalled_mpi_job_names_the_rank_that_sleeps(tmp_path: Path) -> None:
+    base = make_job_dir(
+        tmp_path / "job",
+        entry_point="train.py",
+        code={"train.py": MPI_STALL},
+        hyperparameters={
+            "sagemaker_mpi_enabled": True,
+            "sagemaker_mpi_num_of_processes_per_host": 2,
+            "sagemaker_stall_timeout": 6,
+        },
+    )
+    done = run_train(base, env={"SMC_PEER_STOP_GRACE": "2"}, timeout=120)
+    assert done.returncode == 7, done.stderr[-4000:]
+    failure = failure_text(base)
+    first = failure.splitlines()[0]
+    assert first.startswith("StallError: no progress on any host for 6 s"), failure
+    assert "rank 1 on algo-1" in first and "train.py:6 in <module>" in first, failure
+    assert any("rank 0 on algo-1" in line and "train.py:7" in line for line in failure.splitlines()), failure
+
+
+def test_a_quiet_job_that_writes_checkpoints_is_no_stall(tmp_path: Path) -> None:
+    """Nothing printed for 18 s, a checkpoint file every 4.5 s, a stall time of 8 s: no false alarm."""
+    base = make_job_dir(tmp_path / "job", entry_point="train.py", code={"train.py": QUIET_WITH_CHECKPOINTS})
+    done = run_train(base, env={"SMC_STALL_TIMEOUT": "8"}, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "No progress" not in done.stderr
+
+
+def test_restarts_run_the_code_again_and_name_every_attempt(tmp_path: Path) -> None:
+    """A failure that is not the code's own deterministic error is restarted (SMC_ATTEMPT counts);
+    when every attempt fails, the failure file names them all."""
+    good = make_job_dir(
+        tmp_path / "good",
+        entry_point="train.py",
+        code={"train.py": FLAKY},
+        hyperparameters={"succeed-on": 3, "sagemaker_max_restarts": 2},
+    )
+    done = run_train(good, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert [line for line in done.stdout.splitlines() if line.startswith("attempt")] == [
+        "attempt 1",
+        "attempt 2",
+        "attempt 3",
+    ]
+    assert "Attempt 2 of at most 3 starts." in done.stderr and "Attempt 3 of at most 3 starts." in done.stderr
+    bad = make_job_dir(
+        tmp_path / "bad",
+        entry_point="train.py",
+        code={"train.py": FLAKY},
+        hyperparameters={"succeed-on": 9},
+        raw_hyperparameters={},
+    )
+    done = run_train(bad, env={"SMC_MAX_RESTARTS": "1"}, timeout=120)
+    assert done.returncode == 1, done.stderr[-4000:]
+    lines = failure_text(bad).splitlines()
+    assert lines[0] == "UserCodeError: RuntimeError: the network blinked on attempt 2"
+    attempts = next(line for line in lines if line.startswith("Attempts (2): "))
+    assert "attempt 1: algo-1, exit code 1: RuntimeError: the network blinked on attempt 1" in attempts
+    assert "attempt 2: algo-1, exit code 1: RuntimeError: the network blinked on attempt 2" in attempts
+
+
+def test_a_syntax_error_is_not_restarted(tmp_path: Path) -> None:
+    base = make_job_dir(
+        tmp_path / "job",
+        entry_point="train.py",
+        code={"train.py": "print('attempt', flush=True)\ndef broken(:\n"},
+        hyperparameters={"sagemaker_max_restarts": 3},
+    )
+    done = run_train(base, timeout=60)
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert (
+        "no restart: the failure on algo-1 is not restarted: it is the code's own SyntaxError" in done.stderr
+    )
+    assert "Attempt 2" not in done.stderr
+    assert failure_text(base).startswith("UserCodeError: SyntaxError")
