@@ -31,7 +31,10 @@ PACKAGES = [
     "more-itertools==10.6.0", "wcwidth==0.2.13", "tomlkit==0.13.2", "termcolor==2.5.0", "tqdm==4.67.1",
 ]  # fmt: skip
 """Ten small requirements that smc's own environment lacks (the fresh environment sees smc's)."""
-SCRIPT = "import tomli, zipp, colorama, tabulate, toolz, more_itertools, wcwidth, termcolor, tqdm\nprint('imported', flush=True)\n"
+SCRIPT = (
+    "import tomli, zipp, colorama, tabulate, toolz, more_itertools, wcwidth, termcolor, tqdm\n"
+    "print('imported', flush=True)\n"
+)
 TIMING = re.compile(r"prepare_training: ([0-9.]+) s")
 TRAIN = str(Path(sys.executable).with_name("train"))
 
@@ -88,11 +91,11 @@ def measure(runs: int, work: Path) -> dict[str, object]:
                 (base / "code" / "train.py").write_text(SCRIPT)
                 (base / "code" / "requirements.txt").write_text("\n".join(PACKAGES) + "\n")
                 (base / "sagemaker").mkdir()
-                (base / "sagemaker" / "warmpoolcache").symlink_to(cache if cache.exists() else cache, True)
+                (base / "sagemaker" / "warmpoolcache").symlink_to(cache, True)
                 cache.mkdir(exist_ok=True)
                 into.append(install_seconds(base, fresh_python(root / f"python-{which}"), index))
             shutil.rmtree(root, ignore_errors=True)
-    ratio = statistics.median(w / c for c, w in zip(cold, warm))
+    ratio = statistics.median(w / c for c, w in zip(cold, warm, strict=False))
     return {
         "packages": len(PACKAGES),
         "runs": runs,

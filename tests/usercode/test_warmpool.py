@@ -48,7 +48,8 @@ def test_the_next_job_installs_from_the_warm_pool_and_a_corrupt_cache_is_bypasse
     assert "the installers' caches are in" in first.stderr
     assert (cache / "uv.manifest.json").is_file() and any((cache / "uv").rglob("dep0*"))
 
-    second = run_train(base, env=env, python=scratch_python)  # the same job again on the warm pool: the cache is trusted
+    # the same job again on the warm pool: the cache is trusted
+    second = run_train(base, env=env, python=scratch_python)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "is corrupt" not in second.stderr
 
@@ -78,7 +79,9 @@ def test_a_foreign_cache_folder_is_not_used(tmp_path: Path, scratch_python: str)
 def test_the_extracted_code_is_kept_by_etag_and_checked(tmp_path: Path, s3_server: MotoServer) -> None:
     bucket = s3_server.bucket()
     s3_server.client().put_object(
-        Bucket=bucket, Key="src.tar.gz", Body=tar_bytes({"train.py": "print('v1')\n", "lib/util.py": "X = 1\n"})
+        Bucket=bucket,
+        Key="src.tar.gz",
+        Body=tar_bytes({"train.py": "print('v1')\n", "lib/util.py": "X = 1\n"}),
     )
     source = f"s3://{bucket}/src.tar.gz"
     cache = WarmPoolCache(tmp_path / "warmpoolcache")
