@@ -11,11 +11,14 @@ import os
 import sys
 
 _files: list = []
+# Set by smc for the job's processes (smc_core.launch.stacks), not settings: nothing for the user to set.
+DIR_VAR = "SMC_STACKS_DIR"
+SIGNAL_VAR = "SMC_STACKS_SIGNAL"
 
 
 def _arm() -> None:
-    directory = os.environ.get("SMC_STACKS_DIR")
-    signum = os.environ.get("SMC_STACKS_SIGNAL", "")
+    directory = os.environ.get(DIR_VAR)
+    signum = os.environ.get(SIGNAL_VAR, "")
     if not directory or not signum.isdigit():
         return
     import faulthandler
