@@ -25,13 +25,13 @@ How each launch style maps onto the hooks
   ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
   ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
   its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
-* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.defaults.mpi``, asked
+* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.mpi.plugin``, asked
   before the default launcher): ``invoke_train`` does all of it, so that a job an adapter launches its
-  own way starts no sshd. On the master host it opens the job's coordination channel, makes the job's
-  key pair, waits until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one
-  host, locally) and returns its result, naming the failing rank and its host; on every other host it
-  starts the job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns
-  the outcome the master sends (a failure when the master goes silent).
+  own way starts no sshd. On the master host it hands out the job's key over the job's channel, waits
+  until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one host, locally)
+  and returns its result, naming the failing rank and its host; on every other host it starts the
+  job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns the
+  outcome the master sends (a failure when the master goes silent).
 * **TensorFlow MultiWorkerMirrored** (smc-tensorflow, ``sagemaker_multi_worker_mirrored_strategy_enabled``):
   ``prepare_training`` waits for the peer hosts and returns ``TF_CONFIG`` (every host a worker on port
   8890, built by :func:`smc_core.multi_worker_tf_config`); ``invoke_train`` runs the entry point once

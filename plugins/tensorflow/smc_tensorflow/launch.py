@@ -161,6 +161,11 @@ def _supervise(
     stopped_for: str | None = None  # why smc stopped the worker, when it did
     ps_failure: RankFailure | None = None
     while worker.poll() is None:
+        if worker.forwarded:
+            # smc passed a stop signal on (to the parameter server too): the worker has the job's grace
+            # period, after which its supervision kills it; a parameter server that ended is no failure.
+            stopped_for = "signal"
+            break
         if channel.remote_failure is not None:
             stopped_for = "failure"
         elif isinstance(channel, PeerChannel) and channel.lost:
@@ -183,6 +188,8 @@ def _supervise(
             break
         channel.wait_changed(0.5)
     result = worker.wait()
+    if stopped_for == "signal" or (stopped_for is None and result.details.get("signal")):
+        return _stopped(training_env, channel, result)
     if stopped_for == "done" or (result.succeeded and stopped_for is None):
         return _after_success(training_env, channel, result, ps)
     if stopped_for == "lost":
@@ -195,6 +202,21 @@ def _supervise(
     # This host's own failure, when it failed by itself after another host's (it was not stopped).
     also = local if stopped_for is None and root.host != host else None
     return _failed(result, root, host, channel, also=also)
+
+
+def _stopped(
+    training_env: TrainingEnv, channel: MasterChannel | PeerChannel, result: TrainingResult
+) -> TrainingResult:
+    """The worker was stopped by a signal smc passed on: that is this host's outcome (the result says
+    how the grace period went). The other hosts hear that it ended, without waiting for a verdict."""
+    host = training_env.current_host
+    logger.error("The worker on %s ended after %s.", host, result.details.get("signal") or "a stop signal")
+    channel.report_end(
+        failure(host, "worker", result.exit_code, result.details.get("stderr_tail", "")), wait=False
+    )
+    if isinstance(channel, MasterChannel):
+        channel.finish(succeeded=False, timeout=0)
+    return result
 
 
 def _after_success(
