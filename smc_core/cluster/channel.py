@@ -622,28 +622,9 @@ class ChannelMaster:
     def finish(self, exit_code: int, failure: str | None, *, timeout: float = 5.0) -> None:
         """Tell every connected host how the job ended, wait (``timeout`` seconds at most) until each
         acknowledged it or left, say goodbye, and close."""
-        asked = {}
+        self.gather(Outcome(exit_code, failure), timeout=timeout)
         with self.changed:
             peers = [p for p in self.peers.values() if p.closed is None and p.connection is not None]
-        for peer in peers:
-            assert peer.connection is not None
-            request_id = peer.connection.next_id()
-            if peer.connection.send(Outcome(exit_code, failure), id=request_id):
-                asked[peer.host] = request_id
-
-        def acknowledged() -> bool:
-            return all(
-                (h, i) in self._replies.got or self.peers[h].closed is not None for h, i in asked.items()
-            )
-
-        wait_until(
-            acknowledged,
-            timeout=timeout,
-            waiting_for="every host to acknowledge the outcome",
-            changed=self.changed,
-            raise_on_timeout=False,
-            first_log=timeout,
-        )
         for peer in peers:
             assert peer.connection is not None
             peer.connection.send(Bye("the job ended"))

@@ -133,8 +133,8 @@ class JobChannel:
             link.close("the job ended")
 
     def _fail(self, error: ClusterError) -> None:
-        if not self._stop.is_set():
-            logger.debug("The job's channel: %s", error.message)
+        if not self._stop.is_set():  # a launch style that needs the channel raises it; say it now too
+            logger.warning("The job's channel is not open on %s: %s", self.current_host, error.message)
         with self._changed:
             self._error = error
             self._changed.notify_all()
