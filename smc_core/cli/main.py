@@ -101,12 +101,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     if args.export:
         for name, value in sorted(exported_vars(training_env).items()):
             print(f"export {name}={shlex.quote(value)}")
-        print("# " + note)
         print("# " + policy)
+        print("# " + note)
     else:
         print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
-        print(note, file=sys.stderr)
         print(policy, file=sys.stderr)
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -27,7 +27,8 @@ The grace period holds here too: ``train()`` has the job's ``SMC_GRACE_PERIOD`` 
 or SIGINT smc receives (seen through Python's wakeup fd, even when the user's code installed a handler
 of its own) to return. When it has not, smc writes the failure file (naming the grace period) and ends
 its own process with exit code 137, as it would SIGKILL a script (:func:`~smc_core.base.supervision.end_now`).
-Only a handler set to ``SIG_IGN`` hides a signal from smc: the kernel then never delivers it.
+Only a handler set to ``SIG_IGN`` hides a signal from smc (the kernel then never delivers it), and
+code that sets a wakeup fd of its own while it runs (asyncio's signal handling) takes smc's place.
 """
 
 from __future__ import annotations
