@@ -54,10 +54,13 @@ _EXPORTS: dict[str, str] = {
     "run_process": "smc_core.launch.process",
     "python_executable": "smc_core.launch.process",
     "entry_command": "smc_core.usercode.entry",
+    "first_failure": "smc_core.launch.group",
+    "rank_prefix": "smc_core.launch.output",
     # hosts and networks
     "wait_for_hosts": "smc_core.launch.network",
     "wait_for_port": "smc_core.launch.network",
     "resolve_host": "smc_core.launch.network",
+    "rendezvous_host": "smc_core.launch.network",
     "interface_exists": "smc_core.launch.network",
     "route_interface": "smc_core.launch.network",
     # what the user's process gets
@@ -111,11 +114,14 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
     from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
     from smc_core.job.tf_config import tf_config_json as tf_config_json
+    from smc_core.launch.group import first_failure as first_failure
     from smc_core.launch.network import interface_exists as interface_exists
+    from smc_core.launch.network import rendezvous_host as rendezvous_host
     from smc_core.launch.network import resolve_host as resolve_host
     from smc_core.launch.network import route_interface as route_interface
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
+    from smc_core.launch.output import rank_prefix as rank_prefix
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process

@@ -15,6 +15,7 @@ from smc_core import __version__
 from smc_core.base.settings import CORE_SETTINGS, Setting, settings_help
 from smc_core.cli.new_adapter import new_adapter
 from smc_core.errors import ConfigError, SmcError
+from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.plugins import get_plugin_manager, hook_implementations, hook_names
 from smc_core.host.runner import declared_settings, load_settings, require
 from smc_core.host.runner import main as run_main
@@ -70,11 +71,12 @@ def _load_training_env(pm: Any) -> Any:
             f"The job directory {base} does not exist (SAGEMAKER_BASE_DIR, default /opt/ml): there is no "
             "job to describe. Point SAGEMAKER_BASE_DIR at a job directory."
         )
-    return require(
+    training_env = require(
         pm.hook.load_environment(base_dir=base, environ=environ, settings=settings),
         "load_environment",
         pm,
     )
+    return hand_over(training_env, claimed_hyperparameters(pm))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -202,6 +202,11 @@ class TrainingEnv:
     """``checkpointconfig.json``, ``{}`` when absent."""
     raw_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
     """Every decoded hyperparameter as read, reserved keys included."""
+    plugin_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
+    """The hyperparameters the job sets that plugins claimed (the ``claim_hyperparameters`` hook),
+    decoded: a plugin reads its own here. They are not in :attr:`hyperparameters`, so they never reach
+    the script (arguments, ``SM_HPS``, ``SM_HP_*``, function mode); a claimed ``sagemaker_*`` name stays
+    in :attr:`additional_framework_parameters` too, as the contract says."""
     is_smddprun_installed: bool = False
     """``smddprun`` is on PATH (a key of sagemaker-training 5.x's ``SM_TRAINING_ENV``)."""
     is_smddpmprun_installed: bool = False

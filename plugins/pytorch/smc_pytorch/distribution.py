@@ -20,7 +20,7 @@ from smc_core import (
     is_true,
     logger,
     python_executable,
-    resolve_host,
+    rendezvous_host,
     route_interface,
 )
 
@@ -103,19 +103,10 @@ def master_port(training_env: TrainingEnv) -> int:
 
 
 def master_addr(training_env: TrainingEnv) -> str:
-    """The rendezvous host: the first host (``training_env.master_hostname``).
-
-    A one-host job whose name does not resolve (``smc local`` calls the machine ``algo-1``) uses
-    ``127.0.0.1`` instead: every process is on this machine, and an unresolvable name would leave
-    torchrun waiting until its rendezvous timeout.
-    """
-    hosts = training_env.distribution_hosts or training_env.hosts
-    if len(hosts) == 1 and resolve_host(training_env.master_hostname) is None:
-        logger.info(
-            "%s does not resolve; this one-host job meets on 127.0.0.1.", training_env.master_hostname
-        )
-        return "127.0.0.1"
-    return training_env.master_hostname
+    """The rendezvous host: the first host (``training_env.master_hostname``), or ``127.0.0.1`` in a
+    one-host job whose name does not resolve (``smc local``, the test kit): smc's
+    :func:`~smc_core.rendezvous_host`."""
+    return rendezvous_host(training_env)
 
 
 def rendezvous_env(training_env: TrainingEnv) -> dict[str, str]:

@@ -3,7 +3,7 @@
 * ``register_settings``: ``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``,
   ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT`` (:data:`smc_pytorch.distribution.SETTINGS`).
 * ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``.
-* ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
+* ``prepare_training``: waits until every host resolves (``wait_for_hosts``), then contributes
   ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
 * ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
   runs torchrun on this host (through :mod:`smc_pytorch.launcher`) and reports the failing rank and
@@ -24,7 +24,6 @@ from typing import Any
 
 from smc_core import (
     GRACE_PERIOD,
-    HOST_WAIT_TIMEOUT,
     EntryKind,
     Setting,
     TrainingEnv,
@@ -68,9 +67,9 @@ def claim_switches() -> tuple[str, ...]:
 
 @hookimpl
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
-    """Wait for peer hosts (multi-host jobs), then return the rendezvous variables."""
-    if len(training_env.hosts) > 1:
-        wait_for_hosts(training_env.hosts, timeout=training_env.settings[HOST_WAIT_TIMEOUT])
+    """Wait for peer hosts (a one-host job's own name answers at once), then return the rendezvous
+    variables."""
+    wait_for_hosts(training_env)
     return rendezvous_env(training_env)
 
 
