@@ -83,7 +83,16 @@ def test_every_public_name_is_in_the_api_page(built):
     page = (built / "api.html").read_text()
     for name in smc_core.__all__:
         if name != "__version__":
-            assert f"smc_core.{name}" in page or f'.{name}"' in page, f"smc_core.{name} is not documented"
+            # under its public path (the anchor autodoc writes), never an internal module's
+            assert f'id="smc_core.{name}"' in page, f"smc_core.{name} is not documented as smc_core.{name}"
+    internal = sorted(set(re.findall(r'id="(smc_core\.(?:base|job|launch|usercode|host)\.[\w.]+)"', page)))
+    assert not internal, f"api.html documents internal paths: {internal}"
+
+
+def test_code_like_text_is_rendered_as_typed(built):
+    page = (built / "testing.html").read_text()
+    assert "--strict-markers" in page and "\u2013strict-markers" not in page  # no en dash for "--"
+    assert "\u201c" not in page and "\u201d" not in page  # no curly quotes
 
 
 def _is_fixture(value: object) -> bool:

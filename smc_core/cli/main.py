@@ -156,7 +156,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"  {p['name']:<36} {p['origin']:<12} {where}")
     print("hooks (in call order):")
     for name, impls in report["hooks"].items():
-        print(f"  {name}: {', '.join(impls)}")
+        print(f"  {name}: {', '.join(impls) or '(none)'}")
     return 0
 
 

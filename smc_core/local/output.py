@@ -2,8 +2,8 @@
 
 A reader thread per host puts ``(host, line, time)`` on one queue; the runner's thread prints them,
 so lines from different hosts never mix within a line. The prefix is the host name, plus the rank
-when the adapter marked the line with :func:`~smc_core.launch.output.rank_prefix` (``[algo-2 rank 1]: ``;
-also ``[algo-2 rank 1] `` as MPI ranks print, or ``[rank 1]: ``):
+when the adapter marked the line with :func:`~smc_core.launch.output.rank_prefix` (``"[algo-2 rank 1]: "``;
+also ``"[algo-2 rank 1] "`` as MPI ranks print, or ``"[rank 1]: "``):
 ``algo-2 rank 1 | loss 0.25``. Colours (one per host) only when the output is a terminal and
 ``NO_COLOR`` is not set.
 """

@@ -3,9 +3,9 @@
 Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testing"`` in your
 ``pyproject.toml``, or ``pytest_plugins = ["smc_core.testing"]`` in a root ``conftest.py``). Fixtures:
 
-* ``smc_job``: a :class:`~smc_core.testing.jobs.JobRunner` that lays out a job (code, hyperparameters,
+* ``smc_job``: a :class:`~smc_core.testing.JobRunner` that lays out a job (code, hyperparameters,
   channels, hosts), runs it through the real ``train`` console script with your adapter pinned, and
-  returns a :class:`~smc_core.testing.jobs.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
+  returns a :class:`~smc_core.testing.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
   ``exit_code``, ``model_dir``).
 * ``smc_adapter``: the adapter ``smc_job`` pins as ``SMC_ADAPTER``; None (pin nothing) unless you
   override it in your ``conftest.py``.
@@ -102,8 +102,8 @@ def smc_adapter(request: pytest.FixtureRequest) -> str | None:
 def smc_job(tmp_path: Path, smc_adapter: str | None) -> JobRunner:
     """Lay out and run real training jobs: ``smc_job(code=..., entry_point=..., hyperparameters=...)``.
 
-    Returns a :class:`~smc_core.testing.jobs.JobRunner`; calling it returns a
-    :class:`~smc_core.testing.jobs.JobOutcome`. Job directories go under ``tmp_path/smc-jobs``.
+    Returns a :class:`~smc_core.testing.JobRunner`; calling it returns a
+    :class:`~smc_core.testing.JobOutcome`. Job directories go under ``tmp_path/smc-jobs``.
     """
     return JobRunner(tmp_path / "smc-jobs", adapter=smc_adapter)
 
