@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "python_executable": "smc_core.launch.process",
     "entry_command": "smc_core.usercode.entry",
     "first_failure": "smc_core.launch.group",
+    "run_ranks": "smc_core.launch.group",
     "rank_prefix": "smc_core.launch.output",
     # hosts and networks
     "wait_for_hosts": "smc_core.launch.network",
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
     from smc_core.job.tf_config import tf_config_json as tf_config_json
     from smc_core.launch.group import first_failure as first_failure
+    from smc_core.launch.group import run_ranks as run_ranks
     from smc_core.launch.network import interface_exists as interface_exists
     from smc_core.launch.network import rendezvous_host as rendezvous_host
     from smc_core.launch.network import resolve_host as resolve_host

@@ -207,3 +207,13 @@ PACKAGE_PYPROJECT = textwrap.dedent("""
     name = "userpkg"
     version = "0.1"
 """)
+
+
+def outside_env(venv: Path) -> dict[str, str]:
+    """The environment of a user of the virtualenv ``venv``: its ``bin`` first, none of smc's variables,
+    no ``PYTHONPATH`` into this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SMC_ENV_PREFIXES)}
+    env.pop("PYTHONPATH", None)
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(venv))
+    env["PYTEST_ADDOPTS"] = "-p no:cacheprovider"
+    return env

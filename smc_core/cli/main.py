@@ -152,7 +152,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("adapter: none (the core alone runs the script)")
     print("plugins:")
     for p in report["plugins"]:
-        where = f"{p['distribution']} {p['version']}" if p["distribution"] else p["module"]
+        if p["distribution"]:
+            where = f"{p['distribution']} {p['version']}"
+        else:  # smc's own defaults, or a module registered by name (SMC_PLUGINS)
+            where = f"smc-core {__version__}" if p["origin"] == "default" else p["module"]
         print(f"  {p['name']:<36} {p['origin']:<12} {where}")
     print("hooks (in call order):")
     for name, impls in report["hooks"].items():

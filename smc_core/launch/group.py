@@ -3,20 +3,27 @@
 When coupled workers fail, one fails first and the others follow it (a lost peer, a broken socket) or
 wait for it forever until they are stopped; only the first is the cause. :func:`first_failure` waits
 on the processes' pidfds (Linux), so it learns of each exit as it happens rather than at the next
-poll, and the order it reports is the order in which they ended.
+poll, and the order it reports is the order in which they ended. :func:`run_ranks` is the whole
+launch an adapter needs for N processes on a host: start them, wait, stop the rest when one fails,
+and report the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import select
+import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from smc_core.launch.process import SupervisedProcess
+from smc_core.launch.output import rank_prefix
+from smc_core.launch.process import SupervisedProcess, start_process
+from smc_core.launch.result import TrainingResult
 
-__all__ = ["first_failure"]
+__all__ = ["first_failure", "run_ranks"]
 
 
 def _pidfd(pid: int) -> int | None:
@@ -84,3 +91,67 @@ def first_failure(processes: Sequence[SupervisedProcess], interval: float = 0.1)
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def run_ranks(
+    command: Sequence[str],
+    ranks: Sequence[int],
+    *,
+    env: Mapping[str, str],
+    host: str,
+    rank_env: Callable[[int], Mapping[str, str]] | None = None,
+    cwd: Path | str | None = None,
+    grace_period: float | None = None,
+) -> TrainingResult:
+    """Run one copy of ``command`` per rank on this host, supervised, and return how they ended.
+
+    Each rank's output lines start with :func:`~smc_core.launch.output.rank_prefix`. When one fails,
+    every other still running gets SIGTERM at once (then SIGKILL after the grace period), and the
+    result is the first failing rank's: its exit code, and a failure text that names it, its host
+    and its exit code above its stderr tail (``details`` holds ``rank`` and ``host``). When all exit
+    0, the result is the first rank's.
+
+    :param command: the command every rank runs (:func:`~smc_core.usercode.entry.entry_command`).
+    :param ranks: the ranks this host runs, e.g. ``range(4, 8)``.
+    :param env: the environment every rank gets (``process_env``).
+    :param host: this host's name (``training_env.current_host``), for prefixes and the report.
+    :param rank_env: the variables of one rank, added to ``env`` (``{"MYFW_RANK": "5"}``).
+    :param cwd: the working directory (``user_code.code_dir``).
+    :param grace_period: as for :func:`~smc_core.launch.process.run_process`.
+
+    Example::
+
+        return run_ranks(command, range(first, first + per_host), env=process_env,
+                         host=training_env.current_host, cwd=user_code.code_dir,
+                         rank_env=lambda rank: {"MYFW_RANK": str(rank)})
+    """
+    ranks = list(ranks)
+    started: list[SupervisedProcess] = []
+    try:
+        for rank in ranks:
+            started.append(
+                start_process(
+                    command,
+                    env={**env, **(rank_env(rank) if rank_env else {})},
+                    cwd=cwd,
+                    prefix=rank_prefix(host, rank),
+                    grace_period=grace_period,
+                )
+            )
+        failed = first_failure(started)
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)  # all at once: one grace period, not one after another
+        results = [p.wait() if p.poll() is not None else p.stop() for p in started]
+    if failed is None:
+        return dataclasses.replace(results[0], command=list(command))
+    rank, result = ranks[failed], results[failed]
+    reason = f"rank {rank} on host {host} failed with exit code {result.exit_code}"
+    if len(ranks) > 1:
+        reason += " (the first to fail; the other ranks still running on this host were stopped)"
+    return dataclasses.replace(
+        result,
+        command=list(command),
+        failure=f"{reason}:\n{result.failure}" if result.failure else reason,
+        details={**result.details, "rank": rank, "host": host},
+    )
