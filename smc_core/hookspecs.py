@@ -44,6 +44,11 @@ How each launch style maps onto the hooks
 * **Keras on one backend** (smc-keras): ``prepare_training`` chooses the backend (``KERAS_BACKEND``) and
   returns the backend's distribution variables (``KERAS_DISTRIBUTION_*`` for JAX, ``TF_CONFIG``);
   ``invoke_train`` runs torchrun for the torch backend's switch and returns None otherwise.
+* **One process per rank, started by the adapter** (the template ``smc new-adapter`` writes, and
+  ``examples/smc-lightgbm``): ``prepare_training`` waits for the hosts
+  (:func:`smc_core.wait_for_hosts` with the ``training_env``) and returns where rank 0 listens
+  (:func:`smc_core.rendezvous_host`); ``invoke_train`` runs the ranks of this host with
+  :func:`smc_core.run_ranks`, which stops the others when one fails and names the first to fail.
 * **Other platforms**: ``load_environment`` implementations for Kubeflow and Vertex AI (core defaults)
   build the same ``TrainingEnv`` from the platform's variables; the launch styles above then run
   unchanged.

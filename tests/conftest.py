@@ -75,7 +75,9 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]
     uv = Path(sys.executable).with_name("uv")
     python = venv / "bin" / "python"
     subprocess.run([str(uv), "venv", "-q", "--seed", "--python", sys.executable, str(venv)], check=True)
-    requirements = ["-r", str(ROOT / "docs" / "requirements.txt")]
+    requirements = ["-r", str(ROOT / "docs" / "requirements.txt"), "setuptools>=77", "wheel"]
+    # setuptools too: the guides' `pip install` of a package builds it here, not in an isolated env
+    # fetched anew each time (outside_env turns build isolation off), as a warm developer's pip would.
     subprocess.run(
         [str(uv), "pip", "install", "-q", "--python", str(python), str(wheels["smc-core"]), *requirements],
         check=True,
