@@ -20,7 +20,7 @@ from smc_core.job.platforms.modeltrainer import read_model_trainer_job, sdk_seri
 from smc_core.job.platforms.sagemaker import sagemaker_environment
 from smc_core.testing import make_job_dir
 
-from ..helpers import run_train, tar_bytes
+from ..helpers import tar_bytes
 
 SOURCE_CODE = {
     "source_dir": "/home/me/src",
@@ -235,24 +235,3 @@ def test_sm_train_sh_having_run_is_recognised(tmp_path: Path) -> None:
     (base / "input" / "sm_training.env").write_text("export SM_SOURCE_DIR='/opt/ml/input/data/code'\n")
     assert not read_model_trainer_job(paths, {}).sdk_script_ran  # the file alone: a stale one
     assert read_model_trainer_job(paths, {"SM_SOURCE_DIR": "/opt/ml/input/data/code"}).sdk_script_ran
-
-
-def test_a_missing_requirements_file_and_a_launch_no_adapter_handles_fail_the_job(tmp_path: Path) -> None:
-    base = layout(tmp_path / "one", source_code={**SOURCE_CODE, "requirements": "reqs/missing.txt"})
-    done = run_train(base, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    failure = (base / "output" / "failure").read_text()
-    assert (
-        "sourcecode.json: 'requirements' is 'reqs/missing.txt', which is not a file in the code dir"
-        in failure
-    )
-
-    base = layout(tmp_path / "two", distributed=TORCHRUN)
-    done = run_train(base, env={"SMC_DISABLE_PLUGINS": "pytorch"}, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    failure = (base / "output" / "failure").read_text()
-    assert (
-        "distributed.json asks for Torchrun (smc launches it as sagemaker_torch_distributed_enabled)"
-        in failure
-    )
-    assert "pip install smc-pytorch" in failure
