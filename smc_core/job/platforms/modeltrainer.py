@@ -183,7 +183,7 @@ class ModelTrainerJob:
         parts.append(
             f"code in the {CODE_CHANNEL!r} channel"
             if self.code_channel is not None
-            else "code from sagemaker_submit_directory (a tuning job)"
+            else "no code channel: the code from sagemaker_submit_directory (tuning jobs), else code/"
         )
         if self.requirements:
             done = " (installed by the SDK's sm_train.sh)" if self.sdk_script_ran else ""
@@ -191,13 +191,15 @@ class ModelTrainerJob:
         if self.launch is None:
             parts.append(f"{DISTRIBUTED_FILE}: {self.config_name or 'not distributed'}, one process per host")
         else:
-            count = self.processes_per_host or "the GPU count, else 1,"
+            count = f"{self.processes_per_host} process(es) per host"
+            if self.processes_per_host is None:
+                count = "one process per GPU (else one per host)"
             how = (
                 "smc-pytorch's torchrun (sagemaker_torch_distributed_enabled)"
                 if self.launch == TORCHRUN
                 else "the core's mpirun (sagemaker_mpi_enabled), -np = hosts x processes per host"
             )
-            parts.append(f"{DISTRIBUTED_FILE}: {self.config_name}, {count} process(es) per host, via {how}")
+            parts.append(f"{DISTRIBUTED_FILE}: {self.config_name}, {count}, via {how}")
         return "; ".join(parts)
 
 
