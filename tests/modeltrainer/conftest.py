@@ -68,11 +68,8 @@ dist.init_process_group("gloo")
 rank, size = dist.get_rank(), dist.get_world_size()
 total = torch.tensor([rank + 1.0])
 dist.all_reduce(total)
-names = ["RANK", "WORLD_SIZE", "LOCAL_RANK", "GROUP_RANK", "MASTER_ADDR", "SM_CURRENT_HOST", "SM_HOSTS",
-         "SM_CURRENT_HOST_RANK", "SM_HOST_COUNT", "SM_MASTER_ADDR", "SM_DISTRIBUTED_CONFIG", "SM_HPS",
-         "SM_ENTRY_SCRIPT", "SM_SOURCE_DIR"]
 record = {"rank": rank, "size": size, "sum": total.item(), "argv": sys.argv[1:], "cwd": os.getcwd(),
-          "env": {name: os.environ.get(name) for name in names}}
+          "env": dict(os.environ)}
 with open(os.path.join(os.environ["SM_MODEL_DIR"], f"rank-{rank}.json"), "w") as f:
     json.dump(record, f)
 print(f"rank {rank} of {size}: allreduce {total.item()}", flush=True)
@@ -308,6 +305,37 @@ def job_env(request: Mapping[str, Any], base: Path, path: str, **extra: str) -> 
     return env
 
 
+def sourced(env_file: Path, path: str) -> dict[str, str]:
+    """The variables ``env_file`` (``input/sm_training.env``) exports, as ``sm_train.sh`` sources them."""
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    script = f"source {shlex.quote(str(env_file))} && python3 -c {shlex.quote(dump)}"
+    done = subprocess.run(
+        ["bash", "-c", script], env={"PATH": path}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    names = [line.split("=", 1)[0][len("export ") :] for line in env_file.read_text().splitlines()]
+    exported = json.loads(done.stdout)
+    return {name: exported[name] for name in names}
+
+
+def assert_sees(
+    seen: Mapping[str, str], expected: Mapping[str, str], *, apart: Mapping[str, str] = {}
+) -> None:
+    """``seen`` (the script's environment) holds every variable of ``expected`` (the SDK's
+    environment.py's) with its value; ``SM_TRAINING_ENV`` holds the SDK's keys with their values beside
+    the classic ones; ``apart`` names the deliberate differences and the value smc gives instead."""
+    assert expected, "environment.py exported nothing"
+    for name, value in expected.items():
+        if apart and name in apart:
+            assert seen.get(name) == apart[name], name
+        elif name == "SM_TRAINING_ENV":
+            ours = json.loads(seen[name])
+            assert {key: ours.get(key) for key in json.loads(value)} == json.loads(value)
+            assert "is_master" in ours and "module_dir" in ours  # the classic keys are there too
+        else:
+            assert seen.get(name) == value, name
+
+
 def sdk_environment(base: Path, env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """What the SDK's ``scripts/environment.py`` exports on ``base`` (sourced from the file it writes,
     as ``sm_train.sh`` sources it), and the arguments its ``basic_script_driver`` gives the script.
@@ -318,10 +346,10 @@ def sdk_environment(base: Path, env: Mapping[str, str]) -> tuple[dict[str, str],
     drivers = base / "input" / "data" / "sm_drivers"
     env_file = base / "input" / "sm_training.env"
     dump = (
-        "import json, os, sys\n"
+        "import json, sys\n"
         f"sys.path.insert(0, {str(drivers)!r})\n"
         "from distributed_drivers.basic_script_driver import create_commands\n"
-        "print(json.dumps({'env': dict(os.environ), 'command': create_commands()}))\n"
+        "print(json.dumps({'command': create_commands()}))\n"
     )
     script = (
         f"python3 {shlex.quote(str(drivers / 'scripts' / 'environment.py'))} >/dev/null && "
@@ -330,11 +358,9 @@ def sdk_environment(base: Path, env: Mapping[str, str]) -> tuple[dict[str, str],
     clean = {"PATH": env["PATH"], "TRAINING_JOB_NAME": env["TRAINING_JOB_NAME"], "LANG": "C.UTF-8"}
     done = subprocess.run(["bash", "-c", script], env=clean, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    names = [line.split("=", 1)[0][len("export ") :] for line in env_file.read_text().splitlines()]
+    exported = sourced(env_file, env["PATH"])
     env_file.unlink()
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    exported = {name: result["env"][name] for name in names}
-    command = result["command"]
+    command = json.loads(done.stdout.strip().splitlines()[-1])["command"]
     return exported, command[2:]  # [python, entry_script, *args]
 
 

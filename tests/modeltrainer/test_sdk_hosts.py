@@ -17,7 +17,7 @@ import pytest
 
 from smc_core.testing.mpi import mpi_leftovers, mpi_unavailable_reason
 
-from .conftest import entry_command, job_env, lay_out, sdk_missing
+from .conftest import assert_sees, entry_command, job_env, lay_out, sdk_missing, sourced
 
 pytestmark = [sdk_missing, pytest.mark.netns]
 
@@ -53,9 +53,11 @@ def test_smc_config_torchrun_two_hosts_two_processes(
         assert (host.job_dir / "output" / "success").exists()
     records = {}
     for index, host in enumerate(cluster.hosts):
+        expected = sourced(host.job_dir / "input" / "sm_training.env", PATH)  # what environment.py gave
         for rank in (2 * index, 2 * index + 1):
             records[rank] = json.loads((host.job_dir / "model" / f"rank-{rank}.json").read_text())
             env = records[rank]["env"]
+            assert_sees(env, expected)
             assert env["SM_CURRENT_HOST"] == host.name and env["SM_CURRENT_HOST_RANK"] == str(index)
             assert env["GROUP_RANK"] == str(index) and env["LOCAL_RANK"] == str(rank % 2)
     for record in records.values():

@@ -17,6 +17,7 @@ import pytest
 
 from .conftest import (
     HYPERPARAMETERS,
+    assert_sees,
     entry_command,
     job_env,
     lay_out,
@@ -71,14 +72,7 @@ def test_the_basic_job_sees_what_the_sdks_environment_py_gives_it(
     assert record["argv"][:4] == ["--epochs", "3", "--learning-rate", "0.1"]
     assert "--ratio" in record["argv"] and record["argv"][record["argv"].index("--ratio") + 1] == "1.5"
     seen = record["env"]
-    assert expected_env, "environment.py exported nothing"
-    for name, value in expected_env.items():
-        if name == "SM_TRAINING_ENV":
-            ours = json.loads(seen[name])
-            assert {k: ours[k] for k in json.loads(value)} == json.loads(value)
-            assert ours["is_master"] is True  # the classic keys are still there
-        else:
-            assert seen.get(name) == value, name
+    assert_sees(seen, expected_env)
     assert seen["SM_HP_LEARNING_RATE"] == "0.1" and seen["SM_HP_LEARNING-RATE"] == "0.1"
     assert seen["SM_USER_ARGS"] == json.dumps(expected_argv, separators=(",", ":"), ensure_ascii=True)
     assert set(expected_env) >= {"SM_SOURCE_DIR", "SM_ENTRY_SCRIPT", "SM_MASTER_PORT", "SM_OUTPUT_FAILURE"}
@@ -156,6 +150,8 @@ def test_smcs_distributed_config_hands_the_job_to_train(
     logs = done.stdout + done.stderr
     assert done.returncode == 0, logs
     assert "smc_modeltrainer: handing the job over to" in logs
+    assert logs.count("Successfully installed tinydep-1.0") == 1, logs  # by the SDK, not again by smc
+    assert "requirements.txt was installed by the SDK's sm_train.sh" in logs
     assert (base / "output" / "success").exists()
     record = json.loads((base / "model" / "probe.json").read_text())
     assert record["argv"] == ["--epochs", "2"]
@@ -176,8 +172,10 @@ def test_a_tuning_job_honours_distributed_json(
     base = lay_out(request, tmp_path / "job", s3_server.client(), tuned={"lr": "0.15"})
     assert not (base / "input" / "data" / "code").exists()
     path = os.pathsep.join([VENV_BIN, os.environ["PATH"]])
+    env = job_env(request, base, path, **s3_server.env)
+    expected_env, _ = sdk_environment(base, env)
     command = entry_command(request, base, [str(Path(VENV_BIN) / "train")])
-    done = run(command, job_env(request, base, path, **s3_server.env), tmp_path, timeout=240)
+    done = run(command, env, tmp_path, timeout=240)
     logs = done.stdout + done.stderr
     assert done.returncode == 0, logs
     assert "torchrun with 2 process(es) on this host" in logs
@@ -186,5 +184,41 @@ def test_a_tuning_job_honours_distributed_json(
         assert record["size"] == 2 and record["sum"] == 3.0
         assert record["argv"] == ["--epochs", "2", "--flag", "False", "--lr", "0.15"]
         assert record["cwd"] == str(base / "code")
-        assert record["env"]["SM_SOURCE_DIR"] == str(base / "code")
+        # the SDK names the code channel, which a tuning job does not have: smc names the code dir
+        assert_sees(record["env"], expected_env, apart={"SM_SOURCE_DIR": str(base / "code")})
+        assert json.loads(record["env"]["SM_DISTRIBUTED_CONFIG"]) == {
+            "process_count_per_node": 2,
+            "smp": None,
+        }
     assert (base / "output" / "success").exists()
+
+
+def test_the_smc_config_checks_itself_and_its_driver_needs_train(tmp_path: Path) -> None:
+    """Smc refuses what smc would refuse later (on the user's machine, before any job starts); its
+    driver, in an image without smc, fails the job with a failure file saying so."""
+    from .conftest import SDK_PYTHON
+
+    check = (
+        "from smc_modeltrainer import Smc\n"
+        "for kwargs in ({'process_count_per_node': 2}, {'launch': 'horovod'},\n"
+        "               {'launch': 'torchrun', 'mpi_additional_options': ['-x', 'A=1']},\n"
+        "               {'launch': 'mpi', 'process_count_per_node': 0}):\n"
+        "    try:\n"
+        "        Smc(**kwargs)\n"
+        "    except ValueError as error:\n"
+        "        print('refused', kwargs)\n"
+        "print(Smc(launch='mpi', process_count_per_node=2).model_dump())\n"
+        "import os, smc_modeltrainer as m\n"
+        "print(os.path.join(m.DRIVER_DIR, m.DRIVER_SCRIPT))\n"
+    )
+    done = subprocess.run([SDK_PYTHON, "-c", check], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("refused") == 4, done.stdout
+    assert "'driver': 'smc', 'launch': 'mpi', 'process_count_per_node': 2" in done.stdout
+
+    driver = done.stdout.strip().splitlines()[-1]
+    (tmp_path / "output").mkdir()
+    env = {"PATH": "/usr/bin:/bin", "SAGEMAKER_BASE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, driver], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "the image has no `train` command on PATH" in (tmp_path / "output" / "failure").read_text()

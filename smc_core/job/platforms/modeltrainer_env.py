@@ -27,6 +27,7 @@ not the ``code`` channel that the SDK names although a tuning job has none.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -48,8 +49,15 @@ def _job(training_env: TrainingEnv) -> ModelTrainerJob:
 
 
 def _log_level(training_env: TrainingEnv) -> Any:
-    # environment.py: os.environ.get("SM_LOG_LEVEL", 20), the string when the job sets it
-    return training_env.environ.get("SM_LOG_LEVEL", 20)
+    # environment.py: os.environ.get("SM_LOG_LEVEL", 20), the string when the job sets it. After
+    # sm_train.sh, SM_LOG_LEVEL is environment.py's own export: what it read is in its SM_TRAINING_ENV.
+    environ = training_env.environ
+    if _job(training_env).sdk_script_ran:
+        try:
+            return json.loads(environ["SM_TRAINING_ENV"])["log_level"]
+        except (KeyError, TypeError, ValueError):
+            pass
+    return environ.get("SM_LOG_LEVEL", 20)
 
 
 def _cpu_count() -> int:
