@@ -10,9 +10,9 @@ settings it honours.
 from __future__ import annotations
 
 from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.settings import INSTALL_TIMEOUT, INSTALLER
 from smc_core.errors import ConfigError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import INSTALL_TIMEOUT, INSTALLER
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 from smc_core.usercode.describe import EntryKind, UserCode, is_package

@@ -10,19 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smc_core import (
-    ConfigError,
-    EntryKind,
-    Setting,
-    TrainingEnv,
-    TrainingResult,
-    UserCode,
-    entry_command,
-    hookimpl,
-    is_true,
-    logger,
-    user_args,
-)
+from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.settings import Setting
+from smc_core.errors import ConfigError
+from smc_core.job.environment import TrainingEnv
+from smc_core.job.exports import user_args
+from smc_core.job.hyperparameters import is_true
+from smc_core.launch.result import TrainingResult
+from smc_core.usercode.describe import EntryKind, UserCode
+from smc_core.usercode.entry import entry_command
 
 MPI_SWITCH = "sagemaker_mpi_enabled"
 PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
@@ -95,6 +92,7 @@ def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | No
 
 def mpi_job(training_env: TrainingEnv) -> Any:
     """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings)."""
+    # MPI's launcher, sshd and coordinator only for MPI jobs: every job's start imports this plugin.
     from smc_core.launch.mpi import MpiJob, parse_custom_options
 
     params = training_env.additional_framework_parameters
@@ -125,10 +123,10 @@ def rank_command(user_code: UserCode, args: list[str], process_env: Mapping[str,
     """The entry command each rank runs: as the default launcher runs it, with ``python -m mpi4py``
     in front of a Python entry point when mpi4py is installed (an uncaught exception then aborts
     the job instead of leaving the other ranks waiting)."""
-    from smc_core.launch.mpi import rank_python_args
-
     command = entry_command(user_code, args, process_env)
     if user_code.kind in (EntryKind.PYTHON, EntryKind.MODULE):
+        from smc_core.launch.mpi import rank_python_args  # MPI jobs only (see mpi_job)
+
         command[1:1] = rank_python_args()
     return command
 
@@ -145,7 +143,8 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: mpirun is not used.", MPI_SWITCH
         )
         return None
-    from smc_core.launch.mpi import run_master, run_worker
+
+    from smc_core.launch.mpi import run_master, run_worker  # MPI jobs only (see mpi_job)
 
     job = mpi_job(training_env)
     if training_env.current_host not in job.hosts:

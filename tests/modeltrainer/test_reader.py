@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from smc_core.base.settings import parse_settings
 from smc_core.errors import ConfigError
-from smc_core.host.settings import parse_settings
 from smc_core.job.exports import env_vars, user_args
 from smc_core.job.platforms.modeltrainer import read_model_trainer_job, sdk_serialize
 from smc_core.job.platforms.sagemaker import sagemaker_environment

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import quoted, type_name
 from smc_core.errors import ConfigError
-from smc_core.host.messages import quoted, type_name
 from smc_core.job.config import load_object
 from smc_core.job.hyperparameters import DISTRIBUTION_SWITCHES, is_true
 from smc_core.job.paths import JobPaths
