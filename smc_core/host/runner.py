@@ -109,7 +109,7 @@ def run_training(
     )
     training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
     create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
-    check_switches(training_env.additional_framework_parameters, claimed)
+    check_switches(training_env, claimed)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
     process_env = merge_process_env(contributions, environ)
