@@ -91,20 +91,6 @@ def test_override_claim_hyperparameters(recorder_dist, job_dir, tmp_path):
     assert fetch["framework"] == {"sagemaker_recorder_level": 3}
 
 
-def test_a_plugin_cannot_claim_a_reserved_hyperparameter(register_plugin, plugin_manager):
-    from smc_core import PluginError, hookimpl
-    from smc_core.host.claims import claimed_hyperparameters
-
-    class Greedy:
-        @hookimpl
-        def claim_hyperparameters(self):
-            return ["sagemaker_program"]
-
-    register_plugin(Greedy())
-    with pytest.raises(PluginError, match=r"'sagemaker_program'.*smc itself reads it"):
-        claimed_hyperparameters(plugin_manager)
-
-
 def test_override_load_environment(recorder_dist, job_dir, tmp_path):
     job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
     proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "load_environment")

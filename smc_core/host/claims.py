@@ -4,8 +4,9 @@ A plugin that takes a hyperparameter of its own (``git_repo`` for a fetch from g
 ``claim_hyperparameters`` hook. :func:`claimed_hyperparameters` collects the names once, before the job
 starts; :func:`hand_over` moves each claimed hyperparameter the job sets out of
 ``training_env.hyperparameters`` (what the script gets: its arguments, ``SM_HPS``, ``SM_HP_*``,
-function mode) into ``training_env.plugin_hyperparameters``. A claimed ``sagemaker_*`` name is a
-framework parameter as the contract says, and stays one.
+function mode; on a ModelTrainer layout, what the SDK's drivers would render) into
+``training_env.plugin_hyperparameters``. A claimed ``sagemaker_*`` name is rendered as the platform's
+reference renders it: on SageMaker a framework parameter, as the contract says, never an argument.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from smc_core.base.log import logger
 from smc_core.errors import PluginError
 from smc_core.host.plugins import hook_implementations
 from smc_core.job.environment import FrozenDict, TrainingEnv
-from smc_core.job.hyperparameters import RESERVED_HYPERPARAMETERS
+from smc_core.job.hyperparameters import RESERVED_HYPERPARAMETERS, SAGEMAKER_PREFIX
 
 __all__ = ["claimed_hyperparameters", "hand_over"]
 
@@ -70,6 +71,14 @@ def hand_over(training_env: TrainingEnv, claimed: Iterable[str]) -> TrainingEnv:
         "Hyperparameters for the plugins that claim them, not for the script: %s", ", ".join(sorted(owned))
     )
     user = {name: value for name, value in training_env.hyperparameters.items() if name not in names}
+    model_trainer = training_env.model_trainer
+    if model_trainer is not None:  # the SDK's drivers render every hyperparameter: not a plain claimed one
+        plain = {name for name in names if not name.startswith(SAGEMAKER_PREFIX)}
+        rendered = {k: v for k, v in model_trainer.hyperparameters.items() if k not in plain}
+        model_trainer = dataclasses.replace(model_trainer, hyperparameters=FrozenDict(rendered))
     return dataclasses.replace(
-        training_env, hyperparameters=FrozenDict(user), plugin_hyperparameters=FrozenDict(owned)
+        training_env,
+        hyperparameters=FrozenDict(user),
+        plugin_hyperparameters=FrozenDict(owned),
+        model_trainer=model_trainer,
     )
