@@ -156,3 +156,36 @@ def test_the_kit_registers_the_netns_mark(pytestconfig):
     from smc_core.testing import NETNS_MARK
 
     assert NETNS_MARK in pytestconfig.getini("markers")
+
+
+OWNING_PLUGIN = """
+from smc_core import hookimpl
+
+@hookimpl
+def claim_hyperparameters():
+    return ["git_repo"]
+
+@hookimpl
+def prepare_training(training_env, user_code):
+    return {"OWNED_REPO": training_env.plugin_hyperparameters["git_repo"]}
+"""
+
+STRICT_PY = """
+import argparse, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int)
+args = parser.parse_args()  # an option it does not know: exit 2
+print("epochs", args.epochs, "repo for the plugin", os.environ["OWNED_REPO"], "SM_HPS", os.environ["SM_HPS"])
+"""
+
+
+def test_a_hyperparameter_a_plugin_claims_never_reaches_an_argparse_script(smc_job, tmp_path):
+    (tmp_path / "owning.py").write_text(OWNING_PLUGIN)
+    outcome = smc_job(
+        code={"train.py": STRICT_PY},
+        entry_point="train.py",
+        hyperparameters={"epochs": 3, "git_repo": "https://git.example/r.git"},
+        env={"SMC_PLUGINS": "owning", "PYTHONPATH": str(tmp_path)},
+    )
+    outcome.assert_success()
+    assert 'epochs 3 repo for the plugin https://git.example/r.git SM_HPS {"epochs":3}' in outcome.stdout
