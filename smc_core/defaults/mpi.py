@@ -21,11 +21,11 @@ from smc_core import (
     hookimpl,
     is_true,
     logger,
+    network_variables,
     user_args,
 )
 
 MPI_SWITCH = "sagemaker_mpi_enabled"
-PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
 NUM_PROCESSES_KEY = "sagemaker_mpi_num_processes"
 CUSTOM_OPTIONS_KEY = "sagemaker_mpi_custom_mpi_options"
 
@@ -93,15 +93,19 @@ def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | No
     return number
 
 
-def mpi_job(training_env: TrainingEnv) -> Any:
-    """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings)."""
+def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
+    """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings).
+
+    Processes per host as the reference's runner counts them: the job's
+    ``sagemaker_mpi_num_of_processes_per_host`` (``training_env.processes_per_host``), else one per GPU,
+    else per Neuron core, else 1. Every rank also gets the EFA and NCCL variables of ``launcher``
+    (:func:`smc_core.network_variables`).
+    """
     from smc_core.launch.mpi import MpiJob, parse_custom_options
 
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
-    # As the reference's runner: one process per GPU (or Neuron device), else one per host.
-    default = training_env.num_gpus or training_env.num_neurons or 1
-    per_host = _count(params, PROCESSES_PER_HOST_KEY, default) or default
+    per_host = training_env.processes_per_host or training_env.default_processes_per_host
     total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings = training_env.settings
@@ -118,6 +122,7 @@ def mpi_job(training_env: TrainingEnv) -> Any:
         silence_timeout=settings[SILENCE_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
+        variables=network_variables(training_env, launcher),
     )
 
 

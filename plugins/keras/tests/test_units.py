@@ -47,7 +47,7 @@ def test_torch_variables_in_function_mode_give_this_host_its_rank(job_dir):
 
 def test_processes_per_host_must_be_a_whole_number(job_dir):
     assert processes_per_host(environment(job_dir, sagemaker_mpi_num_of_processes_per_host=3)) == 3
-    with pytest.raises(ConfigError, match="'sagemaker_mpi_num_of_processes_per_host' is 'two'"):
+    with pytest.raises(ConfigError, match='\'sagemaker_mpi_num_of_processes_per_host\' is "two"'):
         processes_per_host(environment(job_dir, sagemaker_mpi_num_of_processes_per_host="two"))
 
 
