@@ -150,20 +150,35 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: mpirun is not used.", MPI_SWITCH
         )
         return None
+    return launch(training_env, user_code, process_env, mpi_job(training_env))
+
+
+def launch(
+    training_env: TrainingEnv,
+    user_code: UserCode,
+    process_env: Mapping[str, str],
+    job: Any,
+    *,
+    launcher: tuple[str, ...] = (),
+    name: str = "MPI",
+) -> TrainingResult | None:
+    """Run the MPI ``job`` from this host: ``mpirun`` on the master (each rank's command behind
+    ``launcher``, e.g. ``smddprun``), the job's sshd on the others. None on a host outside the job's
+    hosts (a heterogeneous cluster's other group), which then runs the entry point on its own."""
     from smc_core.launch.mpi import run_master, run_worker
 
-    job = mpi_job(training_env)
     if training_env.current_host not in job.hosts:
         # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry
         # point as a plain process (a data-loading group, say), as on SageMaker.
         logger.info(
-            "MPI: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
+            "%s: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
+            name,
             training_env.current_host,
             ", ".join(job.hosts),
         )
         return None
     if training_env.current_host != job.master:
-        logger.info("MPI: %s is a worker; the master %s runs mpirun.", training_env.current_host, job.master)
+        logger.info("%s: %s is a worker; %s runs mpirun.", name, training_env.current_host, job.master)
         return run_worker(job, process_env)
-    command = rank_command(user_code, user_args(training_env), process_env)
+    command = [*launcher, *rank_command(user_code, user_args(training_env), process_env)]
     return run_master(job, command, process_env, cwd=user_code.code_dir)

@@ -33,7 +33,6 @@ from smc_core import (
     hookimpl,
     is_true,
     logger,
-    user_args,
 )
 
 SMDDP_SWITCH = "sagemaker_distributed_dataparallel_enabled"
@@ -141,22 +140,10 @@ def invoke_train(
     launcher = shutil.which(LAUNCHER, path=process_env.get("PATH"))
     if launcher is None:
         raise ConfigError(MISSING)
-    from smc_core.defaults.mpi import rank_command
-    from smc_core.launch.mpi import run_master, run_worker
+    from smc_core.defaults.mpi import launch
 
     job = smddp_job(training_env)
     env = dict(process_env)
     if "NCCL_DEBUG" in job.variables:  # --NCCL_DEBUG in the job's options: what the job asked for wins
         env["NCCL_DEBUG"] = job.variables["NCCL_DEBUG"]
-    if training_env.current_host not in job.hosts:
-        logger.info(
-            "SMDDP: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
-            training_env.current_host,
-            ", ".join(job.hosts),
-        )
-        return None
-    if training_env.current_host != job.master:
-        logger.info("SMDDP: %s is a worker; %s runs mpirun.", training_env.current_host, job.master)
-        return run_worker(job, env)
-    command = [launcher, *rank_command(user_code, user_args(training_env), env)]
-    return run_master(job, command, env, cwd=user_code.code_dir)
+    return launch(training_env, user_code, env, job, launcher=(launcher,), name="SMDDP")
