@@ -187,3 +187,25 @@ def test_a_cache_the_job_chooses_is_kept(job_dir, environ, left):
     env = environment(job_dir, environ=environ, num_neurons=2, num_gpus=0)
     env.paths.warm_pool_cache_dir.mkdir(parents=True)
     assert list(neuron_cache_variables(env)) == [left]
+
+
+# --- every switch the reference launches has a launcher ---------------------------------------------
+
+REFERENCE_SWITCHES = {
+    # sagemaker_training/params.py and the PyTorch and TensorFlow toolkits' training.py
+    "sagemaker_mpi_enabled",
+    "sagemaker_parameter_server_enabled",
+    "sagemaker_multi_worker_mirrored_strategy_enabled",
+    "sagemaker_distributed_dataparallel_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_torch_distributed_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+}
+
+
+def test_every_switch_the_reference_launches_is_claimed_by_the_core_or_an_adapter(plugin_manager):
+    from smc_core.host.switches import SWITCH_PROVIDERS, claimed_switches
+
+    core = claimed_switches(plugin_manager)
+    assert {"sagemaker_mpi_enabled", "sagemaker_distributed_dataparallel_enabled"} <= core
+    assert REFERENCE_SWITCHES - core <= set(SWITCH_PROVIDERS)  # each named with the adapter to install

@@ -185,3 +185,13 @@ def test_pytorch_xla_without_torch_xla_stops_the_job_naming_it(smc_job):
     )
     failure = outcome.assert_failure(2, reason="torch_xla (PyTorch/XLA) is not installed")
     assert "pip install torch-xla" in failure and "ran without" not in outcome.stdout
+
+
+def test_smc_pytorch_claims_every_torch_switch_the_reference_launches():
+    from smc_pytorch.plugin import claim_switches
+
+    assert set(claim_switches()) == {
+        "sagemaker_torch_distributed_enabled",
+        "sagemaker_pytorch_ddp_enabled",
+        "sagemaker_pytorch_xla_multi_worker_enabled",
+    }
