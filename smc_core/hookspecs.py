@@ -74,9 +74,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from smc_core.host.settings import Setting, Settings
+    from smc_core.base.settings import Setting, Settings
     from smc_core.job.environment import TrainingEnv
-    from smc_core.launch.process import TrainingResult
+    from smc_core.launch.result import TrainingResult
     from smc_core.usercode.describe import UserCode
 
 PROJECT_NAME = "smc"
@@ -94,7 +94,7 @@ def register_settings() -> Iterable[Setting[Any]] | None:
     with exit 2, naming the variable, the value and what is accepted. The values reach every hook as
     ``training_env.settings``; the settings reference (``smc --help``, the README) lists them all.
 
-    :return: the plugin's :class:`~smc_core.host.settings.Setting` declarations, or None.
+    :return: the plugin's :class:`~smc_core.base.settings.Setting` declarations, or None.
 
     Example::
 

@@ -277,8 +277,8 @@ def test_the_root_failure_is_the_rank_that_failed_on_its_own():
 
 
 def test_the_readme_lists_the_mpi_settings():
+    from smc_core.base.settings import settings_table
     from smc_core.defaults.mpi import SETTINGS
-    from smc_core.host.settings import settings_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     match = re.search(

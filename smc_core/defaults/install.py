@@ -8,7 +8,7 @@ pip) and the settings it honours.
 from __future__ import annotations
 
 from smc_core import hookimpl
-from smc_core.host.settings import INSTALL_TIMEOUT, INSTALLER
+from smc_core.base.settings import INSTALL_TIMEOUT, INSTALLER
 from smc_core.job.environment import TrainingEnv
 from smc_core.usercode.describe import EntryKind, UserCode, is_package
 from smc_core.usercode.install import install_package, install_requirements

@@ -10,20 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smc_core import (
-    ConfigError,
-    EntryKind,
-    Setting,
-    TrainingEnv,
-    TrainingResult,
-    UserCode,
-    entry_command,
-    hookimpl,
-    is_true,
-    logger,
-    network_variables,
-    user_args,
-)
+from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.settings import Setting
+from smc_core.errors import ConfigError
+from smc_core.job.accelerators import network_variables
+from smc_core.job.environment import TrainingEnv
+from smc_core.job.exports import user_args
+from smc_core.job.hyperparameters import is_true
+from smc_core.launch.result import TrainingResult
+from smc_core.usercode.describe import EntryKind, UserCode
+from smc_core.usercode.entry import entry_command
 
 MPI_SWITCH = "sagemaker_mpi_enabled"
 NUM_PROCESSES_KEY = "sagemaker_mpi_num_processes"
@@ -101,6 +98,7 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     else per Neuron core, else 1. Every rank also gets the EFA and NCCL variables of ``launcher``
     (:func:`smc_core.network_variables`).
     """
+    # MPI's launcher, sshd and coordinator only for MPI jobs: every job's start imports this plugin.
     from smc_core.launch.mpi import MpiJob, parse_custom_options
 
     params = training_env.additional_framework_parameters
@@ -130,10 +128,10 @@ def rank_command(user_code: UserCode, args: list[str], process_env: Mapping[str,
     """The entry command each rank runs: as the default launcher runs it, with ``python -m mpi4py``
     in front of a Python entry point when mpi4py is installed (an uncaught exception then aborts
     the job instead of leaving the other ranks waiting)."""
-    from smc_core.launch.mpi import rank_python_args
-
     command = entry_command(user_code, args, process_env)
     if user_code.kind in (EntryKind.PYTHON, EntryKind.MODULE):
+        from smc_core.launch.mpi import rank_python_args  # MPI jobs only (see mpi_job)
+
         command[1:1] = rank_python_args()
     return command
 
@@ -165,7 +163,7 @@ def launch(
     """Run the MPI ``job`` from this host: ``mpirun`` on the master (each rank's command behind
     ``launcher``, e.g. ``smddprun``), the job's sshd on the others. None on a host outside the job's
     hosts (a heterogeneous cluster's other group), which then runs the entry point on its own."""
-    from smc_core.launch.mpi import run_master, run_worker
+    from smc_core.launch.mpi import run_master, run_worker  # MPI jobs only (see mpi_job)
 
     if training_env.current_host not in job.hosts:
         # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry

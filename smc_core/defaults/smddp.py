@@ -24,16 +24,13 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from smc_core import (
-    ConfigError,
-    EntryKind,
-    TrainingEnv,
-    TrainingResult,
-    UserCode,
-    hookimpl,
-    is_true,
-    logger,
-)
+from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.errors import ConfigError
+from smc_core.job.environment import TrainingEnv
+from smc_core.job.hyperparameters import is_true
+from smc_core.launch.result import TrainingResult
+from smc_core.usercode.describe import EntryKind, UserCode
 
 SMDDP_SWITCH = "sagemaker_distributed_dataparallel_enabled"
 CUSTOM_OPTIONS_KEY = "sagemaker_distributed_dataparallel_custom_mpi_options"

@@ -6,7 +6,7 @@ See :mod:`smc_core.usercode.fetch` for the sources and the code dir rule (``SMC_
 from __future__ import annotations
 
 from smc_core import hookimpl
-from smc_core.host.settings import EXISTING_CODE
+from smc_core.base.settings import EXISTING_CODE, S3_RETRIES, S3_TIMEOUT
 from smc_core.job.environment import TrainingEnv
 from smc_core.usercode.describe import UserCode, describe_user_code
 
@@ -21,10 +21,8 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     source named by the job was never fetched."""
     source = training_env.module_dir or None
     if source:
-        from smc_core.host.settings import S3_RETRIES, S3_TIMEOUT
-        from smc_core.usercode.fetch import (
-            fetch_code,  # archives, hashing, locks: only when there is a source
-        )
+        # fetching (archives, hashing, locks, S3) only when there is a source: every job's start imports this
+        from smc_core.usercode.fetch import fetch_code
 
         outcome = fetch_code(
             source,

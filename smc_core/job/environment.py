@@ -14,7 +14,7 @@ The steps live in siblings named after their concern, and every name is importab
 :mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
 config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
 :mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (other platforms) and
-:mod:`smc_core.host.messages` (how errors quote values).
+:mod:`smc_core.base.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
 whose directory is missing) raises :class:`~smc_core.errors.ConfigError` naming the file, the key,
@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import did_you_mean, quoted, type_name
+from smc_core.base.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean, quoted, type_name
-from smc_core.host.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
 from smc_core.job.config import (
     check_resource_config,
     get_channel_dir,
@@ -62,8 +62,7 @@ from smc_core.job.hyperparameters import (
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
 from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
-from smc_core.job.platforms import resource_config_from_tf_config
-from smc_core.usercode.describe import module_name as _module_name
+from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
@@ -85,6 +84,7 @@ __all__ = [
     "load_hyperparameters",
     "load_input_data_config",
     "load_resource_config",
+    "module_name",
     "resource_config_from_tf_config",
     "split_hyperparameters",
 ]
@@ -124,6 +124,20 @@ def _frozen(mapping: Mapping[str, Any]) -> FrozenDict:
     return FrozenDict(mapping)
 
 
+def module_name(entry_point: str | None) -> str | None:
+    """The job's module name (``SM_MODULE_NAME``): ``train`` for ``train.py``, ``pkg/train`` for
+    ``pkg/train.py``; any other entry point (``run.sh``, ``train``) as it is; None for None.
+
+    As the reference toolkit, only a ``.py`` suffix is stripped. This is the one rule for the module
+    name: :class:`TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
+    :attr:`~smc_core.usercode.describe.UserCode.module_name` (which adds
+    :func:`~smc_core.usercode.describe.import_name`'s dots) all come from it.
+    """
+    if entry_point is not None and entry_point.endswith(".py"):
+        return entry_point[:-3]
+    return entry_point
+
+
 @dataclass(frozen=True)
 class TrainingEnv:
     """Everything a training job knows about itself, read once before anything runs.
@@ -160,7 +174,7 @@ class TrainingEnv:
     """The code URI (``sagemaker_submit_directory``): ``s3://``, a local path, or None for the code dir."""
     module_name: str | None = None
     """SM_MODULE_NAME: the entry point without ``.py`` (``train`` for ``train.py``), as
-    :func:`smc_core.usercode.describe.module_name` computes it."""
+    :func:`module_name` computes it."""
     framework_module: str | None = None
     """``$SAGEMAKER_TRAINING_MODULE``: the framework's training module, if the image names one."""
     job_name: str | None = None
@@ -225,7 +239,7 @@ class TrainingEnv:
         default_factory=lambda: parse_settings({}), hash=False, compare=False, repr=False
     )
     """Every declared setting (the core's and the plugins'), parsed from :attr:`environ`: index it
-    with a :class:`~smc_core.host.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
+    with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
 
     # --- derived facts -------------------------------------------------------------------------
     @property
@@ -513,7 +527,7 @@ def create_environment(
         num_gpus=available_gpus(environ) if num_gpus is None else num_gpus,
         user_entry_point=program,
         module_dir=submit_dir,
-        module_name=_module_name(program),
+        module_name=module_name(program),
         framework_module=environ.get("SAGEMAKER_TRAINING_MODULE") or None,
         job_name=job_name,
         region=region,

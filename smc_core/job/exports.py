@@ -29,14 +29,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv
-from smc_core.usercode.describe import module_name
-
-if TYPE_CHECKING:
-    from smc_core.usercode.describe import UserCode
+from smc_core.job.environment import TrainingEnv, module_name
 
 __all__ = [
     "TRAINING_ENV_KEYS",
@@ -91,13 +87,23 @@ TRAINING_ENV_KEYS = (
 and smc's ``checkpoint_dir``)."""
 
 
-def _entry_point(training_env: TrainingEnv, user_code: UserCode | None) -> str | None:
+class FetchedCode(Protocol):
+    """What the renderers read of the fetched code: its entry point. The
+    :class:`~smc_core.usercode.describe.UserCode` that ``fetch_user_code`` returns is one; it is
+    described a layer above the job's, so this module names only what it reads."""
+
+    @property
+    def entry_point(self) -> str | None:
+        """The entry point as given (``train.py``), or None when the job names none."""
+
+
+def _entry_point(training_env: TrainingEnv, user_code: FetchedCode | None) -> str | None:
     if user_code is not None and user_code.entry_point:
         return user_code.entry_point
     return training_env.user_entry_point
 
 
-def training_env_dict(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, Any]:
+def training_env_dict(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, Any]:
     """The ``SM_TRAINING_ENV`` object: every key of the contract, JSON-ready.
 
     :param user_code: the fetched code, when known: its entry point wins over the job's.
@@ -163,7 +169,7 @@ def encode_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def env_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, str]:
+def env_vars(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, str]:
     """Every ``SM_*`` variable for ``training_env`` (see the module docstring for the encoding).
 
     :param user_code: the fetched code, when known: ``SM_USER_ENTRY_POINT`` and ``SM_MODULE_NAME``
@@ -233,7 +239,7 @@ def python_path(training_env: TrainingEnv) -> str:
     return os.pathsep.join([code_dir, *rest])
 
 
-def exported_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, str]:
+def exported_vars(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, str]:
     """Every variable the user's process gets from smc: :func:`env_vars` plus the process-wide ones.
 
     ``CURRENT_HOST``, ``SAGEMAKER_JOB_NAME``, ``SAGEMAKER_REGION``, ``PYTHONPATH`` (see

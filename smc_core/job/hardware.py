@@ -13,9 +13,12 @@ import logging
 import math
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 __all__ = [
     "EFA_NCCL_INSTANCES",
@@ -97,8 +100,6 @@ def available_cpus() -> int:
         count = len(os.sched_getaffinity(0))
     else:
         try:
-            import psutil
-
             count = len(psutil.Process().cpu_affinity() or [])
         except (ImportError, AttributeError, OSError):
             count = None
@@ -115,7 +116,6 @@ def _command_lines(name: str, args: list[str], environ: Mapping[str, str] | None
     executable = shutil.which(name, path=environ.get("PATH", os.defpath))
     if executable is None:
         return None
-    import subprocess
 
     try:
         completed = subprocess.run(

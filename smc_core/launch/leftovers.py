@@ -22,7 +22,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from smc_core.host.reporting import logger
+import psutil
+
+from smc_core.base.log import logger
 from smc_core.launch.signals import kill_group
 
 __all__ = ["DescendantWatch", "become_subreaper", "find_leftovers", "stop_leftovers"]
@@ -56,7 +58,6 @@ class DescendantWatch(threading.Thread):
         # First wait, then import psutil (10-20 ms): not while the user's interpreter starts up.
         if self.done.wait(_WATCH_INTERVAL):
             return
-        import psutil
 
         try:
             leader = psutil.Process(self.pid)
@@ -72,8 +73,6 @@ class DescendantWatch(threading.Thread):
 
 
 def _alive(proc: Any) -> bool:
-    import psutil
-
     try:
         return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
@@ -99,8 +98,6 @@ def find_leftovers(
     :param other_leaders: pids of other supervised processes still running (never leftovers).
     :return: ``psutil.Process`` objects, alive (not zombies).
     """
-    import psutil
-
     found: dict[int, psutil.Process] = {}
     for pid, created in list(seen):
         with contextlib.suppress(psutil.Error):
@@ -143,7 +140,6 @@ def stop_leftovers(left: list[Any], leader: int, grace: float, owner: str) -> in
     """
     if not left:
         return 0
-    import psutil
 
     for proc in left:
         logger.warning(

@@ -25,6 +25,7 @@ goodbyes, and Open MPI's daemons left on a worker get 5 s after SIGTERM before S
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -36,19 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smc_core import (
-    ClusterError,
-    ConfigError,
-    SmcError,
-    SupervisedProcess,
-    TrainingResult,
-    interface_exists,
-    logger,
-    python_executable,
-    resolve_host,
-    run_process,
-)
+import psutil
+
+from smc_core.base.log import logger
+from smc_core.errors import ClusterError, ConfigError, SmcError
 from smc_core.launch.coordinator import EOF, Coordinator, MasterLink
+from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
+from smc_core.launch.network import interface_exists, resolve_host
+from smc_core.launch.process import SupervisedProcess, python_executable, run_process
+from smc_core.launch.result import TrainingResult
 from smc_core.launch.sshd import (
     JobKeys,
     find_program,
@@ -332,8 +329,6 @@ def traceback_tail(text: str, limit: int = TRACEBACK_CHARS) -> str:
 
 
 def _rank_variables(job: MpiJob, coordinator: Coordinator, addresses: Mapping[str, str]) -> dict[str, str]:
-    from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
-
     return {
         COORDINATOR_VAR: coordinator.endpoint,
         HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
@@ -470,8 +465,6 @@ def open_mpi_daemons(since: float) -> list[Any]:
     They detach from the ssh session that started them (``--daemonize``), so they are found by name,
     in this process's network namespace (hosts that share a kernel, as in tests, stay apart).
     """
-    import psutil
-
     here = _network_namespace("self")
     found = []
     for proc in psutil.process_iter(["name", "create_time"]):
@@ -483,8 +476,6 @@ def open_mpi_daemons(since: float) -> list[Any]:
 
 def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
     """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them; how many processes."""
-    import psutil
-
     processes = []
     for daemon in open_mpi_daemons(since):
         try:
@@ -567,8 +558,6 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
 def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
     """Wait until the job's sshd listens (seen from its sockets: a test connection would make it log
     an aborted key exchange)."""
-    import psutil
-
     deadline = time.monotonic() + timeout
     while True:
         if sshd.poll() is not None:
@@ -640,6 +629,4 @@ def _lost(job: MpiJob, reason: str) -> TrainingResult:
 def rank_python_args() -> list[str]:
     """``["-m", "mpi4py"]`` when mpi4py is importable: an uncaught exception in a Python rank then
     aborts the whole job (``MPI_Abort``) instead of leaving the other ranks waiting."""
-    import importlib.util
-
     return ["-m", "mpi4py"] if importlib.util.find_spec("mpi4py") is not None else []

@@ -42,8 +42,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.host.reporting import logger
-from smc_core.host.settings import GRACE_PERIOD, LEFTOVER_GRACE
+from smc_core.base.log import logger
+from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.launch.forwarding import SignalRelay
 from smc_core.launch.leftovers import DescendantWatch, become_subreaper, find_leftovers, stop_leftovers
 from smc_core.launch.output import LinePump, Sink
@@ -54,7 +54,6 @@ __all__ = [
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_TAIL_LINES",
     "SupervisedProcess",
-    "TrainingResult",
     "current_environ",
     "python_executable",
     "run_process",

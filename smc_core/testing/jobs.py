@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+import psutil
+
 if TYPE_CHECKING:
-    from smc_core.testing.netns import NetnsCluster
+    from smc_core.local.netns import NetnsCluster
 
 __all__ = [
     "CLEAN_PREFIXES",
@@ -306,8 +308,6 @@ def run_job(
 def _kill_job(pid: int) -> None:
     """SIGKILL ``train`` (pid ``pid``), its group, and every process below it: the user's processes
     run in sessions of their own, which killing ``train``'s group alone would leave running."""
-    import psutil
-
     try:
         below = psutil.Process(pid).children(recursive=True)
     except psutil.Error:

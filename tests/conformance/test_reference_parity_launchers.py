@@ -114,7 +114,7 @@ def hardware(
 def smc_env(base: Path, environ: Mapping[str, str], sys_root: Path | None = None) -> TrainingEnv:
     full = {k: v for k, v in os.environ.items() if not k.startswith(MIXED_ENV)}
     full.update(environ, SMC_SYS_ROOT=str(sys_root or base / "no-sysfs"))
-    from smc_core.host.settings import parse_settings
+    from smc_core.base.settings import parse_settings
 
     try:
         from smc_pytorch.distribution import SETTINGS as PYTORCH_SETTINGS

@@ -12,9 +12,3 @@ plugins in :mod:`smc_core.defaults` call them from ``load_environment``:
 * :mod:`~smc_core.job.platforms.vertex`: Vertex AI custom jobs (``CLUSTER_SPEC``, ``AIP_*``).
 * :mod:`~smc_core.job.platforms.tf_config`: ``TF_CONFIG`` as a resource config.
 """
-
-from __future__ import annotations
-
-from smc_core.job.platforms.tf_config import resource_config_from_tf_config
-
-__all__ = ["resource_config_from_tf_config"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from smc_core.base.settings import PLATFORM, SCRIPT_ARGS, Settings
 from smc_core.errors import ConfigError
-from smc_core.host.settings import PLATFORM, SCRIPT_ARGS, Settings
 from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.paths import JobPaths
 from smc_core.job.platforms.detect import sagemaker_job_files
