@@ -13,11 +13,10 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import Setting
-from smc_core.errors import ConfigError
 from smc_core.job.accelerators import network_variables
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
-from smc_core.job.hyperparameters import is_true
+from smc_core.job.hyperparameters import count_parameter, is_true
 from smc_core.launch.result import TrainingResult
 from smc_core.usercode.describe import EntryKind, UserCode
 from smc_core.usercode.entry import entry_command
@@ -75,21 +74,6 @@ def claim_switches() -> list[str]:
     return [MPI_SWITCH]
 
 
-def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    value = params.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(
-            f"hyperparameters.json: {key!r} is {value!r}, which is not a whole number >= 1: give e.g. 2."
-        )
-    return number
-
-
 def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings).
 
@@ -104,7 +88,8 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
     per_host = training_env.processes_per_host or training_env.default_processes_per_host
-    total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
+    total = count_parameter(params, NUM_PROCESSES_KEY, training_env.paths.hyperparameters_file)
+    total = total or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings = training_env.settings
     return MpiJob(

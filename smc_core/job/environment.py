@@ -55,6 +55,7 @@ from smc_core.job.hyperparameters import (
     DISTRIBUTION_SWITCHES,
     RESERVED_HYPERPARAMETERS,
     SplitHyperparameters,
+    count_parameter,
     decode_hyperparameters,
     load_hyperparameters,
     split_hyperparameters,
@@ -400,23 +401,6 @@ def _distribution_groups(
     return ()
 
 
-def _processes_per_host(path: Path, framework: Mapping[str, Any]) -> int | None:
-    key = "sagemaker_mpi_num_of_processes_per_host"
-    value = framework.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(
-            f"{path}: {key!r} is {quoted(value)}, which is not a whole number of processes >= 1: "
-            "give e.g. 2, or leave it out (one process per GPU, else per Neuron core, else 1)."
-        )
-    return number
-
-
 def create_environment(
     base: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -554,7 +538,7 @@ def create_environment(
         processes_per_host=(
             processes_per_host
             if processes_per_host is not None
-            else _processes_per_host(hps_file, split.framework)
+            else count_parameter(split.framework, "sagemaker_mpi_num_of_processes_per_host", hps_file)
         ),
         distributed_by=distributed_by,
         efa=detect_efa(settings[SYS_ROOT], instance_type),
