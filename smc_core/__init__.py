@@ -68,6 +68,10 @@ _EXPORTS: dict[str, str] = {
     "exported_vars": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
     "is_true": "smc_core.job.hyperparameters",
+    # accelerator and network hardware
+    "Efa": "smc_core.job.hardware",
+    "detect_efa": "smc_core.job.hardware",
+    "network_variables": "smc_core.job.accelerators",
     # TF_CONFIG, shared by the TensorFlow and Keras adapters
     "multi_worker_tf_config": "smc_core.job.tf_config",
     "parameter_server_tf_config": "smc_core.job.tf_config",
@@ -106,10 +110,13 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.errors import PluginError as PluginError
     from smc_core.errors import SmcError as SmcError
     from smc_core.errors import UserCodeError as UserCodeError
+    from smc_core.job.accelerators import network_variables as network_variables
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars
     from smc_core.job.exports import user_args as user_args
+    from smc_core.job.hardware import Efa as Efa
+    from smc_core.job.hardware import detect_efa as detect_efa
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
