@@ -362,7 +362,10 @@ class ChannelMaster:
         self.opened_at = time.monotonic()
         threading.Thread(target=self._accept, daemon=True, name="smc-channel-accept").start()
         logger.info(
-            "The job's channel listens on %s for %s.", self.endpoint, ", ".join(self.workers) or "this host"
+            "The job's channel listens on %s:%d for %s.",
+            self.address or "every interface",
+            self.port,
+            ", ".join(self.workers) or "this host's processes",
         )
         return self
 
@@ -463,12 +466,23 @@ class ChannelMaster:
 
     def _join(self, connection: Connection, hello: Hello) -> Peer | None:
         host = hello.host
-        expected = self._resolve(host) if host in self.workers else None
-        if expected is None or expected != connection.peer_address:
-            known = ", ".join(self.workers) or "none"
+        if host not in self.workers:
             reason = (
                 f"refused: {connection.peer_address} says it is {host!r}, which is not a host of this job "
-                f"(hosts: {known}) or resolves to {expected}"
+                f"(hosts: {', '.join(self.workers) or 'none'})"
+            )
+            logger.warning("The job's channel %s.", reason)
+            connection.send(Bye(reason))
+            return None
+        expected = self._resolve(host)
+        if expected is None:  # its name resolves here later (hosts come up minutes apart): try again
+            logger.info("The job's channel: %s does not resolve here yet; it will try again.", host)
+            connection.send(Bye(f"{host} does not resolve on {self.host} yet", retry=True))
+            return None
+        if expected != connection.peer_address:
+            reason = (
+                f"refused: {connection.peer_address} says it is {host!r}, which resolves to {expected} on "
+                f"{self.host}"
             )
             logger.warning("The job's channel %s.", reason)
             connection.send(Bye(reason))
@@ -666,6 +680,8 @@ class ChannelLink:
         """None while connected; ``"bye"`` after the master's goodbye (or :meth:`close`), ``"lost"`` when
         the connection ended without one."""
         self.reason = ""
+        self.retry = False
+        """The master turned this host away for now (a goodbye with ``retry``)."""
         self._handlers = _Handlers()
         self._closed_handlers: list[Callable[[ChannelLink], None]] = []
         self._replies = _Replies(self.changed)
@@ -717,7 +733,7 @@ class ChannelLink:
                 link.changed.wait_for(lambda: link.welcome is not None or link.closed is not None, 10.0)
             if link.welcome is None:
                 errors[:] = [link.reason or "no welcome"]
-                if link.closed == "bye":
+                if link.closed == "bye" and not link.retry:
                     refused.append(link.reason)
                 link.connection.close()
                 return None
@@ -738,13 +754,13 @@ class ChannelLink:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.2)
-            raise ClusterError(_join_error(master, port, host, timeout, errors, setting))
+            raise ClusterError(join_error(master, port, host, timeout, errors, setting))
         joined = wait_until(
             lambda: refused_or(attempt_join),
             timeout=timeout,
             waiting_for=f"the master {master} to accept {host} on its channel (port {port})",
             setting=setting,
-            error=lambda _: _join_error(master, port, host, timeout, errors, setting),
+            error=lambda _: join_error(master, port, host, timeout, errors, setting),
         )
         assert joined is not None
         return joined
@@ -774,6 +790,7 @@ class ChannelLink:
                     self.outcome = message
                 elif isinstance(message, Bye):
                     self.closed, self.reason = "bye", message.reason or "the master said goodbye"
+                    self.retry = message.retry
                 self.changed.notify_all()
             if isinstance(message, Bye):
                 break
@@ -834,9 +851,10 @@ class ChannelLink:
         self.connection.close()
 
 
-def _join_error(
+def join_error(
     master: str, port: int, host: str, timeout: float, errors: list[str], setting: str | None
 ) -> str:
+    """What a host that could not join the channel in ``timeout`` seconds says (``errors``: the last)."""
     last = f" (last error: {errors[0]})" if errors else ""
     raise_it = f" Set {setting} (seconds) to wait longer." if setting else ""
     return (

@@ -115,12 +115,15 @@ def smc_env(base: Path, environ: Mapping[str, str], sys_root: Path | None = None
     full = {k: v for k, v in os.environ.items() if not k.startswith(MIXED_ENV)}
     full.update(environ, SMC_SYS_ROOT=str(sys_root or base / "no-sysfs"))
     from smc_core.base.settings import parse_settings
+    from smc_core.mpi.plugin import SETTINGS as MPI_SETTINGS
 
     try:
         from smc_pytorch.distribution import SETTINGS as PYTORCH_SETTINGS
     except ImportError:
         PYTORCH_SETTINGS = ()
-    return create_environment(base, full, settings=parse_settings(full, PYTORCH_SETTINGS))
+    # The settings the runner parses: the core's, the MPI launch's and the adapter's.
+    settings = parse_settings(full, [*MPI_SETTINGS, *PYTORCH_SETTINGS])
+    return create_environment(base, full, settings=settings)
 
 
 def options(command: Sequence[str], flags: Sequence[str]) -> dict[str, str]:
