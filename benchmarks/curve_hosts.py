@@ -10,7 +10,7 @@ Every host is a Linux network namespace of the project's rig (:class:`NetnsClust
   first all-reduce).
 * **failure** (smc's styles): after that barrier the last rank raises (it writes ``time.time()``
   first); from that moment to every host's ``train`` exited.
-* **the master's cost**: a sampler reads the master's process tree every 0.2 s: peak resident set
+* **the master's cost**: a sampler reads the master's process tree every 0.1 s: peak resident set
   (``VmHWM``) and CPU seconds of each process, by kind (smc's ``train``, its sshd, torchrun's agent
   with smc's additions, mpirun and its ssh clients, the user's ranks), and the sockets smc's own
   processes hold open.
@@ -128,7 +128,7 @@ def _sockets(pid: int) -> int:
 class TreeSampler(threading.Thread):
     """Samples one host's process tree (rooted at ``pid``) until stopped."""
 
-    def __init__(self, pid: int, root_kind: str, interval: float = 0.2) -> None:
+    def __init__(self, pid: int, root_kind: str, interval: float = 0.1) -> None:
         super().__init__(daemon=True, name="bench-sampler")
         self.pid, self.root_kind, self.interval = pid, root_kind, interval
         self.stop_event = threading.Event()
@@ -136,6 +136,7 @@ class TreeSampler(threading.Thread):
         self.cpu_s: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
         self.started: dict[int, float] = {}
+        self.last_seen: dict[int, float] = {}
         self.max_sockets: dict[str, int] = {}
 
     def run(self) -> None:
@@ -160,6 +161,8 @@ class TreeSampler(threading.Thread):
                         self.started[proc.pid] = proc.create_time()
                     times = proc.cpu_times()
                     self.cpu_s[proc.pid] = times.user + times.system
+                    if proc.status() != psutil.STATUS_ZOMBIE:
+                        self.last_seen[proc.pid] = time.time()
                 except psutil.Error:
                     continue
                 hwm = _proc_status(proc.pid).get("VmHWM", "0 kB").split()[0]
@@ -180,6 +183,7 @@ class TreeSampler(threading.Thread):
             entry["cpu_s"] += self.cpu_s.get(pid, 0.0)
             entry["processes"] += 1
             entry["started"] = min(entry.get("started", float("inf")), self.started.get(pid, float("inf")))
+            entry["last_seen"] = max(entry.get("last_seen", 0.0), self.last_seen.get(pid, 0.0))
         for kind, n in self.max_sockets.items():
             by.setdefault(kind, {"rss_mib": 0.0, "cpu_s": 0.0, "processes": 0})["sockets"] = n
         return by
@@ -198,7 +202,9 @@ class HostsRun:
     ready_s: float | None = None
     failure_s: float | None = None
     framework_start_s: float | None = None
-    """From the last host's start to the framework's launcher starting on the master (smc-mpi)."""
+    """From the last host's start to the framework's launcher starting on the master (smc-mpi).
+    ``master[kind]["gone_after_death_s"]``: when a kind of process (``mpirun``, ``launcher``) was last
+    seen running on the master, from the failing rank's death (the framework's share of a failure)."""
     exit_codes: list[int | None] = field(default_factory=list)
     master: dict[str, Any] = field(default_factory=dict)
     worker: dict[str, Any] = field(default_factory=dict)
@@ -275,6 +281,8 @@ def hosts_once(
                 hyperparameters: dict[str, object] = {SWITCHES[style]: True}
                 if style == "smc-mpi":
                     hyperparameters["sagemaker_mpi_num_of_processes_per_host"] = 1
+                    if os.environ.get("BENCH_MPI_OPTIONS"):  # exploring Open MPI's own settings
+                        hyperparameters["sagemaker_mpi_custom_mpi_options"] = os.environ["BENCH_MPI_OPTIONS"]
                 make_job_dir(
                     host.job_dir,
                     hyperparameters=hyperparameters,
@@ -340,7 +348,13 @@ def hosts_once(
         elif fail:
             died = out / "died-at"
             if died.exists():
-                run.failure_s = max(ended.values()) - float(died.read_text())
+                died_at = float(died.read_text())
+                run.failure_s = max(ended.values()) - died_at
+                # The framework's launcher on the master: how long after the death it was last seen.
+                for kind in ("mpirun", "launcher", "user"):
+                    seen = run.master.get(kind, {}).get("last_seen")
+                    if seen:
+                        run.master[kind]["gone_after_death_s"] = seen - died_at
             else:
                 run.problem = run.problem or f"the last rank never raised; see {base}"
         expected = 1 if fail else 0
