@@ -63,7 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smc-venv", type=Path, default=None, help="an existing environment for smc's runs")
     parser.add_argument("--work", type=Path, default=envs.WORK, help="scratch directory (default benchmarks/.work)")
     parser.add_argument("--json", type=Path, default=None, help="also write every sample to this JSON file")
-    parser.add_argument("--from-json", type=Path, default=None, help="render tables and plots from a JSON file")
+    parser.add_argument(
+        "--from-json", type=Path, nargs="+", default=None,
+        help="render tables and plots from JSON files written by --json (curves merged, the first info kept)",
+    )
     parser.add_argument("--update-results", action="store_true", help="rewrite the curves in RESULTS.md")
     parser.add_argument(
         "--plots", type=Path, default=None, help="write the PNG plots here (default: beside RESULTS.md with "
@@ -105,7 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     work: Path = args.work.resolve()
     log = _logger()
     if args.from_json:
-        figures = json.loads(args.from_json.read_text())
+        figures = {}
+        for path in args.from_json:
+            part = json.loads(path.read_text())
+            for key, value in part.items():
+                if key in ("loads",):
+                    figures.setdefault(key, []).extend(value)
+                elif key == "timing":
+                    figures.setdefault(key, {}).update({k: v for k, v in value.items() if k != "all"})
+                elif key not in figures:
+                    figures[key] = value
     else:
         needs_reference = bool({"archive", "requirements"} & set(args.only)) and "reference" in args.runners
         if needs_reference and not args.no_namespace:
