@@ -83,7 +83,7 @@ def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> Lo
         script.write_text(LOG_SCRIPT)
         procs = []
         for rank in range(ranks):
-            out = out_dir / f"bench-log-direct-{rank}.txt"
+            out = out_dir / f"bench-log-{os.getpid()}-direct-{rank}.txt"
             outputs.append(out)
             with out.open("wb") as sink:
                 procs.append(
@@ -105,7 +105,7 @@ def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> Lo
             SMC_PYTORCH_PROCESSES_PER_HOST=str(ranks),
             SMC_PYTORCH_MASTER_PORT=str(_free_port()),
         )
-        out = out_dir / "bench-log-smc.txt"
+        out = out_dir / f"bench-log-{os.getpid()}-smc.txt"
         outputs.append(out)
         with out.open("wb") as sink:
             proc = subprocess.Popen([str(BIN / "train")], stdout=sink, stderr=subprocess.DEVNULL, env=env, cwd=job)
