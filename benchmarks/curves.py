@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--styles", default=None, help="launch styles for the hosts curve (default all: torchrun,smc-torchrun,...)"
     )
-    parser.add_argument("--shapes", default=None, help="archive shapes (default 1k,10k,100k,1GB)")
+    parser.add_argument("--shapes", default=None, help="archive shapes (default train.py,1k,10k,100k,1GB)")
     parser.add_argument("--ranks", type=_ints, default=None, help="ranks writing logs (default 1,2,4,8)")
     parser.add_argument("--lines", type=int, default=None, help="log lines per rank (default 1M)")
     parser.add_argument("--packages", type=_ints, default=None, help="requirements sizes (default 0,1,10,50)")
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.runs = args.runs if args.runs is not None else (1 if quick else 3)
     args.warmup = args.warmup if args.warmup is not None else 0
     args.hosts = args.hosts or ([2] if quick else [2, 4, 8, 16, 32])
-    args.shapes = [s for s in (args.shapes or ("1k" if quick else "1k,10k,100k,1GB")).split(",") if s]
+    args.shapes = [s for s in (args.shapes or ("1k" if quick else "train.py,1k,10k,100k,1GB")).split(",") if s]
     args.ranks = args.ranks or ([1] if quick else [1, 2, 4, 8])
     args.lines = args.lines or (20_000 if quick else 1_000_000)
     args.packages = args.packages or ([0, 1] if quick else [0, 1, 10, 50])
@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                     figures.setdefault(key, {}).update({k: v for k, v in value.items() if k != "all"})
                 elif key not in figures:
                     figures[key] = value
+                elif key in ("archive", "requirements"):  # points measured in another run, added
+                    figures[key] = {**value, **figures[key]}
     else:
         needs_reference = bool({"archive", "requirements"} & set(args.only)) and "reference" in args.runners
         if needs_reference and not args.no_namespace:
