@@ -56,10 +56,11 @@ PACKAGES = [
 REQUIREMENT_SIZES = (0, 1, 10, 50)
 """0: the same job without ``requirements.txt`` (each runner's start-up, to tell the install alone)."""
 
-_WORDS = (
-    "def return self import tensor batch loss model for in if else x y optimizer step epoch grad "
-    "config data ( ) : = + . vendor request session json yield lambda class None True"
-).split()
+_WORDS = [
+    "def", "return", "self", "import", "tensor", "batch", "loss", "model", "for", "in", "if", "else", "x",
+    "y", "optimizer", "step", "epoch", "grad", "config", "data", "(", ")", ":", "=", "+", ".", "vendor",
+    "request", "session", "json", "yield", "lambda", "class", "None", "True",
+]  # fmt: skip
 
 
 def make_shape(path: Path, shape: str, *, log: Callable[[str], None] = print) -> Path:
@@ -124,7 +125,12 @@ def archive_curve(
             limits: dict[str, list[float]] = {}
             url = f"{endpoint}/{jobs.BUCKET}/{key}"
 
-            def limit_after(venv: envs.Venv, url: str = url, tarball: Path = tarball) -> None:
+            def limit_after(
+                venv: envs.Venv,
+                url: str = url,
+                tarball: Path = tarball,
+                limits: dict[str, list[float]] = limits,
+            ) -> None:
                 if venv.runner != "smc":
                     return
                 transfer = services.transfer_seconds(url)
@@ -135,7 +141,9 @@ def archive_curve(
                     limits.setdefault("sum", []).append(transfer + tar)
                 log(f"  {'limit':<22} transfer {transfer:.3f} s + GNU tar {tar or 0:.3f} s")
 
-            log(f"[archive {shape}] {len(manifest):,} files, {tarball.stat().st_size / 1e6:.0f} MB compressed")
+            log(
+                f"[archive {shape}] {len(manifest):,} files, {tarball.stat().st_size / 1e6:.0f} MB compressed"
+            )
             load_before = os.getloadavg()[0]
             series = measure.interleave(
                 [(name, small[name]) for name in ("reference", "smc") if name in small],
@@ -244,9 +252,13 @@ def requirements_curve(
                 "sys.exit(1 if missing else 0)\n"
             )
 
-            def installed(venv: envs.Venv, wanted: list[str] = wanted) -> str | None:
-                done = subprocess.run([str(venv.python), "-c", check, *wanted], capture_output=True, check=False)
-                return None if done.returncode == 0 else f"not all of {len(wanted)} requirements were installed"
+            def installed(venv: envs.Venv, wanted: list[str] = wanted, check: str = check) -> str | None:
+                done = subprocess.run(
+                    [str(venv.python), "-c", check, *wanted], capture_output=True, check=False
+                )
+                return (
+                    None if done.returncode == 0 else f"not all of {len(wanted)} requirements were installed"
+                )
 
             log(f"[requirements {size}] {', '.join(wanted[:6])}{' ...' if size > 6 else ''}")
             load_before = os.getloadavg()[0]
@@ -260,5 +272,8 @@ def requirements_curve(
                 after_each=uninstall,
                 progress=log,
             )
-            result[str(size)] = {"series": [asdict(s) for s in series], "load": [load_before, os.getloadavg()[0]]}
+            result[str(size)] = {
+                "series": [asdict(s) for s in series],
+                "load": [load_before, os.getloadavg()[0]],
+            }
     return result

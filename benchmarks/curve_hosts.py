@@ -300,9 +300,7 @@ def hosts_once(
             env.update(bench_env)
             log = (base / f"{host.name}.log").open("wb")
             starts.append(time.time())
-            proc = cluster.popen(
-                host, cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=host.job_dir
-            )
+            proc = cluster.popen(host, cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=host.job_dir)
             procs.append((host, proc, log))
             if index in (0, count - 1) and not (index and count == 1):
                 root_kind = {"torchrun": "launcher", "tf": "user"}.get(style, "train")
@@ -335,7 +333,9 @@ def hosts_once(
             with contextlib.suppress(OSError, ValueError):
                 records.append(json.loads((out / f"rank-{rank}.json").read_text()))
         if len(records) < count:
-            run.problem = f"{count - len(records)} of {count} ranks never got past their first barrier; see {base}"
+            run.problem = (
+                f"{count - len(records)} of {count} ranks never got past their first barrier; see {base}"
+            )
         else:
             run.launch_s = max(r["first"] for r in records) - last_start
             run.ready_s = max(r["ready"] for r in records) - last_start
@@ -358,9 +358,9 @@ def hosts_once(
             else:
                 run.problem = run.problem or f"the last rank never raised; see {base}"
         expected = 1 if fail else 0
-        if not run.problem and any(code != expected for code in run.exit_codes):
-            if not fail or 0 in run.exit_codes:
-                run.problem = f"exit codes {run.exit_codes}, expected {expected} on every host; see {base}"
+        wrong = any(code != expected for code in run.exit_codes) and (not fail or 0 in run.exit_codes)
+        if not run.problem and wrong:
+            run.problem = f"exit codes {run.exit_codes}, expected {expected} on every host; see {base}"
     if not run.problem and not keep:
         shutil.rmtree(base, ignore_errors=True)
     return run
@@ -403,9 +403,9 @@ def hosts_curve(
                 available = mem_available_mib()
                 if available - need < RESERVE_MIB:
                     reason = (
-                        f"needs about {need / 1024:.1f} GiB ({footprint[style]:.0f} MiB a host measured at the "
-                        f"previous size), {available / 1024:.1f} GiB available, {RESERVE_MIB / 1024:.0f} GiB "
-                        "kept for the machine's other users"
+                        f"needs about {need / 1024:.1f} GiB ({footprint[style]:.0f} MiB a host measured at "
+                        f"the previous size), {available / 1024:.1f} GiB available, "
+                        f"{RESERVE_MIB / 1024:.0f} GiB kept for the machine's other users"
                     )
                     result["skipped"][f"{style}@{count}"] = reason
                     log(f"  hosts {style:<13} {count:>2} hosts: skipped: {reason}")
@@ -417,8 +417,9 @@ def hosts_curve(
                 result["runs"].append({**asdict(run), "round": round_index, "load": os.getloadavg()[0]})
                 smc_rss = sum(run.master.get(k, {}).get("rss_mib", 0) for k in ("train", "sshd"))
                 log(
-                    f"  hosts {style:<13} {count:>2} hosts: launch {_s(run.launch_s)}, ready {_s(run.ready_s)}, "
-                    f"failure {_s(run.failure_s)}, master smc RSS {smc_rss:.0f} MiB, "
+                    f"  hosts {style:<13} {count:>2} hosts: launch {_s(run.launch_s)}, "
+                    f"ready {_s(run.ready_s)}, failure {_s(run.failure_s)}, "
+                    f"master smc RSS {smc_rss:.0f} MiB, "
                     f"host {host_footprint_mib(run):.0f} MiB, wall {_s(run.wall_s)} {run.problem or ''}"
                 )
     return result

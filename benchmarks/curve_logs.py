@@ -67,6 +67,7 @@ def _free_port() -> int:
 def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> LogsRun:
     """One run (see the module docstring); output files in ``out_dir`` (tmpfs where there is one)."""
     from scale import check_log
+
     from smc_core.testing import make_job_dir
 
     run = LogsRun(how, ranks, lines)
@@ -87,7 +88,9 @@ def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> Lo
             outputs.append(out)
             with out.open("wb") as sink:
                 procs.append(
-                    subprocess.Popen([sys.executable, str(script)], stdout=sink, env={**env, "BENCH_RANK": str(rank)})
+                    subprocess.Popen(
+                        [sys.executable, str(script)], stdout=sink, env={**env, "BENCH_RANK": str(rank)}
+                    )
                 )
         codes = [p.wait() for p in procs]
         ended = time.time()
@@ -108,7 +111,9 @@ def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> Lo
         out = out_dir / f"bench-log-{os.getpid()}-smc.txt"
         outputs.append(out)
         with out.open("wb") as sink:
-            proc = subprocess.Popen([str(BIN / "train")], stdout=sink, stderr=subprocess.DEVNULL, env=env, cwd=job)
+            proc = subprocess.Popen(
+                [str(BIN / "train")], stdout=sink, stderr=subprocess.DEVNULL, env=env, cwd=job
+            )
             codes = [proc.wait()]
         ended = time.time()
     run.wall_s = ended - started

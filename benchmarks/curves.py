@@ -48,12 +48,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the smallest size of each curve, once")
-    parser.add_argument("--only", default=",".join(CURVES), help=f"comma-separated curves ({','.join(CURVES)})")
+    parser.add_argument(
+        "--only", default=",".join(CURVES), help=f"comma-separated curves ({','.join(CURVES)})"
+    )
     parser.add_argument("--runs", type=int, default=None, help="kept runs per point (default 3; --quick 1)")
     parser.add_argument("--warmup", type=int, default=None, help="discarded rounds first (default 0)")
     parser.add_argument("--hosts", type=_ints, default=None, help="host counts (default 2,4,8,16,32)")
     parser.add_argument(
-        "--styles", default=None, help="launch styles for the hosts curve (default all: torchrun,smc-torchrun,...)"
+        "--styles",
+        default=None,
+        help="launch styles for the hosts curve (default all: torchrun,smc-torchrun,...)",
     )
     parser.add_argument("--shapes", default=None, help="archive shapes (default train.py,1k,10k,100k,1GB)")
     parser.add_argument("--ranks", type=_ints, default=None, help="ranks writing logs (default 1,2,4,8)")
@@ -61,16 +65,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--packages", type=_ints, default=None, help="requirements sizes (default 0,1,10,50)")
     parser.add_argument("--runners", default="reference,smc", help="for archive and requirements")
     parser.add_argument("--smc-venv", type=Path, default=None, help="an existing environment for smc's runs")
-    parser.add_argument("--work", type=Path, default=envs.WORK, help="scratch directory (default benchmarks/.work)")
+    parser.add_argument(
+        "--work", type=Path, default=envs.WORK, help="scratch directory (default benchmarks/.work)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write every sample to this JSON file")
     parser.add_argument(
-        "--from-json", type=Path, nargs="+", default=None,
+        "--from-json",
+        type=Path,
+        nargs="+",
+        default=None,
         help="render tables and plots from JSON files written by --json (curves merged, the first info kept)",
     )
     parser.add_argument("--update-results", action="store_true", help="rewrite the curves in RESULTS.md")
     parser.add_argument(
-        "--plots", type=Path, default=None, help="write the PNG plots here (default: beside RESULTS.md with "
-        "--update-results, else none)"
+        "--plots",
+        type=Path,
+        default=None,
+        help="write the PNG plots here (default: beside RESULTS.md with --update-results, else none)",
     )
     parser.add_argument("--no-namespace", action="store_true", help="no private namespace for algo-1")
     args = parser.parse_args(argv)
@@ -78,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.runs = args.runs if args.runs is not None else (1 if quick else 3)
     args.warmup = args.warmup if args.warmup is not None else 0
     args.hosts = args.hosts or ([2] if quick else [2, 4, 8, 16, 32])
-    args.shapes = [s for s in (args.shapes or ("1k" if quick else "train.py,1k,10k,100k,1GB")).split(",") if s]
+    args.shapes = [
+        s for s in (args.shapes or ("1k" if quick else "train.py,1k,10k,100k,1GB")).split(",") if s
+    ]
     args.ranks = args.ranks or ([1] if quick else [1, 2, 4, 8])
     args.lines = args.lines or (20_000 if quick else 1_000_000)
     args.packages = args.packages or ([0, 1] if quick else [0, 1, 10, 50])
@@ -169,7 +182,9 @@ def measure_all(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any
     started = time.time()
     info = report.machine()
     info["reference"] = envs.REFERENCE_REQUIREMENT
-    info["command"] = "make bench-scale" if not sys.argv[1:] else "python benchmarks/curves.py " + " ".join(sys.argv[1:])
+    info["command"] = (
+        "make bench-scale" if not sys.argv[1:] else "python benchmarks/curves.py " + " ".join(sys.argv[1:])
+    )
     figures: dict[str, Any] = {"info": info, "loads": [], "timing": {}}
 
     def note_load(what: str) -> None:
@@ -195,7 +210,10 @@ def measure_all(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any
         log(f"[{curve}] load {os.getloadavg()[0]:.1f}")
         if curve == "hosts":
             if not bench_run.scale.netns_available():
-                figures["hosts"] = {"runs": [], "skipped": {"all": "network namespaces need root and iproute2"}}
+                figures["hosts"] = {
+                    "runs": [],
+                    "skipped": {"all": "network namespaces need root and iproute2"},
+                }
             else:
                 figures["hosts"] = curve_hosts.hosts_curve(work, args.hosts, args.styles, args.runs, log)
         elif curve == "archive":
@@ -211,7 +229,8 @@ def measure_all(args: argparse.Namespace, work: Path, log: Any) -> dict[str, Any
                         run = curve_logs.logs_once(work, how, ranks, args.lines, out_dir)
                         runs.append({**run.__dict__, "load": os.getloadavg()[0]})
                         shown = f"{run.lines_per_s:,.0f} lines/s" if run.lines_per_s else "n/a"
-                        log(f"  logs {how:<7} {ranks} rank(s): {shown} ({run.seconds or 0:.2f} s) {run.problem or ''}")
+                        took = f"({run.seconds or 0:.2f} s)"
+                        log(f"  logs {how:<7} {ranks} rank(s): {shown} {took} {run.problem or ''}")
             figures["logs"] = {"runs": runs, "lines": args.lines}
         elif curve == "requirements":
             figures["requirements"] = curve_fetch.requirements_curve(

@@ -90,7 +90,7 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         "",
         "| hosts | " + " | ".join(STYLE_TITLES[s] for s in styles) + " | smc-pytorch beyond torchrun "
         "| smc-tensorflow beyond MWMS (ready) | smc MPI: smc's part / mpirun's part | smc's CPU a host (s) "
-        "| × hosts / cores |",
+        "| x hosts / cores |",
         "|---|" + "---|" * len(styles) + "---|---|---|---|---|",
     ]
     beyond: dict[str, dict[int, float]] = {"smc-torchrun": {}, "smc-tf": {}, "smc-mpi": {}}
@@ -126,10 +126,15 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         extra.append(_f(per_host * n / (os.cpu_count() or 1) if per_host is not None else None))
         lines.append(f"| {n} | " + " | ".join(cells) + " | " + " | ".join(extra) + " |")
     lines += ["", "Every rank past its first collective (*ready*, s, median):", ""]
-    lines += ["| hosts | " + " | ".join(STYLE_TITLES[s] for s in styles) + " |", "|---|" + "---|" * len(styles)]
+    lines += [
+        "| hosts | " + " | ".join(STYLE_TITLES[s] for s in styles) + " |",
+        "|---|" + "---|" * len(styles),
+    ]
     for n in sizes:
         lines.append(
-            f"| {n} | " + " | ".join(_f(_median(r["ready_s"] for r in _by(runs, s, n))) for s in styles) + " |"
+            f"| {n} | "
+            + " | ".join(_f(_median(r["ready_s"] for r in _by(runs, s, n))) for s in styles)
+            + " |"
         )
     top = 16 if 16 in sizes else sizes[-1]
     for smc, what in (
@@ -162,7 +167,9 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             bad = sum(1 for r in _by(runs, s, n) if r.get("problem"))
             cells.append(_spread(values) + (f" ({bad} failed)" if bad else ""))
         for s, kind in (("smc-torchrun", "launcher"), ("smc-mpi", "mpirun")):
-            cells.append(_f(_median(r["master"].get(kind, {}).get("gone_after_death_s") for r in _by(runs, s, n))))
+            cells.append(
+                _f(_median(r["master"].get(kind, {}).get("gone_after_death_s") for r in _by(runs, s, n)))
+            )
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     for s in fail_styles:
         value = _median(r.get("failure_s") for r in _by(runs, s, top))
@@ -194,14 +201,15 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             rss = _median(_smc_own(r, "rss_mib") for r in sample)
             cpu = _median(_smc_own(r, "cpu_s") for r in sample)
             sockets = _median(_smc_own(r, "sockets") for r in sample)
-            agent = {k: _median(r["master"].get("launcher", {}).get(k) for r in sample) for k in ("rss_mib", "cpu_s", "sockets")}
+            agent = {
+                k: _median(r["master"].get("launcher", {}).get(k) for r in sample)
+                for k in ("rss_mib", "cpu_s", "sockets")
+            }
             if s.startswith("smc-"):
                 series["rss"][n], series["cpu"][n], series["sockets"][n] = rss or 0, cpu or 0, sockets or 0
             if agent["cpu_s"] is not None:
                 series["agent_cpu"][n] = agent["cpu_s"]
-            own = (
-                (_f(rss, 1), _f(cpu, 2), _f(sockets, 0)) if s.startswith("smc-") else ("-", "-", "-")
-            )
+            own = (_f(rss, 1), _f(cpu, 2), _f(sockets, 0)) if s.startswith("smc-") else ("-", "-", "-")
             lines.append(
                 f"| {n} | {STYLE_TITLES[s]} | {own[0]} | {own[1]} | {own[2]} | {_f(agent['rss_mib'], 1)} "
                 f"| {_f(agent['cpu_s'], 2)} | {_f(agent['sockets'], 0)} |"
@@ -215,7 +223,10 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             slopes.append(f"| {STYLE_TITLES[s]} | " + " | ".join(parts) + " |")
             b_cpu = slope(list(series["cpu"].items()))[0]
             g_values = [growth(series[k]) for k in ("rss", "cpu", "sockets")]
-            quadratic = any(g is not None and g > 2.0 and (series_delta(series, k)) for g, k in zip(g_values, ("rss", "cpu", "sockets"), strict=True))
+            quadratic = any(
+                g is not None and g > 2.0 and (series_delta(series, k))
+                for g, k in zip(g_values, ("rss", "cpu", "sockets"), strict=True)
+            )
             verdicts.append(
                 f"| hosts: {STYLE_TITLES[s]}, the master's own cost linear in hosts (per-host CPU slope) "
                 f"| {_f(b_cpu, 3, ' s a host')} | {_verdict(None if b_cpu is None else not quadratic)} |"
@@ -273,7 +284,8 @@ def archive_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         "*Fetch alone* is the median time to the first line less the same runner's median with an archive "
         "holding `train.py` alone (the `train.py` row: interpreter, boto3, the S3 client, one GET).",
         "",
-        "| archive | files | MB extracted / compressed | transfer + GNU tar | smc, first line | smc, fetch alone "
+        "| archive | files | MB extracted / compressed | transfer + GNU tar | smc, first line "
+        "| smc, fetch alone "
         "| smc fetch alone / limit | reference, first line | reference / smc (paired) | smc peak RSS (MiB) "
         "| reference peak RSS (MiB) | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -289,22 +301,27 @@ def archive_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         t_ref = _median(_values(ref, "first_line_s"))
         m_smc = _median(_values(smc, "runner_peak_mib"))
         m_ref = _median(_values(ref, "runner_peak_mib"))
-        alone = t_smc - base_smc if t_smc is not None and base_smc is not None and shape != "train.py" else None
+        alone = (
+            t_smc - base_smc if t_smc is not None and base_smc is not None and shape != "train.py" else None
+        )
         ratio = alone / limit if alone and limit else None
         speed = _median(_paired(ref, smc, "first_line_s"))
         if m_smc is not None and entry["bytes"] >= 10_000_000:
             rss[shape] = m_smc
         load = entry.get("load", [0, 0])
         lines.append(
-            f"| {shape} | {entry['members']:,} | {entry['bytes'] / 1e6:.1f} / {entry['compressed_bytes'] / 1e6:.1f} "
-            f"| {_f(limit)} | {_f(t_smc)} | {_f(alone)} | {_f(ratio, 2, 'x')} | {_f(t_ref)} | {_f(speed, 2, 'x')} "
+            f"| {shape} | {entry['members']:,} "
+            f"| {entry['bytes'] / 1e6:.1f} / {entry['compressed_bytes'] / 1e6:.1f} "
+            f"| {_f(limit)} | {_f(t_smc)} "
+            f"| {_f(alone)} | {_f(ratio, 2, 'x')} | {_f(t_ref)} | {_f(speed, 2, 'x')} "
             f"| {_f(m_smc, 1)} | {_f(m_ref, 1)} | {load[0]:.1f}-{load[1]:.1f} |"
         )
         if shape != "train.py":
             first = t_smc / limit if t_smc and limit else None
             verdicts.append(
                 f"| archive {shape}: smc within 1.3x of transfer + GNU tar (fetch alone; to the first line "
-                f"{_f(first, 2, 'x')}) | {_f(ratio, 2, 'x')} | {_verdict(None if ratio is None else ratio <= 1.3)} |"
+                f"{_f(first, 2, 'x')}) | {_f(ratio, 2, 'x')} "
+                f"| {_verdict(None if ratio is None else ratio <= 1.3)} |"
             )
     if len(rss) >= 2:
         spread = max(rss.values()) / min(rss.values()) - 1
@@ -364,7 +381,8 @@ def requirements_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         "*Install alone* is the median time to the first line less the same runner's median with no "
         "requirements (the `0` row).",
         "",
-        "| packages | reference (pip), first line | smc (uv), first line | speed-up, paired: min / **median** / max "
+        "| packages | reference (pip), first line | smc (uv), first line "
+        "| speed-up, paired: min / **median** / max "
         "| reference, install alone | smc, install alone | speed-up, install alone | load |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -406,12 +424,12 @@ def render(figures: dict[str, Any]) -> str:
     lines += [f"- {k}: {v}" for k, v in info.items() if k not in ("date", "command")]
     timing = figures.get("timing", {})
     if timing:
-        lines.append(
-            "- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timing.items())
-        )
+        lines.append("- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timing.items()))
     loads = [entry["load1"] for entry in figures.get("loads", [])]
     if loads:
-        lines.append(f"- load average (1 min) at the start and end of each curve: {min(loads):.1f}-{max(loads):.1f}")
+        lines.append(
+            f"- load average (1 min) at the start and end of each curve: {min(loads):.1f}-{max(loads):.1f}"
+        )
     lines.append("")
     verdicts: list[str] = []
     for key, section in (
@@ -425,7 +443,14 @@ def render(figures: dict[str, Any]) -> str:
             lines += body
             verdicts += verdict
     if verdicts:
-        lines += ["### Targets of issue 28", "", "| target | figure (median) | met |", "|---|---|---|", *verdicts, ""]
+        lines += [
+            "### Targets of issue 28",
+            "",
+            "| target | figure (median) | met |",
+            "|---|---|---|",
+            *verdicts,
+            "",
+        ]
     failed = failed_runs(figures)
     if failed:
         lines += ["### Failed runs", "", *[f"- {f}" for f in failed[:30]], ""]
@@ -498,15 +523,40 @@ def plot(figures: dict[str, Any], directory: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         for s in styles:
             xs = [n for n in sizes if _by(hosts, s, n)]
-            axes[0].plot(xs, [_median(r["launch_s"] for r in _by(hosts, s, n)) for n in xs], "o-", label=STYLE_TITLES[s])
+            axes[0].plot(
+                xs,
+                [_median(r["launch_s"] for r in _by(hosts, s, n)) for n in xs],
+                "o-",
+                label=STYLE_TITLES[s],
+            )
             if s.startswith("smc-"):
-                axes[1].plot(xs, [_median(r["failure_s"] for r in _by(hosts, s, n)) for n in xs], "o-", label=STYLE_TITLES[s])
-                axes[2].plot(xs, [_median(_smc_own(r, "cpu_s") for r in _by(hosts, s, n)) for n in xs], "o-", label=f"{STYLE_TITLES[s]}: smc CPU s")
-            agent = [_median(r["master"].get("launcher", {}).get("cpu_s") for r in _by(hosts, s, n)) for n in xs]
+                axes[1].plot(
+                    xs,
+                    [_median(r["failure_s"] for r in _by(hosts, s, n)) for n in xs],
+                    "o-",
+                    label=STYLE_TITLES[s],
+                )
+                axes[2].plot(
+                    xs,
+                    [_median(_smc_own(r, "cpu_s") for r in _by(hosts, s, n)) for n in xs],
+                    "o-",
+                    label=f"{STYLE_TITLES[s]}: smc CPU s",
+                )
+            agent = [
+                _median(r["master"].get("launcher", {}).get("cpu_s") for r in _by(hosts, s, n)) for n in xs
+            ]
             if any(a is not None for a in agent) and s in ("torchrun", "smc-torchrun"):
                 axes[2].plot(xs, agent, "s--", label=f"{STYLE_TITLES[s]}: agent CPU s")
         axes[1].axhline(3.0, color="grey", linestyle=":", label="target 3 s")
-        for ax, title in zip(axes, ("launch: last host's start → every rank running (s)", "a rank raises → every host exited (s)", "the master's CPU seconds"), strict=True):
+        for ax, title in zip(
+            axes,
+            (
+                "launch: last host's start → every rank running (s)",
+                "a rank raises → every host exited (s)",
+                "the master's CPU seconds",
+            ),
+            strict=True,
+        ):
             ax.set_xlabel("hosts")
             ax.set_title(title, fontsize=10)
             ax.set_xticks(sizes)
@@ -519,12 +569,29 @@ def plot(figures: dict[str, Any], directory: Path) -> list[Path]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
         xs = list(range(len(shapes)))
         for runner, mark in (("smc", "o-"), ("reference", "s-")):
-            axes[0].plot(xs, [_median(_values(_series(archive[s], runner), "first_line_s")) for s in shapes], mark, label=runner)
-            axes[1].plot(xs, [_median(_values(_series(archive[s], runner), "runner_peak_mib")) for s in shapes], mark, label=runner)
-        axes[0].plot(xs, [_median(archive[s]["limits"].get("sum", [])) for s in shapes], "k:", label="transfer + GNU tar")
+            axes[0].plot(
+                xs,
+                [_median(_values(_series(archive[s], runner), "first_line_s")) for s in shapes],
+                mark,
+                label=runner,
+            )
+            axes[1].plot(
+                xs,
+                [_median(_values(_series(archive[s], runner), "runner_peak_mib")) for s in shapes],
+                mark,
+                label=runner,
+            )
+        axes[0].plot(
+            xs,
+            [_median(archive[s]["limits"].get("sum", [])) for s in shapes],
+            "k:",
+            label="transfer + GNU tar",
+        )
         axes[0].set_yscale("log")
         labels = [f"{s}\n{archive[s]['members']:,} files\n{archive[s]['bytes'] / 1e6:.0f} MB" for s in shapes]
-        for ax, title in zip(axes, ("time to the first line (s, log)", "runner's peak RSS (MiB)"), strict=True):
+        for ax, title in zip(
+            axes, ("time to the first line (s, log)", "runner's peak RSS (MiB)"), strict=True
+        ):
             ax.set_xticks(xs, labels, fontsize=8)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
@@ -536,7 +603,15 @@ def plot(figures: dict[str, Any], directory: Path) -> list[Path]:
         ranks = sorted({r["ranks"] for r in logs})
         fig, ax = plt.subplots(figsize=(6, 4.2))
         for how, label in (("direct", "straight to files"), ("smc", "through smc-pytorch")):
-            ax.plot(ranks, [_median(r.get("lines_per_s") for r in logs if r["ranks"] == n and r["how"] == how) for n in ranks], "o-", label=label)
+            ax.plot(
+                ranks,
+                [
+                    _median(r.get("lines_per_s") for r in logs if r["ranks"] == n and r["how"] == how)
+                    for n in ranks
+                ],
+                "o-",
+                label=label,
+            )
         ax.set_xlabel("ranks on one host")
         ax.set_title("lines per second, 1M lines a rank", fontsize=10)
         ax.set_xticks(ranks)
@@ -549,7 +624,12 @@ def plot(figures: dict[str, Any], directory: Path) -> list[Path]:
         sizes = sorted(requirements, key=int)
         fig, ax = plt.subplots(figsize=(6, 4.2))
         for runner, label in (("reference", "reference (pip)"), ("smc", "smc (uv)")):
-            ax.plot([int(s) for s in sizes], [_median(_values(_series(requirements[s], runner), "first_line_s")) for s in sizes], "o-", label=label)
+            ax.plot(
+                [int(s) for s in sizes],
+                [_median(_values(_series(requirements[s], runner), "first_line_s")) for s in sizes],
+                "o-",
+                label=label,
+            )
         ax.set_xlabel("packages in requirements.txt")
         ax.set_title("time to the first line, cold caches (s)", fontsize=10)
         ax.set_ylim(bottom=0)

@@ -1,4 +1,7 @@
-"""A static PEP 503 package index on 127.0.0.1 for the install benchmarks: ``python index_server.py ROOT PORT``.
+"""A static PEP 503 package index on 127.0.0.1 for the install benchmarks.
+
+    python benchmarks/index_server.py ROOT PORT
+
 
 ``python -m http.server`` with a listen backlog of a real server's size: the standard one queues 5
 connections, and a client that opens more at once (uv fetches the index pages and wheels in parallel)
@@ -23,7 +26,7 @@ class IndexServer(ThreadingHTTPServer):
 class QuietHandler(SimpleHTTPRequestHandler):
     """Serves files, logging nothing per request."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 

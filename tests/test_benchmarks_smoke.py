@@ -137,8 +137,9 @@ def test_the_curves_measure_the_smallest_size_of_each_once(tmp_path: Path) -> No
     out = tmp_path / "curves.json"
     cmd = [
         sys.executable, str(REPO / "benchmarks" / "curves.py"), "--quick", "--runners", "smc",
-        "--smc-venv", sys.prefix, "--styles", "torchrun,smc-torchrun,smc-mpi", "--work", str(tmp_path / "work"),
-        "--json", str(out), "--plots", str(tmp_path / "plots"), "--no-namespace",
+        "--smc-venv", sys.prefix, "--styles", "torchrun,smc-torchrun,smc-mpi",
+        "--work", str(tmp_path / "work"), "--json", str(out), "--plots", str(tmp_path / "plots"),
+        "--no-namespace",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
