@@ -43,14 +43,19 @@ TF_BIN = REPO / ".venv-tensorflow" / "bin"
 INTERFACE = "net0"
 SCRIPT = "bench_host.py"
 
-STYLES = ("torchrun", "smc-torchrun", "smc-mpi", "tf", "smc-tf")
+STYLES = ("torchrun", "smc-torchrun", "smc-mpi", "tf", "smc-tf", "smc-plain", "ref-plain")
+FAILING = ("smc-torchrun", "smc-mpi", "smc-tf")
+"""The styles whose last rank raises (a plain job has no peers to end: each host runs alone)."""
 BASELINE = {"smc-torchrun": "torchrun", "smc-tf": "tf"}
 SWITCHES = {
     "smc-torchrun": "sagemaker_torch_distributed_enabled",
     "smc-mpi": "sagemaker_mpi_enabled",
     "smc-tf": "sagemaker_multi_worker_mirrored_strategy_enabled",
 }
-FIRST_GUESS_MIB = {"torchrun": 700, "smc-torchrun": 750, "smc-mpi": 200, "tf": 900, "smc-tf": 950}
+FIRST_GUESS_MIB = {
+    "torchrun": 700, "smc-torchrun": 750, "smc-mpi": 200, "tf": 900, "smc-tf": 950, "smc-plain": 80,
+    "ref-plain": 120,
+}  # fmt: skip
 """Resident memory a host needs, before one was measured (to decide whether N hosts fit)."""
 RESERVE_MIB = 3072
 """Memory left to the machine's other users: a size that would leave less is not run."""
@@ -64,6 +69,9 @@ if style in ("torchrun", "smc-torchrun"):
     import torch.distributed as dist
     dist.init_process_group("gloo")
     rank, world, barrier = dist.get_rank(), dist.get_world_size(), dist.barrier
+elif style in ("smc-plain", "ref-plain"):  # no distribution: every host runs the script alone
+    rank = int(host.rsplit("-", 1)[1]) - 1
+    world, barrier = len(json.loads(os.environ["SM_HOSTS"])), lambda: None
 elif style == "smc-mpi":
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
@@ -236,12 +244,18 @@ def _command(style: str, host_index: int, names: list[str], base: Path) -> tuple
         cmd = [str(TF_BIN / "python"), str(base / "code" / SCRIPT)]
         return cmd, _clean_env(TF_CONFIG=json.dumps(tf_config), BENCH_HOST=host, TF_CPP_MIN_LOG_LEVEL="2")
     job_dir = base / host
+    if style == "ref-plain":
+        import envs
+
+        reference = envs.ensure_reference("small")
+        path = f"{reference.path / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        return [str(reference.train)], _clean_env(SAGEMAKER_BASE_DIR=str(job_dir), PATH=path)
     train = str((TF_BIN if style == "smc-tf" else BIN) / "train")
     env = _clean_env(SAGEMAKER_BASE_DIR=str(job_dir), SMC_HOST_WAIT_TIMEOUT="300")
     if style == "smc-torchrun":
         env["SMC_ADAPTER"] = "pytorch"
         env["SMC_PYTORCH_RENDEZVOUS_TIMEOUT"] = "600"
-    elif style == "smc-mpi":
+    elif style in ("smc-mpi", "smc-plain"):  # the core alone
         env.update(SMC_DISABLE_PLUGINS="pytorch", SMC_MPI_WAIT_TIMEOUT="300")
     else:
         env.update(SMC_ADAPTER="tensorflow", SMC_TF_PEER_WAIT_TIMEOUT="300", TF_CPP_MIN_LOG_LEVEL="2")
@@ -276,9 +290,9 @@ def hosts_once(
     bench_env = {"BENCH_OUT": str(out), "BENCH_STYLE": style, "BENCH_FAIL": "1" if fail else "0"}
     with NetnsCluster(count, base, interface=INTERFACE) as cluster:
         names = cluster.host_names
-        if style in SWITCHES:
+        if style.startswith(("smc-", "ref-")):
             for host in cluster.hosts:
-                hyperparameters: dict[str, object] = {SWITCHES[style]: True}
+                hyperparameters: dict[str, object] = {SWITCHES[style]: True} if style in SWITCHES else {}
                 if style == "smc-mpi":
                     hyperparameters["sagemaker_mpi_num_of_processes_per_host"] = 1
                     if os.environ.get("BENCH_MPI_OPTIONS"):  # exploring Open MPI's own settings
@@ -410,7 +424,7 @@ def hosts_curve(
                     result["skipped"][f"{style}@{count}"] = reason
                     log(f"  hosts {style:<13} {count:>2} hosts: skipped: {reason}")
                     continue
-                fail = style.startswith("smc-")
+                fail = style in FAILING
                 run = hosts_once(work, style, count, fail=fail)
                 if run.worker or run.master:
                     footprint[style] = max(footprint[style] * 0.5, host_footprint_mib(run))

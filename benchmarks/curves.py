@@ -133,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
                     figures[key] = value
                 elif key in ("archive", "requirements"):  # points measured in another run, added
                     figures[key] = {**value, **figures[key]}
+                elif key == "hosts":  # styles measured in another run (the plain jobs), added
+                    figures[key] = {
+                        "runs": figures[key]["runs"] + value["runs"],
+                        "skipped": {**value["skipped"], **figures[key]["skipped"]},
+                    }
     else:
         needs_reference = bool({"archive", "requirements"} & set(args.only)) and "reference" in args.runners
         if needs_reference and not args.no_namespace:

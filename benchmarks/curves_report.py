@@ -17,7 +17,11 @@ STYLE_TITLES = {
     "smc-mpi": "smc MPI (mpirun)",
     "tf": "MWMS directly (TF_CONFIG by hand)",
     "smc-tf": "smc-tensorflow (MWMS)",
+    "smc-plain": "smc, no distribution",
+    "ref-plain": "reference, no distribution",
 }
+OWN = ("smc-torchrun", "smc-mpi", "smc-tf", "smc-plain", "ref-plain")
+"""The styles whose runner (smc's ``train``, or the reference's) runs on every host."""
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -89,9 +93,9 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         f"Load average (1 min) during these runs: {min(loads):.1f}-{max(loads):.1f}.",
         "",
         "| hosts | " + " | ".join(STYLE_TITLES[s] for s in styles) + " | smc-pytorch beyond torchrun "
-        "| smc-tensorflow beyond MWMS (ready) | smc MPI: smc's part / mpirun's part | smc's CPU a host (s) "
-        "| x hosts / cores |",
-        "|---|" + "---|" * len(styles) + "---|---|---|---|---|",
+        "| smc-tensorflow beyond MWMS (ready) | smc MPI: smc's part / mpirun's part "
+        "| no distribution: reference / smc | smc's CPU a host (s) | x hosts / cores |",
+        "|---|" + "---|" * len(styles) + "---|---|---|---|---|---|",
     ]
     beyond: dict[str, dict[int, float]] = {"smc-torchrun": {}, "smc-tf": {}, "smc-mpi": {}}
     for n in sizes:
@@ -122,6 +126,8 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             for tree in (r["master"], r.get("worker") or {})
             if tree
         )
+        plain = (med.get("ref-plain"), med.get("smc-plain"))
+        extra.append(f"{plain[0] / plain[1]:.2f}x" if plain[0] and plain[1] else "n/a")
         extra.append(_f(per_host))
         extra.append(_f(per_host * n / (os.cpu_count() or 1) if per_host is not None else None))
         lines.append(f"| {n} | " + " | ".join(cells) + " | " + " | ".join(extra) + " |")
@@ -148,19 +154,23 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             f"| {_f(value, 2, ' s')} | {_verdict(None if value is None else value <= 1.0)} |"
         )
 
-    fail_styles = [s for s in styles if s.startswith("smc-")]
-    lines += [
-        "",
-        "### 1. Hosts: a rank raises → every host's `train` exited (s: min / **median** / max)",
-        "",
-        "The framework's share, from the death: torchrun's agent (on the master) last seen running; "
-        "mpirun last seen running (sampled every 0.1 s).",
-        "",
-        "| hosts | " + " | ".join(STYLE_TITLES[s] for s in fail_styles) + " | agent gone (smc-pytorch) "
-        "| mpirun gone (smc MPI) |",
-        "|---|" + "---|" * len(fail_styles) + "---|---|",
-    ]
-    for n in sizes:
+    fail_styles = [s for s in styles if s in ("smc-torchrun", "smc-mpi", "smc-tf")]
+    lines += (
+        []
+        if not fail_styles
+        else [
+            "",
+            "### 1. Hosts: a rank raises → every host's `train` exited (s: min / **median** / max)",
+            "",
+            "The framework's share, from the death: torchrun's agent (on the master) last seen running; "
+            "mpirun last seen running (sampled every 0.1 s).",
+            "",
+            "| hosts | " + " | ".join(STYLE_TITLES[s] for s in fail_styles) + " | agent gone (smc-pytorch) "
+            "| mpirun gone (smc MPI) |",
+            "|---|" + "---|" * len(fail_styles) + "---|---|",
+        ]
+    )
+    for n in sizes if fail_styles else []:
         cells = []
         for s in fail_styles:
             values = [r["failure_s"] for r in _by(runs, s, n) if r.get("failure_s") is not None]
@@ -182,13 +192,14 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         "",
         "### 1. Hosts: the master's own cost (median of the runs)",
         "",
-        "smc's own processes on the master: `train` (with the MPI coordinator or the TensorFlow control "
-        "channel in it) and the job's sshd. *Agent*: torchrun's agent process, which on smc's side also "
-        "holds smc's additions (the failure watch on the rendezvous store). RSS is the sum of each "
-        "process's peak (`VmHWM`); sockets, the most open at once.",
+        "The runner's own processes on the master: smc's `train` (with the MPI coordinator or the "
+        "TensorFlow control channel in it) and the job's sshd; for the reference, its `train`. *Agent*: "
+        "torchrun's agent process, which on smc's side also holds smc's additions (the failure watch on "
+        "the rendezvous store). RSS is the sum of each process's peak (`VmHWM`); sockets, the most open "
+        "at once.",
         "",
-        "| hosts | style | smc's own RSS (MiB) | smc's own CPU (s) | smc's own sockets | agent RSS (MiB) "
-        "| agent CPU (s) | agent sockets |",
+        "| hosts | style | runner's own RSS (MiB) | runner's own CPU (s) | runner's own sockets "
+        "| agent RSS (MiB) | agent CPU (s) | agent sockets |",
         "|---|---|---|---|---|---|---|---|",
     ]
     slopes: list[str] = []
@@ -205,16 +216,16 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
                 k: _median(r["master"].get("launcher", {}).get(k) for r in sample)
                 for k in ("rss_mib", "cpu_s", "sockets")
             }
-            if s.startswith("smc-"):
+            if s in OWN:
                 series["rss"][n], series["cpu"][n], series["sockets"][n] = rss or 0, cpu or 0, sockets or 0
             if agent["cpu_s"] is not None:
                 series["agent_cpu"][n] = agent["cpu_s"]
-            own = (_f(rss, 1), _f(cpu, 2), _f(sockets, 0)) if s.startswith("smc-") else ("-", "-", "-")
+            own = (_f(rss, 1), _f(cpu, 2), _f(sockets, 0)) if s in OWN else ("-", "-", "-")
             lines.append(
                 f"| {n} | {STYLE_TITLES[s]} | {own[0]} | {own[1]} | {own[2]} | {_f(agent['rss_mib'], 1)} "
                 f"| {_f(agent['cpu_s'], 2)} | {_f(agent['sockets'], 0)} |"
             )
-        if s.startswith("smc-"):
+        if s in OWN:
             parts = []
             for key, unit in (("rss", "MiB"), ("cpu", "s"), ("sockets", "sockets")):
                 b, _ = slope(list(series[key].items()))
@@ -227,6 +238,8 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
                 g is not None and g > 2.0 and (series_delta(series, k))
                 for g, k in zip(g_values, ("rss", "cpu", "sockets"), strict=True)
             )
+            if s.startswith("ref-"):
+                continue
             verdicts.append(
                 f"| hosts: {STYLE_TITLES[s]}, the master's own cost linear in hosts (per-host CPU slope) "
                 f"| {_f(b_cpu, 3, ' s a host')} | {_verdict(None if b_cpu is None else not quadratic)} |"
@@ -529,18 +542,19 @@ def plot(figures: dict[str, Any], directory: Path) -> list[Path]:
                 "o-",
                 label=STYLE_TITLES[s],
             )
-            if s.startswith("smc-"):
+            if s in ("smc-torchrun", "smc-mpi", "smc-tf"):
                 axes[1].plot(
                     xs,
                     [_median(r["failure_s"] for r in _by(hosts, s, n)) for n in xs],
                     "o-",
                     label=STYLE_TITLES[s],
                 )
+            if s in OWN:
                 axes[2].plot(
                     xs,
                     [_median(_smc_own(r, "cpu_s") for r in _by(hosts, s, n)) for n in xs],
                     "o-",
-                    label=f"{STYLE_TITLES[s]}: smc CPU s",
+                    label=f"{STYLE_TITLES[s]}: runner CPU s",
                 )
             agent = [
                 _median(r["master"].get("launcher", {}).get("cpu_s") for r in _by(hosts, s, n)) for n in xs
