@@ -365,10 +365,11 @@ def hosts_once(
                 died_at = float(died.read_text())
                 run.failure_s = max(ended.values()) - died_at
                 # The framework's launcher on the master: how long after the death it was last seen.
-                for kind in ("mpirun", "launcher", "user"):
-                    seen = run.master.get(kind, {}).get("last_seen")
-                    if seen:
-                        run.master[kind]["gone_after_death_s"] = seen - died_at
+                for tree in (run.master, run.worker):  # the worker tree is the failing rank's host
+                    for kind in ("mpirun", "launcher", "user"):
+                        seen = tree.get(kind, {}).get("last_seen")
+                        if seen:
+                            tree[kind]["gone_after_death_s"] = seen - died_at
             else:
                 run.problem = run.problem or f"the last rank never raised; see {base}"
         expected = 1 if fail else 0
