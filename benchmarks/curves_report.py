@@ -162,12 +162,14 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             "",
             "### 1. Hosts: a rank raises → every host's `train` exited (s: min / **median** / max)",
             "",
-            "The framework's share, from the death: torchrun's agent (on the master) last seen running; "
-            "mpirun last seen running (sampled every 0.1 s).",
+            "The framework's and the user's share, from the death: torchrun's agent (on the master) last "
+            "seen running; mpirun last seen running; the process of the rank that raised last seen running "
+            "(its own teardown: the floor of any launcher that learns of a failure from the process's exit). "
+            "Sampled every 0.1 s.",
             "",
             "| hosts | " + " | ".join(STYLE_TITLES[s] for s in fail_styles) + " | agent gone (smc-pytorch) "
-            "| mpirun gone (smc MPI) |",
-            "|---|" + "---|" * len(fail_styles) + "---|---|",
+            "| mpirun gone (smc MPI) | the failing rank's process gone (smc-pytorch / smc-tensorflow) |",
+            "|---|" + "---|" * len(fail_styles) + "---|---|---|",
         ]
     )
     for n in sizes if fail_styles else []:
@@ -180,6 +182,13 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             cells.append(
                 _f(_median(r["master"].get(kind, {}).get("gone_after_death_s") for r in _by(runs, s, n)))
             )
+        own = [
+            _median(
+                (r.get("worker") or {}).get("user", {}).get("gone_after_death_s") for r in _by(runs, s, n)
+            )
+            for s in ("smc-torchrun", "smc-tf")
+        ]
+        cells.append(f"{_f(own[0])} / {_f(own[1])}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     for s in fail_styles:
         value = _median(r.get("failure_s") for r in _by(runs, s, top))
