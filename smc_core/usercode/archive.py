@@ -578,7 +578,8 @@ def _extract_member(
             os.makedirs(target, exist_ok=True)
             os.chmod(target, mode | stat.S_IRWXU)
             if not os.path.islink(target):  # a real directory now: its members need no resolving
-                dirs.parents[(*key, os.path.basename(target))] = target
+                here = (*key, os.path.basename(target))
+                dirs.parents[here] = target
         return
     if target == root:
         raise _refuse(label, member.name, "it would replace the destination directory itself")
