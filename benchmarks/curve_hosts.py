@@ -275,7 +275,7 @@ def hosts_once(
     work: Path, style: str, count: int, *, fail: bool, timeout: float | None = None, keep: bool = False
 ) -> HostsRun:
     """Run ``style`` on ``count`` network-namespace hosts once (see the module docstring)."""
-    from smc_core.launch.netns import NetnsCluster
+    from smc_core.testing.netns import NetnsCluster
     from smc_core.testing import make_job_dir
 
     timeout = timeout or 90 + 20 * count
