@@ -44,6 +44,8 @@ INTERFACE = "net0"
 SCRIPT = "bench_host.py"
 
 STYLES = ("torchrun", "smc-torchrun", "smc-mpi", "tf", "smc-tf", "smc-plain", "ref-plain")
+OWN_KINDS = ("train", "sshd", "rank-wrapper")
+"""The runner's own processes (smc's, or the reference's ``train``)."""
 FAILING = ("smc-torchrun", "smc-mpi", "smc-tf")
 """The styles whose last rank raises (a plain job has no peers to end: each host runs alone)."""
 BASELINE = {"smc-torchrun": "torchrun", "smc-tf": "tf"}
@@ -102,15 +104,18 @@ time.sleep(float(os.environ.get("BENCH_HOLD", "1")))
 
 def _kind(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
+    base = os.path.basename(cmdline[0]) if cmdline else ""
+    # The framework's launchers first: their command lines name the user's script too.
+    if base in ("mpirun", "prterun", "orterun", "mpiexec", "orted", "prted", "ssh"):
+        return "mpirun"
     if "sshd" in text:
         return "sshd"
     if "smc_pytorch.launcher" in text or "torch.distributed.run" in text:
         return "launcher"
+    if "smc_core.launch.mpi_rank" in text:
+        return "rank-wrapper"  # smc's, one a rank: passes its lines on and reports its failure
     if SCRIPT in text:
         return "user"
-    base = os.path.basename(cmdline[0]) if cmdline else ""
-    if base in ("mpirun", "prterun", "orterun", "mpiexec", "orted", "prted", "ssh"):
-        return "mpirun"
     return "other"
 
 
@@ -275,8 +280,8 @@ def hosts_once(
     work: Path, style: str, count: int, *, fail: bool, timeout: float | None = None, keep: bool = False
 ) -> HostsRun:
     """Run ``style`` on ``count`` network-namespace hosts once (see the module docstring)."""
-    from smc_core.testing.netns import NetnsCluster
     from smc_core.testing import make_job_dir
+    from smc_core.testing.netns import NetnsCluster
 
     timeout = timeout or 90 + 20 * count
     base = work / f"hosts-{style}-{count}"
@@ -430,7 +435,7 @@ def hosts_curve(
                 if run.worker or run.master:
                     footprint[style] = max(footprint[style] * 0.5, host_footprint_mib(run))
                 result["runs"].append({**asdict(run), "round": round_index, "load": os.getloadavg()[0]})
-                smc_rss = sum(run.master.get(k, {}).get("rss_mib", 0) for k in ("train", "sshd"))
+                smc_rss = sum(run.master.get(k, {}).get("rss_mib", 0) for k in OWN_KINDS)
                 log(
                     f"  hosts {style:<13} {count:>2} hosts: launch {_s(run.launch_s)}, "
                     f"ready {_s(run.ready_s)}, failure {_s(run.failure_s)}, "

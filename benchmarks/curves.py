@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                     figures[key] = value
                 elif key in ("archive", "requirements"):  # points measured in another run, added
                     figures[key] = {**value, **figures[key]}
-                elif key == "hosts":  # styles measured in another run (the plain jobs), added
+                elif key == "hosts":  # styles measured only in another run, added
+                    have = {run["style"] for run in figures[key]["runs"]}
                     figures[key] = {
-                        "runs": figures[key]["runs"] + value["runs"],
+                        "runs": figures[key]["runs"] + [r for r in value["runs"] if r["style"] not in have],
                         "skipped": {**value["skipped"], **figures[key]["skipped"]},
                     }
     else:

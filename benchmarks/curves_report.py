@@ -75,7 +75,7 @@ def _by(runs: list[dict[str, Any]], style: str, hosts: int) -> list[dict[str, An
 
 
 def _smc_own(run: dict[str, Any], key: str) -> float:
-    return float(sum(run["master"].get(kind, {}).get(key, 0) for kind in ("train", "sshd")))
+    return float(sum(run["master"].get(kind, {}).get(key, 0) for kind in ("train", "sshd", "rank-wrapper")))
 
 
 def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -120,7 +120,7 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             extra.append("n/a")
         # smc's own CPU on one host until the end (train, its sshd): on this rig all hosts share the cores.
         per_host = _median(
-            float(sum(tree.get(k, {}).get("cpu_s", 0) for k in ("train", "sshd")))
+            float(sum(tree.get(k, {}).get("cpu_s", 0) for k in ("train", "sshd", "rank-wrapper")))
             for r in runs
             if r["hosts"] == n and r["style"].startswith("smc-")
             for tree in (r["master"], r.get("worker") or {})
@@ -202,7 +202,8 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         "### 1. Hosts: the master's own cost (median of the runs)",
         "",
         "The runner's own processes on the master: smc's `train` (with the MPI coordinator or the "
-        "TensorFlow control channel in it) and the job's sshd; for the reference, its `train`. *Agent*: "
+        "TensorFlow control channel in it), the job's sshd and smc's wrapper of each MPI rank; for the "
+        "reference, its `train`. *Agent*: "
         "torchrun's agent process, which on smc's side also holds smc's additions (the failure watch on "
         "the rendezvous store). RSS is the sum of each process's peak (`VmHWM`); sockets, the most open "
         "at once.",
