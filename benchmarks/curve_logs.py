@@ -89,7 +89,13 @@ def logs_once(work: Path, how: str, ranks: int, lines: int, out_dir: Path) -> Lo
             with out.open("wb") as sink:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, str(script)], stdout=sink, env={**env, "BENCH_RANK": str(rank)}
+                        [sys.executable, str(script)],
+                        stdout=sink,
+                        env={**env, "BENCH_RANK": str(rank)},
+                        # A session each, as torchrun starts its workers: with the kernel's autogroup
+                        # scheduling each session is one share of the CPU against the machine's other
+                        # users, so 8 processes in one session got an eighth of what torchrun's got.
+                        start_new_session=True,
                     )
                 )
         codes = [p.wait() for p in procs]
