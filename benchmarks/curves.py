@@ -122,8 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     log = _logger()
     if args.from_json:
         figures = {}
+        runs: list[str] = []
         for path in args.from_json:
             part = json.loads(path.read_text())
+            info = part.get("info", {})
+            runs.append(
+                f"{info.get('date', '?')}, smc {info.get('smc commit', '?')}: `{info.get('command', '?')}`"
+            )
             for key, value in part.items():
                 if key in ("loads",):
                     figures.setdefault(key, []).extend(value)
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_run.enter_namespace(work)  # the reference waits until algo-1 resolves
         work.mkdir(parents=True, exist_ok=True)
         figures = measure_all(args, work, log)
+    if args.from_json and len(args.from_json) > 1:
+        figures["info"] = {**figures["info"], "command": "the runs below, merged", "runs": " / ".join(runs)}
     section = curves_report.render(figures)
     print()
     print(section)
