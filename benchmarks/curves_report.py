@@ -57,14 +57,17 @@ def slope(points: list[tuple[float, float]]) -> tuple[float | None, float | None
 
 
 def growth(points: dict[int, float]) -> float | None:
-    """How the per-host increment grows: the slope over the last two sizes over the slope over the
-    first two (about 1 for a straight line, about the size ratio for a quadratic). None if under 3."""
+    """The largest size's value over what a straight line through the smaller sizes predicts for it
+    (least squares): about 1 for a line, about 2 for a quadratic over 2-32 hosts (1.7 over 2-16).
+    None with fewer than three sizes, or a prediction at or below zero."""
     sizes = sorted(points)
     if len(sizes) < 3:
         return None
-    first = (points[sizes[1]] - points[sizes[0]]) / (sizes[1] - sizes[0])
-    last = (points[sizes[-1]] - points[sizes[-2]]) / (sizes[-1] - sizes[-2])
-    return last / first if first > 0 else None
+    b, a = slope([(n, points[n]) for n in sizes[:-1]])
+    if b is None or a is None:
+        return None
+    predicted = a + b * sizes[-1]
+    return points[sizes[-1]] / predicted if predicted > 0 else None
 
 
 # --- hosts -------------------------------------------------------------------------------------------
@@ -245,7 +248,7 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
             b_cpu = slope(list(series["cpu"].items()))[0]
             g_values = [growth(series[k]) for k in ("rss", "cpu", "sockets")]
             quadratic = any(
-                g is not None and g > 2.0 and (series_delta(series, k))
+                g is not None and g > 1.5 and (series_delta(series, k))
                 for g, k in zip(g_values, ("rss", "cpu", "sockets"), strict=True)
             )
             if s.startswith("ref-"):
@@ -257,8 +260,9 @@ def hosts_section(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     lines += [
         "",
         "Per-host slope of the master's own cost (least squares over the sizes), and its *growth*: the "
-        "slope over the last two sizes divided by the slope over the first two (1 for a straight line; "
-        "about 4-8 for a quadratic over 2-16 hosts):",
+        "largest size's value over what a straight line through the smaller sizes predicts for it (1 for "
+        "a straight line, about 2 for a quadratic over 2-32 hosts; above 1.5, with the values spread "
+        "over more than 10 %, counts as super-linear below):",
         "",
         "| style | RSS | CPU | sockets |",
         "|---|---|---|---|",
