@@ -219,7 +219,7 @@ def failure_once_one_host(work: Path, timeout: float = 120) -> FailureRun:
 
 def failure_once_two_hosts(work: Path, timeout: float = 120) -> FailureRun:
     """Two hosts (network namespaces), one process each; rank 1 (on algo-2) raises."""
-    from smc_core.launch.netns import NetnsCluster
+    from smc_core.local.netns import NetnsCluster
 
     base = work / "failure-two-hosts"
     shutil.rmtree(base, ignore_errors=True)
@@ -270,7 +270,7 @@ def peers_once(work: Path, late: float = 5.0, timeout: float = 120) -> FailureRu
     """
     import psutil
 
-    from smc_core.launch.netns import NETNS_ETC, NetnsCluster
+    from smc_core.local.netns import NETNS_ETC, NetnsCluster
 
     base = work / "peers"
     shutil.rmtree(base, ignore_errors=True)
@@ -325,6 +325,6 @@ def peers_once(work: Path, late: float = 5.0, timeout: float = 120) -> FailureRu
 
 def netns_available() -> bool:
     """Whether network-namespace hosts can be made here (root, ``ip``)."""
-    from smc_core.launch.netns import netns_unavailable_reason
+    from smc_core.local.netns import netns_unavailable_reason
 
     return netns_unavailable_reason() is None

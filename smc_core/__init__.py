@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "UserCode": "smc_core.usercode.describe",
     "EntryKind": "smc_core.usercode.describe",
     "describe_user_code": "smc_core.usercode.describe",
-    "TrainingResult": "smc_core.launch.process",
+    "TrainingResult": "smc_core.launch.result",
     # errors
     "SmcError": "smc_core.errors",
     "ConfigError": "smc_core.errors",
@@ -43,17 +43,17 @@ _EXPORTS: dict[str, str] = {
     "ClusterError": "smc_core.errors",
     "UserCodeError": "smc_core.errors",
     # settings
-    "Setting": "smc_core.host.settings",
-    "Settings": "smc_core.host.settings",
-    "GRACE_PERIOD": "smc_core.host.settings",
-    "HOST_WAIT_TIMEOUT": "smc_core.host.settings",
-    "settings_table": "smc_core.host.settings",
+    "Setting": "smc_core.base.settings",
+    "Settings": "smc_core.base.settings",
+    "GRACE_PERIOD": "smc_core.base.settings",
+    "HOST_WAIT_TIMEOUT": "smc_core.base.settings",
+    "settings_table": "smc_core.base.settings",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
     "run_process": "smc_core.launch.process",
     "python_executable": "smc_core.launch.process",
-    "entry_command": "smc_core.defaults.invoke",
+    "entry_command": "smc_core.usercode.entry",
     # hosts and networks
     "wait_for_hosts": "smc_core.launch.network",
     "wait_for_port": "smc_core.launch.network",
@@ -64,12 +64,16 @@ _EXPORTS: dict[str, str] = {
     "exported_vars": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
     "is_true": "smc_core.job.hyperparameters",
+    # accelerator and network hardware
+    "Efa": "smc_core.job.hardware",
+    "detect_efa": "smc_core.job.hardware",
+    "network_variables": "smc_core.job.accelerators",
     # TF_CONFIG, shared by the TensorFlow and Keras adapters
     "multi_worker_tf_config": "smc_core.job.tf_config",
     "parameter_server_tf_config": "smc_core.job.tf_config",
     "tf_config_json": "smc_core.job.tf_config",
     # logging
-    "logger": "smc_core.host.reporting",
+    "logger": "smc_core.base.log",
 }
 
 __all__ = ["__version__", "hookimpl", *_EXPORTS]
@@ -89,7 +93,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ imports them
-    from smc_core.defaults.invoke import entry_command as entry_command
+    from smc_core.base.log import logger as logger
+    from smc_core.base.settings import GRACE_PERIOD as GRACE_PERIOD
+    from smc_core.base.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
+    from smc_core.base.settings import Setting as Setting
+    from smc_core.base.settings import Settings as Settings
+    from smc_core.base.settings import settings_table as settings_table
     from smc_core.errors import ClusterError as ClusterError
     from smc_core.errors import ConfigError as ConfigError
     from smc_core.errors import FetchError as FetchError
@@ -97,16 +106,13 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.errors import PluginError as PluginError
     from smc_core.errors import SmcError as SmcError
     from smc_core.errors import UserCodeError as UserCodeError
-    from smc_core.host.reporting import logger as logger
-    from smc_core.host.settings import GRACE_PERIOD as GRACE_PERIOD
-    from smc_core.host.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
-    from smc_core.host.settings import Setting as Setting
-    from smc_core.host.settings import Settings as Settings
-    from smc_core.host.settings import settings_table as settings_table
+    from smc_core.job.accelerators import network_variables as network_variables
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars
     from smc_core.job.exports import user_args as user_args
+    from smc_core.job.hardware import Efa as Efa
+    from smc_core.job.hardware import detect_efa as detect_efa
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
@@ -118,10 +124,11 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
-    from smc_core.launch.process import TrainingResult as TrainingResult
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process
     from smc_core.launch.process import start_process as start_process
+    from smc_core.launch.result import TrainingResult as TrainingResult
     from smc_core.usercode.describe import EntryKind as EntryKind
     from smc_core.usercode.describe import UserCode as UserCode
     from smc_core.usercode.describe import describe_user_code as describe_user_code
+    from smc_core.usercode.entry import entry_command as entry_command

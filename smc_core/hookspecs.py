@@ -25,6 +25,8 @@ How each launch style maps onto the hooks
   ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
   ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
   its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
+  PyTorch/XLA (``sagemaker_pytorch_xla_multi_worker_enabled``) runs the same way with ``PJRT_DEVICE``
+  (torch_xla before 2.0: SageMaker's ``xla_spawn`` with the XRT variables).
 * **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.defaults.mpi``, asked
   before the default launcher): ``invoke_train`` does all of it, so that a job an adapter launches its
   own way starts no sshd. On the master host it opens the job's coordination channel, makes the job's
@@ -32,6 +34,9 @@ How each launch style maps onto the hooks
   host, locally) and returns its result, naming the failing rank and its host; on every other host it
   starts the job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns
   the outcome the master sends (a failure when the master goes silent).
+* **SMDDP** (``sagemaker_distributed_dataparallel_enabled``; the core's default plugin
+  ``smc_core.defaults.smddp``): the MPI launch with the reference SMDDP runner's options and variables
+  and ``smddprun`` in front of each rank's command; exit 2 where ``smddprun`` is not installed.
 * **TensorFlow MultiWorkerMirrored** (smc-tensorflow, ``sagemaker_multi_worker_mirrored_strategy_enabled``):
   ``prepare_training`` waits for the peer hosts and returns ``TF_CONFIG`` (every host a worker on port
   8890, built by :func:`smc_core.multi_worker_tf_config`); ``invoke_train`` runs the entry point once
@@ -69,9 +74,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from smc_core.host.settings import Setting, Settings
+    from smc_core.base.settings import Setting, Settings
     from smc_core.job.environment import TrainingEnv
-    from smc_core.launch.process import TrainingResult
+    from smc_core.launch.result import TrainingResult
     from smc_core.usercode.describe import UserCode
 
 PROJECT_NAME = "smc"
@@ -89,7 +94,7 @@ def register_settings() -> Iterable[Setting[Any]] | None:
     with exit 2, naming the variable, the value and what is accepted. The values reach every hook as
     ``training_env.settings``; the settings reference (``smc --help``, the README) lists them all.
 
-    :return: the plugin's :class:`~smc_core.host.settings.Setting` declarations, or None.
+    :return: the plugin's :class:`~smc_core.base.settings.Setting` declarations, or None.
 
     Example::
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.cli.local import parse_value
+from smc_core.local.command import parse_value
 
 from .helpers import run_smc
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.cli.local_output import Line, LinePrefixer
-from smc_core.cli.metrics import MetricCollector, parse_metric_option
-from smc_core.launch.hosts import loopback_unavailable_reason, processes_with_environ
-from smc_core.launch.netns import NETNS_ETC, _namespaces, netns_unavailable_reason
+from smc_core.local.hosts import loopback_unavailable_reason, processes_with_environ
+from smc_core.local.metrics import MetricCollector, parse_metric_option
+from smc_core.local.netns import NETNS_ETC, _namespaces, netns_unavailable_reason
+from smc_core.local.output import Line, LinePrefixer
 
 from .helpers import SMC_ENV_PREFIXES, run_smc
 

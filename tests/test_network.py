@@ -8,8 +8,8 @@ import socket
 import pytest
 
 from smc_core import HOST_WAIT_TIMEOUT
+from smc_core.base.settings import parse_settings
 from smc_core.errors import ConfigError, SmcError
-from smc_core.host.settings import parse_settings
 from smc_core.launch.network import (
     interface_exists,
     interface_names,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from smc_core.cli.local import check_job_name
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.jobdir import check_job_dir, job_lock
 from smc_core.host.reporting import FailureFile
 from smc_core.job.paths import JobPaths
 from smc_core.launch.limits import MAX_ARG_STRLEN, check_exec_limits
 from smc_core.launch.signals import describe_exit_code
+from smc_core.local.command import check_job_name
 from smc_core.usercode.archive import archive_kind, extract_tar, extract_zip
 from smc_core.usercode.fetch import remove_stale_staging
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from smc_core import ConfigError, Setting
+from smc_core.base.settings import CORE_SETTINGS, parse_settings, settings_help, settings_table
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import declared_settings
-from smc_core.host.settings import CORE_SETTINGS, parse_settings, settings_help, settings_table
 
 from .helpers import failure_text, run_train
 
@@ -46,7 +46,7 @@ def test_the_readme_table_is_the_registry() -> None:
     match = re.search(r"<!-- settings table:[^\n]*-->\n(.*?)<!-- end of settings table -->", readme, re.S)
     assert match, "README.md lost its settings-table markers"
     assert match.group(1) == settings_table(CORE_SETTINGS), (
-        "README.md's settings table differs from smc_core/host/settings.py: replace it with "
+        "README.md's settings table differs from smc_core/base/settings.py: replace it with "
         "settings_table(CORE_SETTINGS)"
     )
 

@@ -4,7 +4,7 @@ Directives (used from the MyST pages inside ``{eval-rst}`` blocks):
 
 * ``smc-hooks``: every hook specification in :mod:`smc_core.hookspecs`, its docstring (autodoc) and
   how its results combine (first result wins, or every plugin contributes).
-* ``smc-settings``: every declared setting: the core's :data:`~smc_core.host.settings.CORE_SETTINGS`
+* ``smc-settings``: every declared setting: the core's :data:`~smc_core.base.settings.CORE_SETTINGS`
   and the ``register_settings`` declarations of every installed adapter and plugin (entry-point
   groups ``smc.adapters`` and ``smc.plugins``).
 * ``smc-exit-codes``: the exit code of every error class in :mod:`smc_core.errors`.
@@ -40,9 +40,9 @@ def hook_specs() -> dict[str, Callable[..., Any]]:
 
 def collect_settings() -> list[Any]:
     """Every declared setting: the core's first, then each installed adapter's and plugin's, by owner."""
+    from smc_core.base.settings import CORE_SETTINGS
     from smc_core.host.entrypoints import find_entry_points
     from smc_core.host.plugins import ADAPTER_GROUP, PLUGIN_GROUP, get_plugin_manager
-    from smc_core.host.settings import CORE_SETTINGS
 
     found = find_entry_points(ADAPTER_GROUP, PLUGIN_GROUP)
     modules = {ep.value: ep.load() for group in (ADAPTER_GROUP, PLUGIN_GROUP) for ep in found[group]}

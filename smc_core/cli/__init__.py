@@ -1,1 +1,1 @@
-"""The command line (``train``, ``smc``) and local mode (``smc local``)."""
+"""The command line: ``train`` and ``smc`` (``smc local`` is :mod:`smc_core.local`'s)."""

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from smc_core import __version__
+from smc_core.base.settings import CORE_SETTINGS, Setting, settings_help
+from smc_core.cli.new_adapter import new_adapter
+from smc_core.errors import ConfigError, SmcError
+from smc_core.host.plugins import get_plugin_manager, hook_implementations, hook_names
+from smc_core.host.runner import declared_settings, load_settings, require
+from smc_core.host.runner import main as run_main
+from smc_core.job.exports import exported_vars, training_env_dict
+from smc_core.job.paths import base_dir
 
 if TYPE_CHECKING:
     import argparse
-
-# argparse, json, shlex and subprocess are imported where used: `train` needs none of them, and the
-# runner's start-up is part of every job's overhead.
-
-from smc_core import __version__
-from smc_core.host.settings import Setting, settings_help
 
 DESCRIPTION = """\
 smc runs a training job inside a machine-learning container: it reads the job directory
@@ -42,11 +50,7 @@ def epilog(settings: Sequence[Setting[Any]]) -> str:
 def _help_settings() -> list[Setting[Any]]:
     """The core's settings and those of every plugin that loads here (the core's alone when the
     plugins cannot be loaded: help must not fail)."""
-    from smc_core.host.settings import CORE_SETTINGS
-
     try:
-        from smc_core.host.runner import declared_settings
-
         declared = declared_settings(_plugin_manager())
     except Exception:
         declared = []
@@ -54,21 +58,14 @@ def _help_settings() -> list[Setting[Any]]:
 
 
 def _plugin_manager() -> Any:
-    from smc_core.host.plugins import get_plugin_manager
-
     return get_plugin_manager()
 
 
 def _load_training_env(pm: Any) -> Any:
-    from smc_core.host.runner import load_settings, require
-    from smc_core.job.environment import base_dir
-
     environ = dict(os.environ)
     settings = load_settings(pm, environ)
     base = base_dir(environ)
     if not base.is_dir():
-        from smc_core.errors import ConfigError
-
         raise ConfigError(
             f"The job directory {base} does not exist (SAGEMAKER_BASE_DIR, default /opt/ml): there is no "
             "job to describe. Point SAGEMAKER_BASE_DIR at a job directory."
@@ -82,8 +79,6 @@ def _load_training_env(pm: Any) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the training job in the job directory."""
-    from smc_core.host.runner import main as run_main
-
     return run_main()
 
 
@@ -98,11 +93,6 @@ def cmd_env(args: argparse.Namespace) -> int:
     """Print the resolved training environment, or (``--export``) the ``SM_*`` variables smc exports.
 
     Plugins' own additions (``prepare_training``) are not run here; the output says so."""
-    import json
-    import shlex
-
-    from smc_core.job.exports import exported_vars, training_env_dict
-
     pm = _plugin_manager()
     training_env = _load_training_env(pm)
     adapter = getattr(pm, "adapter", None)
@@ -119,8 +109,6 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """Run a command with the job's SM_* environment (as the default ``prepare_training`` exports it)."""
-    from smc_core.job.exports import exported_vars
-
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -130,8 +118,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
     training_env = _load_training_env(_plugin_manager())
     environ = {**os.environ, **exported_vars(training_env)}
     try:
-        import subprocess
-
         return subprocess.call(command, env=environ)
     except FileNotFoundError:
         print(f"smc exec: command not found: {command[0]}", file=sys.stderr)
@@ -140,8 +126,6 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_plugins(args: argparse.Namespace) -> int:
     """List the loaded plugins and, for each hook, its implementations in call order."""
-    from smc_core.host.plugins import hook_implementations, hook_names
-
     pm = _plugin_manager()
     report: dict[str, Any] = {
         "plugins": [
@@ -157,8 +141,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         "hooks": {name: hook_implementations(pm, name) for name in hook_names()},
     }
     if args.json:
-        import json
-
         print(json.dumps(report, indent=2))
         return 0
     adapter = pm.adapter
@@ -178,10 +160,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_new_adapter(args: argparse.Namespace) -> int:
     """Render the adapter template into ``DIR/smc-NAME`` (see :mod:`smc_core.cli.new_adapter`)."""
-    from pathlib import Path
-
-    from smc_core.cli.new_adapter import new_adapter
-
     target = new_adapter(args.name, Path(args.dir))
     print(f"Wrote {target}: pip install -e {target} && pytest {target / 'tests'}")
     return 0
@@ -189,9 +167,7 @@ def cmd_new_adapter(args: argparse.Namespace) -> int:
 
 def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.ArgumentParser:
     """The ``smc`` argument parser; its help lists ``settings`` (default: the core's)."""
-    import argparse
-
-    from smc_core.host.settings import CORE_SETTINGS
+    import argparse  # only for `smc`: `train` parses no options, and its start is every job's overhead
 
     parser = argparse.ArgumentParser(
         prog="smc",
@@ -236,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smc`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "local":
-        from smc_core.cli.local import main as local_main
+        # local mode (argparse, tarfile, the hosts, metrics) only when asked: `smc` starts cheap
+        from smc_core.local.command import main as local_main
 
         return local_main(argv[1:])
     wants_help = bool(argv) and argv[0] in ("-h", "--help")
@@ -245,8 +222,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from smc_core.errors import SmcError
-
     try:
         return int(args.func(args))
     except SmcError as error:
@@ -277,12 +252,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(TRAIN_USAGE, end="")
         return 0
-    from smc_core.host.runner import main as run_main
-
     if not args:
         return run_main()
-    import json
-
     if args[0] == "--":
         args = args[1:]
     return run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)})

@@ -1,16 +1,4 @@
-"""The built-in behaviour, as ordinary plugins registered ``trylast`` so that anything else wins."""
+"""The built-in behaviour, as ordinary plugins registered ``trylast`` so that anything else wins.
 
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "smc_core.defaults.environment",
-    "smc_core.defaults.kubeflow",
-    "smc_core.defaults.vertex",
-    "smc_core.defaults.usercode",
-    "smc_core.defaults.exports",
-    "smc_core.defaults.install",
-    # before invoke: among trylast implementations the one registered first is called first
-    "smc_core.defaults.mpi",
-    "smc_core.defaults.invoke",
-    "smc_core.defaults.intermediate",
-    "smc_core.defaults.reporting",
-)
-"""Module names of the default plugins, registered in this order by ``get_plugin_manager``."""
+The host imports them by name, as it imports any plugin (:data:`smc_core.host.plugins.DEFAULT_PLUGINS`
+lists them); nothing below this package imports it."""

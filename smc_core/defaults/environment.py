@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import hookimpl
-from smc_core.host.reporting import logger
-from smc_core.host.settings import CORE_SETTINGS, Setting, Settings
+from smc_core.base.log import logger
+from smc_core.base.settings import CORE_SETTINGS, Setting, Settings
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.platforms.detect import chosen_platform
 from smc_core.job.platforms.sagemaker import sagemaker_environment
@@ -22,7 +22,7 @@ from smc_core.job.platforms.sagemaker import sagemaker_environment
 
 @hookimpl
 def register_settings() -> tuple[Setting[Any], ...]:
-    """The core's own settings (:data:`smc_core.host.settings.CORE_SETTINGS`)."""
+    """The core's own settings (:data:`smc_core.base.settings.CORE_SETTINGS`)."""
     return CORE_SETTINGS
 
 
@@ -38,4 +38,12 @@ def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Setti
     if platform != "sagemaker":
         return None
     logger.info("Platform: SageMaker (%s).", reason)
-    return sagemaker_environment(base_dir, environ, settings)
+    training_env = sagemaker_environment(base_dir, environ, settings)
+    job = training_env.model_trainer
+    if job is not None:
+        logger.info(
+            "A SageMaker Python SDK v3 ModelTrainer layout (%s exists): %s.",
+            job.source_code_file,
+            job.describe(),
+        )
+    return training_env

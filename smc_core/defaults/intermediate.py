@@ -15,11 +15,11 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from smc_core import hookimpl
+from smc_core.base.log import logger
+from smc_core.base.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
 from smc_core.errors import ConfigError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
 from smc_core.job.environment import TrainingEnv
-from smc_core.launch.process import TrainingResult
+from smc_core.launch.result import TrainingResult
 from smc_core.usercode.describe import UserCode
 
 
@@ -28,6 +28,7 @@ def intermediate_uri(training_env: TrainingEnv) -> str:
 
     :raises ConfigError: ``sagemaker_s3_output`` is not an S3 location, or the job has no name.
     """
+    # The S3 sync's modules only for a job that asks for it: every job's start imports this plugin.
     from smc_core.outputs.upload import join_s3_uri, parse_s3_prefix
 
     assert training_env.s3_output
@@ -47,7 +48,7 @@ def invoke_train(
     """Sync ``output/intermediate`` while the user's code runs, then flush it before the outcome."""
     if not training_env.s3_output:
         return (yield)
-    from smc_core.outputs.sync import start_directory_sync
+    from smc_core.outputs.sync import start_directory_sync  # only with sagemaker_s3_output (above)
     from smc_core.usercode.s3 import s3_client
 
     settings = training_env.settings

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import hookimpl
-from smc_core.host.reporting import logger
-from smc_core.host.stopping import set_phase
+from smc_core.base.log import logger
+from smc_core.base.stopping import set_phase
 from smc_core.host.summary import log_user_environment, ran_line
 
 

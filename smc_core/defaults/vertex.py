@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from smc_core import hookimpl
-from smc_core.host.reporting import logger
-from smc_core.host.settings import PLATFORM, Settings
+from smc_core.base.log import logger
+from smc_core.base.settings import PLATFORM, Settings
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.platforms.detect import chosen_platform, require_pinned_variables, vertex_variables
 from smc_core.job.platforms.vertex import vertex_environment

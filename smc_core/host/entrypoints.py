@@ -18,12 +18,17 @@ importlib.metadata's own walk and returns its ``EntryPoint`` objects.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import machinery
 from typing import Any, Protocol
+
+from smc_core.errors import PluginError
 
 __all__ = ["EntryPointLike", "ScannedDistribution", "ScannedEntryPoint", "find_entry_points"]
 
@@ -121,9 +126,6 @@ class ScannedEntryPoint:
 
     def load(self) -> Any:
         """Import the module and return the object the value names (``module:attr.attr``)."""
-        import functools
-        import importlib
-
         match = _VALUE.match(self.value)
         if match is None:
             raise ValueError(
@@ -148,8 +150,6 @@ def _parse_entry_points(text: str, dist: ScannedDistribution) -> list[ScannedEnt
         if group is None:
             continue
         if "=" not in line:
-            from smc_core.errors import PluginError
-
             raise PluginError(
                 f"{os.path.join(dist.path, 'entry_points.txt')}: the line {line!r} under [{group}] is not "
                 "'name = value'. Reinstall that distribution, or fix its entry points and rebuild it."
@@ -173,8 +173,6 @@ def _scan_directories(headers: tuple[bytes, ...]) -> list[ScannedEntryPoint] | N
     order, with its de-duplication (by the name before the first ``-``, normalised). None where the layout
     needs importlib.metadata itself.
     """
-    from importlib import machinery
-
     if any(getattr(f, "find_distributions", None) for f in sys.meta_path if f is not machinery.PathFinder):
         return None
     seen: set[str] = set()
@@ -207,7 +205,7 @@ def _scan_directories(headers: tuple[bytes, ...]) -> list[ScannedEntryPoint] | N
 
 
 def _walk_importlib_metadata(headers: tuple[bytes, ...]) -> list[EntryPointLike]:
-    from importlib import metadata
+    from importlib import metadata  # its import pulls in email (~20 ms): only on this fallback
 
     seen: set[str] = set()
     found: list[EntryPointLike] = []

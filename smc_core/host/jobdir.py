@@ -18,8 +18,10 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from smc_core.base.settings import PLATFORM
 from smc_core.errors import ConfigError
 from smc_core.job.paths import JobPaths
+from smc_core.job.platforms.detect import detect_platform
 
 __all__ = ["check_job_dir", "disk_full", "job_lock", "job_lock_path"]
 
@@ -114,15 +116,12 @@ def _holder(fd: int) -> str:
 
 def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
     """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
-    from smc_core.host.settings import PLATFORM
-
     try:
         pinned = PLATFORM.read(environ)
     except ConfigError:
         return False  # reported with every other bad setting once the job starts
     if pinned:
         return bool(pinned != "sagemaker")
-    from smc_core.job.platforms.detect import detect_platform
 
     return detect_platform(base, environ)[0] != "sagemaker"
 

@@ -26,13 +26,30 @@ from typing import Any
 import pluggy
 
 from smc_core import hookspecs
-from smc_core.defaults import DEFAULT_PLUGINS
+from smc_core.base.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
 from smc_core.errors import PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
-from smc_core.host.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
 
 ADAPTER_GROUP = "smc.adapters"
 PLUGIN_GROUP = "smc.plugins"
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "smc_core.defaults.environment",
+    "smc_core.defaults.kubeflow",
+    "smc_core.defaults.vertex",
+    "smc_core.defaults.usercode",
+    "smc_core.defaults.exports",
+    "smc_core.defaults.accelerators",
+    "smc_core.defaults.install",
+    # before invoke: among trylast implementations the one registered first is called first
+    "smc_core.defaults.mpi",
+    "smc_core.defaults.smddp",
+    "smc_core.defaults.invoke",
+    "smc_core.defaults.intermediate",
+    "smc_core.defaults.reporting",
+)
+"""Module names of the default plugins (:mod:`smc_core.defaults`), imported by name and registered in
+this order by ``get_plugin_manager``, as any plugin is: the defaults sit a layer above the host."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,7 @@ def get_plugin_manager(
 
     :param environ: where to read ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS``
         (default: ``os.environ``); they are parsed as the settings registry declares them
-        (:mod:`smc_core.host.settings`), the plugin manager being built before plugins can declare theirs.
+        (:mod:`smc_core.base.settings`), the plugin manager being built before plugins can declare theirs.
     :param load_entrypoints: False builds a manager with the defaults only (and ``plugins``),
         as tests do.
     :param plugins: extra plugin objects, registered last, so they are called first and win over

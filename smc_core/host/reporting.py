@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import re
-import sys
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.log import logger
+from smc_core.base.messages import summary_line
 from smc_core.errors import SmcError
-
-logger = logging.getLogger("smc")
+from smc_core.launch.signals import describe_exit_code, signal_of
 
 FAILURE_LIMIT = 1024
 """The platform shows the first 1024 characters of the failure file: the key facts go first."""
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send smc's log lines to stderr as ``smc INFO: message`` (idempotent)."""
-    if not any(getattr(h, "_smc", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("smc %(levelname)s: %(message)s"))
-        handler._smc = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level)
 
 
 def file_state(path: Path) -> tuple[int, int, int] | None:
@@ -142,21 +130,6 @@ def format_error(error: BaseException) -> str:
     )
 
 
-_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)|[A-Z]\w*Error)\b.*")
-
-
-def summary_line(stderr_tail: str | None) -> str | None:
-    """The line that says best what went wrong: the last exception line of a traceback
-    (``ValueError: loss is NaN``), else the last non-empty line; None for no output."""
-    lines = [line.strip() for line in (stderr_tail or "").splitlines() if line.strip()]
-    if not lines:
-        return None
-    for line in reversed(lines):
-        if _ERROR_LINE.match(line):
-            return line
-    return lines[-1]
-
-
 def format_user_failure(
     exit_code: int,
     reason: str | None,
@@ -175,8 +148,6 @@ def format_user_failure(
     signal means, the command (shortened), then as many of the last lines of stderr as fit. When
     anything was shortened, the full command and stderr tail follow after that first part.
     """
-    from smc_core.launch.signals import describe_exit_code, signal_of
-
     summary = summary_line(reason)
     if signal_of(exit_code) is not None:
         cause = (details or {}).get("kill_cause")
@@ -221,6 +192,4 @@ def _shorten(text: str, limit: int) -> str:
 
 def _quote(arg: str) -> str:
     """An argument as a reader can copy it into a shell."""
-    import shlex
-
     return shlex.quote(arg)

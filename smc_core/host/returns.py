@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from smc_core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from smc_core.launch.process import TrainingResult
+    from smc_core.launch.result import TrainingResult
 
 SAVERS: tuple[tuple[str, str, str, str], ...] = (
     # (top-level package, class name, what it is, the adapters that save it)

@@ -13,23 +13,18 @@ from typing import Any, TypeVar
 
 import pluggy
 
+from smc_core.base.log import configure_logging, logger
+from smc_core.base.settings import Setting, Settings, parse_settings
+from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
-from smc_core.host.reporting import (
-    FailureFile,
-    configure_logging,
-    format_error,
-    format_user_failure,
-    logger,
-    write_success,
-)
+from smc_core.host.plugins import get_plugin_manager, raising_plugin
+from smc_core.host.reporting import FailureFile, format_error, format_user_failure, write_success
 from smc_core.host.returns import check_returned_model
-from smc_core.host.settings import Setting, Settings, parse_settings
-from smc_core.host.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
-from smc_core.job.environment import JobPaths, base_dir
-from smc_core.launch.process import TrainingResult
+from smc_core.job.paths import JobPaths, base_dir
+from smc_core.launch.result import TrainingResult
 
 T = TypeVar("T")
 
@@ -110,7 +105,7 @@ def run_training(
         "load_environment",
         pm,
     )
-    check_switches(training_env.additional_framework_parameters, claimed)
+    check_switches(training_env, claimed)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
     process_env = merge_process_env(contributions, environ)
@@ -124,8 +119,6 @@ def run_training(
 def report_crash(error: Exception, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
     """Report an exception that is not an :class:`SmcError`: exit 3 when a plugin's own code raised it
     (:func:`~smc_core.host.plugins.raising_plugin`), else 1 (smc itself crashed: a bug)."""
-    from smc_core.host.plugins import raising_plugin
-
     plugin = raising_plugin(pm, error) if pm is not None else None
     if plugin is None:
         logger.exception("smc failed: this is a bug in smc; please report it with this traceback")
@@ -152,7 +145,7 @@ def main(
     Writes ``output/success``, or ``output/failure`` (keeping one the user's code wrote itself). A
     job dir that is missing, read-only or busy with another job is exit 2 (see
     :mod:`smc_core.host.jobdir`); SIGTERM/SIGINT in any phase end the job with ``128 + signal``
-    and a failure file naming the phase (see :mod:`smc_core.host.stopping`).
+    and a failure file naming the phase (see :mod:`smc_core.base.stopping`).
     """
     environ = dict(os.environ if environ is None else environ)
     configure_logging()
@@ -172,8 +165,6 @@ def main(
 
 def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Mapping[str, str]) -> int:
     """Run the job in ``paths`` (locked by the caller) and write its outcome; the exit code."""
-    from smc_core.host.plugins import get_plugin_manager
-
     failure_file = FailureFile(paths.failure_file)
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)

@@ -9,18 +9,20 @@ reappear inside another variable or the command line (a hyperparameter ``api_key
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from smc_core.host.reporting import logger
+from smc_core import __version__
+from smc_core.base.log import logger
 
 if TYPE_CHECKING:
     import pluggy
 
     from smc_core.job.environment import TrainingEnv
-    from smc_core.launch.process import TrainingResult
+    from smc_core.launch.result import TrainingResult
 
 SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|KEY", re.IGNORECASE)
 """A variable whose name matches has its value replaced by :data:`REDACTED` in the log."""
@@ -38,8 +40,6 @@ def secret_values(environ: Mapping[str, str]) -> set[str]:
 def redact(text: str, secrets: Collection[str]) -> str:
     """``text`` with every one of ``secrets`` replaced by :data:`REDACTED`, as it is and as it appears
     inside JSON (``SM_HPS``, ``SM_TRAINING_ENV``)."""
-    import json
-
     forms = {form for secret in secrets for form in (secret, json.dumps(secret)[1:-1])}
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, REDACTED)
@@ -64,7 +64,6 @@ def plugins_line(pm: pluggy.PluginManager) -> str:
     adapter = next((i for i in infos if i.origin == "adapter"), None)
     others = [f"{i.name} ({i.origin}, {where(i)})" for i in infos if i.origin not in ("adapter", "default")]
     defaults = sum(1 for i in infos if i.origin == "default")
-    from smc_core import __version__
 
     head = (
         f"Adapter: {adapter.name} ({where(adapter)})"

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean, quoted, type_name
 from smc_core.job.paths import job_paths
-from smc_core.job.platforms import resource_config_from_tf_config
+from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
 __all__ = [
     "check_resource_config",
@@ -152,7 +153,6 @@ def load_resource_config(
     if config is None:
         if environ.get("TF_CONFIG"):
             return check_resource_config(resource_config_from_tf_config(environ["TF_CONFIG"]), "TF_CONFIG")
-        import socket  # only without resourceconfig.json
 
         hostname = socket.gethostname()
         return {"current_host": hostname, "hosts": [hostname]}

@@ -14,7 +14,7 @@ The steps live in siblings named after their concern, and every name is importab
 :mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
 config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
 :mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (other platforms) and
-:mod:`smc_core.host.messages` (how errors quote values).
+:mod:`smc_core.base.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
 whose directory is missing) raises :class:`~smc_core.errors.ConfigError` naming the file, the key,
@@ -30,11 +30,11 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from smc_core.base.messages import did_you_mean, quoted, type_name
+from smc_core.base.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean, quoted, type_name
-from smc_core.host.settings import BOOL_FLAGS, Settings, parse_settings
 from smc_core.job.config import (
     check_resource_config,
     get_channel_dir,
@@ -43,20 +43,30 @@ from smc_core.job.config import (
     load_input_data_config,
     load_resource_config,
 )
-from smc_core.job.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
+from smc_core.job.hardware import (
+    Efa,
+    available_cpus,
+    available_gpus,
+    available_neurons,
+    cgroup_cpu_limit,
+    detect_efa,
+)
 from smc_core.job.hyperparameters import (
     DISTRIBUTION_SWITCHES,
     RESERVED_HYPERPARAMETERS,
     SplitHyperparameters,
+    count_parameter,
     decode_hyperparameters,
     load_hyperparameters,
     split_hyperparameters,
 )
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
-from smc_core.job.paths import JobPaths, base_dir, job_paths
-from smc_core.job.platforms import resource_config_from_tf_config
-from smc_core.usercode.describe import module_name as _module_name
+from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
+from smc_core.job.platforms.tf_config import resource_config_from_tf_config
+
+if TYPE_CHECKING:
+    from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
@@ -78,6 +88,7 @@ __all__ = [
     "load_hyperparameters",
     "load_input_data_config",
     "load_resource_config",
+    "module_name",
     "resource_config_from_tf_config",
     "split_hyperparameters",
 ]
@@ -117,6 +128,20 @@ def _frozen(mapping: Mapping[str, Any]) -> FrozenDict:
     return FrozenDict(mapping)
 
 
+def module_name(entry_point: str | None) -> str | None:
+    """The job's module name (``SM_MODULE_NAME``): ``train`` for ``train.py``, ``pkg/train`` for
+    ``pkg/train.py``; any other entry point (``run.sh``, ``train``) as it is; None for None.
+
+    As the reference toolkit, only a ``.py`` suffix is stripped. This is the one rule for the module
+    name: :class:`TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
+    :attr:`~smc_core.usercode.describe.UserCode.module_name` (which adds
+    :func:`~smc_core.usercode.describe.import_name`'s dots) all come from it.
+    """
+    if entry_point is not None and entry_point.endswith(".py"):
+        return entry_point[:-3]
+    return entry_point
+
+
 @dataclass(frozen=True)
 class TrainingEnv:
     """Everything a training job knows about itself, read once before anything runs.
@@ -153,7 +178,7 @@ class TrainingEnv:
     """The code URI (``sagemaker_submit_directory``): ``s3://``, a local path, or None for the code dir."""
     module_name: str | None = None
     """SM_MODULE_NAME: the entry point without ``.py`` (``train`` for ``train.py``), as
-    :func:`smc_core.usercode.describe.module_name` computes it."""
+    :func:`module_name` computes it."""
     framework_module: str | None = None
     """``$SAGEMAKER_TRAINING_MODULE``: the framework's training module, if the image names one."""
     job_name: str | None = None
@@ -200,20 +225,28 @@ class TrainingEnv:
     """The rendezvous port the platform names (Kubeflow's ``PET_MASTER_PORT`` or ``MASTER_PORT``, the
     primary replica's port in Vertex's ``CLUSTER_SPEC``); None: each adapter uses the contract's port."""
     processes_per_host: int | None = None
-    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), or None: the adapter decides."""
+    """Processes per host the job asks for: the platform's (``PET_NPROC_PER_NODE``), else the
+    hyperparameter ``sagemaker_mpi_num_of_processes_per_host``; None when it does not say: each launcher
+    then takes its own setting, else :attr:`default_processes_per_host`."""
     distributed_by: str | None = None
     """What, on a platform without ``sagemaker_*`` switches, asks for a distributed launch (e.g.
     ``Kubeflow Trainer's PET_* variables``); None when nothing does (on SageMaker, always None)."""
+    efa: Efa = field(default_factory=Efa)
+    """AWS's Elastic Fabric Adapter on this host, as read from ``$SMC_SYS_ROOT/class/infiniband`` (the
+    reference's instance lists only when that cannot be read): :func:`smc_core.job.hardware.detect_efa`."""
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
     are; None: rendered from the hyperparameters, as the contract says."""
+    model_trainer: ModelTrainerJob | None = field(default=None, hash=False)
+    """The SageMaker Python SDK v3 ``ModelTrainer`` layout (its ``sm_drivers`` channel) this job came
+    with, or None for the classic layout (see :mod:`smc_core.job.platforms.modeltrainer`)."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
     settings: Settings = field(
         default_factory=lambda: parse_settings({}), hash=False, compare=False, repr=False
     )
     """Every declared setting (the core's and the plugins'), parsed from :attr:`environ`: index it
-    with a :class:`~smc_core.host.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
+    with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
 
     # --- derived facts -------------------------------------------------------------------------
     @property
@@ -221,6 +254,18 @@ class TrainingEnv:
         """The first distribution host (else the first host): the rendezvous master for every framework."""
         hosts = self.distribution_hosts or self.hosts
         return hosts[0]
+
+    @property
+    def default_processes_per_host(self) -> int:
+        """One process per GPU, else per Neuron core, else 1: the reference toolkit's default for every
+        launcher that counts processes (``sagemaker_training/runner.py``)."""
+        return self.num_gpus or self.num_neurons or 1
+
+    @property
+    def persistent_cache_dir(self) -> Path | None:
+        """A directory that survives between jobs where the platform offers one (a SageMaker warm pool's
+        ``/opt/ml/sagemaker/warmpoolcache``), else None: :func:`smc_core.job.paths.persistent_cache_dir`."""
+        return persistent_cache_dir(self.paths, self.environ)
 
     @property
     def is_master(self) -> bool:
@@ -381,6 +426,9 @@ def create_environment(
     master_port: int | None = None,
     processes_per_host: int | None = None,
     distributed_by: str | None = None,
+    code_dir: Path | None = None,
+    entry_point: str | None = None,
+    model_trainer: ModelTrainerJob | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
@@ -394,14 +442,24 @@ def create_environment(
     ``LocalPath``); ``channel_dirs`` maps channel names to their directories (File mode) instead of
     ``input/data/<name>``; the rest become the :class:`TrainingEnv` fields of the same names.
 
+    For a ModelTrainer layout (:mod:`smc_core.job.platforms.modeltrainer`): ``code_dir`` replaces
+    ``code/``, ``entry_point`` is the entry point when neither ``SAGEMAKER_PROGRAM`` nor
+    ``sagemaker_program`` names one, and with ``model_trainer`` the distribution hosts are every host,
+    sorted, as the SDK's drivers take them (``algo-1`` the master).
+
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
     """
     environ = os.environ if environ is None else environ
     if settings is None:
         settings = parse_settings(environ)
     paths = job_paths(base, environ)
-    if model_dir is not None or checkpoint_dir is not None:
-        paths = JobPaths(paths.base_dir, custom_model_dir=model_dir, custom_checkpoint_dir=checkpoint_dir)
+    if model_dir is not None or checkpoint_dir is not None or code_dir is not None:
+        paths = JobPaths(
+            paths.base_dir,
+            custom_model_dir=model_dir,
+            custom_checkpoint_dir=checkpoint_dir,
+            custom_code_dir=code_dir,
+        )
     hps_file = paths.hyperparameters_file
 
     all_hps = dict(load_hyperparameters(paths.base_dir) if hyperparameters is None else hyperparameters)
@@ -434,13 +492,20 @@ def create_environment(
     groups = _instance_groups(resource_config)
     group_hosts = {g["instance_group_name"]: tuple(g.get("hosts", [])) for g in groups}
     distribution_groups = _distribution_groups(hps_file, split.framework, groups, current_group)
-    if groups:
+    if model_trainer is not None:
+        # The SDK's drivers span every host, sorted: algo-1 is the master and node rank 0.
+        distribution_hosts = tuple(sorted(hosts))
+        if distribution_groups:
+            distribution_groups = tuple(group_hosts) or distribution_groups
+    elif groups:
         distribution_hosts = tuple(h for name in distribution_groups for h in group_hosts.get(name, ()))
     else:
         distribution_hosts = hosts
 
-    program = environ.get("SAGEMAKER_PROGRAM") or _reserved_string(
-        hps_file, split.reserved, "sagemaker_program", "train.py"
+    program = (
+        environ.get("SAGEMAKER_PROGRAM")
+        or entry_point
+        or _reserved_string(hps_file, split.reserved, "sagemaker_program", "train.py")
     )
     submit_dir = _reserved_string(
         hps_file, split.reserved, "sagemaker_submit_directory", "s3://bucket/job/source/sourcedir.tar.gz"
@@ -472,7 +537,7 @@ def create_environment(
         num_gpus=available_gpus(environ) if num_gpus is None else num_gpus,
         user_entry_point=program,
         module_dir=submit_dir,
-        module_name=_module_name(program),
+        module_name=module_name(program),
         framework_module=environ.get("SAGEMAKER_TRAINING_MODULE") or None,
         job_name=job_name,
         region=region,
@@ -496,9 +561,15 @@ def create_environment(
         booleans_as_flags=settings[BOOL_FLAGS],
         platform=platform,
         master_port=master_port,
-        processes_per_host=processes_per_host,
+        processes_per_host=(
+            processes_per_host
+            if processes_per_host is not None
+            else count_parameter(split.framework, "sagemaker_mpi_num_of_processes_per_host", hps_file)
+        ),
         distributed_by=distributed_by,
+        efa=detect_efa(settings[SYS_ROOT], instance_type),
         script_args=None if script_args is None else tuple(script_args),
+        model_trainer=model_trainer,
         environ=_frozen(environ),
         settings=settings,
     )

@@ -6,7 +6,9 @@ contract describes (and as SageMaker's framework containers do):
 * :func:`env_vars`: every ``SM_*`` variable. Names are ``SM_`` + the key upper-cased, hyphens and
   dots kept (``SM_HP_LEARNING-RATE``); values by :func:`encode_value`: a str as is, None as empty,
   anything else as compact JSON with sorted keys and non-ASCII characters ``\\u``-escaped.
-  smc adds ``SM_MASTER_ADDR``, ``SM_HOST_COUNT`` and ``SM_CURRENT_HOST_RANK``.
+  smc adds ``SM_MASTER_ADDR``, ``SM_HOST_COUNT`` and ``SM_CURRENT_HOST_RANK``. On a SageMaker SDK v3
+  ``ModelTrainer`` layout, every variable of the SDK's ``environment.py`` is added with its value
+  (:mod:`smc_core.job.platforms.modeltrainer_env`), replacing the classic value of the same name.
 * :func:`exported_vars`: what the default ``prepare_training`` exports: :func:`env_vars` plus
   ``CURRENT_HOST``, ``SAGEMAKER_JOB_NAME``, ``SAGEMAKER_REGION``, ``PYTHONPATH`` (the code dir first,
   then the inherited path) and ``PYTHONUNBUFFERED=1`` unless the environment already sets it.
@@ -29,14 +31,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv
-from smc_core.usercode.describe import module_name
-
-if TYPE_CHECKING:
-    from smc_core.usercode.describe import UserCode
+from smc_core.job.environment import TrainingEnv, module_name
 
 __all__ = [
     "TRAINING_ENV_KEYS",
@@ -91,13 +89,23 @@ TRAINING_ENV_KEYS = (
 and smc's ``checkpoint_dir``)."""
 
 
-def _entry_point(training_env: TrainingEnv, user_code: UserCode | None) -> str | None:
+class FetchedCode(Protocol):
+    """What the renderers read of the fetched code: its entry point. The
+    :class:`~smc_core.usercode.describe.UserCode` that ``fetch_user_code`` returns is one; it is
+    described a layer above the job's, so this module names only what it reads."""
+
+    @property
+    def entry_point(self) -> str | None:
+        """The entry point as given (``train.py``), or None when the job names none."""
+
+
+def _entry_point(training_env: TrainingEnv, user_code: FetchedCode | None) -> str | None:
     if user_code is not None and user_code.entry_point:
         return user_code.entry_point
     return training_env.user_entry_point
 
 
-def training_env_dict(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, Any]:
+def training_env_dict(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, Any]:
     """The ``SM_TRAINING_ENV`` object: every key of the contract, JSON-ready.
 
     :param user_code: the fetched code, when known: its entry point wins over the job's.
@@ -163,7 +171,7 @@ def encode_value(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def env_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, str]:
+def env_vars(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, str]:
     """Every ``SM_*`` variable for ``training_env`` (see the module docstring for the encoding).
 
     :param user_code: the fetched code, when known: ``SM_USER_ENTRY_POINT`` and ``SM_MODULE_NAME``
@@ -216,6 +224,10 @@ def env_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> di
     for key, value in env.hyperparameters.items():
         values[f"hp_{key}"] = value
     out = {f"SM_{key.upper()}": encode_value(value) for key, value in values.items()}
+    if env.model_trainer is not None:  # what the SDK's environment.py gives, by its names and values
+        from smc_core.job.platforms.modeltrainer_env import sdk_variables
+
+        out.update(sdk_variables(env, document))
     for name, value in out.items():
         if "\0" in value:
             raise ConfigError(
@@ -233,7 +245,7 @@ def python_path(training_env: TrainingEnv) -> str:
     return os.pathsep.join([code_dir, *rest])
 
 
-def exported_vars(training_env: TrainingEnv, user_code: UserCode | None = None) -> dict[str, str]:
+def exported_vars(training_env: TrainingEnv, user_code: FetchedCode | None = None) -> dict[str, str]:
     """Every variable the user's process gets from smc: :func:`env_vars` plus the process-wide ones.
 
     ``CURRENT_HOST``, ``SAGEMAKER_JOB_NAME``, ``SAGEMAKER_REGION``, ``PYTHONPATH`` (see
@@ -281,7 +293,13 @@ def user_args(training_env: TrainingEnv) -> list[str]:
 
     Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``). Off
     SageMaker, the container's own arguments (``train --epochs 3``) are passed on as they were given.
+    On a ModelTrainer layout the hyperparameters are rendered as the SDK's drivers render them
+    (:func:`~smc_core.job.platforms.modeltrainer_env.sdk_cli_args`).
     """
     if training_env.script_args is not None:
         return list(training_env.script_args)
+    if training_env.model_trainer is not None:
+        from smc_core.job.platforms.modeltrainer_env import sdk_cli_args
+
+        return sdk_cli_args(training_env.model_trainer, booleans_as_flags=training_env.booleans_as_flags)
     return cmd_args(training_env.hyperparameters, booleans_as_flags=training_env.booleans_as_flags)

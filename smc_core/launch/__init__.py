@@ -1,2 +1,2 @@
-"""Running the user's code: supervised processes, signal forwarding, function mode, and waiting for
-peer hosts."""
+"""Starting and supervising processes (the user's code, an installer, sshd): signal forwarding,
+function mode, waiting for peer hosts, and MPI's launch."""

@@ -40,8 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from smc_core.base.log import logger
 from smc_core.errors import ClusterError
-from smc_core.host.reporting import logger
 
 __all__ = ["EOF", "Coordinator", "MasterLink", "WorkerState", "report_rank_failure"]
 

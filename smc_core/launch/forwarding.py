@@ -11,7 +11,7 @@ import signal
 import threading
 from collections.abc import Callable
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 from smc_core.launch.signals import add_signal_target, forward_signals, kill_group, remove_signal_target
 
 __all__ = ["SignalRelay"]

@@ -27,6 +27,7 @@ user's code (so ``finally`` blocks run) unless the user installs a handler.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import inspect
 import os
@@ -38,10 +39,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.log import logger
+from smc_core.base.messages import did_you_mean
 from smc_core.errors import ConfigError
-from smc_core.host.messages import did_you_mean
-from smc_core.host.reporting import logger
-from smc_core.launch.process import TrainingResult
+from smc_core.launch.result import TrainingResult
 
 if typing.TYPE_CHECKING:
     from smc_core.job.environment import TrainingEnv
@@ -81,8 +82,6 @@ def _plain(value: Any) -> Any:
 def environment_fields(training_env: TrainingEnv) -> dict[str, Any]:
     """The environment fields function mode can pass by name: every ``TrainingEnv`` field and
     property (paths as strings, as the original design passed them), plus ``training_env`` itself."""
-    import dataclasses
-
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(training_env):
         if f.name != "paths":

@@ -25,6 +25,7 @@ goodbyes, and Open MPI's daemons left on a worker get 5 s after SIGTERM before S
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shlex
@@ -36,19 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smc_core import (
-    ClusterError,
-    ConfigError,
-    SmcError,
-    SupervisedProcess,
-    TrainingResult,
-    interface_exists,
-    logger,
-    python_executable,
-    resolve_host,
-    run_process,
-)
+import psutil
+
+from smc_core.base.log import logger
+from smc_core.errors import ClusterError, ConfigError, SmcError
 from smc_core.launch.coordinator import EOF, Coordinator, MasterLink
+from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
+from smc_core.launch.network import interface_exists, resolve_host
+from smc_core.launch.process import SupervisedProcess, python_executable, run_process
+from smc_core.launch.result import TrainingResult
 from smc_core.launch.sshd import (
     JobKeys,
     find_program,
@@ -66,6 +63,7 @@ __all__ = [
     "mpirun_command",
     "parse_custom_options",
     "passed_variables",
+    "require_programs",
     "run_master",
     "run_worker",
 ]
@@ -116,6 +114,11 @@ class MpiJob:
             (``SMC_MPI_MASTER_SILENCE_TIMEOUT``).
         mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
         sshd: the ``sshd`` path setting (``SMC_MPI_SSHD``), None to look it up.
+        variables: more ``-x NAME=VALUE`` for every rank (the EFA and NCCL variables, a launcher's own),
+            each left out where the job's environment already sets ``NAME`` (it reaches the ranks as is).
+        style: whose mpirun options: ``mpi`` (the reference's MPI runner: ``--display-map``,
+            ``-bind-to none``, ``-map-by slot``, ``NCCL_MIN_NRINGS=4``) or ``smddp`` (its SMDDP runner:
+            ``--oversubscribe``, ``-mca plm_rsh_num_concurrent <hosts>``).
     """
 
     hosts: tuple[str, ...]
@@ -130,6 +133,8 @@ class MpiJob:
     silence_timeout: float
     mpirun: str | None = None
     sshd: str | None = None
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    style: str = "mpi"
 
     @property
     def master(self) -> str:
@@ -195,6 +200,51 @@ def find_mpirun(configured: str | None, environ: Mapping[str, str]) -> str:
     return found
 
 
+# What each program comes in, on Debian and Ubuntu.
+_PACKAGES = {
+    "mpirun": "openmpi-bin",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "sshd": "openssh-server",
+}
+
+
+def require_programs(job: MpiJob, environ: Mapping[str, str]) -> None:
+    """Check at once that this host has every program its part of ``job`` runs: the master ``mpirun``
+    (and ``ssh``, ``ssh-keygen`` when there are other hosts), a worker ``sshd`` and ``ssh-keygen``.
+
+    :raises ConfigError: (exit 2) naming every missing one and the packages that bring them, before
+        the host waits for any other: an image without them fails at start, not after a timeout.
+    """
+    master = job.current_host == job.master
+    if master:
+        checks = {"mpirun": lambda: find_mpirun(job.mpirun, environ)}
+        if len(job.hosts) > 1:
+            checks["ssh"] = lambda: find_program("ssh")
+            checks["ssh-keygen"] = lambda: find_program("ssh-keygen")
+    else:
+        checks = {
+            "sshd": lambda: find_program("sshd", job.sshd, "SMC_MPI_SSHD"),
+            "ssh-keygen": lambda: find_program("ssh-keygen"),
+        }
+    missing = {}
+    for name, find in checks.items():
+        try:
+            find()
+        except ConfigError as error:
+            missing[name] = error.message
+    if not missing:
+        return
+    packages = " ".join(dict.fromkeys(_PACKAGES[name] for name in missing))
+    role = "the master, which runs mpirun" if master else "a worker, which serves the job's sshd"
+    raise ConfigError(
+        f"sagemaker_mpi_enabled is on, but {job.current_host} ({role}) lacks {', '.join(missing)}. Install "
+        f"{'it' if len(missing) == 1 else 'them'} in the image: apt-get install -y {packages} (an image for "
+        "MPI jobs needs openmpi-bin openssh-server openssh-client on every host). Details: "
+        + " ".join(missing.values())
+    )
+
+
 def open_mpi_prefix(mpirun: str) -> str | None:
     """The install prefix to give ``mpirun --prefix`` when its ``bin`` is not on the system PATH."""
     bin_dir = os.path.dirname(os.path.realpath(mpirun))
@@ -256,7 +306,7 @@ def mpirun_command(
     ]
     if as_root:
         command.append("--allow-run-as-root")
-    command.append("--display-map")
+    command.append("--oversubscribe" if job.style == "smddp" else "--display-map")
     # Open MPI 5 takes only the double-dash forms of the long options the reference writes with one.
     mca, dash = ("-mca", "-") if major < 5 else ("--mca", "--")
     if not single:
@@ -266,17 +316,25 @@ def mpirun_command(
                 "not have: Open MPI could not reach the other hosts. Fix network_interface_name."
             )
         command += [mca, "btl_tcp_if_include", job.interface, mca, "oob_tcp_if_include", job.interface]
-    command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot", mca, "pml", "ob1", mca, "btl", "^openib"]
+    if job.style == "mpi":
+        command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot"]
+    command += [mca, "pml", "ob1", mca, "btl", "^openib"]
     if major < 5:
         command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
         command += [mca, "btl_vader_single_copy_mechanism", "none"]
-    command += ["-x", "NCCL_MIN_NRINGS=4"]
-    if interface_exists(job.interface):
+        if job.style == "smddp":
+            command += [mca, "plm_rsh_num_concurrent", str(len(job.hosts))]
+    if job.style == "mpi":
+        command += ["-x", "NCCL_MIN_NRINGS=4"]
+    if interface_exists(job.interface) and "NCCL_SOCKET_IFNAME" not in process_env:
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
-    if "NCCL_DEBUG" not in process_env:
+    if "NCCL_DEBUG" not in process_env and "NCCL_DEBUG" not in job.variables:
         command += ["-x", "NCCL_DEBUG=INFO"]
     for name in passed_variables(process_env):
         command += ["-x", name]
+    for name, value in job.variables.items():
+        if name not in process_env:
+            command += ["-x", f"{name}={value}"]
     for name, value in (rank_variables or {}).items():
         command += ["-x", f"{name}={value}"]
     command += list(job.custom_options)
@@ -317,8 +375,6 @@ def traceback_tail(text: str, limit: int = TRACEBACK_CHARS) -> str:
 
 
 def _rank_variables(job: MpiJob, coordinator: Coordinator, addresses: Mapping[str, str]) -> dict[str, str]:
-    from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
-
     return {
         COORDINATOR_VAR: coordinator.endpoint,
         HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
@@ -344,6 +400,7 @@ def run_master(
 
     :raises ClusterError: when a worker is not ready in time (naming it), or a host does not resolve.
     """
+    require_programs(job, process_env)
     mpirun = find_mpirun(job.mpirun, process_env)
     single = len(job.hosts) == 1
     keys = JobKeys.create()
@@ -455,8 +512,6 @@ def open_mpi_daemons(since: float) -> list[Any]:
     They detach from the ssh session that started them (``--daemonize``), so they are found by name,
     in this process's network namespace (hosts that share a kernel, as in tests, stay apart).
     """
-    import psutil
-
     here = _network_namespace("self")
     found = []
     for proc in psutil.process_iter(["name", "create_time"]):
@@ -468,8 +523,6 @@ def open_mpi_daemons(since: float) -> list[Any]:
 
 def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
     """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them; how many processes."""
-    import psutil
-
     processes = []
     for daemon in open_mpi_daemons(since):
         try:
@@ -499,6 +552,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
     :raises ClusterError: when the master cannot be reached in time, or this host's sshd cannot start.
     """
     master, host = job.master, job.current_host
+    require_programs(job, process_env)
     link = MasterLink.connect(master, job.port, job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None
@@ -552,8 +606,6 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
 def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
     """Wait until the job's sshd listens (seen from its sockets: a test connection would make it log
     an aborted key exchange)."""
-    import psutil
-
     deadline = time.monotonic() + timeout
     while True:
         if sshd.poll() is not None:
@@ -642,6 +694,4 @@ def _lost(job: MpiJob, reason: str) -> TrainingResult:
 def rank_python_args() -> list[str]:
     """``["-m", "mpi4py"]`` when mpi4py is importable: an uncaught exception in a Python rank then
     aborts the whole job (``MPI_Abort``) instead of leaving the other ranks waiting."""
-    import importlib.util
-
     return ["-m", "mpi4py"] if importlib.util.find_spec("mpi4py") is not None else []

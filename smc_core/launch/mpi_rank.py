@@ -21,6 +21,7 @@ address, as the master resolved them), else by the host name.
 from __future__ import annotations
 
 import collections
+import ctypes
 import json
 import os
 import signal
@@ -30,6 +31,11 @@ import sys
 import threading
 from collections.abc import Mapping
 from typing import IO, Any
+
+import psutil
+
+from smc_core.job.exports import encode_value
+from smc_core.launch.coordinator import report_rank_failure
 
 __all__ = ["main", "rank_environment", "this_host"]
 
@@ -44,8 +50,6 @@ _MAX_LINE = 16 * 1024
 def this_host(hosts: Mapping[str, str], fallback: str) -> str:
     """The job's name for this machine: the host whose address is one of ours, else ``fallback``."""
     try:
-        import psutil
-
         mine = {a.address for addresses in psutil.net_if_addrs().values() for a in addresses}
     except Exception:  # pragma: no cover - psutil is a core dependency
         mine = set()
@@ -84,8 +88,6 @@ def rank_environment(environ: Mapping[str, str], host: str, hosts: list[str]) ->
         except ValueError:
             training_env = None
         if isinstance(training_env, dict):
-            from smc_core.job.exports import encode_value
-
             training_env["current_host"] = host
             training_env["is_master"] = host == training_env.get("master_hostname", host)
             variables["SM_TRAINING_ENV"] = encode_value(training_env)
@@ -94,8 +96,6 @@ def rank_environment(environ: Mapping[str, str], host: str, hosts: list[str]) ->
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     try:
-        import ctypes
-
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except Exception:
         pass
@@ -229,7 +229,6 @@ def _report(environ: Mapping[str, str], host: str, code: int, tail: str) -> None
     endpoint = environ.get(COORDINATOR_VAR)
     if not endpoint:
         return
-    from smc_core.launch.coordinator import report_rank_failure
 
     report = {
         "rank": int(environ.get("RANK", "0")),

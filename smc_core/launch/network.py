@@ -11,12 +11,15 @@ answer and the environment variable that sets the bound.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+import psutil
+
+from smc_core.base.log import logger
+from smc_core.base.settings import HOST_WAIT_TIMEOUT
 from smc_core.errors import ClusterError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import HOST_WAIT_TIMEOUT
 
 __all__ = [
     "DEFAULT_HOST_WAIT_TIMEOUT",
@@ -36,8 +39,6 @@ hooks pass the job's ``training_env.settings[HOST_WAIT_TIMEOUT]`` (``SMC_HOST_WA
 def resolve_host(host: str) -> str | None:
     """The IPv4 address ``host`` resolves to now, or None when it does not resolve (yet)."""
     try:
-        import socket  # imported where used: the runner's start-up needs no sockets
-
         return socket.gethostbyname(host)
     except (OSError, UnicodeError):
         return None
@@ -122,8 +123,6 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
     last_log = start
     while True:
         try:
-            import socket
-
             with socket.create_connection((host, port), timeout=min(5.0, max(0.1, bound))):
                 return
         except OSError as exc:
@@ -144,8 +143,6 @@ def wait_for_port(host: str, port: int, timeout: float | None = None, interval: 
 def interface_names() -> list[str]:
     """The names of this host's network interfaces (``lo``, ``eth0`` ...), sorted."""
     try:
-        import socket
-
         return sorted(name for _, name in socket.if_nameindex())
     except OSError:
         return []
@@ -162,8 +159,6 @@ def route_interface(host: str) -> str | None:
 
     No packet is sent: a UDP socket is connected, which only picks the route.
     """
-    import socket
-
     address = resolve_host(host)
     if address is None:
         return None
@@ -173,7 +168,6 @@ def route_interface(host: str) -> str | None:
             source = probe.getsockname()[0]
     except OSError:
         return None
-    import psutil
 
     for name, addresses in sorted(psutil.net_if_addrs().items()):
         if any(entry.address == source for entry in addresses):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import io
 import os
 import threading
@@ -141,8 +142,6 @@ def _grow_pipe(fd: int) -> None:
     """Give the pipe a 1 MiB buffer (Linux; 64 KiB by default): a process printing fast then waits on
     smc less often, and each read passes on more lines at once."""
     with contextlib.suppress(AttributeError, OSError):
-        import fcntl
-
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _READ_SIZE * 4)
 
 

@@ -19,14 +19,18 @@ Nothing in the image's own ssh setup is read or changed: no ``/root/.ssh``, no `
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from smc_core.errors import ClusterError, ConfigError
 from smc_core.launch.process import SupervisedProcess, start_process
@@ -78,10 +82,6 @@ def _fix(setting: str | None) -> str:
 
 def interface_address(interface: str) -> str | None:
     """The first IPv4 address of the network interface ``interface``, or None."""
-    import socket
-
-    import psutil
-
     for address in psutil.net_if_addrs().get(interface, []):
         if address.family == socket.AF_INET:
             return str(address.address)
@@ -214,8 +214,6 @@ def start_sshd(
 
     :raises ClusterError: when the configuration is refused (``sshd -t``).
     """
-    import getpass
-
     keys.authorized_keys.write_text(
         f'from="{master_address}",no-agent-forwarding,no-X11-forwarding,no-port-forwarding {public_key}\n'
     )

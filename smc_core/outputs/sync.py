@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 from smc_core.outputs.upload import PrefixUploader, UploadFailure
 from smc_core.outputs.watch import ClosedFileWatcher
 

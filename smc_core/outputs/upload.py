@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from smc_core.base.log import logger
 from smc_core.errors import ConfigError
-from smc_core.host.reporting import logger
+from smc_core.usercode.s3 import _is_transient as is_transient
 
 __all__ = ["PrefixUploader", "UploadFailure", "join_s3_uri", "parse_s3_prefix"]
 
@@ -208,8 +209,6 @@ class PrefixUploader:
             logger.error("Could not upload %s to %s: %s", path, uri, error)
 
     def _upload_with_retries(self, path: Path, uri: str) -> str | None:
-        from smc_core.usercode.s3 import _is_transient as is_transient
-
         key = uri.split("/", 3)[3]
         for attempt in range(1, self.retries + 1):
             try:
@@ -234,7 +233,7 @@ class PrefixUploader:
         return "no attempt made"
 
     def _upload_once(self, path: Path, key: str) -> None:
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig  # boto3 only when something is uploaded
 
         with self._lock:
             if self._client is None:

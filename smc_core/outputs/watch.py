@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
+from smc_core.outputs.upload import lower_priority
 
 __all__ = ["ClosedFileWatcher", "inotify_available"]
 
@@ -25,7 +26,7 @@ __all__ = ["ClosedFileWatcher", "inotify_available"]
 def inotify_available() -> bool:
     """Whether inotify can be used here (Linux with ``inotify_simple`` installed)."""
     try:
-        import inotify_simple  # noqa: F401
+        import inotify_simple  # noqa: F401  # optional: polling where it is missing
     except ImportError:
         return False
     return hasattr(os, "uname") and os.uname().sysname == "Linux"
@@ -82,9 +83,7 @@ class ClosedFileWatcher:
 
     # --- inotify ---------------------------------------------------------------------------------
     def _run_inotify(self) -> None:
-        from inotify_simple import INotify, flags
-
-        from smc_core.outputs.upload import lower_priority
+        from inotify_simple import INotify, flags  # optional (see inotify_available)
 
         lower_priority()
         mask = (
@@ -157,8 +156,6 @@ class ClosedFileWatcher:
         return found
 
     def _run_polling(self) -> None:
-        from smc_core.outputs.upload import lower_priority
-
         lower_priority()
         previous = self._scan()
         reported: dict[Path, tuple[int, int]] = dict(previous)  # present at start: not new

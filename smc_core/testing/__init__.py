@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from smc_core.host.plugins import PluginInfo, get_plugin_manager
 from smc_core.testing.jobs import (
     JobOutcome,
     JobRunner,
@@ -95,8 +96,6 @@ def job_dir(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def plugin_manager() -> Any:
     """A fresh plugin manager with only the default plugins registered (no entry points loaded)."""
-    from smc_core.host.plugins import get_plugin_manager
-
     return get_plugin_manager(environ={}, load_entrypoints=False)
 
 
@@ -106,8 +105,6 @@ def register_plugin(plugin_manager: Any) -> Iterator[Callable[[object], object]]
     registered: list[object] = []
 
     def register(plugin: object) -> object:
-        from smc_core.host.plugins import PluginInfo
-
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin)}"
         plugin_manager.register_plugin(plugin, PluginInfo(name, name, "given"))
         registered.append(plugin)

@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+import psutil
+
 if TYPE_CHECKING:
-    from smc_core.testing.netns import NetnsCluster
+    from smc_core.local.netns import NetnsCluster
 
 __all__ = [
     "CLEAN_PREFIXES",
@@ -97,6 +99,7 @@ def make_job_dir(
     hosts: Sequence[str] = ("algo-1",),
     current_host: str = "algo-1",
     interface: str = "eth0",
+    instance_type: str | None = None,
     resource_config: Mapping[str, Any] | None = None,
     code: CodeFiles | None = None,
     entry_point: str | None = None,
@@ -109,7 +112,9 @@ def make_job_dir(
     :param hosts: the cluster's host names, in ``resourceconfig.json`` order.
     :param current_host: the host this job directory belongs to.
     :param interface: ``network_interface_name`` in ``resourceconfig.json``.
-    :param resource_config: written as is, instead of one built from the three above.
+    :param instance_type: ``current_instance_type`` in ``resourceconfig.json`` (``ml.trn1.32xlarge``);
+        None leaves it out, as SDK local mode does.
+    :param resource_config: written as is, instead of one built from the four above.
     :param code: files for ``code/`` (``{relative path: text}``) or a directory to copy there.
     :param entry_point: sets ``sagemaker_program``.
     """
@@ -126,6 +131,8 @@ def make_job_dir(
             "hosts": list(hosts),
             "network_interface_name": interface,
         }
+        if instance_type is not None:
+            resource_config["current_instance_type"] = instance_type
     (config / "resourceconfig.json").write_text(json.dumps(resource_config))
     if not isinstance(channels, Mapping):
         channels = {name: {"TrainingInputMode": "File"} for name in channels}
@@ -275,18 +282,23 @@ def run_job(
     At the timeout the whole group (the user's processes too) is killed and the outcome's
     ``exit_code`` is None.
     """
+    from smc_core.launch.leftovers import own_session_leader
+
     command = train_command()
     start = time.monotonic()
-    with subprocess.Popen(
-        command,
-        env=job_environ(job_dir, adapter=adapter, env=env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    ) as process:
+    with own_session_leader() as register:  # never reaped behind this Popen by a supervisor in this process
+        process = subprocess.Popen(
+            command,
+            env=job_environ(job_dir, adapter=adapter, env=env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        register(process.pid)
+    with process:
         code: int | None
         try:
             out, err = process.communicate(timeout=timeout)
@@ -301,8 +313,6 @@ def run_job(
 def _kill_job(pid: int) -> None:
     """SIGKILL ``train`` (pid ``pid``), its group, and every process below it: the user's processes
     run in sessions of their own, which killing ``train``'s group alone would leave running."""
-    import psutil
-
     try:
         below = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
@@ -353,6 +363,7 @@ class JobRunner:
         hosts: Sequence[str] = ("algo-1",),
         current_host: str = "algo-1",
         interface: str = "lo",
+        instance_type: str | None = None,
         job_dir: Path | None = None,
     ) -> Path:
         """Write a job directory and return it (run it later with :meth:`run`).
@@ -366,6 +377,7 @@ class JobRunner:
         :param hosts: the cluster's host names; the job runs as ``current_host``.
         :param interface: ``network_interface_name``; ``lo`` by default, since the job runs on this
             machine (the platform's default is ``eth0``).
+        :param instance_type: ``current_instance_type`` (``ml.p4d.24xlarge``); None leaves it out.
         :param job_dir: where to lay it out (default: a fresh directory under the runner's root).
         """
         if job_dir is None:
@@ -379,6 +391,7 @@ class JobRunner:
             hosts=hosts,
             current_host=current_host,
             interface=interface,
+            instance_type=instance_type,
             code=code,
             entry_point=entry_point,
         )

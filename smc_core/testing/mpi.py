@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 import time
 
+import psutil
+
 __all__ = [
     "ALLREDUCE_SCRIPT",
     "GATHER_SCRIPT",
@@ -65,7 +67,7 @@ def mpi_unavailable_reason() -> str | None:
     if shutil.which("mpirun") is None:
         return "MPI tests need Open MPI's mpirun (apt-get install openmpi-bin libopenmpi-dev)"
     try:
-        import mpi4py  # noqa: F401
+        import mpi4py  # noqa: F401  # optional: probed, not used
     except ImportError:
         return "MPI tests need mpi4py (pip install mpi4py)"
     return None
@@ -77,8 +79,6 @@ def mpi_leftovers(*markers: str, wait: float = 10.0) -> list[str]:
 
     Polls up to ``wait`` seconds for them to go (they may be ending); returns what is still there.
     """
-    import psutil
-
     deadline = time.monotonic() + wait
     while True:
         found = []

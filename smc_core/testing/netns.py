@@ -1,6 +1,6 @@
-"""The multi-host rig for tests: the ``netns_hosts`` fixture over :mod:`smc_core.launch.netns`.
+"""The multi-host rig for tests: the ``netns_hosts`` fixture over :mod:`smc_core.local.netns`.
 
-The namespaces, bridge and hosts files are built by :class:`smc_core.launch.netns.NetnsCluster`
+The namespaces, bridge and hosts files are built by :class:`smc_core.local.netns.NetnsCluster`
 (``smc local --hosts N`` uses the same code); the names are re-exported here for tests.
 
 As a fixture (``pytest -p smc_core.testing``; mark the test ``@pytest.mark.netns``)::
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from smc_core.launch.hosts import loopback_unavailable_reason, processes_with_environ
-from smc_core.launch.netns import (
+from smc_core.local.hosts import loopback_unavailable_reason, processes_with_environ
+from smc_core.local.netns import (
     NETNS_ETC,
     HostRun,
     NetnsCluster,
@@ -27,7 +27,7 @@ from smc_core.launch.netns import (
     netns_unavailable_reason,
     remove_stale_namespaces,
 )
-from smc_core.launch.netns import _namespaces as namespaces
+from smc_core.local.netns import _namespaces as namespaces
 
 __all__ = [
     "NETNS_ETC",

@@ -20,10 +20,12 @@ import http.client
 import http.server
 import itertools
 import os
+import selectors
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -57,9 +59,6 @@ class MotoServer:
     """moto's S3 server in a subprocess on 127.0.0.1 (stopped by :meth:`stop` or when stdin closes)."""
 
     def __init__(self) -> None:
-        import selectors
-        import tempfile
-
         # stderr gets one access-log line per request: kept in a file, shown only if the start fails.
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the server)
         self.process = subprocess.Popen(
@@ -89,7 +88,7 @@ class MotoServer:
 
     def client(self, endpoint_url: str | None = None) -> Any:
         """A boto3 S3 client for this server (or for ``endpoint_url``, e.g. a proxy in front of it)."""
-        import boto3
+        import boto3  # only for tests that talk to the server: the kit's import stays light
 
         return boto3.session.Session().client(
             "s3",

@@ -1,2 +1,2 @@
-"""The user's code: describing its entry point, fetching it (S3, local, archives) and installing what
-it needs."""
+"""The user's code: fetching it (S3, local, archives), describing its entry point and the command line
+that runs it, and installing what it needs."""

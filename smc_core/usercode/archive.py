@@ -103,7 +103,7 @@ def gzip_decompressor() -> Any:
     Both check the trailer's CRC and length. isal comes with smc-core where it has a wheel.
     """
     try:
-        from isal import isal_zlib
+        from isal import isal_zlib  # optional: no wheel on some platforms
 
         return isal_zlib.decompressobj(16 + isal_zlib.MAX_WBITS)
     except ImportError:
@@ -114,7 +114,7 @@ def _corrupt_errors() -> tuple[type[BaseException], ...]:
     """What decompressors raise on corrupt data (ISA-L's error is none of the standard ones)."""
     errors: list[type[BaseException]] = [zlib.error, OSError, lzma.LZMAError, EOFError]
     try:
-        from isal import isal_zlib
+        from isal import isal_zlib  # optional (above)
 
         errors.append(isal_zlib.error)  # type: ignore[arg-type]  # a class; its stub says instance
     except ImportError:

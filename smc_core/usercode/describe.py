@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from smc_core.job.environment import TrainingEnv
+from smc_core.base.settings import FUNCTION_MODE
+from smc_core.job.environment import TrainingEnv, module_name
+from smc_core.job.hyperparameters import is_true
 
 
 class EntryKind(str, enum.Enum):
@@ -41,7 +41,8 @@ class UserCode:
         kind: how the entry point is run.
         module_name: the name that imports the entry point, for ``python -m`` (:attr:`EntryKind.MODULE`)
             and function mode: :func:`import_name` (``pkg.train`` for ``pkg/train.py``), or None when
-            there is no entry point. Not ``SM_MODULE_NAME``, which keeps the ``/`` (:func:`module_name`).
+            there is no entry point. Not ``SM_MODULE_NAME``, which keeps the ``/``
+            (:func:`~smc_core.job.environment.module_name`).
         source: where the code came from (``s3://...``, a local path), or None for the code dir as is.
     """
 
@@ -77,21 +78,9 @@ def entry_kind(code_dir: Path, entry_point: str) -> EntryKind:
     return EntryKind.COMMAND
 
 
-def module_name(entry_point: str | None) -> str | None:
-    """The job's module name (``SM_MODULE_NAME``): ``train`` for ``train.py``, ``pkg/train`` for
-    ``pkg/train.py``; any other entry point (``run.sh``, ``train``) as it is; None for None.
-
-    As the reference toolkit, only a ``.py`` suffix is stripped. This is the one rule for the module
-    name: :class:`~smc_core.job.environment.TrainingEnv`, ``SM_MODULE_NAME`` / ``SM_TRAINING_ENV`` and
-    :attr:`UserCode.module_name` (which adds :func:`import_name`'s dots) all come from it.
-    """
-    if entry_point is not None and entry_point.endswith(".py"):
-        return entry_point[:-3]
-    return entry_point
-
-
 def import_name(entry_point: str | None) -> str | None:
-    """The name that imports ``entry_point`` (``python -m``, function mode): :func:`module_name` with
+    """The name that imports ``entry_point`` (``python -m``, function mode):
+    :func:`~smc_core.job.environment.module_name` with
     ``/`` as ``.`` (``pkg.train`` for ``pkg/train.py``); None for None."""
     name = module_name(entry_point)
     return None if name is None else name.replace("/", ".")
@@ -104,21 +93,23 @@ def function_mode(training_env: TrainingEnv) -> bool:
     """True when the job asks for function mode: the setting ``SMC_FUNCTION_MODE`` when it is set
     (``training_env.settings[FUNCTION_MODE]``; ``SMC_FUNCTION_MODE=0`` turns it off), else the
     hyperparameter ``sagemaker_function_mode`` set to true."""
-    from smc_core.host.settings import FUNCTION_MODE
-
     if training_env.settings.is_set(FUNCTION_MODE):
         return bool(training_env.settings[FUNCTION_MODE])
-    from smc_core.job.hyperparameters import is_true
-
     return is_true(training_env.additional_framework_parameters.get(FUNCTION_MODE_HYPERPARAMETER, False))
 
 
 def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:
     """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point
-    (function mode as :func:`function_mode` says)."""
+    (function mode as :func:`function_mode` says; on a ModelTrainer layout a ``*.py`` entry script runs
+    as a script, as the SDK's drivers run it, even where the code dir is a package)."""
     code_dir = training_env.code_dir
     entry = training_env.user_entry_point
-    kind = EntryKind.FUNCTION if function_mode(training_env) else entry_kind(code_dir, entry or "")
+    if function_mode(training_env):
+        kind = EntryKind.FUNCTION
+    elif training_env.model_trainer is not None and (entry or "").endswith(".py"):
+        kind = EntryKind.PYTHON  # as the SDK's drivers run it, even in a package's source dir
+    else:
+        kind = entry_kind(code_dir, entry or "")
     return UserCode(
         code_dir=code_dir, entry_point=entry, kind=kind, module_name=import_name(entry), source=source
     )

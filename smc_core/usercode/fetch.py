@@ -34,17 +34,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+from smc_core.base.log import logger
+from smc_core.base.settings import EXISTING_CODE
 from smc_core.errors import ConfigError, FetchError
-from smc_core.host.reporting import logger
-from smc_core.host.settings import EXISTING_CODE
+from smc_core.usercode.progress import Progress, ProgressReader
+from smc_core.usercode.s3 import S3ObjectReader, open_s3_object, parse_s3_uri, s3_client
 
 __all__ = [
     "EXISTING_CODE_POLICIES",
@@ -121,8 +125,6 @@ def _read_marker(code_dir: Path) -> dict[str, Any] | None:
 
 
 def _local_version(path: Path) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     if path.is_dir():
         for root, dirs, files in os.walk(path):
@@ -229,8 +231,6 @@ def _checked_source(source: str, code_dir: Path) -> Path | None:
 def _open_s3(
     source: str, region: str | None, environ: Mapping[str, str], timeout: float, retries: int
 ) -> Any:
-    from smc_core.usercode.s3 import S3ObjectReader, parse_s3_uri, s3_client
-
     bucket, key = parse_s3_uri(source)
     client = s3_client(region, environ=environ, timeout=timeout)
     return S3ObjectReader(client, bucket, key, attempts=retries, timeout=timeout)
@@ -304,8 +304,6 @@ def _stage_and_swap(
 ) -> None:
     """Extract ``source`` into a staging dir inside ``code_dir``; only once complete, replace
     ``existing`` with it. The staging dir is removed whatever happens (a signal included)."""
-    import tempfile
-
     staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
     try:
         download_and_extract(source, staging, region=region, reader=reader)
@@ -348,8 +346,6 @@ def download_and_extract(
     dest.mkdir(parents=True, exist_ok=True)
     local = local_source_path(source)
     if local is None:
-        from smc_core.usercode.s3 import open_s3_object
-
         owned = reader is None
         stream: Any = reader if reader is not None else open_s3_object(source, region=region)
         try:
@@ -402,8 +398,7 @@ def _is_archive(path: Path) -> bool:
 
 
 def _extract_with_progress(stream: Any, size: int, dest: Path, source: str) -> None:
-    from smc_core.usercode.archive import extract_tar
-    from smc_core.usercode.progress import Progress, ProgressReader
+    from smc_core.usercode.archive import extract_tar  # tarfile, zipfile: imported only for archives
 
     progress = Progress(f"Downloading {source}", size)
     extract_tar(ProgressReader(stream, progress), dest, source=source)

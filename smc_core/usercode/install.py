@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -31,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
+from smc_core.base.log import logger
+from smc_core.base.messages import summary_line
+from smc_core.base.settings import INSTALLER
+from smc_core.base.stopping import raise_if_stopped
 from smc_core.errors import ConfigError, InstallError
-from smc_core.host.reporting import logger, summary_line
-from smc_core.host.settings import INSTALLER
 from smc_core.job.hyperparameters import is_true
+from smc_core.launch.process import start_process
 
 __all__ = [
     "PipSettings",
@@ -85,7 +89,7 @@ def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     for path in _config_files(environ):
-        import configparser  # only when a pip.conf exists
+        import configparser  # only when a pip.conf exists: every job's start imports this module
 
         parser = configparser.ConfigParser(interpolation=None)
         try:
@@ -170,7 +174,7 @@ def _codeartifact_index(environ: Mapping[str, str]) -> str | None:
     if not arn:
         return None
     parts = parse_codeartifact_arn(arn)
-    import boto3
+    import boto3  # only for CodeArtifact: smc's start must not import boto3
 
     client = boto3.session.Session().client("codeartifact", region_name=parts["region"])
     try:
@@ -251,8 +255,6 @@ def index_urls(environ: Mapping[str, str]) -> list[str]:
 
 def unreachable_indexes(urls: Sequence[str], timeout: float = 5.0) -> list[str]:
     """Those of ``urls`` (http/https) whose host does not accept a connection within ``timeout`` s."""
-    import socket
-
     failed = []
     for url in urls:
         parsed = urlparse(url)
@@ -282,9 +284,6 @@ def _run_installer(
     installer: str | None = None,
     timeout: float | None = None,
 ) -> None:
-    from smc_core.host.stopping import raise_if_stopped
-    from smc_core.launch.process import start_process
-
     command, env = installer_command(targets, python=python, environ=environ, installer=installer)
     tool = "uv" if command[1:3] == ["pip", "install"] else "pip"
     logger.info("Installing %s with %s%s.", what, tool, f" (at most {timeout:g} s)" if timeout else "")
@@ -326,11 +325,14 @@ def install_requirements(
     environ: Mapping[str, str] | None = None,
     installer: str | None = None,
     timeout: float | None = None,
+    requirements: str = "requirements.txt",
 ) -> bool:
     """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
 
     :param code_dir: the directory holding ``requirements.txt`` (also the installer's working
         directory, so relative paths in the file are relative to it).
+    :param requirements: the requirements file, relative to ``code_dir`` (a ModelTrainer job's
+        ``SourceCode.requirements``).
     :param python: the interpreter to install into (default: this one).
     :param environ: the environment to read the index settings (``PIP_*``, ``CA_REPOSITORY_ARN``) from
         and run the installer with (default: this process's).
@@ -340,11 +342,11 @@ def install_requirements(
     :raises InstallError: the installer failed; the message ends with its error output.
     """
     code_dir = Path(code_dir)
-    if not (code_dir / "requirements.txt").is_file():
+    if not (code_dir / requirements).is_file():
         return False
     _run_installer(
-        f"{code_dir / 'requirements.txt'}",
-        ["-r", "requirements.txt"],
+        f"{code_dir / requirements}",
+        ["-r", requirements],
         code_dir,
         python,
         environ,

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import IO, Any
 
-from smc_core.host.reporting import logger
+from smc_core.base.log import logger
 
 __all__ = ["PROGRESS_MIN_BYTES", "Progress", "ProgressReader"]
 

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+from smc_core.base.log import logger
 from smc_core.errors import FetchError
-from smc_core.host.reporting import logger
 from smc_core.usercode.progress import Progress
 
 __all__ = [
@@ -89,7 +89,7 @@ def s3_client(
     :param timeout: the overall bound in seconds; connect and read timeouts are a third of it (at
         most 10 s and 60 s), so that an endpoint that never answers is retried within it.
     """
-    import boto3
+    import boto3  # boto3 and botocore only when S3 is used: smc's start must not import them
     from botocore.config import Config
 
     environ = os.environ if environ is None else environ
@@ -107,7 +107,7 @@ def s3_client(
 
 
 def _is_transient(exc: BaseException) -> bool:
-    from botocore.exceptions import (
+    from botocore.exceptions import (  # botocore only when S3 is used (see s3_client)
         ClientError,
         ConnectionClosedError,
         ConnectionError,
@@ -185,7 +185,7 @@ class S3ObjectReader(io.RawIOBase):
         )
 
     def _call(self, fn: Any, what: str = "GET") -> Any:
-        from botocore.exceptions import ClientError, NoCredentialsError
+        from botocore.exceptions import ClientError, NoCredentialsError  # only when S3 is used
 
         for attempt in range(self.attempts + 1):
             try:
@@ -234,7 +234,7 @@ class S3ObjectReader(io.RawIOBase):
         return FetchError(f"{self.uri}: {code}: {hint}.")
 
     def _bucket_exists(self) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # only when S3 is used
 
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -206,10 +206,34 @@ CASES: tuple[Case, ...] = (
     Case(
         "switch-unclaimed",
         cfg.unclaimed_switch,
-        "sagemaker_distributed_dataparallel_enabled with no plugin to launch it",
+        "sagemaker_pytorch_xla_multi_worker_enabled with smc-pytorch disabled: no plugin launches it",
         2,
         "ConfigError: ",
         "code not run",
+    ),
+    Case(
+        "modeltrainer-config-unknown",
+        cfg.model_trainer_config_unknown,
+        "a ModelTrainer job's distributed.json from a DistributedConfig smc does not know",
+        2,
+        "ConfigError: ",
+        "names distributed.json and the configs smc knows; code not run",
+    ),
+    Case(
+        "modeltrainer-requirements-missing",
+        cfg.model_trainer_requirements_missing,
+        "sourcecode.json names a requirements file the code channel lacks",
+        2,
+        "ConfigError: ",
+        "names sourcecode.json, the file and the code dir; code not run",
+    ),
+    Case(
+        "modeltrainer-launch-unclaimed",
+        cfg.model_trainer_launch_unclaimed,
+        "distributed.json asks for Torchrun and no adapter launches it",
+        2,
+        "ConfigError: ",
+        "names distributed.json and smc-pytorch; code not run",
     ),
     Case(
         "channel-dir-missing",
@@ -266,6 +290,14 @@ CASES: tuple[Case, ...] = (
         2,
         NONE,
         "nothing written",
+    ),
+    Case(
+        "mpi-worker-without-sshd",
+        cfg.mpi_worker_without_sshd,
+        "an MPI worker host in an image without sshd",
+        2,
+        "ConfigError: sagemaker_mpi_enabled is on, but algo-2 (a worker",
+        "at once, naming the package; code not run",
     ),
     # --- plugins: exit 3; internal errors: exit 1 -------------------------------------------------------
     Case(
@@ -703,6 +735,14 @@ CASES: tuple[Case, ...] = (
         "child stopped",
     ),
     Case("double-fork-daemon", run.double_fork_daemon, "a double-forked daemon", 0, NONE, "daemon stopped"),
+    Case(
+        "orphans-exit",
+        run.helpers_exit_as_orphans,
+        "the script double-forks 20 helpers that exit, and a daemon",
+        0,
+        NONE,
+        "no zombie piles up under smc; daemon named and stopped",
+    ),
     Case(
         "disk-full-exit-7",
         run.disk_full_user_exits_7,

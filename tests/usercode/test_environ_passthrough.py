@@ -15,7 +15,8 @@ import pytest
 from smc_core.errors import ConfigError
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import run_training
-from smc_core.usercode.describe import EntryKind, import_name, module_name
+from smc_core.job.environment import module_name
+from smc_core.usercode.describe import EntryKind, import_name
 
 ENTRY = "passthrough_train.py"
 MODULE = "passthrough_train"

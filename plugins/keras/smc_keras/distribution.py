@@ -56,7 +56,6 @@ RENDEZVOUS_PORT = Setting.integer(
     maximum=65535,
     owner="smc-keras",
 )
-PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
 
 
 def distribution_switch(training_env: TrainingEnv, backend: str) -> str | None:
@@ -151,21 +150,9 @@ def torch_env(training_env: TrainingEnv, *, function_mode: bool) -> dict[str, st
 
 
 def processes_per_host(training_env: TrainingEnv) -> int:
-    """torchrun's processes per host: ``sagemaker_mpi_num_of_processes_per_host``, else the GPU
-    count, else 1."""
-    raw = training_env.additional_framework_parameters.get(PROCESSES_PER_HOST_KEY)
-    if raw in (None, ""):
-        return training_env.num_gpus or 1
-    try:
-        count = int(str(raw).strip())
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigError(
-            f"hyperparameters.json: {PROCESSES_PER_HOST_KEY!r} is {raw!r}, which is not a whole number "
-            "of processes: give e.g. 2."
-        )
-    return count
+    """torchrun's processes per host: what the job asks (``sagemaker_mpi_num_of_processes_per_host``,
+    ``training_env.processes_per_host``), else one per GPU, else per Neuron core, else 1."""
+    return training_env.processes_per_host or training_env.default_processes_per_host
 
 
 def torchrun_command(training_env: TrainingEnv, user_code: UserCode, args: list[str]) -> list[str]:

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.settings import CHANNELS, MODEL_DIR, SCRIPT_ARGS, Settings
 from smc_core.errors import ConfigError
-from smc_core.host.settings import CHANNELS, MODEL_DIR, SCRIPT_ARGS, Settings
 from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.paths import JobPaths
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from smc_core.base.settings import PLATFORM, Settings
 from smc_core.errors import ConfigError
-from smc_core.host.settings import PLATFORM, Settings
 from smc_core.job.paths import JobPaths
 
 __all__ = [

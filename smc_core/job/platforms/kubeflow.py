@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.settings import Settings
 from smc_core.errors import ConfigError
-from smc_core.host.settings import Settings
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.hardware import available_cpus, available_gpus
 from smc_core.job.platforms.common import platform_environment, processes_from

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from smc_core.base.messages import quoted
 from smc_core.errors import ConfigError
-from smc_core.host.messages import quoted
 
 __all__ = ["resource_config_from_tf_config"]
 

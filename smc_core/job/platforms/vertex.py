@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.messages import quoted
+from smc_core.base.settings import Settings
 from smc_core.errors import ConfigError
-from smc_core.host.messages import quoted
-from smc_core.host.settings import Settings
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.platforms.common import gcs_path, platform_environment
 

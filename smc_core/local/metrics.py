@@ -174,7 +174,7 @@ def plot_metrics(
     Raises ImportError (with how to install it) when matplotlib is not installed.
     """
     try:
-        import matplotlib
+        import matplotlib  # optional (smc-core[plot]) and heavy: only when plots are drawn
 
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt

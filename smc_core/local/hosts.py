@@ -1,9 +1,10 @@
-"""Where the hosts of ``smc local --hosts N`` live: each its own host name, address and job dir.
+"""Where the hosts of ``smc local`` live: each its own host name, address and job dir.
 
-Two kinds of host network, chosen by ``--host-network`` (``auto`` picks the first that works here):
+Without ``--hosts``, one plain host (:class:`PlainHost`): this machine as it is. With ``--hosts N``, two
+kinds of host network, chosen by ``--host-network`` (``auto`` picks the first that works here):
 
 ``netns`` (root)
-    Every host is a Linux network namespace on a private bridge (:mod:`smc_core.launch.netns`, the
+    Every host is a Linux network namespace on a private bridge (:mod:`smc_core.local.netns`, the
     same rig the multi-host tests use): its own interface ``eth0``, address ``10.213.0.i``, hostname
     and ``/etc/hosts``. Nothing is added to the machine's own network.
 ``loopback`` (no root needed where unprivileged user namespaces are allowed)
@@ -26,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import psutil
+
 from smc_core.errors import ConfigError
+from smc_core.local.netns import NetnsCluster, netns_unavailable_reason
 
 HOST_NETWORKS = ("auto", "netns", "loopback")
 
@@ -41,7 +45,7 @@ class LocalHost:
 
 
 class HostSet(Protocol):
-    """What the multi-host runner needs from a host network."""
+    """What the runner (:func:`smc_core.local.run.run_job`) needs from a host network."""
 
     hosts: list[LocalHost]
     interface: str
@@ -69,8 +73,6 @@ class NamespaceHosts:
     interface = "eth0"
 
     def __init__(self, count: int, base: Path) -> None:
-        from smc_core.launch.netns import NetnsCluster
-
         self._cluster = NetnsCluster(count, base, interface=self.interface)
         self.hosts = [LocalHost(h.name, h.address, h.job_dir) for h in self._cluster.hosts]
 
@@ -89,7 +91,7 @@ class NamespaceHosts:
 
 
 class PlainHost:
-    """One host, this machine as it is: ``smc local`` with ``--metric`` but without ``--hosts``."""
+    """One host, this machine as it is: ``smc local`` without ``--hosts`` (a one-host set)."""
 
     kind = "plain"
     interface = "lo"
@@ -187,8 +189,6 @@ def open_hosts(count: int, base: Path, network: str = "auto") -> HostSet:
     ``network`` is ``netns``, ``loopback`` or ``auto`` (netns when possible, else loopback). Raises
     :class:`ConfigError` saying what is needed when the chosen kind cannot run on this machine.
     """
-    from smc_core.launch.netns import netns_unavailable_reason
-
     if network not in HOST_NETWORKS:
         raise ConfigError(f"--host-network {network}: expected one of {', '.join(HOST_NETWORKS)}.")
     netns_reason = netns_unavailable_reason() if network in ("auto", "netns") else None
@@ -210,8 +210,6 @@ def open_hosts(count: int, base: Path, network: str = "auto") -> HostSet:
 
 def processes_with_environ(text: str) -> list[int]:
     """Pids of this user's processes (not this one) with ``text`` in one of their environment entries."""
-    import psutil
-
     needle = text.encode()
     found = []
     for pid in psutil.pids():

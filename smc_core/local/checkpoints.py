@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from smc_core.base.log import logger
 from smc_core.errors import FetchError
-from smc_core.host.reporting import logger
 from smc_core.outputs.sync import DirectorySync, SyncReport, start_directory_sync
+from smc_core.usercode.s3 import download_prefix, s3_client
 
 __all__ = [
     "download_checkpoints",
@@ -34,8 +35,6 @@ def write_checkpoint_config(config_dir: Path, s3_uri: str, local_path: Path) -> 
 def download_checkpoints(s3_uri: str, local_path: Path, *, region: str | None = None) -> list[Path]:
     """Download every object under ``s3_uri`` into ``local_path`` (nothing there yet is fine: a
     first run). Returns the files written."""
-    from smc_core.usercode.s3 import download_prefix
-
     local_path.mkdir(parents=True, exist_ok=True)
     try:
         files = download_prefix(s3_uri, local_path, region=region)
@@ -59,8 +58,6 @@ def start_checkpoint_sync(
 ) -> DirectorySync:
     """Upload new and changed files under ``local_path`` to ``s3_uri`` while the job runs
     (``restored`` files are uploaded again only once changed)."""
-    from smc_core.usercode.s3 import s3_client
-
     return start_directory_sync(
         local_path,
         s3_uri,

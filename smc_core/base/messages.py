@@ -7,10 +7,11 @@ Shared by the readers of the job's configuration so that every message reads the
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["did_you_mean", "quoted", "type_name"]
+__all__ = ["did_you_mean", "quoted", "summary_line", "type_name"]
 
 
 def quoted(value: Any) -> str:
@@ -32,7 +33,22 @@ def type_name(value: Any) -> str:
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the choice closest to ``name``, else ``""``."""
-    import difflib  # only on the error path
+    import difflib  # only on the error path: every job's start imports this module
 
     match = difflib.get_close_matches(name, list(choices), n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Warning)|[A-Z]\w*Error)\b.*")
+
+
+def summary_line(stderr_tail: str | None) -> str | None:
+    """The line that says best what went wrong: the last exception line of a traceback
+    (``ValueError: loss is NaN``), else the last non-empty line; None for no output."""
+    lines = [line.strip() for line in (stderr_tail or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    return lines[-1]

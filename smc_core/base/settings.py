@@ -26,12 +26,15 @@ what is accepted. The parsed values travel with the job as ``training_env.settin
 from __future__ import annotations
 
 import functools
+import json
 import math
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+from smc_core.base.messages import did_you_mean
 from smc_core.errors import ConfigError
 
 T = TypeVar("T")
@@ -199,7 +202,6 @@ def _parse_switch(text: str) -> bool:
 def _parse_choice(text: str, *, choices: tuple[str, ...]) -> str:
     if text in choices:
         return text
-    from smc_core.host.messages import did_you_mean
 
     raise ValueError(f"not a known choice{did_you_mean(text, choices).rstrip('.')}")
 
@@ -231,8 +233,6 @@ def _parse_channels(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def _parse_argument_list(text: str) -> tuple[str, ...]:
-    import json
-
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("not a JSON list of strings")
@@ -411,6 +411,12 @@ SYNC_SETTLE = Setting.seconds(
     "seconds between a file's close and its upload; a file deleted within them is never uploaded",
 )
 
+SYS_ROOT = Setting.text(
+    "SMC_SYS_ROOT",
+    "/sys",
+    "where sysfs is mounted: EFA devices are read from its class/infiniband (tests point it at a fake tree)",
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -432,6 +438,7 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     SYNC_FLUSH_TIMEOUT,
     SYNC_CONCURRENCY,
     SYNC_SETTLE,
+    SYS_ROOT,
 )
 """The core's own settings, in the order the reference lists them."""
 
@@ -450,8 +457,6 @@ def settings_table(settings: Iterable[Setting[Any]]) -> str:
 def settings_help(settings: Iterable[Setting[Any]], width: int = 100) -> str:
     """``settings`` as plain text for ``smc --help``: each variable, then its description, what it
     accepts and its default, indented."""
-    import textwrap
-
     lines: list[str] = []
     for setting in settings:
         owner = "" if setting.owner == "smc-core" else f" [{setting.owner}]"

@@ -1,9 +1,12 @@
-"""``smc local --hosts N``: N hosts on this machine running one distributed job, in one terminal.
+"""The runner of ``smc local``: one host or N hosts on this machine running one job.
 
-Every host (:mod:`smc_core.launch.hosts`) gets its own job dir ``<job>/algo-i/`` (its
-``resourceconfig.json`` names it the current host, all N in ``hosts``), its own host name and address,
-and runs the real ``train``, as the platform starts every instance of a job at once. Their output is
-printed line by line with a host prefix (:mod:`smc_core.cli.local_output`).
+A job runs on a host set (:mod:`smc_core.local.hosts`): one plain host, this machine as it is, or
+``--hosts N`` hosts each with its own host name and address. Every host gets its own job dir (the job
+dir itself for one plain host, ``<job>/algo-i/`` for several; its ``resourceconfig.json`` names it the
+current host, all N in ``hosts``) and runs the real ``train``, as the platform starts every instance
+of a job at once. With several hosts (or when something reads the lines: ``--metric``) their output
+is read line by line and printed whole, with a host prefix when there are several
+(:mod:`smc_core.local.output`); one plain host writes to this terminal as ``train`` would.
 
 How a job ends:
 
@@ -34,11 +37,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.cli.local import CHECKPOINT_FLUSH_TIMEOUT, LocalJob, build_job_dir, job_environment
-from smc_core.cli.local_output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
-from smc_core.host.settings import GRACE_PERIOD
-from smc_core.launch.hosts import HostSet, LocalHost, processes_with_environ
+from smc_core.base.settings import GRACE_PERIOD
 from smc_core.launch.signals import describe_exit_code, exit_code_of
+from smc_core.local.checkpoints import download_checkpoints, finish_checkpoint_sync, start_checkpoint_sync
+from smc_core.local.hosts import HostSet, LocalHost, PlainHost, processes_with_environ
+from smc_core.local.job import LocalJob, build_job_dir, job_environment
+from smc_core.local.output import Line, LinePrefixer, start_reader, strip_adapter_prefix, use_colour
 
 TRAIN_COMMAND = (sys.executable, "-m", "smc_core.cli.main", "train")
 DEFAULT_FAILURE_WAIT = 15.0
@@ -48,6 +52,8 @@ KILL_MARGIN = 15.0
 MARKER_VAR = "SMC_LOCAL_RUN"
 """Set in every host's environment so that anything still running at the end can be found and killed."""
 POLL_INTERVAL = 0.1
+CHECKPOINT_FLUSH_TIMEOUT = 60.0
+"""Seconds the final checkpoint upload may take after the job ended."""
 
 
 @dataclass
@@ -62,8 +68,8 @@ class HostOutcome:
 
 
 @dataclass(frozen=True)
-class HostsResult:
-    """How a multi-host local job ended.
+class LocalResult:
+    """How a local job ended, host by host.
 
     Attributes:
         exit_code: 0 when every host succeeded, else the first failing host's exit code (or 128 + S
@@ -73,6 +79,7 @@ class HostsResult:
         first_failure: the host whose failure ended the job, or None.
         stopped_by: the signal that stopped smc local (``"SIGTERM"``), or None.
         network: how the hosts were isolated (``netns``, ``loopback`` or ``plain``).
+        tarballs: ``model.tar.gz`` and ``output.tar.gz`` when they were written (``--output-tar``).
     """
 
     exit_code: int
@@ -81,6 +88,7 @@ class HostsResult:
     first_failure: str | None
     stopped_by: str | None
     network: str
+    tarballs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -115,8 +123,6 @@ def prepare_hosts(job: LocalJob, host_set: HostSet) -> list[LocalJob]:
 
 def start_checkpoint_syncs(jobs: Sequence[LocalJob]) -> list[Any]:
     """What the platform does around each instance: restore its checkpoints, then keep them in sync."""
-    from smc_core.cli.local_checkpoints import download_checkpoints, start_checkpoint_sync
-
     syncs = []
     for host_job in jobs:
         if host_job.checkpoint_s3_uri:
@@ -127,22 +133,33 @@ def start_checkpoint_syncs(jobs: Sequence[LocalJob]) -> list[Any]:
     return syncs
 
 
-def run_hosts(
+def run_job(
     job: LocalJob,
-    host_set: HostSet,
+    host_set: HostSet | None = None,
     *,
     on_line: Callable[[Line], None] | None = None,
     failure_wait: float = DEFAULT_FAILURE_WAIT,
     environ: Mapping[str, str] | None = None,
     out: IO[str] | None = None,
-    prefix: bool = True,
-) -> HostsResult:
-    """Start ``train`` on every host of ``host_set`` at once, relay their output, wait for the end.
+    prefix: bool | None = None,
+) -> LocalResult:
+    """Start ``train`` on every host of ``host_set`` at once, wait for the end.
 
-    ``host_set`` must not be started yet: it is started here and always closed (everything it created
-    removed). ``on_line`` sees every line (the adapter's rank prefix removed), e.g. to collect metrics.
+    :param host_set: where the job runs: not started yet (it is started here and always closed,
+        everything it created removed); default one plain host whose job dir is ``job.job_dir``.
+    :param on_line: sees every line a host prints (the adapter's rank prefix removed), e.g. to
+        collect metrics.
+    :param failure_wait: seconds the other hosts get to stop on their own after one failed.
+    :param environ: the environment ``train`` starts from (default this process's).
+    :param out: where relayed lines and smc local's notices go (default stdout).
+    :param prefix: print each relayed line with its host's name (default: when there are several
+        hosts). Without a prefix and without ``on_line`` the hosts' output is not relayed: ``train``
+        writes to this process's stdout and stderr, as it does on the platform.
     """
+    host_set = PlainHost(job.job_dir) if host_set is None else host_set
     out = sys.stdout if out is None else out
+    prefix = len(host_set.hosts) > 1 if prefix is None else prefix
+    relay = prefix or on_line is not None
     marker = uuid.uuid4().hex
     lines: queue.Queue[Line | None] = queue.Queue()
     prefixer = LinePrefixer([h.name for h in host_set.hosts], use_colour(out, environ))
@@ -174,19 +191,20 @@ def run_hosts(
         for host, host_job in zip(host_set.hosts, jobs, strict=True):
             env = job_environment(host_job, environ)
             env[MARKER_VAR] = marker
-            env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they are printed, not at exit
+            if relay:
+                env.setdefault("PYTHONUNBUFFERED", "1")  # lines as they are printed, not at exit
             process = subprocess.Popen(
                 host_set.command(host, TRAIN_COMMAND),
                 env=env,
                 cwd=host.job_dir,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
+                stdout=subprocess.PIPE if relay else None,
+                stderr=subprocess.STDOUT if relay else None,
                 start_new_session=True,  # signals reach a host only through smc local
             )
             running.append(_Running(host, process, time.time()))
-            assert process.stdout is not None
-            start_reader(host.name, process.stdout, lines)
+            if process.stdout is not None:
+                start_reader(host.name, process.stdout, lines)
 
         first_failure, stopped_by = _supervise(
             running, lines, emit, pending_signals, failure_wait=failure_wait, grace=grace, out=out
@@ -194,11 +212,8 @@ def run_hosts(
     finally:
         for item in running:
             _kill(item.process)
-        if syncs:
-            from smc_core.cli.local_checkpoints import finish_checkpoint_sync
-
-            for sync in syncs:
-                finish_checkpoint_sync(sync, CHECKPOINT_FLUSH_TIMEOUT)
+        for sync in syncs:
+            finish_checkpoint_sync(sync, CHECKPOINT_FLUSH_TIMEOUT)
         host_set.close()
         kill_marked(marker)
         for sig, handler in previous.items():
@@ -206,7 +221,7 @@ def run_hosts(
     _drain(lines, len(running) - ended_readers, emit)
     ended = time.time()
     outcomes = tuple(item.outcome for item in running if item.outcome is not None)
-    return HostsResult(
+    return LocalResult(
         exit_code=_job_exit_code(outcomes, first_failure, stopped_by),
         duration=ended - started,
         hosts=outcomes,
@@ -261,10 +276,11 @@ def _supervise(
             if stopped_by is None:
                 stopped_by = name
                 kill_at = now + grace + KILL_MARGIN
-                notice(f"{name}: passed on to every host; waiting up to {grace + KILL_MARGIN:g} s for them.")
+                hosts, them = ("every host", "them") if len(running) > 1 else ("the job", "it")
+                notice(f"{name}: passed on to {hosts}; waiting up to {grace + KILL_MARGIN:g} s for {them}.")
                 _signal_all(alive, signum)
             else:
-                notice(f"{name} again: killing every host now.")
+                notice(f"{name} again: killing {'every host' if len(running) > 1 else 'the job'} now.")
                 kill_at = now
         if stop_at is not None and now >= stop_at and kill_at is None and alive:
             names = ", ".join(i.host.name for i in alive)
