@@ -477,7 +477,7 @@ def _extract_stream(
                 names.append(member.name)
                 # tarfile keeps every member it has read (for lookups this never makes): 100,000 of
                 # them held 50 MiB to the end. Its iteration reads the next one all the same.
-                archive.members.clear()
+                archive.members.clear()  # type: ignore[attr-defined]  # (typeshed lacks it)
             # A tar archive ends with zero blocks; one cut exactly between two members just stops,
             # which tarfile takes for the end. Stopping with no end-of-archive block read means it was cut.
             if forward.position < archive.offset + tarfile.BLOCKSIZE:
