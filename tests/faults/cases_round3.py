@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.faults.kit import Kit, Outcome, pid_gone, wait_for
 
@@ -364,4 +365,64 @@ def entry_symlink_outside(kit: Kit) -> Outcome:
     (base / "code" / "train.py").symlink_to(outside)
     done = kit.train(base)
     assert not (base / "code" / "ran").exists()
+    return done
+
+
+# --- pip's configuration through uv --------------------------------------------------------------------
+HELPFUL = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PIP_CERT",
+    "PIP_FIND_LINKS",
+)
+
+
+def _private_index_job(kit: Kit, extra_conf: str = "") -> tuple[Path, dict[str, str | None], Any]:
+    from tests.usercode.test_pip_uv_parity import Index, private_ca, wheel
+
+    ca, context = private_ca(kit.tmp)
+    index = Index({"smcp-alpha": [wheel("smcp-alpha", "1.0")]}, context)
+    conf = kit.tmp / "pip.conf"
+    conf.write_text(f"[global]\nindex-url = {index.url}\ncert = {ca}\n{extra_conf}")
+    site = kit.tmp / "site"
+    base = kit.job(
+        {
+            "train.py": "import smcp_alpha\nprint('alpha', smcp_alpha.VERSION)\n",
+            "requirements.txt": "smcp-alpha\n",
+        }
+    )
+    env: dict[str, str | None] = {name: None for name in HELPFUL}
+    env.update(
+        {
+            "SMC_INSTALLER": None,
+            "PIP_CONFIG_FILE": str(conf),
+            "PIP_TARGET": str(site),
+            "PYTHONPATH": str(site),
+            "UV_CACHE_DIR": str(kit.tmp / "uv-cache"),
+        }
+    )
+    return base, env, index
+
+
+def pip_conf_cert_through_uv(kit: Kit) -> Outcome:
+    base, env, index = _private_index_job(kit)
+    try:
+        done = kit.train(base, env=env)  # type: ignore[arg-type]
+    finally:
+        index.close()
+    assert "with uv" in done.stderr and "cert (" in done.stderr, done.stderr[-3000:]
+    assert "alpha 1.0" in done.stdout
+    return done
+
+
+def pip_conf_option_uv_lacks(kit: Kit) -> Outcome:
+    base, env, index = _private_index_job(kit, "prefer-binary = true\n")
+    try:
+        done = kit.train(base, env=env)  # type: ignore[arg-type]
+    finally:
+        index.close()
+    assert "Installing with pip, not uv" in done.stderr and "prefer-binary" in done.stderr
+    assert "alpha 1.0" in done.stdout
     return done

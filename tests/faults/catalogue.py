@@ -960,6 +960,23 @@ CASES: tuple[Case, ...] = (
         "ConfigError: The entry point 'train.py' (sagemaker_program) is a symbolic link",
         "the outside script not run",
     ),
+    # --- pip's configuration through uv ----------------------------------------------------------------
+    Case(
+        "pip-conf-cert-uv",
+        r3.pip_conf_cert_through_uv,
+        "pip.conf names a private index and its CA (cert); no SSL_CERT_FILE; default installer",
+        0,
+        NONE,
+        "installed with uv, the CA handed on",
+    ),
+    Case(
+        "pip-conf-uv-lacks",
+        r3.pip_conf_option_uv_lacks,
+        "pip.conf sets prefer-binary, which uv has no equivalent for",
+        0,
+        NONE,
+        "installed with pip; the log names the option and its file",
+    ),
     Case("success", run.success, "nothing wrong", 0, NONE, "success written; reserve removed"),
 )
 
