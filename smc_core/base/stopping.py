@@ -76,6 +76,8 @@ class JobStopped(BaseException):
     def __init__(self, signum: int, phase: str | None = None) -> None:
         self.signum = signum
         self.phase = phase or _phase
+        self.ended: str | None = None
+        """How the user's code had ended when the stop came (``exit code 0``), when it had."""
         super().__init__(f"stopped by {signal.Signals(signum).name} {PHASES.get(self.phase, self.phase)}")
 
     @property
@@ -83,9 +85,10 @@ class JobStopped(BaseException):
         """``128 + signal``, as a shell reports a death by that signal."""
         return 128 + self.signum
 
-    def failure_text(self, ended: str | None = None) -> str:
-        """The failure file's text; ``ended`` says how the user's code had ended, when it had."""
+    def failure_text(self) -> str:
+        """The failure file's text."""
         name = signal.Signals(self.signum).name
+        ended = self.ended
         if ended:
             code = f"had ended ({ended})"
         else:

@@ -426,3 +426,38 @@ def pip_conf_option_uv_lacks(kit: Kit) -> Outcome:
     assert "Installing with pip, not uv" in done.stderr and "prefer-binary" in done.stderr
     assert "alpha 1.0" in done.stdout
     return done
+
+
+# --- weak: outputs at the end --------------------------------------------------------------------------
+def stop_during_final_upload(kit: Kit) -> Outcome:
+    from tests.faults.kit import silent_server
+
+    script = (
+        "import os, pathlib\n"
+        "pathlib.Path(os.environ['SM_OUTPUT_INTERMEDIATE_DIR'], 'metrics.json').write_text('{}')\n"
+        "pathlib.Path(os.environ['SM_MODEL_DIR'], 'model.pt').write_text('weights')\n"
+        "pathlib.Path('done').touch()\n"
+    )
+    base = kit.job({"train.py": script}, hyperparameters={"sagemaker_s3_output": "s3://bucket/prefix"})
+    with silent_server() as url:
+        env = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "TRAINING_JOB_NAME": "stop-upload",
+            "SMC_SYNC_FLUSH_TIMEOUT": "120",
+        }
+        started: list[float] = []
+
+        def ended() -> bool:
+            if (base / "code" / "done").exists() and not started:
+                started.append(time.monotonic())
+            return bool(started) and time.monotonic() > started[0] + 2
+
+        done = kit.signal_when(base, ended, env=env, timeout=90)
+    stopped_after = time.monotonic() - started[0] - 2
+    assert stopped_after < 15, f"the stop took {stopped_after:.0f} s"
+    assert "the user's code had ended (exit code 0)" in done.first_line, done.first_line
+    assert (base / "model" / "model.pt").exists()
+    return done

@@ -977,6 +977,14 @@ CASES: tuple[Case, ...] = (
         NONE,
         "installed with pip; the log names the option and its file",
     ),
+    Case(
+        "stop-during-final-upload",
+        r3.stop_during_final_upload,
+        "SIGTERM while the final intermediate upload hangs; the script had exited 0",
+        143,
+        "JobStopped: the job was stopped by SIGTERM after the user's code had ended",
+        "ends within seconds; says the code had ended with exit code 0; the model kept",
+    ),
     Case("success", run.success, "nothing wrong", 0, NONE, "success written; reserve removed"),
 )
 
