@@ -29,8 +29,8 @@ from smc_core.errors import ConfigError, SmcError
 from smc_core.local.hosts import HOST_NETWORKS, HostSet, PlainHost, open_hosts
 from smc_core.local.job import DEFAULT_JOBS_DIR, LocalJob, clean_job_dir, make_output_tarballs, validate
 from smc_core.local.metrics import (
-    MetricCollector,
     MetricDefinition,
+    MetricMatcher,
     check_unique,
     load_metric_definitions,
     parse_metric_option,
@@ -312,7 +312,7 @@ def plan_from_args(args: argparse.Namespace, job: LocalJob) -> LocalRunPlan:
 
 def run_local(job: LocalJob, plan: LocalRunPlan, *, keep: bool = True, output_tar: bool = False) -> int:
     """Run the planned job, print its summary (and metrics); return its exit code."""
-    collector = MetricCollector(plan.metrics) if plan.metrics else None
+    collector = MetricMatcher(plan.metrics) if plan.metrics else None
     on_line = (lambda line: collector.feed(line.host, line.text, line.timestamp)) if collector else None
     job.job_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -331,6 +331,7 @@ def run_local(job: LocalJob, plan: LocalRunPlan, *, keep: bool = True, output_ta
     remember_secrets(os.environ)
     print(redact(summary(job, result)), flush=True)
     if collector is not None:
+        collector.close()
         print(report_metrics(collector, job.job_dir), flush=True)
     return result.exit_code
 

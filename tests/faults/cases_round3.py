@@ -461,3 +461,28 @@ def stop_during_final_upload(kit: Kit) -> Outcome:
     assert "the user's code had ended (exit code 0)" in done.first_line, done.first_line
     assert (base / "model" / "model.pt").exists()
     return done
+
+
+def catastrophic_metric_regex(kit: Kit) -> Outcome:
+    (kit.tmp / "src").mkdir()
+    (kit.tmp / "src" / "train.py").write_text(
+        "for i in range(20):\n    print('a' * 40 + 'b loss=%d' % i, flush=True)\n"
+    )
+    started = time.monotonic()
+    done = kit.smc(
+        "local",
+        "src",
+        "--entry-point",
+        "train.py",
+        "--job-name",
+        "re",
+        "--metric",
+        "bad=(a+)+$",
+        "--metric",
+        "loss=loss=([0-9]+)",
+    )
+    seconds = time.monotonic() - started
+    assert seconds < 20, f"{seconds:.1f} s: the regex stalled the job"
+    assert "the metric 'bad'" in done.stderr and "no longer matched" in done.stderr
+    assert any(line.split()[:2] == ["loss", "20"] for line in done.stdout.splitlines()), done.stdout
+    return done

@@ -985,6 +985,14 @@ CASES: tuple[Case, ...] = (
         "JobStopped: the job was stopped by SIGTERM after the user's code had ended",
         "ends within seconds; says the code had ended with exit code 0; the model kept",
     ),
+    Case(
+        "metric-regex-catastrophic",
+        r3.catastrophic_metric_regex,
+        "smc local --metric 'bad=(a+)+$' on lines of 40 a's and a b",
+        0,
+        NONE,
+        "the output never stalls; the regex dropped, named; other metrics complete",
+    ),
     Case("success", run.success, "nothing wrong", 0, NONE, "success written; reserve removed"),
 )
 
