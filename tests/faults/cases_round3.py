@@ -380,7 +380,7 @@ HELPFUL = (
 
 
 def _private_index_job(kit: Kit, extra_conf: str = "") -> tuple[Path, dict[str, str | None], Any]:
-    from tests.usercode.test_pip_uv_parity import Index, private_ca, wheel
+    from tests.indexes import Index, private_ca, wheel
 
     ca, context = private_ca(kit.tmp)
     index = Index({"smcp-alpha": [wheel("smcp-alpha", "1.0")]}, context)
