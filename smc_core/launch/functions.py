@@ -50,6 +50,7 @@ from typing import Any
 
 from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
+from smc_core.base.redact import REDACTED, is_secret_name
 from smc_core.base.stopping import STOP_SIGNALS
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
@@ -114,7 +115,8 @@ def _convert(name: str, value: Any, annotation: Any, where: str) -> Any:
         return value
     example = {bool: "true", int: "10", float: "0.01", str: '"text"'}[annotation]
     wrong = ConfigError(
-        f"hyperparameters.json: {name!r} is {value!r}, which {where} takes as {annotation.__name__}: "
+        f"hyperparameters.json: {name!r} is {REDACTED if is_secret_name(name) else repr(value)}, which "
+        f"{where} takes as {annotation.__name__}: "
         f"pass a {annotation.__name__} value, e.g. {name}={example}."
     )
     if annotation is bool:
