@@ -86,11 +86,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def exit_past_threads(exit_code: int) -> int:
-    """``exit_code``; but when threads the job left running (function mode's ``train()`` started
-    them, not as daemons) would keep the interpreter from exiting, end the process now with
-    ``exit_code``: the outcome is written, and nothing of the job may outlive it."""
+    """``exit_code``; but when threads would keep the interpreter from exiting (function mode's
+    ``train()`` started them, not as daemons; a thread pool's workers, which Python joins at exit,
+    still in an upload the job was stopped during), end the process now with ``exit_code``: the
+    outcome is written, and nothing of the job may outlive it."""
+    pools = getattr(sys.modules.get("concurrent.futures.thread"), "_threads_queues", {})
     left = [
-        t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.is_alive() and (not t.daemon or t in pools)
     ]
     if not left:
         return exit_code
