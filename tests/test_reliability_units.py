@@ -158,3 +158,8 @@ def test_function_mode_does_not_quote_a_secret_value_it_cannot_convert() -> None
     with pytest.raises(ConfigError) as raised:
         train_arguments(train, {"db_password": "pw1"}, {})
     assert "pw1" not in raised.value.message and "<redacted>" in raised.value.message
+
+
+def test_redact_leaves_usage_placeholders_alone() -> None:
+    for text in ("--env '=x': expected KEY=VALUE", "--hyperparameter 'epochs': expected KEY=VALUE"):
+        assert redact(text) == text

@@ -58,8 +58,12 @@ _PATTERNS = (
         rf"""(?P<head>(?<![\w-])--?{_NAME}(?:=|[ \t]+))(?P<value>{_QUOTED_VALUE}|(?!-)[^\s'"]+)""",
         re.IGNORECASE,
     ),
-    # an assignment: SM_HP_API_KEY=abc
-    re.compile(rf"""(?P<head>(?<![\w.-]){_NAME}=)(?P<value>{_QUOTED_VALUE}|[^\s'",]+)""", re.IGNORECASE),
+    # an assignment: SM_HP_API_KEY=abc (a name longer than the word alone: KEY=VALUE in a usage
+    # message, say, is no secret)
+    re.compile(
+        rf"""(?P<head>(?<![\w.-])(?=[\w.-]*(?:{_WORDS}))(?!(?:{_WORDS})=)[\w.-]+=)(?P<value>{_QUOTED_VALUE}|[^\s'",]+)""",
+        re.IGNORECASE,
+    ),
     # a URL's password: https://user:pw@host
     re.compile(r"""(?P<head>\b[a-z][a-z0-9+.-]*://[^/\s:@'"]+:)(?P<value>[^@\s/'"]+)(?=@)""", re.IGNORECASE),
 )
