@@ -109,7 +109,7 @@ def run_training(
         pm,
     )
     remember_secrets(training_env.hyperparameters)  # redacted from the log and the failure file
-    check_switches(training_env.additional_framework_parameters, claimed)
+    check_switches(training_env, claimed)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
     process_env = merge_process_env(contributions, environ)

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
@@ -56,6 +56,9 @@ from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  #
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
 from smc_core.job.paths import JobPaths, base_dir, job_paths
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
+
+if TYPE_CHECKING:
+    from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
@@ -221,6 +224,9 @@ class TrainingEnv:
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
     are; None: rendered from the hyperparameters, as the contract says."""
+    model_trainer: ModelTrainerJob | None = field(default=None, hash=False)
+    """The SageMaker Python SDK v3 ``ModelTrainer`` layout (its ``sm_drivers`` channel) this job came
+    with, or None for the classic layout (see :mod:`smc_core.job.platforms.modeltrainer`)."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
     settings: Settings = field(
@@ -395,6 +401,9 @@ def create_environment(
     master_port: int | None = None,
     processes_per_host: int | None = None,
     distributed_by: str | None = None,
+    code_dir: Path | None = None,
+    entry_point: str | None = None,
+    model_trainer: ModelTrainerJob | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
@@ -408,14 +417,24 @@ def create_environment(
     ``LocalPath``); ``channel_dirs`` maps channel names to their directories (File mode) instead of
     ``input/data/<name>``; the rest become the :class:`TrainingEnv` fields of the same names.
 
+    For a ModelTrainer layout (:mod:`smc_core.job.platforms.modeltrainer`): ``code_dir`` replaces
+    ``code/``, ``entry_point`` is the entry point when neither ``SAGEMAKER_PROGRAM`` nor
+    ``sagemaker_program`` names one, and with ``model_trainer`` the distribution hosts are every host,
+    sorted, as the SDK's drivers take them (``algo-1`` the master).
+
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
     """
     environ = os.environ if environ is None else environ
     if settings is None:
         settings = parse_settings(environ)
     paths = job_paths(base, environ)
-    if model_dir is not None or checkpoint_dir is not None:
-        paths = JobPaths(paths.base_dir, custom_model_dir=model_dir, custom_checkpoint_dir=checkpoint_dir)
+    if model_dir is not None or checkpoint_dir is not None or code_dir is not None:
+        paths = JobPaths(
+            paths.base_dir,
+            custom_model_dir=model_dir,
+            custom_checkpoint_dir=checkpoint_dir,
+            custom_code_dir=code_dir,
+        )
     hps_file = paths.hyperparameters_file
 
     all_hps = dict(load_hyperparameters(paths.base_dir) if hyperparameters is None else hyperparameters)
@@ -448,13 +467,20 @@ def create_environment(
     groups = _instance_groups(resource_config)
     group_hosts = {g["instance_group_name"]: tuple(g.get("hosts", [])) for g in groups}
     distribution_groups = _distribution_groups(hps_file, split.framework, groups, current_group)
-    if groups:
+    if model_trainer is not None:
+        # The SDK's drivers span every host, sorted: algo-1 is the master and node rank 0.
+        distribution_hosts = tuple(sorted(hosts))
+        if distribution_groups:
+            distribution_groups = tuple(group_hosts) or distribution_groups
+    elif groups:
         distribution_hosts = tuple(h for name in distribution_groups for h in group_hosts.get(name, ()))
     else:
         distribution_hosts = hosts
 
-    program = environ.get("SAGEMAKER_PROGRAM") or _reserved_string(
-        hps_file, split.reserved, "sagemaker_program", "train.py"
+    program = (
+        environ.get("SAGEMAKER_PROGRAM")
+        or entry_point
+        or _reserved_string(hps_file, split.reserved, "sagemaker_program", "train.py")
     )
     submit_dir = _reserved_string(
         hps_file, split.reserved, "sagemaker_submit_directory", "s3://bucket/job/source/sourcedir.tar.gz"
@@ -513,6 +539,7 @@ def create_environment(
         processes_per_host=processes_per_host,
         distributed_by=distributed_by,
         script_args=None if script_args is None else tuple(script_args),
+        model_trainer=model_trainer,
         environ=_frozen(environ),
         settings=settings,
     )
