@@ -11,6 +11,9 @@ from smc_core.base.redact import redact
 __all__ = ["configure_logging", "logger"]
 
 logger = logging.getLogger("smc")
+"""smc's logger (``logging.getLogger("smc")``): plugins and adapters log through it, so that their
+lines carry smc's format and the job's level (``sagemaker_container_log_level``) and reach the job's
+log beside smc's own."""
 
 
 class RedactingFormatter(logging.Formatter):

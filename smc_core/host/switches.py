@@ -24,6 +24,7 @@ SWITCH_PROVIDERS: Mapping[str, tuple[str, ...]] = {
     "sagemaker_parameter_server_enabled": ("tensorflow",),
     "sagemaker_torch_distributed_enabled": ("pytorch", "keras"),
     "sagemaker_pytorch_ddp_enabled": ("pytorch",),
+    "sagemaker_pytorch_xla_multi_worker_enabled": ("pytorch",),
     "sagemaker_keras_jax_distributed_enabled": ("keras",),
 }
 """Switch to the adapters (entry-point names, distribution ``smc-<name>``) known to launch it, for
