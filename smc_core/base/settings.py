@@ -350,9 +350,10 @@ GRACE_PERIOD = Setting.seconds(
 )
 PEER_STOP_GRACE = Setting.seconds(
     "SMC_PEER_STOP_GRACE",
-    5.0,
-    "seconds between SIGTERM and SIGKILL when smc stops this host's processes because the job failed on "
-    "another host (a stop signal smc receives gets SMC_GRACE_PERIOD)",
+    1.0,
+    "seconds between SIGTERM and SIGKILL when smc stops processes because the job failed elsewhere (another "
+    "host, another rank): short, the job has failed, and a worker blocked in a collective does not act on "
+    "SIGTERM; a stop signal smc receives gets SMC_GRACE_PERIOD",
     policy=True,
 )
 HOST_WAIT_TIMEOUT = Setting.seconds(

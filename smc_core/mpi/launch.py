@@ -762,7 +762,12 @@ def _watch(
     and the grace what is left of the job's processes here gets."""
     master = job.master
     policy = job.supervision
-    running = False
+    # Open MPI's daemon is looked for among all of this host's processes until it appears, then
+    # watched by its pid alone (a scan a loop cost every worker CPU in proportion to the processes on
+    # its machine for the whole job: on the test rig, whose hosts share one machine, it grew with the
+    # square of the hosts; issue 28).
+    daemons: list[Any] = []
+    ended = False
     while True:
         with link.changed:
             link.changed.wait(0.5)
@@ -791,13 +796,25 @@ def _watch(
             return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})"), (
                 policy.peer_stop_grace
             )
-        daemons = open_mpi_daemons(since)
-        if daemons and not running:
-            running = True
-            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
-        elif running and not daemons:
-            running = False
+        if ended:
+            continue
+        if not daemons:
+            daemons = open_mpi_daemons(since)
+            if daemons:
+                logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
+        elif not any(_alive(daemon) for daemon in daemons):
+            ended = True
             logger.info("MPI: Open MPI's daemon ended here; waiting for the master's outcome.")
+
+
+def _alive(process: Any) -> bool:
+    """Whether ``process`` (a psutil process) still runs: neither gone nor a zombie."""
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _lost(job: MpiJob, reason: str) -> TrainingResult:
