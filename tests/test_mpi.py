@@ -268,6 +268,23 @@ def test_the_root_failure_is_the_rank_that_failed_on_its_own(capfd):
         master.close()
 
 
+def test_a_silent_rank_s_output_stream_ends_when_its_connection_closes():
+    # The master waits for every rank's output connection to close before its own last lines; a rank
+    # that printed nothing was not counted, so every such job waited out the whole bound (5 s after a
+    # success, 2 s after a failure): issue 28's failure curve showed it.
+    from smc_core.cluster.channel import ChannelMaster
+    from smc_core.mpi.rank import _Output
+
+    master = ChannelMaster("algo-1", (), port=0, address="127.0.0.1").start()
+    try:
+        silent = _Output(master.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
+        silent.close()
+        master.wait_for_streams(1, timeout=20)
+        assert master.streams_opened == master.streams_ended == 1
+    finally:
+        master.close()
+
+
 def test_the_readme_lists_the_mpi_settings():
     from smc_core.base.settings import settings_table
 

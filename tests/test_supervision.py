@@ -93,6 +93,7 @@ def test_a_stop_signal_gets_the_grace_period_and_no_more(smc_job, style) -> None
     assert outcome.ended is not None and outcome.ended - sent < GRACE + MARGIN, outcome.describe()
     failure = outcome.assert_failure(137)
     assert "SMC_GRACE_PERIOD" in failure[:1024] and f"{GRACE:g} s" in failure, failure
+    assert f"Supervision (every launch obeys it): SMC_GRACE_PERIOD={GRACE:g} s" in outcome.logs
 
 
 @pytest.mark.netns

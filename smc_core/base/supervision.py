@@ -13,9 +13,9 @@ field                  setting                    what it bounds
 ``grace_period``       ``SMC_GRACE_PERIOD``       from passing on a stop signal smc received
                                                   (SIGTERM, SIGINT) to the user's processes, to
                                                   SIGKILL of every one of them
-``peer_stop_grace``    ``SMC_PEER_STOP_GRACE``    from SIGTERM to SIGKILL when smc stops this
-                                                  host's processes because the job failed on
-                                                  another host
+``peer_stop_grace``    ``SMC_PEER_STOP_GRACE``    from SIGTERM to SIGKILL when smc stops
+                                                  processes because the job failed elsewhere (a
+                                                  peer host, another rank of this host)
 ``leftover_grace``     ``SMC_LEFTOVER_GRACE``     from SIGTERM to SIGKILL for processes left
                                                   running once the user's process ended, and for
                                                   smc's own helpers (an sshd, a parameter server)
@@ -45,10 +45,8 @@ defaults; pass ``supervision=Supervision(grace_period=2)`` to a function to use 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +59,7 @@ from smc_core.base.settings import (
     Settings,
 )
 
-__all__ = ["Supervision", "applied_supervision", "apply_supervision", "end_now", "last_resort"]
+__all__ = ["Supervision", "applied_supervision", "apply_supervision"]
 
 _CORE_FIELDS: Mapping[str, Setting[Any]] = {
     "grace_period": GRACE_PERIOD,
@@ -127,7 +125,7 @@ class Supervision:
         return {**fields, **self.declared}
 
     def describe(self) -> str:
-        """One line for the log: ``SMC_GRACE_PERIOD=100 s, SMC_PEER_STOP_GRACE=5 s, ...``."""
+        """One line for the log: ``SMC_GRACE_PERIOD=100 s, SMC_PEER_STOP_GRACE=1 s, ...``."""
         return ", ".join(f"{name}={value:g} s" for name, value in self.settings().items())
 
 
@@ -153,32 +151,3 @@ def apply_supervision(policy: Supervision) -> Iterator[Supervision]:
     finally:
         with _lock:
             _applied.remove(policy)
-
-
-# --- the last resort: ending smc itself when the grace period runs out on code it cannot kill ------
-_last_resort: list[Callable[[int, str, Mapping[str, Any]], None]] = []
-
-
-@contextlib.contextmanager
-def last_resort(report: Callable[[int, str, Mapping[str, Any]], None]) -> Iterator[None]:
-    """While inside, :func:`end_now` calls ``report(exit_code, reason, details)`` before ending the
-    process: the runner writes the failure file there. Code that runs inside smc's own process (function
-    mode's ``train()``) cannot be sent SIGKILL when it outlives its grace period; smc ends itself."""
-    _last_resort.append(report)
-    try:
-        yield
-    finally:
-        _last_resort.remove(report)
-
-
-def end_now(exit_code: int, reason: str, details: Mapping[str, Any]) -> None:
-    """Report through the registered :func:`last_resort` (if any), then end this process at once with
-    ``exit_code`` (``os._exit``: no ``finally`` of the code still running can hold it up)."""
-    try:
-        if _last_resort:
-            _last_resort[-1](exit_code, reason, details)
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(exit_code)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TypeVar
 from smc_core.base.log import logger
 from smc_core.base.settings import CHANNEL_PORT, HOST_WAIT_TIMEOUT
 from smc_core.base.stopping import JobStopped
-from smc_core.cluster.channel import ChannelLink, ChannelMaster
+from smc_core.cluster.channel import ChannelLink, ChannelMaster, join_error
 from smc_core.cluster.network import resolve_host
 from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError, SmcError
@@ -133,8 +133,8 @@ class JobChannel:
             link.close("the job ended")
 
     def _fail(self, error: ClusterError) -> None:
-        if not self._stop.is_set():
-            logger.debug("The job's channel: %s", error.message)
+        if not self._stop.is_set():  # a launch style that needs the channel raises it; say it now too
+            logger.warning("The job's channel is not open on %s: %s", self.current_host, error.message)
         with self._changed:
             self._error = error
             self._changed.notify_all()
@@ -170,13 +170,19 @@ class JobChannel:
                 f"{self.current_host} is the job's master: it holds the channel's master end "
                 "(job_channel().master()), not a link."
             )
+        bound = self.host_wait_timeout if timeout is None else timeout
         return self._wait(
             lambda: self._link,
             timeout,
             f"{self.current_host} to join the job's channel on {self.master_host} (port {self.port})",
+            error=join_error(
+                self.master_host, self.port, self.current_host, bound, [], HOST_WAIT_TIMEOUT.name
+            ),
         )
 
-    def _wait(self, get: Callable[[], T | None], timeout: float | None, what: str) -> T:
+    def _wait(
+        self, get: Callable[[], T | None], timeout: float | None, what: str, error: str | None = None
+    ) -> T:
         def ready() -> T | None:
             if self._error is not None:
                 raise self._error
@@ -184,7 +190,12 @@ class JobChannel:
 
         bound = self.host_wait_timeout if timeout is None else timeout
         value = wait_until(
-            ready, timeout=bound, waiting_for=what, setting=HOST_WAIT_TIMEOUT.name, changed=self._changed
+            ready,
+            timeout=bound,
+            waiting_for=what,
+            setting=HOST_WAIT_TIMEOUT.name,
+            changed=self._changed,
+            error=(lambda _: error) if error else None,
         )
         assert value is not None
         return value
