@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from smc_core.errors import ConfigError
 from smc_core.job.longjobs import deterministic_error, long_job_policy
 from smc_core.launch.stacks import parse_faulthandler, pyspy_unusable
 from smc_core.testing.jobs import make_job_dir
+from smc_core.testing.mpi import mpi_leftovers, mpi_unavailable_reason
+from smc_core.testing.netns import NetnsHost
 
 from .helpers import TRAIN, failure_text, run_train
 
@@ -32,15 +33,32 @@ def wait_for_data():
 wait_for_data()
 """
 
-MPI_STALL = """\
-import sys, time
+MPI_RESTART_THEN_STALL = """\
+import os, time
 from mpi4py import MPI
 comm = MPI.COMM_WORLD
-print(f"rank {comm.rank} ready", flush=True)
+attempt = int(os.environ["SMC_ATTEMPT"])
+print(f"rank {comm.rank} of attempt {attempt} ready", flush=True)
+if comm.rank == 1 and attempt == 1:
+    raise ConnectionError("connection reset by peer on attempt 1")
 if comm.rank == 1:
     time.sleep(3600)
 comm.allreduce(1)
 """
+MPI_UNAVAILABLE = mpi_unavailable_reason(hosts=2)
+
+
+def _host_env(host: NetnsHost) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
+    env.update(
+        SAGEMAKER_BASE_DIR=str(host.job_dir),
+        SMC_DISABLE_PLUGINS="pytorch",
+        SMC_MPI_WAIT_TIMEOUT="60",
+        SMC_HOST_WAIT_TIMEOUT="60",
+        SMC_PEER_STOP_GRACE="2",
+    )
+    return env
+
 
 QUIET_WITH_CHECKPOINTS = """\
 import os, time
@@ -158,25 +176,48 @@ def test_a_stall_is_explained_by_faulthandler_where_py_spy_is_not_installed(tmp_
     )
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="Open MPI's mpirun is not installed")
-def test_a_stalled_mpi_job_names_the_rank_that_sleeps(tmp_path: Path) -> None:
-    base = make_job_dir(
-        tmp_path / "job",
-        entry_point="train.py",
-        code={"train.py": MPI_STALL},
-        hyperparameters={
-            "sagemaker_mpi_enabled": True,
-            "sagemaker_mpi_num_of_processes_per_host": 2,
-            "sagemaker_stall_timeout": 6,
-        },
+@pytest.mark.netns
+@pytest.mark.skipif(MPI_UNAVAILABLE is not None, reason=MPI_UNAVAILABLE or "")
+def test_an_mpi_job_on_2_hosts_restarts_together_then_its_stall_names_the_rank_on_host_2(netns_hosts):
+    """One 2-host MPI run (a rank per host) checks the whole-job restart agreed over the job's channel
+    and the stall across hosts: attempt 1's rank 1 on algo-2 raises ConnectionError, the master
+    decides to restart, both hosts start attempt 2 (the MPI master hands out a new key, its handlers
+    of attempt 1 gone); there rank 1 sleeps before the all-reduce: after 8 s without progress both
+    hosts end with exit 7, the failure file naming rank 1 on algo-2 and its line, rank 0 in the
+    all-reduce, and both attempts."""
+    cluster = netns_hosts(2)
+    for host in cluster.hosts:
+        make_job_dir(
+            host.job_dir,
+            entry_point="train.py",
+            code={"train.py": MPI_RESTART_THEN_STALL},
+            resource_config=host.resource_config(cluster.host_names),
+            hyperparameters={
+                "sagemaker_mpi_enabled": True,
+                "sagemaker_max_restarts": 1,
+                "sagemaker_stall_timeout": 8,
+            },
+        )
+    started = time.monotonic()
+    runs = cluster.run_all(lambda host: [TRAIN], env_for=_host_env, timeout=180)
+    took = time.monotonic() - started
+    logs = "\n".join(f"--- {h.name}:\n{r.output[-6000:]}" for h, r in zip(cluster.hosts, runs, strict=True))
+    assert [r.returncode for r in runs] == [7, 7], logs
+    assert (
+        "Attempt 2 of at most 2 starts." in runs[0].output and "The master restarts the job" in runs[1].output
     )
-    done = run_train(base, env={"SMC_PEER_STOP_GRACE": "2"}, timeout=120)
-    assert done.returncode == 7, done.stderr[-4000:]
-    failure = failure_text(base)
+    assert "[algo-2 rank 1] rank 1 of attempt 2 ready" in runs[0].output, logs
+    failure = failure_text(cluster.hosts[0].job_dir)
     first = failure.splitlines()[0]
-    assert first.startswith("StallError: no progress on any host for 6 s"), failure
-    assert "rank 1 on algo-1" in first and "train.py:6 in <module>" in first, failure
-    assert any("rank 0 on algo-1" in line and "train.py:7" in line for line in failure.splitlines()), failure
+    assert first.startswith("StallError: no progress on any host for 8 s"), failure
+    assert "rank 1 on algo-2" in failure and "train.py:9 in <module>" in failure, failure
+    assert any("rank 0 on algo-1" in line and "train.py:10" in line for line in failure.splitlines()), failure
+    assert "attempt 1: " in failure and "ConnectionError" in failure and "attempt 2: stalled" in failure, (
+        failure
+    )
+    assert failure_text(cluster.hosts[1].job_dir).startswith("StallError: no progress"), logs
+    assert took < 150, f"{took:.0f} s"
+    assert mpi_leftovers("train.py") == []
 
 
 def test_a_quiet_job_that_writes_checkpoints_is_no_stall(tmp_path: Path) -> None:

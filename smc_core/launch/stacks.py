@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,7 @@ __all__ = [
     "Frame",
     "ProcessStacks",
     "ThreadStack",
+    "adopted_processes",
     "dump_stacks",
     "faulthandler_environment",
     "find_pyspy",
@@ -279,15 +280,34 @@ def _integer(value: str | None) -> int | None:
     return int(value) if value and value.strip().isdigit() else None
 
 
+_ADOPTED: list[Callable[[], Iterable[psutil.Process]]] = []
+
+
+@contextlib.contextmanager
+def adopted_processes(find: Callable[[], Iterable[psutil.Process]]) -> Iterator[None]:
+    """While inside, :func:`job_processes` also counts the processes ``find()`` returns and their
+    descendants: the job's processes that smc did not start itself (on an MPI worker host, the ranks
+    under Open MPI's daemon, which mpirun started over ssh)."""
+    _ADOPTED.append(find)
+    try:
+        yield
+    finally:
+        _ADOPTED.remove(find)
+
+
 def job_processes(root: int | None = None) -> list[psutil.Process]:
-    """Every process the job runs on this host: the descendants of ``root`` (default: this smc), less
-    py-spy's own."""
+    """Every process the job runs on this host: the descendants of ``root`` (default: this smc) and
+    the :func:`adopted_processes` with theirs, less py-spy's own."""
     try:
         children = psutil.Process(root or os.getpid()).children(recursive=True)
     except psutil.Error:
         return []
+    for find in list(_ADOPTED) if root is None else []:
+        for adopted in find():
+            with contextlib.suppress(psutil.Error):
+                children += [adopted, *adopted.children(recursive=True)]
     found = []
-    for proc in children:
+    for proc in {p.pid: p for p in children}.values():
         with contextlib.suppress(psutil.Error):
             if proc.name() != "py-spy" and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)

@@ -69,6 +69,7 @@ from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError, ConfigError, SmcError
 from smc_core.launch.process import SupervisedProcess, python_executable, run_process
 from smc_core.launch.result import TrainingResult
+from smc_core.launch.stacks import adopted_processes
 from smc_core.mpi.rank import CHANNEL_VAR, HOSTS_VAR
 from smc_core.mpi.sshd import (
     JobKeys,
@@ -427,9 +428,13 @@ class _Workers:
         self.job, self.master = job, master
         self.host_keys: dict[str, str] = {}
         self.failures: dict[str, str] = {}
-        master.on(KeyRequest, lambda peer, _: Key(public_key, address))
-        master.on(SshdReady, self._ready)
-        master.on(SshdFailed, self._failed)
+        self._handlers: list[tuple[Any, Any]] = [
+            (KeyRequest, lambda peer, _: Key(public_key, address)),
+            (SshdReady, self._ready),
+            (SshdFailed, self._failed),
+        ]
+        for kind, handler in self._handlers:
+            master.on(kind, handler)
         self._stop = threading.Event()
 
     def _ready(self, peer: Peer | None, message: SshdReady) -> None:
@@ -503,8 +508,11 @@ class _Workers:
         threading.Thread(target=beat, daemon=True, name="smc-mpi-ping").start()
 
     def stop(self) -> None:
-        """Stop the heartbeats."""
+        """Stop the heartbeats, and hear no more of the workers: an attempt after a restart
+        (``SMC_MAX_RESTARTS``) hands out its own key and waits for the workers' new sshd."""
         self._stop.set()
+        for kind, handler in self._handlers:
+            self.master.off(kind, handler)
 
 
 def run_master(
@@ -680,7 +688,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
     master, host = job.master, job.current_host
     require_programs(job, process_env)
     link = channel.link()
-    link.on(Ping, lambda _link, _message: None)  # only heard: last_heard moves on
+    link.on(Ping, _heard)  # only heard: last_heard moves on
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None
     since = time.time()
@@ -715,9 +723,11 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
             "MPI: the job's sshd listens on %s:%d; waiting for the master %s.", address, job.ssh_port, master
         )
         link.send(SshdReady(host_key))
-        outcome, grace = _watch(job, link, sshd, since)
+        with adopted_processes(lambda: open_mpi_daemons(since)):  # the ranks here, for their stacks
+            outcome, grace = _watch(job, link, sshd, since)
         return outcome
     finally:
+        link.off(Ping, _heard)  # an attempt after a restart registers it anew
         if sshd is not None:
             sshd.stop(job.supervision.leftover_grace)
         stopped, killed = stop_open_mpi_daemons(since, grace)
@@ -728,6 +738,10 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
                 "MPI: %d of them did not exit within %g s of SIGTERM: smc sent SIGKILL.", killed, grace
             )
         keys.remove()
+
+
+def _heard(_link: ChannelLink, _message: Ping) -> None:
+    """A heartbeat of the master's: nothing to do (the link's ``last_heard`` moved on)."""
 
 
 def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
