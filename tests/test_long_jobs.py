@@ -1,6 +1,9 @@
-"""Long jobs in the core (issue 26): stalls of a plain script and an MPI job, no false alarm, off by
-default; restarts of the whole code (never for the code's own SyntaxError), attempts named; the
-policy's settings and hyperparameters. The torch cases are in plugins/pytorch/tests/test_long_jobs.py."""
+"""Long jobs in the core (issue 26): stalls of a plain script (py-spy forbidden, py-spy missing) and of
+an MPI job on 2 hosts after a restart agreed by both, no false alarm, off by default; restarts of the
+whole code after a failure and after a stall; the policy's settings and hyperparameters. The torch
+cases are in plugins/pytorch/tests/test_long_jobs.py; a stall's exit code, a bad stall timeout, stalls
+in function mode, restarts that run out and a SyntaxError never restarted are the fault catalogue's
+(tests/faults/cases_longjobs.py)."""
 
 from __future__ import annotations
 
@@ -71,11 +74,15 @@ for step in range(4):
 """
 
 FLAKY = """\
-import os, sys
+import os, time
 attempt = int(os.environ["SMC_ATTEMPT"])
 print(f"attempt {attempt}", flush=True)
-if attempt < int(sys.argv[sys.argv.index("--succeed-on") + 1]):
+if attempt == 1:
     raise RuntimeError(f"the network blinked on attempt {attempt}")
+def wait_for_a_lost_peer():
+    time.sleep(3600)
+if attempt == 2:
+    wait_for_a_lost_peer()
 print("trained", flush=True)
 """
 
@@ -228,22 +235,24 @@ def test_a_quiet_job_that_writes_checkpoints_is_no_stall(tmp_path: Path) -> None
     assert "No progress" not in done.stderr
 
 
-def test_restarts_run_the_code_again_and_name_every_attempt(tmp_path: Path) -> None:
-    """A failure that is not the code's own deterministic error is restarted (SMC_ATTEMPT counts)
-    until an attempt succeeds."""
-    good = make_job_dir(
-        tmp_path / "good",
+def test_restarts_run_the_code_again_after_a_failure_and_after_a_stall(tmp_path: Path) -> None:
+    """A failure that is not the code's own deterministic error is restarted (SMC_ATTEMPT counts), and
+    so is a stall (its stacks logged first), until an attempt succeeds."""
+    base = make_job_dir(
+        tmp_path / "job",
         entry_point="train.py",
         code={"train.py": FLAKY},
-        hyperparameters={"succeed-on": 3, "sagemaker_max_restarts": 2},
+        hyperparameters={"sagemaker_max_restarts": 2, "sagemaker_stall_timeout": 3},
     )
-    done = run_train(good, timeout=120)
+    done = run_train(base, timeout=120)
     assert done.returncode == 0, done.stderr[-4000:]
     assert [line for line in done.stdout.splitlines() if line.startswith("attempt")] == [
         "attempt 1",
         "attempt 2",
         "attempt 3",
     ]
-    assert "Attempt 2 of at most 3 starts." in done.stderr and "Attempt 3 of at most 3 starts." in done.stderr
-    # Restarts that run out, and a SyntaxError never restarted: the fault catalogue's restarts-run-out
-    # and syntax-error-not-restarted (tests/faults/cases_longjobs.py).
+    assert "Attempt 3 of at most 3 starts." in done.stderr, done.stderr[-4000:]
+    assert "attempt 1 failed on algo-1: attempt 1: algo-1, exit code 1: RuntimeError" in done.stderr
+    assert "The stacks of every process of the job, at the stall:" in done.stderr
+    assert "attempt 2 failed on algo-1: attempt 2: stalled (no progress on any host for 3 s" in done.stderr
+    assert "train.py:7 in wait_for_a_lost_peer" in done.stderr

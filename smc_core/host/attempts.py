@@ -10,8 +10,13 @@
   result's ``details["restarted_by"]``, and the core adds no restart of its own;
 * **what is not**: a deterministic error of the user's code (:func:`restart_refusal`: a
   ``SyntaxError``, ``IndentationError``, ``ImportError``, ``ModuleNotFoundError``, ``NameError``, an
-  argument error of argparse), a stop (SIGTERM to smc: a stop is a stop), and a stall (restarting a
-  hang from its checkpoint usually hangs at the same place again; the stacks say where);
+  argument error of argparse) and a stop (SIGTERM to smc: a stop is a stop). A **stall** is restarted
+  as any other failure is (every host's stacks logged first, each time): a hang in a collective after
+  a lost link is the failure a restart from the checkpoint survives, and one that comes back at the
+  same place costs at most the restarts the job asked for, then ends in
+  :class:`~smc_core.errors.StallError` (exit 7) naming every attempt. A launch style that restarts
+  on its own (torchrun) is not restarted by the core after a stall either: smc ended it on every host;
+  torch's own collective timeouts (its NCCL watchdog) end a worker, which torchrun does restart;
 * **agreed over the job's channel**: the master decides. A host whose attempt failed asks it
   (``attempt.failed``); the master answers (``attempt.decision``) and, to restart, tells every host
   (``restart``, with the next attempt's number): each stops what still runs of the attempt
@@ -38,21 +43,39 @@ from smc_core.base.messages import summary_line
 from smc_core.cluster.channel import ChannelLink, Peer
 from smc_core.cluster.job import JobChannel
 from smc_core.cluster.messages import Message, message_kind
-from smc_core.errors import ClusterError, StallError
+from smc_core.errors import ClusterError, ConfigError, StallError
 from smc_core.host.watch import AttemptWatch
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.longjobs import deterministic_error
 from smc_core.launch.process import running_processes
 from smc_core.launch.result import TrainingResult
 from smc_core.launch.signals import describe_exit_code
-from smc_core.usercode.describe import UserCode
+from smc_core.usercode.describe import UserCode, function_mode
 
-__all__ = ["ATTEMPT_VAR", "restart_refusal", "run_attempts"]
+__all__ = ["ATTEMPT_VAR", "check_long_jobs", "restart_refusal", "run_attempts"]
 
 ATTEMPT_VAR = "SMC_ATTEMPT"
 """Set for the user's processes: the attempt they belong to (1 for the first)."""
 DECISION_TIMEOUT = 30.0
 """Seconds a host waits for the master's decision on a failed attempt."""
+
+
+def check_long_jobs(training_env: TrainingEnv) -> None:
+    """Fail the job before any work when its stall or restart policy is bad, or asks for what its
+    launch cannot give: function mode (``train()`` inside smc's own process) cannot be watched for
+    stalls, since its output is not smc's to read line by line and a hang there could only be ended
+    by ending smc itself, before any failure file told why.
+
+    :raises ConfigError: naming the setting or hyperparameter and the fix.
+    """
+    policy = training_env.long_jobs
+    if policy.stall_timeout and function_mode(training_env):
+        raise ConfigError(
+            f"{policy.stall_timeout_from} asks for stall detection, but the job runs in function mode "
+            "(SMC_FUNCTION_MODE or sagemaker_function_mode), whose train() runs inside smc's own "
+            "process, which smc cannot watch for stalls: run the module as a script (turn function "
+            f"mode off), or leave {policy.stall_timeout_from} unset for this job."
+        )
 
 
 def restart_refusal(result: TrainingResult) -> str | None:
@@ -235,13 +258,18 @@ def run_attempts(
                 logger.info("Attempt %d of at most %d starts.", attempt, policy.max_restarts + 1)
             with watch:
                 result = invoke(env)
-            if watch.stalled is not None:
-                raise StallError(watch.stalled + _named(attempts, f"attempt {attempt}: stalled"))
-            if result.succeeded or not policy.max_restarts or result.details.get("restarted_by"):
+            stalled = watch.stalled
+            final = not policy.max_restarts or result.details.get("restarted_by")
+            if stalled is not None and final:
+                raise StallError(stalled + _named(attempts, f"attempt {attempt}: stalled"))
+            if stalled is None and (result.succeeded or final):
                 return _with_attempts(result, attempts, attempt)
             told = agreement.restarting(attempt)
-            refusal = restart_refusal(result)
-            summary = _summary(attempt, result, training_env.current_host)
+            if stalled is not None:  # restarted as any failure is: a hang may not come back
+                refusal, summary = None, f"attempt {attempt}: stalled ({_shorten(stalled)})"
+            else:
+                refusal = restart_refusal(result)
+                summary = _summary(attempt, result, training_env.current_host)
             if told is not None:
                 restart, reason = told
             elif channel.is_master:
@@ -255,6 +283,8 @@ def run_attempts(
             )
             if not restart:
                 logger.error("Attempt %d failed; no restart: %s.", attempt, reason)
+                if stalled is not None:
+                    raise StallError(stalled + _named(attempts[:-1], f"attempt {attempt}: stalled"))
                 return _with_attempts(result, attempts[:-1], attempt, last=summary)
             logger.warning(
                 "Attempt %d failed (%s); restarting the user's code (attempt %d of at most %d).",
@@ -266,6 +296,11 @@ def run_attempts(
             attempt += 1
     finally:
         agreement.close()
+
+
+def _shorten(stall: str, limit: int = 200) -> str:
+    head = stall.split("\n", 1)[0]
+    return head if len(head) <= limit else head[: limit - 3] + "..."
 
 
 def _named(attempts: list[str], last: str) -> str:

@@ -21,7 +21,7 @@ from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision
 from smc_core.cluster.job import open_job_channel
 from smc_core.errors import ConfigError, PluginError, SmcError
-from smc_core.host.attempts import run_attempts
+from smc_core.host.attempts import check_long_jobs, run_attempts
 from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.jobdir import check_job_dir, create_job_folders, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
@@ -117,7 +117,7 @@ def run_training(
     training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
     create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
     check_switches(training_env, claimed)
-    training_env.long_jobs  # noqa: B018 - a bad stall or restart setting fails here, before any work
+    check_long_jobs(training_env)  # a bad stall or restart setting fails here, before any work
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
     # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
     with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:

@@ -7,7 +7,9 @@ its own (``smc/``):
 
 * **uv's and pip's caches** (``UV_CACHE_DIR``, ``PIP_CACHE_DIR`` for the installer; a cache the job's
   environment already names is left as it is): a second job with the same requirements installs from
-  them without downloading or building anything;
+  them without downloading or building anything. Where the cache is on another file system than the
+  environment's ``site-packages`` (a warm pool's volume), uv is told to copy (``UV_LINK_MODE=copy``,
+  unless the job sets it) rather than try a hard link per file and warn;
 * **the extracted code** of an ``s3://`` source, by URI and ETag: a job whose ``sourcedir.tar.gz`` is
   the same object copies it instead of downloading and extracting it again.
 
@@ -31,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import sysconfig
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,6 +60,15 @@ def _files(root: Path) -> dict[str, list[int]]:
                 st = path.lstat()
                 found[str(path.relative_to(root))] = [st.st_size, st.st_mtime_ns]
     return found
+
+
+def _same_filesystem(cache: Path) -> bool:
+    """Whether ``cache`` is on the file system of this Python's ``site-packages`` (where the job's
+    requirements are installed)."""
+    try:
+        return os.stat(cache).st_dev == os.stat(sysconfig.get_paths()["purelib"]).st_dev
+    except (OSError, KeyError):
+        return True  # unknown: uv's own default (hard links, else a copy)
 
 
 def _digest(path: Path) -> str:
@@ -114,6 +126,10 @@ class WarmPoolCache:
                 continue
             self.check(part)
             chosen[variable] = str(self.root / part)
+        if "UV_CACHE_DIR" in chosen and not environ.get("UV_LINK_MODE") and not _same_filesystem(self.root):
+            # uv hard-links from its cache where it can; across file systems (a warm pool's volume
+            # against the image's site-packages) each attempt fails and uv warns before it copies.
+            chosen["UV_LINK_MODE"] = "copy"
         if chosen:
             logger.info(
                 "Warm pool: the installers' caches are in %s (%s).", self.root, ", ".join(sorted(chosen))

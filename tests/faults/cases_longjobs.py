@@ -34,6 +34,15 @@ def stall_timeout_not_a_number(kit: Kit) -> Outcome:
     return done
 
 
+def stall_watch_in_function_mode(kit: Kit) -> Outcome:
+    base = kit.job({"train.py": "def train():\n    open('ran', 'w').close()\n"})
+    done = kit.train(base, env={"SMC_FUNCTION_MODE": "1", "SMC_STALL_TIMEOUT": "60"})
+    assert "SMC_STALL_TIMEOUT asks for stall detection, but the job runs in function mode" in done.first_line
+    assert "run the module as a script" in done.first_line, done.failure
+    assert not done.exists("code/ran"), "the code must not run"
+    return done
+
+
 def restarts_run_out(kit: Kit) -> Outcome:
     base = kit.job({"train.py": FLAKY}, hyperparameters={"sagemaker_max_restarts": 1})
     done = kit.train(base)

@@ -1052,6 +1052,14 @@ CASES: tuple[Case, ...] = (
         "code not run; an example value named",
     ),
     Case(
+        "stall-watch-in-function-mode",
+        long.stall_watch_in_function_mode,
+        "SMC_STALL_TIMEOUT=60 with SMC_FUNCTION_MODE=1 (train() inside smc's own process)",
+        2,
+        "ConfigError: SMC_STALL_TIMEOUT asks for stall detection, but the job runs in function mode",
+        "code not run; says to run it as a script or unset the timeout",
+    ),
+    Case(
         "restarts-run-out",
         long.restarts_run_out,
         "sagemaker_max_restarts=1; the script raises ConnectionError on every attempt",

@@ -103,3 +103,22 @@ def test_the_extracted_code_is_kept_by_etag_and_checked(tmp_path: Path, s3_serve
 
 def _etag(s3_server: MotoServer, bucket: str) -> str:
     return str(s3_server.client().head_object(Bucket=bucket, Key="src.tar.gz")["ETag"])
+
+
+def test_uv_copies_from_a_cache_on_another_file_system(tmp_path: Path) -> None:
+    """A warm pool's volume is not the file system of the image's site-packages: uv is told to copy
+    (a hard link per file would fail and warn); on the same file system, and where the job sets
+    UV_LINK_MODE itself, uv's own choice stands."""
+    import sysconfig
+    import tempfile
+
+    purelib = os.stat(sysconfig.get_paths()["purelib"]).st_dev
+    assert os.stat(tmp_path).st_dev == purelib, "tmp_path must share site-packages' file system"
+    same = WarmPoolCache(tmp_path / "same")
+    assert same.open() and "UV_LINK_MODE" not in same.installer_environ({})
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:  # tmpfs
+        assert os.stat(other).st_dev != purelib
+        cache = WarmPoolCache(Path(other))
+        assert cache.open()
+        assert cache.installer_environ({})["UV_LINK_MODE"] == "copy"
+        assert "UV_LINK_MODE" not in cache.installer_environ({"UV_LINK_MODE": "symlink"})
