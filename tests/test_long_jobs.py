@@ -67,8 +67,8 @@ QUIET_WITH_CHECKPOINTS = """\
 import os, time
 directory = os.environ["SM_CHECKPOINT_DIR"]
 os.makedirs(directory, exist_ok=True)
-for step in range(4):
-    time.sleep(4.5)
+for step in range(5):
+    time.sleep(2)
     with open(os.path.join(directory, f"step-{step}.pt"), "w") as f:
         f.write(str(step))
 """
@@ -189,7 +189,7 @@ def test_an_mpi_job_on_2_hosts_restarts_together_then_its_stall_names_the_rank_o
     """One 2-host MPI run (a rank per host) checks the whole-job restart agreed over the job's channel
     and the stall across hosts: attempt 1's rank 1 on algo-2 raises ConnectionError, the master
     decides to restart, both hosts start attempt 2 (the MPI master hands out a new key, its handlers
-    of attempt 1 gone); there rank 1 sleeps before the all-reduce: after 8 s without progress both
+    of attempt 1 gone); there rank 1 sleeps before the all-reduce: after 6 s without progress both
     hosts end with exit 7, the failure file naming rank 1 on algo-2 and its line, rank 0 in the
     all-reduce, and both attempts."""
     cluster = netns_hosts(2)
@@ -202,7 +202,7 @@ def test_an_mpi_job_on_2_hosts_restarts_together_then_its_stall_names_the_rank_o
             hyperparameters={
                 "sagemaker_mpi_enabled": True,
                 "sagemaker_max_restarts": 1,
-                "sagemaker_stall_timeout": 8,
+                "sagemaker_stall_timeout": 6,
             },
         )
     started = time.monotonic()
@@ -216,7 +216,7 @@ def test_an_mpi_job_on_2_hosts_restarts_together_then_its_stall_names_the_rank_o
     assert "[algo-2 rank 1] rank 1 of attempt 2 ready" in runs[0].output, logs
     failure = failure_text(cluster.hosts[0].job_dir)
     first = failure.splitlines()[0]
-    assert first.startswith("StallError: no progress on any host for 8 s"), failure
+    assert first.startswith("StallError: no progress on any host for 6 s"), failure
     assert "rank 1 on algo-2" in failure and "train.py:9 in <module>" in failure, failure
     assert any("rank 0 on algo-1" in line and "train.py:10" in line for line in failure.splitlines()), failure
     assert "attempt 1: " in failure and "ConnectionError" in failure and "attempt 2: stalled" in failure, (
@@ -228,9 +228,10 @@ def test_an_mpi_job_on_2_hosts_restarts_together_then_its_stall_names_the_rank_o
 
 
 def test_a_quiet_job_that_writes_checkpoints_is_no_stall(tmp_path: Path) -> None:
-    """Nothing printed for 18 s, a checkpoint file every 4.5 s, a stall time of 8 s: no false alarm."""
+    """Nothing printed for 10 s, twice the stall time of 5 s, but a checkpoint file every 2 s: no
+    false alarm."""
     base = make_job_dir(tmp_path / "job", entry_point="train.py", code={"train.py": QUIET_WITH_CHECKPOINTS})
-    done = run_train(base, env={"SMC_STALL_TIMEOUT": "8"}, timeout=120)
+    done = run_train(base, env={"SMC_STALL_TIMEOUT": "5"}, timeout=120)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "No progress" not in done.stderr
 
