@@ -17,7 +17,7 @@ import pluggy
 from smc_core.base.log import configure_logging, logger
 from smc_core.base.redact import forget_secrets, remember_secrets
 from smc_core.base.settings import Setting, Settings, parse_settings
-from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
+from smc_core.base.stopping import JobStopped, raise_caught_stop, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision
 from smc_core.cluster.job import open_job_channel
 from smc_core.errors import ConfigError, PluginError, SmcError
@@ -220,6 +220,7 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
     failure_file.reserve()
     on_hard_exit(lambda code, reason, details: report_hard_exit(code, failure_file, paths, reason, details))
     try:
+        raise_caught_stop()  # a stop that came while train was starting: this job's outcome
         pm = pm or get_plugin_manager(environ=environ)
         result = run_training(pm, base=paths.base_dir, environ=environ)
         check_returned_model(result)
