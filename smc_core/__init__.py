@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "deterministic_error": "smc_core.job.longjobs",
     "ProcessStacks": "smc_core.launch.stacks",
     "dump_stacks": "smc_core.launch.stacks",
+    "adopted_processes": "smc_core.launch.stacks",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
