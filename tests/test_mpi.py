@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from smc_core.base.settings import parse_settings
+from smc_core.defaults.mpi import SETTINGS as MPI_SETTINGS
 from smc_core.defaults.mpi import mpi_job
 from smc_core.errors import ConfigError
 from smc_core.host.plugins import get_plugin_manager, hook_implementations
@@ -199,7 +201,8 @@ def test_job_counts_from_hyperparameters(tmp_path):
         hyperparameters={"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 3},
         hosts=("algo-1", "algo-2"),
     )
-    job = mpi_job(create_environment(base, {}))
+    settings = parse_settings({}, MPI_SETTINGS)  # the MPI plugin's settings, as the runner declares them
+    job = mpi_job(create_environment(base, {}, settings=settings))
     assert (job.hosts, job.processes_per_host, job.num_processes, job.master) == (
         ("algo-1", "algo-2"),
         3,
@@ -208,7 +211,7 @@ def test_job_counts_from_hyperparameters(tmp_path):
     )
     base = make_job_dir(tmp_path, hyperparameters={"sagemaker_mpi_num_processes": "zero"})
     with pytest.raises(ConfigError, match="sagemaker_mpi_num_processes"):
-        mpi_job(create_environment(base, {}))
+        mpi_job(create_environment(base, {}, settings=settings))
 
 
 def test_failure_reason_names_rank_host_and_tail():

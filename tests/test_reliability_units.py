@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smc_core.base.settings import SettingsRegistry
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.jobdir import check_job_dir, job_lock
 from smc_core.host.reporting import FailureFile
@@ -80,7 +81,7 @@ def test_job_names_are_one_plain_component() -> None:
 def test_a_missing_job_dir_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
     paths = JobPaths(tmp_path / "missing")
     with pytest.raises(ConfigError, match="does not exist"):
-        check_job_dir(paths, {})
+        check_job_dir(paths, SettingsRegistry({}))
     assert not paths.base_dir.exists()
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.base.settings import GRACE_PERIOD
+from smc_core.base.settings import GRACE_PERIOD, SettingsRegistry
 from smc_core.launch.signals import describe_exit_code, exit_code_of
 from smc_core.local.checkpoints import download_checkpoints, finish_checkpoint_sync, start_checkpoint_sync
 from smc_core.local.hosts import HostSet, LocalHost, PlainHost, processes_with_environ
@@ -187,7 +187,8 @@ def run_job(
         host_set.start()
         jobs = prepare_hosts(job, host_set)
         syncs = start_checkpoint_syncs(jobs)
-        grace = GRACE_PERIOD.read(job_environment(jobs[0], environ))
+        # train's grace period, from the settings as train parses them (a bad value stops smc local here)
+        grace = SettingsRegistry(job_environment(jobs[0], environ)).value(GRACE_PERIOD)
         for host, host_job in zip(host_set.hosts, jobs, strict=True):
             env = job_environment(host_job, environ)
             env[MARKER_VAR] = marker

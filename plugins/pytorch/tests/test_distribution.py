@@ -20,7 +20,7 @@ from smc_core import ConfigError, EntryKind, Settings, UserCode, create_environm
 
 
 def env_of(job_dir, **kwargs):
-    return create_environment(job_dir(**kwargs), {})
+    return env_with(job_dir, {}, **kwargs)
 
 
 def test_switches(job_dir):

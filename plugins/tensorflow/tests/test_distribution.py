@@ -25,7 +25,7 @@ from smc_tensorflow.distribution import (
 from smc_tensorflow.hints import with_hints, without_log_noise
 from smc_tensorflow.peers import MasterChannel, PeerChannel, failure
 
-from smc_core import Setting, create_environment, settings_table
+from smc_core import Setting, Settings, create_environment, settings_table
 from smc_core.testing import make_job_dir
 
 HOSTS = ["algo-1", "algo-2", "algo-3"]
@@ -42,7 +42,8 @@ def env_for(tmp_path, hyperparameters, current_host="algo-1", hosts=HOSTS, envir
         hyperparameters=hyperparameters,
         resource_config={"current_host": current_host, "hosts": list(hosts), "network_interface_name": "lo"},
     )
-    return create_environment(base, environ or {})
+    environ = environ or {}
+    return create_environment(base, environ, settings=Settings(SETTINGS, environ))
 
 
 @pytest.mark.parametrize(
