@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     # the hook types
     "TrainingEnv": "smc_core.job.environment",
     "create_environment": "smc_core.job.environment",
+    "PlatformFacts": "smc_core.job.platforms.facts",
     "JobPaths": "smc_core.job.paths",
     "UserCode": "smc_core.usercode.describe",
     "EntryKind": "smc_core.usercode.describe",
@@ -108,6 +109,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.exports import user_args as user_args
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
+    from smc_core.job.platforms.facts import PlatformFacts as PlatformFacts
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
     from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
     from smc_core.job.tf_config import tf_config_json as tf_config_json

@@ -7,22 +7,23 @@ from pathlib import Path
 
 from smc_core.base.settings import PLATFORM, SCRIPT_ARGS, Settings
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.paths import JobPaths
 from smc_core.job.platforms.detect import sagemaker_job_files
+from smc_core.job.platforms.facts import PlatformFacts
 
-__all__ = ["sagemaker_environment"]
+__all__ = ["sagemaker_facts"]
 
 
-def sagemaker_environment(base: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv:
-    """Read ``base/input/config`` and ``environ`` with :func:`create_environment`.
+def sagemaker_facts(base: Path, environ: Mapping[str, str], settings: Settings) -> PlatformFacts:
+    """SageMaker's record: the job directory ``base/input/config`` says everything, so the record adds
+    nothing to it (:func:`~smc_core.job.environment.create_environment` reads the job directory).
 
     SageMaker runs plain ``train``: the script's arguments come from ``hyperparameters.json``, so
     arguments given to ``train`` are refused. With ``SMC_PLATFORM=sagemaker`` the job directory must
     hold ``hyperparameters.json`` or ``resourceconfig.json``.
 
-    :raises ConfigError: arguments given to ``train``, a pinned SageMaker without its job directory,
-        or bad input in the job directory.
+    :param environ: the process environment (the same for every reader; SageMaker's layout needs none of it).
+    :raises ConfigError: arguments given to ``train``, or a pinned SageMaker without its job directory.
     """
     args = settings[SCRIPT_ARGS]
     if args:
@@ -39,4 +40,4 @@ def sagemaker_environment(base: Path, environ: Mapping[str, str], settings: Sett
             f"{paths.resource_config_file}. Set SAGEMAKER_BASE_DIR to the job directory, or unset "
             "SMC_PLATFORM to recognise the platform."
         )
-    return create_environment(base, environ, settings=settings)
+    return PlatformFacts(name="sagemaker")
