@@ -224,3 +224,16 @@ def test_failure_reason_keeps_the_exception_line_and_names_hosts():
     also = failure_reason(root, "algo-1", also=failure("algo-1", "worker", 1, ""))
     assert "; the worker on algo-1 failed after it (exit code 1).)" in also
     assert failure_reason(root, "algo-2").count("algo-2") == 1  # its own host: no "stopped" clause
+
+
+def test_the_switches_declared_in_the_metadata_are_those_claimed():
+    """pyproject.toml's smc.switches entry points (read by smc when this adapter is not loaded) name
+    exactly what claim_switches returns."""
+    from importlib import metadata
+
+    from smc_tensorflow.plugin import claim_switches
+
+    declared = {
+        ep.name for ep in metadata.entry_points(group="smc.switches") if ep.value == "smc_tensorflow.plugin"
+    }
+    assert declared == set(claim_switches())
