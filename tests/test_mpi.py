@@ -288,3 +288,30 @@ def test_the_readme_lists_the_mpi_settings():
         r"<!-- MPI settings table:[^\n]*-->\n(.*?)<!-- end of MPI settings table -->", readme, re.S
     )
     assert match and match.group(1) == settings_table(SETTINGS), "regenerate README.md's MPI settings table"
+
+
+@pytest.mark.parametrize("host", ["algo-1", "algo-2"])
+def test_an_image_without_mpi_or_ssh_fails_at_start_naming_what_to_install(tmp_path, host):
+    # PATH without Open MPI and OpenSSH (an image that lacks them); the worker's sshd named where none
+    # is. Both hosts fail at once, exit 2, before waiting for the other (which never comes).
+    two_hosts = {"current_host": host, "hosts": ["algo-1", "algo-2"], "network_interface_name": "lo"}
+    base = make_job_dir(
+        tmp_path,
+        hyperparameters={"sagemaker_mpi_enabled": True},
+        resource_config=two_hosts,
+        code={"train.py": "print('ran')\n"},
+        entry_point="train.py",
+    )
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    run = train(base, timeout=60, PATH=str(empty), SMC_MPI_SSHD="/nonexistent/sshd")
+    assert run.returncode == 2, run.stderr
+    failure = (base / "output" / "failure").read_text()
+    if host == "algo-1":
+        assert "algo-1 (the master, which runs mpirun) lacks mpirun, ssh, ssh-keygen" in failure
+        assert "apt-get install -y openmpi-bin openssh-client " in failure
+    else:
+        assert "algo-2 (a worker, which serves the job's sshd) lacks sshd" in failure
+        assert "apt-get install -y openssh-server " in failure
+    assert failure.startswith("ConfigError: sagemaker_mpi_enabled is on")
+    assert "ran" not in run.stdout

@@ -9,6 +9,14 @@ while it ran, that finds everything it started.
 
 Stopping is SIGTERM, a short grace (``SMC_LEFTOVER_GRACE``, default 5 s), then SIGKILL; each
 process stopped is named in a warning.
+
+A subreaper (and a container's PID 1, which smc is when the platform runs ``IMAGE train``) must also
+*reap* the orphans it adopts once they exit, or each stays a zombie until smc ends, holding a pid:
+a job whose code double-forks helpers that come and go runs out of pids. :func:`reap_adopted` does
+that while a supervised process runs and at its end, and never reaps a process smc started itself
+(its ``subprocess.Popen`` must collect that exit status): a direct child is in smc's own session,
+or leads a session of its own that smc registered (:func:`own_session_leader`); anything else among
+smc's children was adopted.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psutil
@@ -27,11 +35,22 @@ import psutil
 from smc_core.base.log import logger
 from smc_core.launch.signals import kill_group
 
-__all__ = ["DescendantWatch", "become_subreaper", "find_leftovers", "stop_leftovers"]
+__all__ = [
+    "DescendantWatch",
+    "become_subreaper",
+    "find_leftovers",
+    "own_session_leader",
+    "reap_adopted",
+    "stop_leftovers",
+]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _WATCH_INTERVAL = 0.5
 _subreaper: bool | None = None
+# Pids of processes this process started in a session of their own (never forgotten: a pid reused by
+# an adopted orphan then merely stays a zombie a while, which is safe; reaping our own child is not).
+_OWN_SESSION_LEADERS: set[int] = set()
+_REAP_LOCK = threading.Lock()
 
 
 def become_subreaper() -> bool:
@@ -46,8 +65,64 @@ def become_subreaper() -> bool:
     return _subreaper
 
 
+@contextlib.contextmanager
+def own_session_leader() -> Iterator[Callable[[int], None]]:
+    """Start a process in a session of its own inside this block and pass its pid to the function
+    it yields, so that :func:`reap_adopted` leaves its exit status to the ``Popen`` that started it::
+
+        with own_session_leader() as register:
+            popen = subprocess.Popen(command, start_new_session=True)
+            register(popen.pid)
+
+    No reaping happens meanwhile: a process that exits at once is not taken for an adopted one.
+    """
+    with _REAP_LOCK:
+        yield _OWN_SESSION_LEADERS.add
+
+
+def _zombie_children() -> list[int]:
+    """Pids of this process's children that have exited and not been reaped."""
+    try:  # one cheap system call first: is there a zombie child at all?
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, OSError, AttributeError):
+        return []
+    if info is None:
+        return []
+    zombies = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    zombies.append(child.pid)
+    return zombies
+
+
+def reap_adopted() -> list[int]:
+    """Reap the orphans this process adopted (as subreaper or PID 1) that have exited; their pids.
+
+    A zombie child is reaped when smc did not start it: it is in another session than smc's own and
+    is either not that session's leader (a process forked by the user's code, whose parent ended), or
+    leads a session that smc did not start (a ``setsid`` daemon whose parent ended). smc's own
+    children, in its session or registered by :func:`own_session_leader`, are left to their ``Popen``.
+    """
+    own_session = _session_of(0)
+    reaped = []
+    with _REAP_LOCK:
+        for pid in _zombie_children():
+            session = _session_of(pid)
+            if session is None or session == own_session or pid in _OWN_SESSION_LEADERS:
+                continue
+            with contextlib.suppress(ChildProcessError, OSError):
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped.append(pid)
+    if reaped:
+        logger.debug("Reaped %d exited process(es) left by the user's code: %s", len(reaped), reaped)
+    return reaped
+
+
 class DescendantWatch(threading.Thread):
-    """Records ``(pid, create_time)`` of every descendant of ``pid`` seen while ``done`` is unset."""
+    """Records ``(pid, create_time)`` of every descendant of ``pid`` seen while ``done`` is unset, and
+    reaps the orphans smc adopts meanwhile (:func:`reap_adopted`)."""
 
     def __init__(self, pid: int, done: threading.Event) -> None:
         super().__init__(daemon=True, name="smc-monitor")
@@ -63,13 +138,15 @@ class DescendantWatch(threading.Thread):
             leader = psutil.Process(self.pid)
         except psutil.Error:
             return
+        watching = True
         while not self.done.wait(_WATCH_INTERVAL):
+            reap_adopted()
             try:
-                for child in leader.children(recursive=True):
+                for child in leader.children(recursive=True) if watching else ():
                     with contextlib.suppress(psutil.Error):
                         self.seen.add((child.pid, child.create_time()))
             except psutil.Error:
-                return
+                watching = False  # the leader ended: keep reaping until the supervisor is done
 
 
 def _alive(proc: Any) -> bool:

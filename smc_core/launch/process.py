@@ -20,6 +20,8 @@ Supervision, for every process started here:
   ran, orphans that left its session: see :mod:`smc_core.launch.leftovers`) is stopped, SIGTERM then
   SIGKILL after ``leftover_grace`` seconds (default 5; ``SMC_LEFTOVER_GRACE`` in jobs), each named in a
   warning: no orphan outlives the job;
+* orphans that exit while it runs are reaped within half a second (smc is their subreaper, or the
+  container's PID 1): no zombie piles up, however many helpers the code double-forks;
 * the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
 
 The concerns live in siblings: :mod:`~smc_core.launch.forwarding` (passing signals on),
@@ -45,7 +47,14 @@ from typing import IO, Any
 from smc_core.base.log import logger
 from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.launch.forwarding import SignalRelay
-from smc_core.launch.leftovers import DescendantWatch, become_subreaper, find_leftovers, stop_leftovers
+from smc_core.launch.leftovers import (
+    DescendantWatch,
+    become_subreaper,
+    find_leftovers,
+    own_session_leader,
+    reap_adopted,
+    stop_leftovers,
+)
 from smc_core.launch.output import LinePump, Sink
 from smc_core.launch.result import TrainingResult, oom_kill_count, supervised_result
 from smc_core.launch.signals import exit_code_of, kill_group
@@ -123,16 +132,18 @@ class SupervisedProcess:
         self.relay = SignalRelay(self.grace_period, lambda: self._popen.poll() is None)
         self.relay.arm()
         try:
-            self._popen = subprocess.Popen(
-                self.command,
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
-            )
+            with own_session_leader() as register:  # smc's own child: never reaped as an adopted orphan
+                self._popen = subprocess.Popen(
+                    self.command,
+                    env=dict(env),
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+                register(self._popen.pid)
         except BaseException:
             self.relay.disarm()
             raise
@@ -199,6 +210,7 @@ class SupervisedProcess:
             logger.warning(
                 "Stopped %d process(es) left running by pid %d (%s).", len(left), self.pid, self.command[0]
             )
+        reap_adopted()  # what the code forked and left to exit on its own: no zombie outlives it
         for pump in self._pumps:
             pump.join(_PUMP_JOIN)
             if pump.is_alive():

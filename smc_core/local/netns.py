@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smc_core.launch.leftovers import own_session_leader
+
 __all__ = [
     "HostRun",
     "NetnsCluster",
@@ -140,13 +142,16 @@ class NetnsHost:
         **kw: Any,
     ) -> subprocess.Popen[Any]:
         """Start ``command`` inside this host, in its own process group (so teardown can end it)."""
-        return subprocess.Popen(
-            self.command(command),
-            env=dict(os.environ if env is None else env),
-            cwd=cwd,
-            start_new_session=True,
-            **kw,
-        )
+        with own_session_leader() as register:
+            process = subprocess.Popen(
+                self.command(command),
+                env=dict(os.environ if env is None else env),
+                cwd=cwd,
+                start_new_session=True,
+                **kw,
+            )
+            register(process.pid)
+        return process
 
     def run(
         self, command: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60

@@ -277,18 +277,23 @@ def run_job(
     At the timeout the whole group (the user's processes too) is killed and the outcome's
     ``exit_code`` is None.
     """
+    from smc_core.launch.leftovers import own_session_leader
+
     command = train_command()
     start = time.monotonic()
-    with subprocess.Popen(
-        command,
-        env=job_environ(job_dir, adapter=adapter, env=env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    ) as process:
+    with own_session_leader() as register:  # never reaped behind this Popen by a supervisor in this process
+        process = subprocess.Popen(
+            command,
+            env=job_environ(job_dir, adapter=adapter, env=env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        register(process.pid)
+    with process:
         code: int | None
         try:
             out, err = process.communicate(timeout=timeout)

@@ -285,3 +285,18 @@ def internal_error(kit: Kit) -> Outcome:
 
 
 _ = time  # (kept for cases that time themselves)
+
+
+def mpi_worker_without_sshd(kit: Kit) -> Outcome:
+    # A worker of a 2-host MPI job in an image without OpenSSH's server: exit 2 at once, naming the
+    # package, not after waiting SMC_MPI_WAIT_TIMEOUT for a master that may never come.
+    base = kit.job(
+        {"train.py": "open('ran', 'w').close()\n"},
+        hyperparameters={"sagemaker_mpi_enabled": True},
+        hosts=("algo-1", "algo-2"),
+        current_host="algo-2",
+    )
+    done = kit.train(base, env={"SMC_MPI_SSHD": "/nonexistent/sshd", "SMC_MPI_WAIT_TIMEOUT": "600"})
+    assert "apt-get install -y openssh-server" in done.first_line
+    assert done.seconds < 30 and not (base / "code" / "ran").exists()
+    return done

@@ -210,6 +210,16 @@ def double_fork_daemon(kit: Kit) -> Outcome:
     return done
 
 
+def helpers_exit_as_orphans(kit: Kit) -> Outcome:
+    script = Path(__file__).parent.parent / "fixtures" / "scripts" / "leaves_zombies.py"
+    base = kit.job({"train.py": script.read_text()})
+    done = kit.train(base, env={"SMC_LEFTOVER_GRACE": "2"})
+    found = dict(line.split("=") for line in (base / "model" / "zombies.txt").read_text().split())
+    assert found["zombies"] == "0", done.stdout  # 20 orphans exited under smc: each was reaped
+    assert f"Stopping pid {found['daemon']}" in done.stderr and pid_gone(int(found["daemon"]))
+    return done
+
+
 def disk_full_user_exits_7(kit: Kit) -> Outcome:
     with tmpfs(kit.tmp / "small", size="2m") as mount:
         base = kit.job(

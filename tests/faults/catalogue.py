@@ -267,6 +267,14 @@ CASES: tuple[Case, ...] = (
         NONE,
         "nothing written",
     ),
+    Case(
+        "mpi-worker-without-sshd",
+        cfg.mpi_worker_without_sshd,
+        "an MPI worker host in an image without sshd",
+        2,
+        "ConfigError: sagemaker_mpi_enabled is on, but algo-2 (a worker",
+        "at once, naming the package; code not run",
+    ),
     # --- plugins: exit 3; internal errors: exit 1 -------------------------------------------------------
     Case(
         "plugin-missing",
@@ -703,6 +711,14 @@ CASES: tuple[Case, ...] = (
         "child stopped",
     ),
     Case("double-fork-daemon", run.double_fork_daemon, "a double-forked daemon", 0, NONE, "daemon stopped"),
+    Case(
+        "orphans-exit",
+        run.helpers_exit_as_orphans,
+        "the script double-forks 20 helpers that exit, and a daemon",
+        0,
+        NONE,
+        "no zombie piles up under smc; daemon named and stopped",
+    ),
     Case(
         "disk-full-exit-7",
         run.disk_full_user_exits_7,
