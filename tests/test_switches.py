@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smc_core import hookimpl
+from smc_core import create_environment, hookimpl
 from smc_core.host import switches
 from smc_core.host.entrypoints import find_entry_points
 from smc_core.host.plugins import get_plugin_manager
@@ -22,6 +22,7 @@ from smc_core.host.switches import (
     SWITCH_GROUP,
     WELL_KNOWN_SWITCHES,
     check_switches,
+    claimed_switches,
     unclaimed_switch_fix,
 )
 
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SWITCH = "sagemaker_fakefw_distributed_enabled"
 
 FAKE_FW = f"""
-from smc_core import hookimpl
+from smc_core import create_environment, hookimpl
 
 @hookimpl
 def claim_switches():
@@ -97,19 +98,17 @@ def test_a_well_known_switch_that_nothing_installed_declares_names_what_to_insta
     assert "pip install smc-pytorch (or smc-keras)" in fix
 
 
-def test_an_unknown_switch_gets_the_generic_hint():
+def test_an_unknown_switch_gets_the_generic_hint(job_dir):
     class Claims:
         @hookimpl
         def claim_switches(self):
             return ["sagemaker_other_enabled"]
 
     pm = get_plugin_manager(environ={}, load_entrypoints=False, plugins=[Claims()])
+    switches = {"sagemaker_nobody_enabled": True, "sagemaker_other_enabled": True}
+    training_env = create_environment(job_dir(hyperparameters=switches), {})
     with pytest.raises(Exception, match="no plugin known to smc launches it: remove the switch") as info:
-        check_switches(
-            {"sagemaker_nobody_enabled": True, "sagemaker_other_enabled": True},
-            {"sagemaker_other_enabled"},
-            pm,
-        )
+        check_switches(training_env, claimed_switches(pm), pm)
     assert info.value.message.startswith("sagemaker_nobody_enabled is on, but no loaded adapter handles it")
 
 

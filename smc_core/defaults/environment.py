@@ -32,4 +32,11 @@ def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Setti
         return None
     logger.info("Platform: SageMaker (%s).", reason)
     facts = sagemaker_facts(base_dir, environ, settings)
+    job = facts.model_trainer
+    if job is not None:
+        logger.info(
+            "A SageMaker Python SDK v3 ModelTrainer layout (%s exists): %s.",
+            job.source_code_file,
+            job.describe(),
+        )
     return create_environment(base_dir, environ, settings=settings, platform=facts)

@@ -132,7 +132,7 @@ def run_training(
         pm,
     )
     check_settings_kept(training_env, settings, pm)
-    check_switches(training_env.additional_framework_parameters, claimed, pm)
+    check_switches(training_env, claimed, pm)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
     process_env = merge_process_env(contributions, environ)

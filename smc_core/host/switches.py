@@ -31,13 +31,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from smc_core.errors import ConfigError, PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
 from smc_core.job.hyperparameters import DISTRIBUTION_SWITCHES, is_true
+
+if TYPE_CHECKING:
+    from smc_core.job.environment import TrainingEnv
 
 SWITCH_GROUP = "smc.switches"
 """The entry-point group in which a distribution declares the switches its plugins launch (entry name:
@@ -179,22 +182,26 @@ def unclaimed_switch_fix(switch: str, pm: pluggy.PluginManager | None = None) ->
 
 
 def check_switches(
-    framework_parameters: Mapping[str, Any],
+    training_env: TrainingEnv,
     claimed: Iterable[str],
     pm: pluggy.PluginManager | None = None,
 ) -> None:
     """Raise :class:`ConfigError` for the first switch that is on and that no plugin claims.
 
-    :param framework_parameters: the job's ``sagemaker_*`` framework parameters
-        (``training_env.additional_framework_parameters``).
+    :param training_env: the job; its ``additional_framework_parameters`` hold the switches (on a
+        ModelTrainer layout, the one ``distributed.json`` stands for, which the message then names).
     :param claimed: the switches the loaded plugins launch (:func:`claimed_switches`).
     :param pm: the plugin manager, to say which installed plugin to load (:func:`unclaimed_switch_fix`).
     """
     claimed = frozenset(claimed)
-    for switch in switches_on(framework_parameters, claimed):
+    job = training_env.model_trainer
+    for switch in switches_on(training_env.additional_framework_parameters, claimed):
         if switch in claimed:
             continue
+        asked = f"{switch} is on"
+        if job is not None and switch in job.framework_parameters():
+            asked = f"{job.distributed_file} asks for {job.config_name} (smc launches it as {switch})"
         raise ConfigError(
-            f"{switch} is on, but no loaded adapter handles it: {unclaimed_switch_fix(switch, pm)}. Without "
-            "it every host would train alone and report success."
+            f"{asked}, but no loaded adapter handles it: {unclaimed_switch_fix(switch, pm)}. Without it "
+            "every host would train alone and report success."
         )

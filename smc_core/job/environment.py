@@ -32,7 +32,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
@@ -59,6 +59,9 @@ from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-export
 from smc_core.job.paths import JobPaths, base_dir, job_paths
 from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
+
+if TYPE_CHECKING:
+    from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
@@ -225,6 +228,9 @@ class TrainingEnv:
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
     are; None: rendered from the hyperparameters, as the contract says."""
+    model_trainer: ModelTrainerJob | None = field(default=None, hash=False)
+    """The SageMaker Python SDK v3 ``ModelTrainer`` layout (its ``sm_drivers`` channel) this job came
+    with, or None for the classic layout (see :mod:`smc_core.job.platforms.modeltrainer`)."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
     settings: Settings = field(kw_only=True, hash=False, compare=False, repr=False)
@@ -408,9 +414,12 @@ def create_environment(
         settings = parse_settings(environ)
     facts = PlatformFacts() if platform is None else platform
     paths = job_paths(base, environ)
-    if facts.model_dir is not None or facts.checkpoint_dir is not None:
+    if facts.model_dir is not None or facts.checkpoint_dir is not None or facts.code_dir is not None:
         paths = JobPaths(
-            paths.base_dir, custom_model_dir=facts.model_dir, custom_checkpoint_dir=facts.checkpoint_dir
+            paths.base_dir,
+            custom_model_dir=facts.model_dir,
+            custom_checkpoint_dir=facts.checkpoint_dir,
+            custom_code_dir=facts.code_dir,
         )
     hps_file = paths.hyperparameters_file
 
@@ -447,13 +456,20 @@ def create_environment(
     groups = _instance_groups(resource_config)
     group_hosts = {g["instance_group_name"]: tuple(g.get("hosts", [])) for g in groups}
     distribution_groups = _distribution_groups(hps_file, split.framework, groups, current_group)
-    if groups:
+    if facts.model_trainer is not None:
+        # The SDK's drivers span every host, sorted: algo-1 is the master and node rank 0.
+        distribution_hosts = tuple(sorted(hosts))
+        if distribution_groups:
+            distribution_groups = tuple(group_hosts) or distribution_groups
+    elif groups:
         distribution_hosts = tuple(h for name in distribution_groups for h in group_hosts.get(name, ()))
     else:
         distribution_hosts = hosts
 
-    program = environ.get("SAGEMAKER_PROGRAM") or _reserved_string(
-        hps_file, split.reserved, "sagemaker_program", "train.py"
+    program = (
+        environ.get("SAGEMAKER_PROGRAM")
+        or facts.entry_point
+        or _reserved_string(hps_file, split.reserved, "sagemaker_program", "train.py")
     )
     submit_dir = _reserved_string(
         hps_file, split.reserved, "sagemaker_submit_directory", "s3://bucket/job/source/sourcedir.tar.gz"
@@ -514,6 +530,7 @@ def create_environment(
         processes_per_host=facts.processes_per_host,
         distributed_by=facts.distributed_by,
         script_args=None if facts.script_args is None else tuple(facts.script_args),
+        model_trainer=facts.model_trainer,
         environ=_frozen(environ),
         settings=settings,
     )

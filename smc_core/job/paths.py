@@ -28,6 +28,9 @@ class JobPaths:
     else None: ``model/``."""
     custom_checkpoint_dir: Path | None = None
     """Where checkpoints go when the platform says so (``AIP_CHECKPOINT_DIR``); else ``checkpoints/``."""
+    custom_code_dir: Path | None = None
+    """Where the user's code is when the job says so (a ModelTrainer job's ``code`` channel), else
+    None: ``code/``."""
 
     @property
     def input_dir(self) -> Path:
@@ -66,8 +69,9 @@ class JobPaths:
 
     @property
     def code_dir(self) -> Path:
-        """``code/``: where the user's code is placed; the working directory of the user's process."""
-        return self.base_dir / "code"
+        """``code/``: where the user's code is placed; the working directory of the user's process.
+        :attr:`custom_code_dir` when set."""
+        return self.custom_code_dir or self.base_dir / "code"
 
     @property
     def model_dir(self) -> Path:

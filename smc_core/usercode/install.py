@@ -325,11 +325,14 @@ def install_requirements(
     environ: Mapping[str, str] | None = None,
     installer: str | None = None,
     timeout: float | None = None,
+    requirements: str = "requirements.txt",
 ) -> bool:
     """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
 
     :param code_dir: the directory holding ``requirements.txt`` (also the installer's working
         directory, so relative paths in the file are relative to it).
+    :param requirements: the requirements file, relative to ``code_dir`` (a ModelTrainer job's
+        ``SourceCode.requirements``).
     :param python: the interpreter to install into (default: this one).
     :param environ: the environment to read the index settings (``PIP_*``, ``CA_REPOSITORY_ARN``) from
         and run the installer with (default: this process's).
@@ -345,11 +348,11 @@ def install_requirements(
         install_requirements("/opt/ml/code", environ={"PIP_INDEX_URL": "https://pypi.example/simple"})
     """
     code_dir = Path(code_dir)
-    if not (code_dir / "requirements.txt").is_file():
+    if not (code_dir / requirements).is_file():
         return False
     _run_installer(
-        f"{code_dir / 'requirements.txt'}",
-        ["-r", "requirements.txt"],
+        f"{code_dir / requirements}",
+        ["-r", requirements],
         code_dir,
         python,
         environ,

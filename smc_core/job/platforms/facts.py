@@ -1,7 +1,8 @@
 """One record of what a platform says about a training job: :class:`PlatformFacts`.
 
-Each platform's reader (:mod:`smc_core.job.platforms.sagemaker`, ``kubeflow``, ``vertex``) turns what
-the platform gives a container (a job directory, ``PET_*`` variables, a ``CLUSTER_SPEC``) into one
+Each platform's reader (:mod:`smc_core.job.platforms.sagemaker` with its ModelTrainer layouts,
+``kubeflow``, ``vertex``) turns what the platform gives a container (a job directory, an
+``sm_drivers`` channel, ``PET_*`` variables, a ``CLUSTER_SPEC``) into one
 ``PlatformFacts``, and :func:`~smc_core.job.environment.create_environment` reads the job from it: a
 fact the record holds replaces what SageMaker's job directory would say, a fact it leaves ``None``
 is read from the job directory (or, for the hardware counts, detected on this host), as on SageMaker.
@@ -20,7 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 
 __all__ = ["PlatformFacts"]
 
@@ -53,6 +57,10 @@ class PlatformFacts:
     checkpoint_dir: Path | None = None
     """The checkpoint directory, in place of ``checkpoints/``; the checkpoint config then names it as
     ``LocalPath``."""
+    code_dir: Path | None = None
+    """Where the user's code is, in place of ``code/`` (a ModelTrainer job's ``code`` channel)."""
+    entry_point: str | None = None
+    """The entry point when neither ``SAGEMAKER_PROGRAM`` nor ``sagemaker_program`` names one."""
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them, passed on as they are; None: rendered
     from the hyperparameters, as the contract says."""
@@ -70,3 +78,7 @@ class PlatformFacts:
     """NVIDIA GPUs, or None: counted (``nvidia-smi --list-gpus``)."""
     num_neurons: int | None = None
     """AWS Neuron cores, or None: counted (``neuron-ls -j``)."""
+    model_trainer: ModelTrainerJob | None = None
+    """The SageMaker Python SDK v3 ``ModelTrainer`` layout the job came as (its ``sm_drivers``
+    channel), or None; with one, the distribution hosts are every host, sorted, as the SDK's drivers
+    take them (``algo-1`` the master)."""
