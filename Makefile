@@ -84,7 +84,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Sphinx and MyST for the docs (docs/requirements.txt also lists smc-core and smc-pytorch, already here).
+# Sphinx and MyST for the docs (smc-core and smc-pytorch, which the references come from, are already here).
 $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 	$(BIN)/pip install -q -r docs/requirements.txt
 	touch $@

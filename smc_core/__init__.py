@@ -65,16 +65,24 @@ _EXPORTS: dict[str, str] = {
     "call_with_hyperparameters": "smc_core.launch.functions",
     "intersect_fn_parameters": "smc_core.launch.functions",
     "train_from_source": "smc_core.usercode.pipeline",
+    "first_failure": "smc_core.launch.group",
+    "run_ranks": "smc_core.launch.group",
+    "rank_prefix": "smc_core.launch.output",
     # hosts and networks
     "wait_for_hosts": "smc_core.launch.network",
     "wait_for_port": "smc_core.launch.network",
     "resolve_host": "smc_core.launch.network",
+    "rendezvous_host": "smc_core.launch.network",
     "interface_exists": "smc_core.launch.network",
     "route_interface": "smc_core.launch.network",
     # what the user's process gets
     "exported_vars": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
     "is_true": "smc_core.job.hyperparameters",
+    # accelerator and network hardware
+    "Efa": "smc_core.job.hardware",
+    "detect_efa": "smc_core.job.hardware",
+    "network_variables": "smc_core.job.accelerators",
     # TF_CONFIG, shared by the TensorFlow and Keras adapters
     "multi_worker_tf_config": "smc_core.job.tf_config",
     "parameter_server_tf_config": "smc_core.job.tf_config",
@@ -113,10 +121,13 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.errors import PluginError as PluginError
     from smc_core.errors import SmcError as SmcError
     from smc_core.errors import UserCodeError as UserCodeError
+    from smc_core.job.accelerators import network_variables as network_variables
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import exported_vars as exported_vars
     from smc_core.job.exports import user_args as user_args
+    from smc_core.job.hardware import Efa as Efa
+    from smc_core.job.hardware import detect_efa as detect_efa
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
     from smc_core.job.platforms.facts import PlatformFacts as PlatformFacts
@@ -126,11 +137,15 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.launch.functions import call_with_hyperparameters as call_with_hyperparameters
     from smc_core.launch.functions import import_user_module as import_user_module
     from smc_core.launch.functions import intersect_fn_parameters as intersect_fn_parameters
+    from smc_core.launch.group import first_failure as first_failure
+    from smc_core.launch.group import run_ranks as run_ranks
     from smc_core.launch.network import interface_exists as interface_exists
+    from smc_core.launch.network import rendezvous_host as rendezvous_host
     from smc_core.launch.network import resolve_host as resolve_host
     from smc_core.launch.network import route_interface as route_interface
     from smc_core.launch.network import wait_for_hosts as wait_for_hosts
     from smc_core.launch.network import wait_for_port as wait_for_port
+    from smc_core.launch.output import rank_prefix as rank_prefix
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process

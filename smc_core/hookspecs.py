@@ -4,6 +4,7 @@ The runner calls the hooks in this order, with keyword arguments, and nothing el
 
     settings     = every plugin's register_settings(), parsed from the runner's environment
     claimed      = every plugin's claim_switches(): an unclaimed switch that is on stops the job
+    owned        = every plugin's claim_hyperparameters(): kept out of the script's arguments
     training_env = load_environment(base_dir=..., environ=..., settings=...)  # first result wins
     user_code    = fetch_user_code(training_env=...)                   # first result wins
     contributions = prepare_training(training_env=..., user_code=...)  # every plugin contributes
@@ -93,6 +94,39 @@ def claim_switches() -> Iterable[str] | None:
     """
 
 
+@hookspec
+def claim_hyperparameters() -> Iterable[str] | None:
+    """Name the hyperparameters this plugin reads itself, so that they never reach the user's script.
+
+    Called once, before any step of the job. Every plugin contributes. After
+    :func:`load_environment`, each claimed hyperparameter the job sets is moved out of
+    ``training_env.hyperparameters`` into ``training_env.plugin_hyperparameters`` (JSON-decoded, as
+    every hyperparameter): it is not passed to the entry point as an argument, and is not in ``SM_HPS``,
+    ``SM_HP_<NAME>``, ``SM_USER_ARGS``, ``SM_TRAINING_ENV``'s ``hyperparameters`` or function mode's
+    keyword arguments, so an ``argparse`` script never sees an option it does not know. A
+    ``sagemaker_*`` name is a framework parameter, as the container contract says: it never reaches
+    the script anyway and stays in ``additional_framework_parameters`` (``SM_FRAMEWORK_PARAMS``) as
+    well. The names the toolkit reserves (``sagemaker_program``, ``sagemaker_submit_directory`` ...)
+    cannot be claimed (exit 3). Off SageMaker, where the container's own arguments reach the script
+    as given (``train --epochs 3``), those arguments are passed on unchanged.
+
+    :return: the hyperparameter names, or None.
+
+    Example: a plugin that clones the code from a repository the job names::
+
+        @hookimpl
+        def claim_hyperparameters():
+            return ["git_repo"]
+
+        @hookimpl
+        def fetch_user_code(training_env):
+            repo = training_env.plugin_hyperparameters.get("git_repo")
+            if repo is None:
+                return None  # not mine: the default fetch answers
+            ...
+    """
+
+
 @hookspec(firstresult=True)
 def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv | None:
     """Read the job directory and the process environment into a :class:`TrainingEnv`.
@@ -127,12 +161,18 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode | None:
     :param training_env: the job's environment.
     :return: the :class:`UserCode`, or None to let the next plugin answer.
 
-    Example: code from a mounted volume::
+    Example: code from a mounted volume, named by the plugin's own setting (declared with
+    :func:`register_settings`, read from ``training_env.settings``, never from ``os.environ``)::
+
+        CODE_DIR = Setting.text("SMC_MY_CODE_DIR", None, "where the code is mounted", owner="smc-my-code")
 
         @hookimpl
         def fetch_user_code(training_env):
-            shutil.copytree(os.environ["MY_CODE"], training_env.code_dir, dirs_exist_ok=True)
-            return describe_user_code(training_env)
+            source = training_env.settings[CODE_DIR]
+            if source is None:
+                return None  # not mine: the default fetch answers
+            shutil.copytree(source, training_env.code_dir, dirs_exist_ok=True)
+            return describe_user_code(training_env, source=source)
     """
 
 

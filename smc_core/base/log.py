@@ -8,6 +8,9 @@ import sys
 __all__ = ["configure_logging", "logger"]
 
 logger = logging.getLogger("smc")
+"""smc's logger (``logging.getLogger("smc")``): plugins and adapters log through it, so that their
+lines carry smc's format and the job's level (``sagemaker_container_log_level``) and reach the job's
+log beside smc's own."""
 
 
 def configure_logging(level: int = logging.INFO) -> None:

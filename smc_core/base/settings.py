@@ -540,6 +540,12 @@ SYNC_SETTLE = Setting.seconds(
     "seconds between a file's close and its upload; a file deleted within them is never uploaded",
 )
 
+SYS_ROOT = Setting.text(
+    "SMC_SYS_ROOT",
+    "/sys",
+    "where sysfs is mounted: EFA devices are read from its class/infiniband (tests point it at a fake tree)",
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -561,6 +567,7 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     SYNC_FLUSH_TIMEOUT,
     SYNC_CONCURRENCY,
     SYNC_SETTLE,
+    SYS_ROOT,
 )
 """The core's own settings, in the order the reference lists them."""
 

@@ -15,6 +15,7 @@ from smc_core import __version__
 from smc_core.base.settings import CORE_SETTINGS, Setting, SettingsRegistry, settings_help
 from smc_core.cli.new_adapter import new_adapter
 from smc_core.errors import ConfigError, SmcError
+from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.plugins import get_plugin_manager, hook_implementations, hook_names
 from smc_core.host.runner import declared_settings, load_settings, require
 from smc_core.host.runner import main as run_main
@@ -72,11 +73,12 @@ def _load_training_env(pm: Any, registry: SettingsRegistry) -> Any:
             f"The job directory {base} does not exist (SAGEMAKER_BASE_DIR, default /opt/ml): there is no "
             "job to describe. Point SAGEMAKER_BASE_DIR at a job directory."
         )
-    return require(
+    training_env = require(
         pm.hook.load_environment(base_dir=base, environ=environ, settings=settings),
         "load_environment",
         pm,
     )
+    return hand_over(training_env, claimed_hyperparameters(pm))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -154,11 +156,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("adapter: none (the core alone runs the script)")
     print("plugins:")
     for p in report["plugins"]:
-        where = f"{p['distribution']} {p['version']}" if p["distribution"] else p["module"]
+        if p["distribution"]:
+            where = f"{p['distribution']} {p['version']}"
+        else:  # smc's own defaults, or a module registered by name (SMC_PLUGINS)
+            where = f"smc-core {__version__}" if p["origin"] == "default" else p["module"]
         print(f"  {p['name']:<36} {p['origin']:<12} {where}")
     print("hooks (in call order):")
     for name, impls in report["hooks"].items():
-        print(f"  {name}: {', '.join(impls)}")
+        print(f"  {name}: {', '.join(impls) or '(none)'}")
     return 0
 
 

@@ -7,6 +7,8 @@
   at once with exit 2 saying another job is running there, and changes nothing of the first job's
   (its code, its outcome files). :func:`job_lock_path` is the one place that names the lock file.
 * :func:`disk_full`: whether the file system holding the job dir has no room left.
+* :func:`create_job_folders`: the folders the contract promises the user's code (``model/``,
+  ``output/data/``, ``output/intermediate/``, ``checkpoints/``), made when a job dir lacks them.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pathlib import Path
 
 from smc_core.base.settings import PLATFORM, SettingsRegistry
 from smc_core.errors import ConfigError
+from smc_core.job.environment import TrainingEnv
 from smc_core.job.paths import JobPaths
 from smc_core.job.platforms.detect import detect_platform
 
-__all__ = ["check_job_dir", "disk_full", "job_lock", "job_lock_path"]
+__all__ = ["check_job_dir", "create_job_folders", "disk_full", "job_lock", "job_lock_path"]
 
 
 def job_lock_path(paths: JobPaths) -> Path:
@@ -75,6 +78,33 @@ def check_job_dir(paths: JobPaths, registry: SettingsRegistry) -> None:
             f"The job directory's output directory {output} cannot be written: {exc.strerror or exc}. "
             "Mount the job directory read-write (the platform writes the model and outcome there)."
         ) from None
+
+
+def create_job_folders(training_env: TrainingEnv) -> None:
+    """Make the folders the contract promises the user's code, where the job dir lacks them.
+
+    ``SM_MODEL_DIR``, ``SM_OUTPUT_DATA_DIR``, ``SM_OUTPUT_INTERMEDIATE_DIR`` and the checkpoint dir:
+    SageMaker lays them out; a job dir made by hand (``train`` on a laptop) may not, and a script
+    writing its model would fail with ``FileNotFoundError``. Nothing is made under a job dir that does
+    not exist (:func:`check_job_dir` has refused it on SageMaker).
+
+    :raises ConfigError: a folder cannot be made, naming it and the fix (exit 2).
+    """
+    if not training_env.base_dir.is_dir():
+        return
+    for folder in (
+        training_env.model_dir,
+        training_env.output_data_dir,
+        training_env.output_intermediate_dir,
+        training_env.checkpoint_dir,
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot create {folder} ({exc.strerror or exc}), which the training code is promised: "
+                "make it writable, or mount the job directory read-write."
+            ) from None
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ from smc_core.base.log import configure_logging, logger
 from smc_core.base.settings import Setting, Settings, SettingsRegistry
 from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.errors import ConfigError, PluginError, SmcError
-from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
+from smc_core.host.claims import claimed_hyperparameters, hand_over
+from smc_core.host.jobdir import check_job_dir, create_job_folders, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
 from smc_core.host.reporting import FailureFile, format_error, format_user_failure, write_success
 from smc_core.host.returns import check_returned_model
@@ -126,12 +127,15 @@ def run_training(
     log_plugins(pm)
     settings = load_settings(pm, registry)
     claimed = claimed_switches(pm)
+    owned = claimed_hyperparameters(pm)
     training_env = require(
         hook.load_environment(base_dir=base or base_dir(environ), environ=environ, settings=settings),
         "load_environment",
         pm,
     )
     check_settings_kept(training_env, settings, pm)
+    training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
+    create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
     check_switches(training_env, claimed, pm)
     user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
     contributions = hook.prepare_training(training_env=training_env, user_code=user_code)

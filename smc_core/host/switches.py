@@ -62,6 +62,7 @@ WELL_KNOWN_SWITCHES: Mapping[str, KnownSwitch] = {
         "torchrun on every host", ("smc-pytorch", "smc-keras")
     ),
     "sagemaker_pytorch_ddp_enabled": KnownSwitch("PyTorch DDP through torchrun", ("smc-pytorch",)),
+    "sagemaker_pytorch_xla_multi_worker_enabled": KnownSwitch("PyTorch/XLA across hosts", ("smc-pytorch",)),
     "sagemaker_multi_worker_mirrored_strategy_enabled": KnownSwitch(
         "TensorFlow's MultiWorkerMirroredStrategy", ("smc-tensorflow", "smc-keras")
     ),

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
-from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
+from smc_core.base.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
 from smc_core.errors import ConfigError
 from smc_core.job.config import (
     check_resource_config,
@@ -45,18 +45,26 @@ from smc_core.job.config import (
     load_input_data_config,
     load_resource_config,
 )
-from smc_core.job.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
+from smc_core.job.hardware import (
+    Efa,
+    available_cpus,
+    available_gpus,
+    available_neurons,
+    cgroup_cpu_limit,
+    detect_efa,
+)
 from smc_core.job.hyperparameters import (
     DISTRIBUTION_SWITCHES,
     RESERVED_HYPERPARAMETERS,
     SplitHyperparameters,
+    count_parameter,
     decode_hyperparameters,
     load_hyperparameters,
     split_hyperparameters,
 )
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
-from smc_core.job.paths import JobPaths, base_dir, job_paths
+from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
 from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
@@ -208,6 +216,11 @@ class TrainingEnv:
     """``checkpointconfig.json``, ``{}`` when absent."""
     raw_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
     """Every decoded hyperparameter as read, reserved keys included."""
+    plugin_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
+    """The hyperparameters the job sets that plugins claimed (the ``claim_hyperparameters`` hook),
+    decoded: a plugin reads its own here. They are not in :attr:`hyperparameters`, so they never reach
+    the script (arguments, ``SM_HPS``, ``SM_HP_*``, function mode); a claimed ``sagemaker_*`` name stays
+    in :attr:`additional_framework_parameters` too, as the contract says."""
     is_smddprun_installed: bool = False
     """``smddprun`` is on PATH (a key of sagemaker-training 5.x's ``SM_TRAINING_ENV``)."""
     is_smddpmprun_installed: bool = False
@@ -221,10 +234,15 @@ class TrainingEnv:
     """The rendezvous port the platform names (Kubeflow's ``PET_MASTER_PORT`` or ``MASTER_PORT``, the
     primary replica's port in Vertex's ``CLUSTER_SPEC``); None: each adapter uses the contract's port."""
     processes_per_host: int | None = None
-    """Processes per host the platform asks for (``PET_NPROC_PER_NODE``), or None: the adapter decides."""
+    """Processes per host the job asks for: the platform's (``PET_NPROC_PER_NODE``), else the
+    hyperparameter ``sagemaker_mpi_num_of_processes_per_host``; None when it does not say: each launcher
+    then takes its own setting, else :attr:`default_processes_per_host`."""
     distributed_by: str | None = None
     """What, on a platform without ``sagemaker_*`` switches, asks for a distributed launch (e.g.
     ``Kubeflow Trainer's PET_* variables``); None when nothing does (on SageMaker, always None)."""
+    efa: Efa = field(default_factory=Efa)
+    """AWS's Elastic Fabric Adapter on this host, as read from ``$SMC_SYS_ROOT/class/infiniband`` (the
+    reference's instance lists only when that cannot be read): :func:`smc_core.job.hardware.detect_efa`."""
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
     are; None: rendered from the hyperparameters, as the contract says."""
@@ -244,6 +262,18 @@ class TrainingEnv:
         """The first distribution host (else the first host): the rendezvous master for every framework."""
         hosts = self.distribution_hosts or self.hosts
         return hosts[0]
+
+    @property
+    def default_processes_per_host(self) -> int:
+        """One process per GPU, else per Neuron core, else 1: the reference toolkit's default for every
+        launcher that counts processes (``sagemaker_training/runner.py``)."""
+        return self.num_gpus or self.num_neurons or 1
+
+    @property
+    def persistent_cache_dir(self) -> Path | None:
+        """A directory that survives between jobs where the platform offers one (a SageMaker warm pool's
+        ``/opt/ml/sagemaker/warmpoolcache``), else None: :func:`smc_core.job.paths.persistent_cache_dir`."""
+        return persistent_cache_dir(self.paths, self.environ)
 
     @property
     def is_master(self) -> bool:
@@ -527,8 +557,13 @@ def create_environment(
         booleans_as_flags=settings[BOOL_FLAGS],
         platform=facts.name,
         master_port=facts.master_port,
-        processes_per_host=facts.processes_per_host,
+        processes_per_host=(
+            facts.processes_per_host
+            if facts.processes_per_host is not None
+            else count_parameter(split.framework, "sagemaker_mpi_num_of_processes_per_host", hps_file)
+        ),
         distributed_by=facts.distributed_by,
+        efa=detect_efa(settings[SYS_ROOT], instance_type),
         script_args=None if facts.script_args is None else tuple(facts.script_args),
         model_trainer=facts.model_trainer,
         environ=_frozen(environ),

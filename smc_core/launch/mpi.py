@@ -114,6 +114,11 @@ class MpiJob:
             (``SMC_MPI_MASTER_SILENCE_TIMEOUT``).
         mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
         sshd: the ``sshd`` path setting (``SMC_MPI_SSHD``), None to look it up.
+        variables: more ``-x NAME=VALUE`` for every rank (the EFA and NCCL variables, a launcher's own),
+            each left out where the job's environment already sets ``NAME`` (it reaches the ranks as is).
+        style: whose mpirun options: ``mpi`` (the reference's MPI runner: ``--display-map``,
+            ``-bind-to none``, ``-map-by slot``, ``NCCL_MIN_NRINGS=4``) or ``smddp`` (its SMDDP runner:
+            ``--oversubscribe``, ``-mca plm_rsh_num_concurrent <hosts>``).
     """
 
     hosts: tuple[str, ...]
@@ -128,6 +133,8 @@ class MpiJob:
     silence_timeout: float
     mpirun: str | None = None
     sshd: str | None = None
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    style: str = "mpi"
 
     @property
     def master(self) -> str:
@@ -299,7 +306,7 @@ def mpirun_command(
     ]
     if as_root:
         command.append("--allow-run-as-root")
-    command.append("--display-map")
+    command.append("--oversubscribe" if job.style == "smddp" else "--display-map")
     # Open MPI 5 takes only the double-dash forms of the long options the reference writes with one.
     mca, dash = ("-mca", "-") if major < 5 else ("--mca", "--")
     if not single:
@@ -309,17 +316,25 @@ def mpirun_command(
                 "not have: Open MPI could not reach the other hosts. Fix network_interface_name."
             )
         command += [mca, "btl_tcp_if_include", job.interface, mca, "oob_tcp_if_include", job.interface]
-    command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot", mca, "pml", "ob1", mca, "btl", "^openib"]
+    if job.style == "mpi":
+        command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot"]
+    command += [mca, "pml", "ob1", mca, "btl", "^openib"]
     if major < 5:
         command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
         command += [mca, "btl_vader_single_copy_mechanism", "none"]
-    command += ["-x", "NCCL_MIN_NRINGS=4"]
-    if interface_exists(job.interface):
+        if job.style == "smddp":
+            command += [mca, "plm_rsh_num_concurrent", str(len(job.hosts))]
+    if job.style == "mpi":
+        command += ["-x", "NCCL_MIN_NRINGS=4"]
+    if interface_exists(job.interface) and "NCCL_SOCKET_IFNAME" not in process_env:
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
-    if "NCCL_DEBUG" not in process_env:
+    if "NCCL_DEBUG" not in process_env and "NCCL_DEBUG" not in job.variables:
         command += ["-x", "NCCL_DEBUG=INFO"]
     for name in passed_variables(process_env):
         command += ["-x", name]
+    for name, value in job.variables.items():
+        if name not in process_env:
+            command += ["-x", f"{name}={value}"]
     for name, value in (rank_variables or {}).items():
         command += ["-x", f"{name}={value}"]
     command += list(job.custom_options)

@@ -13,7 +13,8 @@ Supervision, for every process started here:
   to the whole group; after the grace period (``grace_period``; the default hooks pass the
   job's ``SMC_GRACE_PERIOD``, 100 s unless set) the group gets SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
-  ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); ``\\r\\n`` ends a
+  ``prefix`` such as ``"[algo-1 rank 0]: "`` (:func:`~smc_core.launch.output.rank_prefix`) is put in
+  front of each line when asked); ``\\r\\n`` ends a
   line as ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once;
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its session or group, descendants seen while it
@@ -301,12 +302,15 @@ def run_process(
     :param command: the program and its arguments, never passed through a shell.
     :param env: the complete environment of the process.
     :param cwd: its working directory.
-    :param prefix: put in front of every output line (e.g. ``"[algo-2] "``); None passes lines as is.
+    :param prefix: put in front of every output line; None passes lines as is. Where several ranks
+        print, give each :func:`~smc_core.launch.output.rank_prefix` (``"[algo-2 rank 1]: "``).
     :param tail_lines: how many of the last stderr lines to keep for ``result.failure``.
-    :param grace_period: seconds from passing on SIGTERM/SIGINT to SIGKILL (default
-        100; hooks pass ``training_env.settings[GRACE_PERIOD]``, the job's ``SMC_GRACE_PERIOD``).
+    :param grace_period: seconds from passing on SIGTERM/SIGINT to SIGKILL; None: 100, the default
+        of the job's ``SMC_GRACE_PERIOD`` (the job's own value is ``training_env.settings[GRACE_PERIOD]``,
+        with :data:`smc_core.GRACE_PERIOD`).
     :param leftover_grace: seconds from SIGTERM to SIGKILL for processes left running after the
-        process ended (default 5; hooks pass ``training_env.settings[LEFTOVER_GRACE]``).
+        process ended; None: 5, the default of the job's ``SMC_LEFTOVER_GRACE``, which the core
+        applies where it launches the user's code itself (the default ``invoke_train``).
     :param stdout: where to copy the process's stdout (default: smc's stdout).
     :param stderr: where to copy the process's stderr (default: smc's stderr).
     :return: the result: ``exit_code`` the process's own (``128 + S`` when killed by signal S;

@@ -157,7 +157,7 @@ def hyperparameter_over_one_argument(kit: Kit) -> Outcome:
 
 def unclaimed_switch(kit: Kit) -> Outcome:
     base = kit.job(
-        {"train.py": OK}, raw_hyperparameters={"sagemaker_distributed_dataparallel_enabled": "true"}
+        {"train.py": OK}, raw_hyperparameters={"sagemaker_pytorch_xla_multi_worker_enabled": "true"}
     )
     return kit.train(base)
 

@@ -206,7 +206,7 @@ CASES: tuple[Case, ...] = (
     Case(
         "switch-unclaimed",
         cfg.unclaimed_switch,
-        "sagemaker_distributed_dataparallel_enabled with no plugin to launch it",
+        "sagemaker_pytorch_xla_multi_worker_enabled with smc-pytorch disabled: no plugin launches it",
         2,
         "ConfigError: ",
         "code not run",

@@ -27,10 +27,9 @@ from smc_core import (
     TrainingEnv,
     UserCode,
     is_true,
-    logger,
     multi_worker_tf_config,
     python_executable,
-    resolve_host,
+    rendezvous_host,
     tf_config_json,
 )
 
@@ -56,7 +55,6 @@ RENDEZVOUS_PORT = Setting.integer(
     maximum=65535,
     owner="smc-keras",
 )
-PROCESSES_PER_HOST_KEY = "sagemaker_mpi_num_of_processes_per_host"
 
 
 def distribution_switch(training_env: TrainingEnv, backend: str) -> str | None:
@@ -97,12 +95,9 @@ def job_hosts(training_env: TrainingEnv) -> list[str]:
 
 def rendezvous_address(training_env: TrainingEnv) -> str:
     """The first host's name, or ``127.0.0.1`` for a one-host job whose name does not resolve
-    (``smc local`` calls the machine ``algo-1``)."""
-    hosts = job_hosts(training_env)
-    if len(hosts) == 1 and resolve_host(hosts[0]) is None:
-        logger.info("%s does not resolve; this one-host job meets on 127.0.0.1.", hosts[0])
-        return "127.0.0.1"
-    return hosts[0]
+    (``smc local`` calls the machine ``algo-1``): smc's :func:`~smc_core.rendezvous_host`."""
+    job_hosts(training_env)  # the current host must be among the distribution hosts
+    return rendezvous_host(training_env)
 
 
 def rendezvous_port(training_env: TrainingEnv, backend: str) -> int:
@@ -151,21 +146,9 @@ def torch_env(training_env: TrainingEnv, *, function_mode: bool) -> dict[str, st
 
 
 def processes_per_host(training_env: TrainingEnv) -> int:
-    """torchrun's processes per host: ``sagemaker_mpi_num_of_processes_per_host``, else the GPU
-    count, else 1."""
-    raw = training_env.additional_framework_parameters.get(PROCESSES_PER_HOST_KEY)
-    if raw in (None, ""):
-        return training_env.num_gpus or 1
-    try:
-        count = int(str(raw).strip())
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise ConfigError(
-            f"hyperparameters.json: {PROCESSES_PER_HOST_KEY!r} is {raw!r}, which is not a whole number "
-            "of processes: give e.g. 2."
-        )
-    return count
+    """torchrun's processes per host: what the job asks (``sagemaker_mpi_num_of_processes_per_host``,
+    ``training_env.processes_per_host``), else one per GPU, else per Neuron core, else 1."""
+    return training_env.processes_per_host or training_env.default_processes_per_host
 
 
 def torchrun_command(training_env: TrainingEnv, user_code: UserCode, args: list[str]) -> list[str]:

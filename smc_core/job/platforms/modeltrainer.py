@@ -115,7 +115,8 @@ class ModelTrainerJob:
     launch: str | None = None
     """``torchrun``, ``mpi``, or None (one process per host), from ``distributed.json``."""
     processes_per_host: int | None = None
-    """``distributed.json``'s ``process_count_per_node`` (None: the GPU count, else 1)."""
+    """``distributed.json``'s ``process_count_per_node`` (None: the GPU count, else the Neuron core
+    count, else 1)."""
     mpi_options: tuple[str, ...] = ()
     """``distributed.json``'s ``mpi_additional_options``: ``mpirun`` arguments, each one argv item."""
     config_name: str | None = None
