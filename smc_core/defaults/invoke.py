@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from smc_core import hookimpl
 from smc_core.base.log import logger
+from smc_core.base.redact import redact, secret_values
 from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
-from smc_core.host.summary import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.launch.limits import check_exec_limits
@@ -41,13 +41,16 @@ def invoke_train(
             module_name=user_code.module_name,
             process_env=process_env,
             argv=args,
+            leftover_grace=training_env.settings[LEFTOVER_GRACE],
         )
     if not user_code.entry_point:
         raise no_entry_error(training_env)
     command = entry_command(user_code, args, process_env)
     check_exec_limits(command, process_env, training_env.hyperparameters)
     logger.info(
-        "Running %s in %s", redact(shlex.join(command), secret_values(process_env)), user_code.code_dir
+        "Running %s in %s",
+        redact(shlex.join(command), secret_values(process_env)),
+        user_code.code_dir,
     )
     return run_process(
         command,

@@ -17,6 +17,8 @@ message                   direction       meaning
 failure}``
 ``bye``                   worker->master  the worker got the outcome
 ``rank_failed {...}``     rank->master    a rank's exit code, host and traceback tail
+``stream {rank, ...}``    rank->master    this connection carries a rank's output (sent first: a
+                                          rank that prints nothing is waited for too)
 ``out {fd, data}``        rank->master    one whole line of a rank's stdout (fd 1) or stderr (2),
                                           written to the master's own, whole
 ========================  ==============  =====================================================
@@ -148,6 +150,9 @@ class Coordinator:
         try:
             for message in _lines(sock):
                 kind = message.get("type")
+                if kind == "stream":  # a rank's output connection, counted even if it prints nothing
+                    streaming = True
+                    continue
                 if kind == "out":
                     streaming = True
                     _write_line(message.get("fd"), str(message.get("data", "")))
@@ -376,7 +381,7 @@ class MasterLink:
                     "MPI: waiting for the master %s:%d (%.0f s of %g s)", master, port, now - start, timeout
                 )
                 last_log = now
-            time.sleep(0.5)
+            time.sleep(0.1)  # a worker that came up before the master starts as soon as it listens
 
     def _read(self) -> None:
         try:

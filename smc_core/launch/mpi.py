@@ -628,7 +628,12 @@ def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float)
     """Wait for the master's outcome, logging when Open MPI's daemon starts and ends here."""
     master = job.master
     last_heard = time.monotonic()
-    running = False
+    # Open MPI's daemon is looked for among all of this host's processes until it appears, then
+    # watched by its pid alone (a scan a loop cost every worker CPU in proportion to the processes on
+    # its machine for the whole job: on the test rig, whose hosts share one machine, it grew with the
+    # square of the hosts; issue 28).
+    daemons: list[Any] = []
+    ended = False
     while True:
         message = link.receive(0.5)
         now = time.monotonic()
@@ -656,13 +661,25 @@ def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float)
             )
         if sshd.poll() is not None:
             return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})")
-        daemons = open_mpi_daemons(since)
-        if daemons and not running:
-            running = True
-            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
-        elif running and not daemons:
-            running = False
+        if ended:
+            continue
+        if not daemons:
+            daemons = open_mpi_daemons(since)
+            if daemons:
+                logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
+        elif not any(_alive(daemon) for daemon in daemons):
+            ended = True
             logger.info("MPI: Open MPI's daemon ended here; waiting for the master's outcome.")
+
+
+def _alive(process: Any) -> bool:
+    """Whether ``process`` (a psutil process) still runs: neither gone nor a zombie."""
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _lost(job: MpiJob, reason: str) -> TrainingResult:

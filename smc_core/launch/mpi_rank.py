@@ -115,6 +115,9 @@ class _Output:
             try:
                 self.sock = socket.create_connection((host, int(port)), timeout=10)
                 self.sock.settimeout(None)
+                # Said first, so that the master waits for this stream's end even if it stays silent.
+                hello = json.dumps({"type": "stream", **self.rank}, separators=(",", ":")) + "\n"
+                self.sock.sendall(hello.encode())
             except (OSError, ValueError):
                 self.sock = None
 

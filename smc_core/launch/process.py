@@ -206,8 +206,13 @@ class SupervisedProcess:
         # The relay stays armed (ignoring signals: done is set) until the teardown is over, so that a
         # stop signal cannot break it off half-way and leave what it was stopping running.
         _RUNNING.discard(self.pid)
-        left = find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
-        if stop_leftovers(left, self.pgid, self.leftover_grace, f"pid {self.pid} ({self.command[0]})"):
+
+        def scan() -> list[Any]:
+            return find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
+
+        left = scan()
+        owner = f"pid {self.pid} ({self.command[0]})"
+        if stop_leftovers(left, self.pgid, self.leftover_grace, owner, rescan=scan):
             logger.warning(
                 "Stopped %d process(es) left running by pid %d (%s).", len(left), self.pid, self.command[0]
             )

@@ -9,7 +9,7 @@ On every host of a MultiWorkerMirrored or parameter-server job with more than on
    listens on port 2223;
 3. the worker (the user's entry point) runs, supervised, with the job's ``TF_CONFIG``;
 4. while it runs: a failure reported by another host, or the death of this host's parameter server,
-   stops it (SIGTERM, SIGKILL after :data:`STOP_GRACE` seconds); on a non-master host of a
+   stops it (SIGTERM, SIGKILL after :data:`PEER_STOP_GRACE` seconds); on a non-master host of a
    parameter-server job, the master's ``done`` stops a worker that is still serving (a TF2 worker runs
    ``server.join()``);
 5. when it has ended: a non-master parameter-server host keeps its parameter server until the master
@@ -55,8 +55,13 @@ from smc_tensorflow.hints import hints_for, without_log_noise
 from smc_tensorflow.peers import Channel, MasterChannel, PeerChannel, failure
 
 STOP_GRACE = 5.0
-"""Seconds a host's processes get after SIGTERM when another host failed, before SIGKILL (a TensorFlow
-worker waiting in a collective does not act on SIGTERM: it ends only at the SIGKILL)."""
+"""Seconds a host's processes get after SIGTERM before SIGKILL when the job is over (the master's
+``done``), and a parameter server when it is stopped."""
+PEER_STOP_GRACE = 1.0
+"""Seconds a worker gets after SIGTERM before SIGKILL when another host failed, this host's parameter
+server ended or the master was lost: the job has failed, and a MultiWorkerMirrored worker does not act
+on SIGTERM at all (TensorFlow's coordination service takes SIGTERM as a preemption notice), so any
+grace is waited out in full (5 s made every failure take over 6 s; issue 28)."""
 PS_START_TIMEOUT = 120.0
 """Seconds the parameter server has to start listening on its port."""
 TAIL_LINES = 200
@@ -176,7 +181,7 @@ def _supervise(
                 continue
         if stopped_for:
             _log_stop(stopped_for, host, channel)
-            worker.stop(STOP_GRACE)
+            worker.stop(STOP_GRACE if stopped_for == "done" else PEER_STOP_GRACE)
             break
         channel.wait_changed(0.5)
     result = worker.wait()
