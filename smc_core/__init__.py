@@ -49,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "GRACE_PERIOD": "smc_core.base.settings",
     "HOST_WAIT_TIMEOUT": "smc_core.base.settings",
     "settings_table": "smc_core.base.settings",
+    # the supervision policy every launch obeys
+    "Supervision": "smc_core.base.supervision",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",
@@ -65,20 +67,47 @@ _EXPORTS: dict[str, str] = {
     "call_with_hyperparameters": "smc_core.launch.functions",
     "intersect_fn_parameters": "smc_core.launch.functions",
     "train_from_source": "smc_core.usercode.pipeline",
-    "first_failure": "smc_core.launch.group",
-    "run_ranks": "smc_core.launch.group",
+    "first_failure": "smc_core.cluster.group",
+    "run_ranks": "smc_core.cluster.group",
     "rank_prefix": "smc_core.launch.output",
-    # hosts and networks
-    "wait_for_hosts": "smc_core.launch.network",
-    "wait_for_port": "smc_core.launch.network",
-    "resolve_host": "smc_core.launch.network",
-    "rendezvous_host": "smc_core.launch.network",
-    "interface_exists": "smc_core.launch.network",
-    "route_interface": "smc_core.launch.network",
+    # the cluster toolkit: hosts and networks, bounded waits, failing-rank reports, the job's channel
+    "wait_for_hosts": "smc_core.cluster.network",
+    "wait_for_port": "smc_core.cluster.network",
+    "resolve_host": "smc_core.cluster.network",
+    "interface_exists": "smc_core.cluster.network",
+    "interface_address": "smc_core.cluster.network",
+    "route_interface": "smc_core.cluster.network",
+    "rendezvous_host": "smc_core.cluster.network",
+    "wait_until": "smc_core.cluster.waits",
+    "RankFailure": "smc_core.cluster.report",
+    "root_failure": "smc_core.cluster.report",
+    "traceback_tail": "smc_core.cluster.report",
+    "TRACEBACK_CHARS": "smc_core.cluster.report",
+    "Message": "smc_core.cluster.messages",
+    "message_kind": "smc_core.cluster.messages",
+    "Hello": "smc_core.cluster.messages",
+    "Welcome": "smc_core.cluster.messages",
+    "Bye": "smc_core.cluster.messages",
+    "Ack": "smc_core.cluster.messages",
+    "Outcome": "smc_core.cluster.messages",
+    "RankFailed": "smc_core.cluster.messages",
+    "OutputStream": "smc_core.cluster.messages",
+    "Output": "smc_core.cluster.messages",
+    "ChannelMaster": "smc_core.cluster.channel",
+    "ChannelLink": "smc_core.cluster.channel",
+    "Connection": "smc_core.cluster.channel",
+    "Gathered": "smc_core.cluster.channel",
+    "Peer": "smc_core.cluster.channel",
+    "deliver": "smc_core.cluster.channel",
+    "JobChannel": "smc_core.cluster.job",
+    "job_channel": "smc_core.cluster.job",
+    "open_job_channel": "smc_core.cluster.job",
     # what the user's process gets
     "exported_vars": "smc_core.job.exports",
+    "encode_value": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
     "is_true": "smc_core.job.hyperparameters",
+    "count_parameter": "smc_core.job.hyperparameters",
     # accelerator and network hardware
     "Efa": "smc_core.job.hardware",
     "detect_efa": "smc_core.job.hardware",
@@ -114,6 +143,40 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.base.settings import Setting as Setting
     from smc_core.base.settings import Settings as Settings
     from smc_core.base.settings import settings_table as settings_table
+    from smc_core.base.supervision import Supervision as Supervision
+    from smc_core.cluster.channel import ChannelLink as ChannelLink
+    from smc_core.cluster.channel import ChannelMaster as ChannelMaster
+    from smc_core.cluster.channel import Connection as Connection
+    from smc_core.cluster.channel import Gathered as Gathered
+    from smc_core.cluster.channel import Peer as Peer
+    from smc_core.cluster.channel import deliver as deliver
+    from smc_core.cluster.group import first_failure as first_failure
+    from smc_core.cluster.group import run_ranks as run_ranks
+    from smc_core.cluster.job import JobChannel as JobChannel
+    from smc_core.cluster.job import job_channel as job_channel
+    from smc_core.cluster.job import open_job_channel as open_job_channel
+    from smc_core.cluster.messages import Ack as Ack
+    from smc_core.cluster.messages import Bye as Bye
+    from smc_core.cluster.messages import Hello as Hello
+    from smc_core.cluster.messages import Message as Message
+    from smc_core.cluster.messages import Outcome as Outcome
+    from smc_core.cluster.messages import Output as Output
+    from smc_core.cluster.messages import OutputStream as OutputStream
+    from smc_core.cluster.messages import RankFailed as RankFailed
+    from smc_core.cluster.messages import Welcome as Welcome
+    from smc_core.cluster.messages import message_kind as message_kind
+    from smc_core.cluster.network import interface_address as interface_address
+    from smc_core.cluster.network import interface_exists as interface_exists
+    from smc_core.cluster.network import rendezvous_host as rendezvous_host
+    from smc_core.cluster.network import resolve_host as resolve_host
+    from smc_core.cluster.network import route_interface as route_interface
+    from smc_core.cluster.network import wait_for_hosts as wait_for_hosts
+    from smc_core.cluster.network import wait_for_port as wait_for_port
+    from smc_core.cluster.report import TRACEBACK_CHARS as TRACEBACK_CHARS
+    from smc_core.cluster.report import RankFailure as RankFailure
+    from smc_core.cluster.report import root_failure as root_failure
+    from smc_core.cluster.report import traceback_tail as traceback_tail
+    from smc_core.cluster.waits import wait_until as wait_until
     from smc_core.errors import ClusterError as ClusterError
     from smc_core.errors import ConfigError as ConfigError
     from smc_core.errors import FetchError as FetchError
@@ -124,10 +187,12 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.accelerators import network_variables as network_variables
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
+    from smc_core.job.exports import encode_value as encode_value
     from smc_core.job.exports import exported_vars as exported_vars
     from smc_core.job.exports import user_args as user_args
     from smc_core.job.hardware import Efa as Efa
     from smc_core.job.hardware import detect_efa as detect_efa
+    from smc_core.job.hyperparameters import count_parameter as count_parameter
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
     from smc_core.job.platforms.facts import PlatformFacts as PlatformFacts
@@ -137,14 +202,6 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.launch.functions import call_with_hyperparameters as call_with_hyperparameters
     from smc_core.launch.functions import import_user_module as import_user_module
     from smc_core.launch.functions import intersect_fn_parameters as intersect_fn_parameters
-    from smc_core.launch.group import first_failure as first_failure
-    from smc_core.launch.group import run_ranks as run_ranks
-    from smc_core.launch.network import interface_exists as interface_exists
-    from smc_core.launch.network import rendezvous_host as rendezvous_host
-    from smc_core.launch.network import resolve_host as resolve_host
-    from smc_core.launch.network import route_interface as route_interface
-    from smc_core.launch.network import wait_for_hosts as wait_for_hosts
-    from smc_core.launch.network import wait_for_port as wait_for_port
     from smc_core.launch.output import rank_prefix as rank_prefix
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
     from smc_core.launch.process import python_executable as python_executable

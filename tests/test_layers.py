@@ -26,12 +26,14 @@ LAYERS: tuple[str, ...] = (
     "errors",  # the error hierarchy and exit codes
     "base",  # the settings registry, messages, the logger, stop signals
     "job",  # TrainingEnv, the job directory's config, hyperparameters, SM_* exports, platforms
-    "launch",  # supervised processes, signals, function mode, network waits (MPI, for now)
+    "launch",  # supervised processes, signals, function mode
+    "cluster",  # the cluster toolkit: the job's channel, failing-rank reports, bounded waits, networks
     "usercode",  # fetching, extracting and describing the user's code; installing what it needs
     "outputs",  # syncing output/intermediate and checkpoints with S3
     "hookspecs",  # the contract: its types come from the layers below
     "host",  # the runner, plugin loading, the job dir's checks, switches, the outcome files
     "defaults",  # the built-in plugins
+    "mpi",  # the MPI launch: a default plugin that uses only the public API
     "local",  # smc local: a client of the runtime, apart from what runs in a container
     "cli",  # train and smc, which dispatches smc local
     "testing",  # the kit for plugin authors
@@ -277,3 +279,11 @@ def test_relative_and_module_imports_are_resolved(tmp_path: Path) -> None:
         (5, "smc_core", ("hookimpl",)),
         (5, "smc_core.hookspecs", ()),
     ]
+
+
+def test_every_folder_of_the_package_is_a_package_a_wheel_ships() -> None:
+    # setuptools' find_packages takes only folders with an __init__.py: another would work here, in the
+    # checkout, and be missing from the wheel.
+    folders = {path.parent for path in PACKAGE.rglob("*.py")}
+    missing = sorted(str(f.relative_to(PACKAGE.parent)) for f in folders if not (f / "__init__.py").exists())
+    assert missing == [], f"folders without __init__.py: {missing}"

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 
 from smc_core.base.settings import parse_settings
-from smc_core.defaults.mpi import SETTINGS as MPI_SETTINGS
-from smc_core.defaults.mpi import mpi_job
+from smc_core.cluster.report import RankFailure
 from smc_core.errors import ConfigError
 from smc_core.host.plugins import get_plugin_manager, hook_implementations
 from smc_core.job.environment import create_environment
-from smc_core.launch.mpi import MpiJob, failure_reason, mpirun_command, open_mpi_prefix, parse_custom_options
+from smc_core.mpi.launch import MpiJob, mpirun_command, open_mpi_prefix, parse_custom_options
+from smc_core.mpi.plugin import SETTINGS, mpi_job
 from smc_core.testing import make_job_dir
 from smc_core.testing.mpi import ALLREDUCE_SCRIPT, GATHER_SCRIPT, mpi_leftovers, mpi_unavailable_reason
 
 TRAIN = str(Path(sys.executable).with_name("train"))
+MPI_SETTINGS = parse_settings({}, SETTINGS)  # the core's and the MPI plugin's, as the runner parses them
 UNAVAILABLE = mpi_unavailable_reason()
 needs_mpi = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
 ONE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"}
@@ -101,7 +102,7 @@ def test_a_failing_rank_names_itself_in_the_failure_file(tmp_path):
     assert run.returncode != 0, run.stderr
     assert time.time() - float((base / "model" / "failed-at").read_text()) < 30
     failure = (base / "output" / "failure").read_text()[:1024]  # what the platform shows
-    assert "MPI rank 0 (local rank 0) on host algo-1 failed with exit code 1" in failure, failure
+    assert "rank 0 (local rank 0) on host algo-1 failed with exit code 1" in failure, failure
     assert "ValueError: boom on rank 0 on algo-1" in failure
     assert "Traceback (most recent call last)" in failure
     assert mpi_leftovers("mpi_allreduce.py") == []
@@ -139,7 +140,7 @@ def test_custom_options_reach_mpirun(tmp_path):
 def test_the_mpi_launch_is_asked_before_the_default_one():
     pm = get_plugin_manager(load_entrypoints=False, environ={})
     order = hook_implementations(pm, "invoke_train")
-    assert order.index("smc_core.defaults.mpi") < order.index("smc_core.defaults.invoke")
+    assert order.index("smc_core.mpi.plugin") < order.index("smc_core.defaults.invoke")
 
 
 def test_parse_custom_options():
@@ -164,7 +165,6 @@ def test_mpirun_command_follows_the_reference(tmp_path):
         processes_per_host=2,
         num_processes=4,
         custom_options=("-x", "A=1"),
-        port=7780,
         ssh_port=22,
         wait_timeout=10,
         silence_timeout=20,
@@ -184,7 +184,7 @@ def test_mpirun_command_follows_the_reference(tmp_path):
         assert part in text
     assert "HOSTNAME" not in text and "OMPI_MCA_x" not in text
     assert command[-4:] == ["python", "train.py", "--lr", "0.1"]
-    assert command[-7:-4] == [sys.executable, "-m", "smc_core.launch.mpi_rank"]
+    assert command[-7:-4] == [sys.executable, "-m", "smc_core.mpi.rank"]
 
 
 def test_open_mpi_outside_the_system_path_gets_a_prefix(tmp_path):
@@ -201,8 +201,7 @@ def test_job_counts_from_hyperparameters(tmp_path):
         hyperparameters={"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 3},
         hosts=("algo-1", "algo-2"),
     )
-    settings = parse_settings({}, MPI_SETTINGS)  # the MPI plugin's settings, as the runner declares them
-    job = mpi_job(create_environment(base, {}, settings=settings))
+    job = mpi_job(create_environment(base, {}, settings=MPI_SETTINGS))
     assert (job.hosts, job.processes_per_host, job.num_processes, job.master) == (
         ("algo-1", "algo-2"),
         3,
@@ -211,22 +210,7 @@ def test_job_counts_from_hyperparameters(tmp_path):
     )
     base = make_job_dir(tmp_path, hyperparameters={"sagemaker_mpi_num_processes": "zero"})
     with pytest.raises(ConfigError, match="sagemaker_mpi_num_processes"):
-        mpi_job(create_environment(base, {}, settings=settings))
-
-
-def test_failure_reason_names_rank_host_and_tail():
-    report = {
-        "rank": 3,
-        "local_rank": 1,
-        "host": "algo-2",
-        "exit_code": 1,
-        "tail": "x\n" * 500 + "ValueError: no",
-    }
-    reason = failure_reason(report, "algo-1")
-    assert reason.startswith(
-        "MPI rank 3 (local rank 1) on host algo-2 failed with exit code 1; mpirun on algo-1"
-    )
-    assert reason.endswith("ValueError: no") and len(reason) < 1024
+        mpi_job(create_environment(base, {}, settings=MPI_SETTINGS))
 
 
 NOISY = """
@@ -259,46 +243,50 @@ def test_rank_output_arrives_in_whole_prefixed_lines(tmp_path):
         assert match.group(2) == rank and match.group(3) == rank * 3000, line[:120]
 
 
-def test_the_root_failure_is_the_rank_that_failed_on_its_own():
-    from smc_core.launch.coordinator import Coordinator, report_rank_failure
+def test_the_root_failure_is_the_rank_that_failed_on_its_own(capfd):
+    from smc_core.cluster.channel import ChannelMaster, Connection, deliver
+    from smc_core.cluster.messages import Output, OutputStream, RankFailed
 
-    coordinator = Coordinator("127.0.0.1", 0, {})
+    master = ChannelMaster("algo-1", (), port=0, address="127.0.0.1").start()
     try:
-        stopped = {"rank": 0, "local_rank": 0, "host": "algo-1", "exit_code": 143, "tail": ""}
-        assert report_rank_failure(coordinator.endpoint, stopped)
+        assert deliver(master.endpoint, RankFailed(RankFailure("algo-1", 143, rank=0, local_rank=0)))
         # Only a rank mpirun stopped has reported, but rank 1 printed a traceback first: it is the cause.
+        stream = Connection.open(master.endpoint)
+        stream.send(OutputStream(host="algo-2", rank=1, local_rank=0))
         for line in ("Traceback (most recent call last):", "ValueError: boom"):
-            coordinator._keep_stderr({"rank": 1, "local_rank": 0, "host": "algo-2", "line": line})
-        root = coordinator.root_rank_failure(wait=0)
-        assert root is not None and root["rank"] == 1 and root["tail"].endswith("ValueError: boom")
-        assert "failed (it was stopped before" in failure_reason(root, "algo-1")
-        own = {"rank": 2, "local_rank": 0, "host": "algo-3", "exit_code": 1, "tail": "KeyError"}
-        assert report_rank_failure(coordinator.endpoint, own)
-        assert coordinator.root_rank_failure(wait=0) == {"type": "rank_failed", **own}
+            stream.send(Output(fd=2, data=line + "\n", line=line, host="algo-2", rank=1, local_rank=0))
+        stream.close()
+        master.wait_for_streams(1, timeout=5)
+        root = master.root_failure(wait=0)
+        assert root is not None and (root.host, root.rank) == ("algo-2", 1)
+        assert root.tail.endswith("ValueError: boom")
+        assert "failed (it was stopped before" in root.describe("algo-1")
+        own = RankFailure("algo-3", 1, "KeyError", rank=2, local_rank=0)
+        assert deliver(master.endpoint, RankFailed(own))
+        assert master.root_failure(wait=0) == own
     finally:
-        coordinator.close()
+        master.close()
 
 
 def test_a_silent_rank_s_output_stream_ends_when_its_connection_closes():
     # The master waits for every rank's output connection to close before its own last lines; a rank
     # that printed nothing was not counted, so every such job waited out the whole bound (5 s after a
     # success, 2 s after a failure): issue 28's failure curve showed it.
-    from smc_core.launch.coordinator import Coordinator
-    from smc_core.launch.mpi_rank import _Output
+    from smc_core.cluster.channel import ChannelMaster
+    from smc_core.mpi.rank import _Output
 
-    coordinator = Coordinator("127.0.0.1", 0, {})
+    master = ChannelMaster("algo-1", (), port=0, address="127.0.0.1").start()
     try:
-        silent = _Output(coordinator.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
+        silent = _Output(master.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
         silent.close()
-        coordinator.wait_for_output(1, timeout=20)
-        assert coordinator.streams_ended == 1
+        master.wait_for_streams(1, timeout=20)
+        assert master.streams_opened == master.streams_ended == 1
     finally:
-        coordinator.close()
+        master.close()
 
 
 def test_the_readme_lists_the_mpi_settings():
     from smc_core.base.settings import settings_table
-    from smc_core.defaults.mpi import SETTINGS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     match = re.search(

@@ -104,7 +104,7 @@ def test_a_failing_rank_on_host_2_ends_every_host(netns_hosts):
         failure = (host.job_dir / "output" / "failure").read_text()[:1024]  # what the platform shows
         # "failed with exit code 1", or "failed (it was stopped before ...)" when mpirun's teardown
         # killed it before it could report: its traceback, streamed to the master, still names it.
-        assert "MPI rank 1 (local rank 0) on host algo-2 failed" in failure, failure
+        assert "rank 1 (local rank 0) on host algo-2 failed" in failure, failure
         assert "ValueError: boom on rank 1 on algo-2" in failure, failure
         assert "Traceback (most recent call last)" in failure, failure
         assert not (host.job_dir / "output" / "success").exists()

@@ -117,7 +117,7 @@ def test_every_installed_plugin_declares_exactly_the_switches_it_claims():
     declared: dict[str, set[str]] = {}
     for ep in found[SWITCH_GROUP]:
         declared.setdefault(ep.value, set()).add(ep.name)
-    core = {"smc_core.defaults.mpi", "smc_core.defaults.smddp"}
+    core = {"smc_core.mpi.plugin", "smc_core.mpi.smddp"}
     modules = {ep.value for ep in [*found["smc.adapters"], *found["smc.plugins"]]} | core
     for module in sorted(modules):
         claim = getattr(importlib.import_module(module), "claim_switches", None)
@@ -126,8 +126,8 @@ def test_every_installed_plugin_declares_exactly_the_switches_it_claims():
             f"{module} claims {sorted(claimed)}, but its distribution declares "
             f'{sorted(declared.get(module, ()))} in [project.entry-points."{SWITCH_GROUP}"]: make them one'
         )
-    assert declared["smc_core.defaults.mpi"] == {"sagemaker_mpi_enabled"}
-    assert declared["smc_core.defaults.smddp"] == {"sagemaker_distributed_dataparallel_enabled"}
+    assert declared["smc_core.mpi.plugin"] == {"sagemaker_mpi_enabled"}
+    assert declared["smc_core.mpi.smddp"] == {"sagemaker_distributed_dataparallel_enabled"}
 
 
 def test_the_repositorys_adapters_are_in_the_well_known_table():

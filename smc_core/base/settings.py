@@ -64,6 +64,10 @@ class Setting(Generic[T]):
     """What the variable accepts, for the reference and for error messages (``a number of seconds >= 0``)."""
     owner: str = "smc-core"
     """The distribution that declares it."""
+    policy: bool = False
+    """A field of the job's supervision policy (:class:`~smc_core.base.supervision.Supervision`): the
+    runner builds the policy from every such setting, and launches read it there
+    (``training_env.supervision[SETTING]``); ``smc env`` and the job's log show it with the rest."""
 
     def read(self, environ: Mapping[str, str]) -> T:
         """The value in ``environ``, or :attr:`default` when unset or empty.
@@ -107,11 +111,15 @@ class Setting(Generic[T]):
         minimum: float = 0.0,
         positive: bool = False,
         owner: str = "smc-core",
+        policy: bool = False,
     ) -> Setting[Any]:
-        """A duration in seconds (a float); negative values are refused, zero too when ``positive``."""
+        """A duration in seconds (a float); negative values are refused, zero too when ``positive``.
+
+        ``policy=True`` makes it a field of the job's supervision policy (see :attr:`Setting.policy`).
+        """
         bound = "> 0" if positive else f">= {minimum:g}"
         parse = functools.partial(_parse_seconds, minimum=minimum, positive=positive)
-        return Setting(name, default, description, parse, f"a number of seconds {bound}", owner)
+        return Setting(name, default, description, parse, f"a number of seconds {bound}", owner, policy)
 
     @staticmethod
     def integer(
@@ -467,17 +475,38 @@ GRACE_PERIOD = Setting.seconds(
     "SMC_GRACE_PERIOD",
     100.0,
     "seconds between passing SIGTERM on to the user's processes and SIGKILL",
+    policy=True,
+)
+PEER_STOP_GRACE = Setting.seconds(
+    "SMC_PEER_STOP_GRACE",
+    1.0,
+    "seconds between SIGTERM and SIGKILL when smc stops processes because the job failed elsewhere (another "
+    "host, another rank): short, the job has failed, and a worker blocked in a collective does not act on "
+    "SIGTERM; a stop signal smc receives gets SMC_GRACE_PERIOD",
+    policy=True,
 )
 HOST_WAIT_TIMEOUT = Setting.seconds(
     "SMC_HOST_WAIT_TIMEOUT",
     600.0,
-    "seconds every host waits for its peers' names to resolve and their ports to open",
+    "seconds every host waits for its peers: their names to resolve, their ports to open, each to join "
+    "the job's channel",
     positive=True,
+    policy=True,
 )
 LEFTOVER_GRACE = Setting.seconds(
     "SMC_LEFTOVER_GRACE",
     5.0,
-    "seconds between SIGTERM and SIGKILL for processes the user's code left running after it ended",
+    "seconds between SIGTERM and SIGKILL for processes the user's code left running after it ended, and "
+    "for smc's own helpers (an sshd, a parameter server) once the job is over",
+    policy=True,
+)
+CHANNEL_PORT = Setting.integer(
+    "SMC_CHANNEL_PORT",
+    7780,
+    "the TCP port of the job's channel on the master host (the same on every host): smc's hosts tell each "
+    "other there that a process failed and how the job ended",
+    minimum=1,
+    maximum=65535,
 )
 S3_TIMEOUT = Setting.seconds(
     "SMC_S3_TIMEOUT",
@@ -555,8 +584,10 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     FUNCTION_MODE,
     BOOL_FLAGS,
     GRACE_PERIOD,
+    PEER_STOP_GRACE,
     HOST_WAIT_TIMEOUT,
     LEFTOVER_GRACE,
+    CHANNEL_PORT,
     S3_TIMEOUT,
     S3_RETRIES,
     INSTALL_TIMEOUT,

@@ -130,12 +130,15 @@ def cmd_env(args: argparse.Namespace) -> int:
     training_env = _load_training_env(pm, registry)
     adapter = getattr(pm, "adapter", None)
     note = ENV_LEAVES_OUT + (f" Adapter loaded: {adapter.name}." if adapter else " No adapter is loaded.")
+    policy = f"Supervision (every launch obeys it): {training_env.supervision.describe()}."
     if args.export:
         for name, value in sorted(exported_vars(training_env).items()):
             print(f"export {name}={shlex.quote(value)}")
+        print("# " + policy)
         print("# " + note)
     else:
         print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
+        print(policy, file=sys.stderr)
         print(note, file=sys.stderr)
     return 0
 

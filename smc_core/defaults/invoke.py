@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.redact import redact, secret_values
-from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.launch.limits import check_exec_limits
@@ -41,7 +40,6 @@ def invoke_train(
             module_name=user_code.module_name,
             process_env=process_env,
             argv=args,
-            leftover_grace=training_env.settings[LEFTOVER_GRACE],
         )
     if not user_code.entry_point:
         raise no_entry_error(training_env)
@@ -52,10 +50,4 @@ def invoke_train(
         redact(shlex.join(command), secret_values(process_env)),
         user_code.code_dir,
     )
-    return run_process(
-        command,
-        env=process_env,
-        cwd=user_code.code_dir,
-        grace_period=training_env.settings[GRACE_PERIOD],
-        leftover_grace=training_env.settings[LEFTOVER_GRACE],
-    )
+    return run_process(command, env=process_env, cwd=user_code.code_dir)  # the job's policy applies

@@ -42,14 +42,15 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "smc_core.defaults.accelerators",
     "smc_core.defaults.install",
     # before invoke: among trylast implementations the one registered first is called first
-    "smc_core.defaults.mpi",
-    "smc_core.defaults.smddp",
+    "smc_core.mpi.plugin",
+    "smc_core.mpi.smddp",
     "smc_core.defaults.invoke",
     "smc_core.defaults.intermediate",
     "smc_core.defaults.reporting",
 )
-"""Module names of the default plugins (:mod:`smc_core.defaults`), imported by name and registered in
-this order by ``get_plugin_manager``, as any plugin is: the defaults sit a layer above the host."""
+"""Module names of the default plugins (:mod:`smc_core.defaults`, and the MPI launch :mod:`smc_core.mpi`,
+which uses only the public API), imported by name and registered in this order by ``get_plugin_manager``,
+as any plugin is: the defaults sit a layer above the host."""
 
 
 @dataclass(frozen=True)

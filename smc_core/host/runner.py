@@ -18,6 +18,8 @@ from smc_core.base.log import configure_logging, logger
 from smc_core.base.redact import forget_secrets, remember_secrets
 from smc_core.base.settings import Setting, Settings, SettingsRegistry
 from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
+from smc_core.base.supervision import apply_supervision
+from smc_core.cluster.job import open_job_channel
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.jobdir import check_job_dir, create_job_folders, disk_full, job_lock
@@ -141,15 +143,20 @@ def run_training(
     training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
     create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
     check_switches(training_env, claimed, pm)
-    user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
-    contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
-    process_env = merge_process_env(contributions, environ)
-    remember_secrets(process_env)
-    return require(
-        hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
-        "invoke_train",
-        pm,
-    )
+    # Every process started and every wait from here on obeys the job's policy, whoever starts it;
+    # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
+    with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:
+        user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
+        contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
+        process_env = merge_process_env(contributions, environ)
+        remember_secrets(process_env)
+        result = require(
+            hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
+            "invoke_train",
+            pm,
+        )
+        channel.end(result.exit_code, result.failure)
+    return result
 
 
 def check_settings_kept(training_env: TrainingEnv, settings: Settings, pm: pluggy.PluginManager) -> None:
@@ -248,7 +255,7 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, registry: S
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)
     failure_file.reserve()
-    on_hard_exit(lambda code: report_hard_exit(code, failure_file, paths))
+    on_hard_exit(lambda code, reason, details: report_hard_exit(code, failure_file, paths, reason, details))
     try:
         pm = pm or get_plugin_manager(registry=registry)
         result = run_training(pm, base=paths.base_dir, environ=registry.environ, registry=registry)
@@ -269,16 +276,23 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, registry: S
     return report_result(result, failure_file, paths)
 
 
-def report_hard_exit(exit_code: int, failure_file: FailureFile, paths: JobPaths) -> None:
-    """The outcome of user code that ended the process itself (``os._exit`` in function mode)."""
-    if exit_code == 0:
+def report_hard_exit(
+    exit_code: int,
+    failure_file: FailureFile,
+    paths: JobPaths,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """The outcome of a job whose process ends at once in function mode: the user's code ended it
+    itself (``os._exit``, ``reason`` None), or ``train()`` outlived its grace period (``reason`` says so)."""
+    if exit_code == 0 and reason is None:
         failure_file.release()
         write_success(paths.success_file)
         return
-    text = format_user_failure(
-        exit_code, f"the training code ended the process with os._exit({exit_code})", None
+    reason = reason or f"the training code ended the process with os._exit({exit_code})"
+    report_failure(
+        failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code, paths
     )
-    report_failure(failure_file, text, exit_code, paths)
 
 
 def report_failure(

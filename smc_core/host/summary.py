@@ -93,8 +93,10 @@ def log_plugins(pm: pluggy.PluginManager) -> None:
 
 
 def log_user_environment(training_env: TrainingEnv, process_env: Mapping[str, str]) -> None:
-    """Log the host layout and what the user's process gets besides smc's own environment, at INFO."""
+    """Log the host layout, the supervision policy and what the user's process gets besides smc's own
+    environment, at INFO."""
     logger.info("%s", host_layout_line(training_env))
+    logger.info("Supervision (every launch obeys it): %s", training_env.supervision.describe())
     lines = environment_lines(process_env, training_env.environ)
     inherited = len(process_env) - len(lines)
     logger.info(

@@ -25,6 +25,7 @@ the value and what was expected; the runner turns it into ``output/failure`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
 from smc_core.base.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
+from smc_core.base.supervision import Supervision
 from smc_core.errors import ConfigError
 from smc_core.job.config import (
     check_resource_config,
@@ -257,6 +259,13 @@ class TrainingEnv:
     given (a keyword argument): a TrainingEnv never parses settings of its own."""
 
     # --- derived facts -------------------------------------------------------------------------
+    @functools.cached_property
+    def supervision(self) -> Supervision:
+        """The job's supervision policy, built once from :attr:`settings`: the grace periods and
+        host-wait bound every launch obeys, and the plugins' own policy fields
+        (:class:`~smc_core.base.supervision.Supervision`). The runner applies it for the whole job."""
+        return Supervision.from_settings(self.settings)
+
     @property
     def master_hostname(self) -> str:
         """The first distribution host (else the first host): the rendezvous master for every framework."""

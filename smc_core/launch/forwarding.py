@@ -31,11 +31,19 @@ class SignalRelay:
 
     :param grace_period: seconds from passing SIGTERM/SIGINT on to SIGKILL.
     :param still_running: tells whether the process is still running (its ``poll() is None``).
+    :param kill: sends SIGKILL to everything the process started (default: its group only).
     """
 
-    def __init__(self, grace_period: float, still_running: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        grace_period: float,
+        still_running: Callable[[], bool],
+        *,
+        kill: Callable[[], None] | None = None,
+    ) -> None:
         self.grace_period = grace_period
         self.still_running = still_running
+        self._kill = kill
         self.pid = 0
         self.forwarded: list[str] = []
         self.killed_after_grace = False
@@ -113,10 +121,13 @@ class SignalRelay:
     def _kill_after_grace(self) -> None:
         if self.still_running():
             logger.warning(
-                "pid %d did not exit %.0f s after %s: sending SIGKILL to its group.",
+                "pid %d did not exit %.0f s after %s: sending SIGKILL to its group and what it started.",
                 self.pid,
                 self.grace_period,
                 "/".join(self.forwarded) or "SIGTERM",
             )
             self.killed_after_grace = True
-            kill_group(self.pid, signal.SIGKILL)
+            if self._kill is not None:
+                self._kill()
+            else:
+                kill_group(self.pid, signal.SIGKILL)

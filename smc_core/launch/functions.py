@@ -29,6 +29,13 @@ reports (:func:`on_hard_exit`: the runner writes the outcome, exit code ``n`` ke
 process; threads that ``train()`` started and left running (not daemons, which a process would wait
 for at exit) get ``leftover_grace`` seconds to end, are then named in a warning, and do not keep
 ``train`` from exiting (see :func:`smc_core.cli.main.train_main`).
+
+The grace period holds here too: ``train()`` has the job's ``SMC_GRACE_PERIOD`` from the first stop
+signal smc receives (seen through Python's wakeup fd, even when the user's code installed a handler of
+its own) to return. When it has not, smc writes the failure file (naming the grace period) and ends its
+own process with exit code 137, as it would SIGKILL a script. Only a handler set to ``SIG_IGN`` hides a
+signal from smc (the kernel then never delivers it), and code that sets a wakeup fd of its own while it
+runs (asyncio's signal handling) takes smc's place.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
 from smc_core.base.redact import REDACTED, is_secret_name
 from smc_core.base.stopping import STOP_SIGNALS
+from smc_core.base.supervision import Supervision, applied_supervision
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
 
@@ -315,24 +323,35 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-_HARD_EXIT_REPORT: list[Callable[[int], None]] = []
+HardExitReport = Callable[[int, "str | None", Mapping[str, Any]], None]
+"""``report(exit_code, reason, details)``: writes the outcome of a job whose process ends at once."""
+
+_HARD_EXIT_REPORT: list[HardExitReport] = []
+_real_exit = os._exit  # the process's own, whatever the user's code is handed meanwhile
 
 
-def on_hard_exit(report: Callable[[int], None] | None) -> None:
-    """Call ``report(exit_code)`` when the user's code in function mode ends the process with
-    ``os._exit`` (the runner sets the writing of the outcome; None unsets it)."""
+def on_hard_exit(report: HardExitReport | None) -> None:
+    """Call ``report(exit_code, reason, details)`` before the process ends at once in function mode: the
+    user's code called ``os._exit`` (``reason`` None), or ``train()`` outlived its grace period (the
+    runner sets the writing of the outcome; None unsets it)."""
     _HARD_EXIT_REPORT[:] = [report] if report is not None else []
+
+
+def _end_at_once(code: int, reason: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+    """Report through :func:`on_hard_exit`'s callback, then end the process with ``code``."""
+    for report in list(_HARD_EXIT_REPORT):
+        with contextlib.suppress(BaseException):
+            report(code, reason, details or {})
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    _real_exit(code)
 
 
 def _reporting_exit(real_exit: Callable[[int], typing.NoReturn]) -> Callable[[int], typing.NoReturn]:
     def _exit(code: int) -> typing.NoReturn:
         logger.error("The training code called os._exit(%d): reporting the outcome, then exiting.", code)
-        for report in list(_HARD_EXIT_REPORT):
-            with contextlib.suppress(BaseException):
-                report(code)
-        with contextlib.suppress(BaseException):
-            sys.stdout.flush()
-            sys.stderr.flush()
+        _end_at_once(code)
         real_exit(code)
 
     return _exit
@@ -368,6 +387,74 @@ def _user_context(code_dir: Path, environ: Mapping[str, str], argv: list[str]) -
         os.environ.update(saved_env)
         sys.argv = saved_argv
         sys.path[:] = saved_path
+
+
+@contextlib.contextmanager
+def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
+    """While inside (main thread), a stop signal smc receives starts the grace period; when it runs out
+    before the block ends, smc reports and ends its own process (see the module docstring)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main interpreter
+        os.close(read_end)
+        os.close(write_end)
+        yield
+        return
+    done = threading.Event()
+
+    def expire(name: str) -> None:
+        if done.is_set():
+            return
+        grace = policy.grace_period
+        reason = (
+            f"smc ended the job {grace:g} s after {name}: {where} did not return within the grace period "
+            "(set SMC_GRACE_PERIOD to allow more)."
+        )
+        logger.error("%s", reason)
+        _end_at_once(
+            137, reason, {"kill_cause": "grace-period", "killed_after_grace_period": grace, "signal": name}
+        )
+
+    def watch() -> None:
+        timer: threading.Timer | None = None
+        while True:
+            try:
+                data = os.read(read_end, 64)
+            except OSError:
+                data = b""
+            if not data or done.is_set():
+                break
+            for signum in data:
+                if signum in STOP_SIGNALS and timer is None:
+                    name = signal.Signals(signum).name
+                    logger.warning(
+                        "Received %s while %s runs: it has %.0f s to return (grace period).",
+                        name,
+                        where,
+                        policy.grace_period,
+                    )
+                    timer = threading.Timer(policy.grace_period, expire, args=(name,))
+                    timer.daemon = True
+                    timer.start()
+        if timer is not None:
+            timer.cancel()
+
+    watcher = threading.Thread(target=watch, name="smc-grace", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(previous)
+        os.close(write_end)  # the watcher reads the end of the pipe and stops
+        watcher.join(1.0)
+        os.close(read_end)
 
 
 def result_of_exception(exc: BaseException, where: str) -> TrainingResult:
@@ -449,15 +536,16 @@ def run_function(
     process_env: Mapping[str, str],
     argv: Sequence[str] = (),
     function_name: str = "train",
-    leftover_grace: float = 5.0,
+    supervision: Supervision | None = None,
 ) -> TrainingResult:
     """Function mode, whole: import ``module_name`` from ``code_dir``, call its ``train`` with the
     arguments its signature names, and return the result (``result.model``: what it returned).
 
-    :param leftover_grace: seconds the threads ``train`` left running get to end (see
-        :func:`call_with_arguments`).
+    :param supervision: the policy ``train()`` obeys (default: the job's): its grace period after a stop
+        signal, and the leftover grace of the threads it left running (:func:`call_with_arguments`).
     :raises ConfigError: the module or function is missing, or the arguments do not fit its signature.
     """
+    policy = applied_supervision() if supervision is None else supervision
     with _user_context(code_dir, process_env, [module_name, *argv]):
         try:
             fn = load_function(code_dir, module_name, function_name)
@@ -472,4 +560,5 @@ def run_function(
             fn, training_env.hyperparameters, environment_fields(training_env), where=where
         )
         logger.info("Function mode: calling %s with %s.", where, ", ".join(kwargs) or "no arguments")
-        return call_with_arguments(fn, args, kwargs, leftover_grace=leftover_grace)
+        with _grace_watch(where, policy):
+            return call_with_arguments(fn, args, kwargs, leftover_grace=policy.leftover_grace)

@@ -10,8 +10,8 @@ Supervision, for every process started here:
 * the command runs without a shell (each argument reaches the program exactly), in a new session and
   process group, with stdin from ``/dev/null``;
 * SIGTERM and SIGINT received by smc from just before the start until the process ends are passed on
-  to the whole group; after the grace period (``grace_period``; the default hooks pass the
-  job's ``SMC_GRACE_PERIOD``, 100 s unless set) the group gets SIGKILL;
+  to the whole group; after the grace period the group, and every descendant that left it, gets
+  SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
   ``prefix`` such as ``"[algo-1 rank 0]: "`` (:func:`~smc_core.launch.output.rank_prefix`) is put in
   front of each line when asked); ``\\r\\n`` ends a
@@ -19,11 +19,15 @@ Supervision, for every process started here:
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its session or group, descendants seen while it
   ran, orphans that left its session: see :mod:`smc_core.launch.leftovers`) is stopped, SIGTERM then
-  SIGKILL after ``leftover_grace`` seconds (default 5; ``SMC_LEFTOVER_GRACE`` in jobs), each named in a
-  warning: no orphan outlives the job;
+  SIGKILL after the leftover grace, each named in a warning: no orphan outlives the job;
 * orphans that exit while it runs are reaped within half a second (smc is their subreaper, or the
   container's PID 1): no zombie piles up, however many helpers the code double-forks;
 * the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
+
+The grace periods come from the job's supervision policy (:class:`~smc_core.base.supervision.Supervision`:
+``SMC_GRACE_PERIOD``, ``SMC_LEFTOVER_GRACE``), which the runner applies for the whole job: a launch
+style that starts a process passes nothing, and obeys them. ``supervision=`` hands a process another
+policy (a test, a script using these functions alone).
 
 The concerns live in siblings: :mod:`~smc_core.launch.forwarding` (passing signals on),
 :mod:`~smc_core.launch.output` (the pumps), :mod:`~smc_core.launch.leftovers` (what is left behind)
@@ -45,8 +49,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from smc_core.base.log import logger
-from smc_core.base.settings import GRACE_PERIOD, LEFTOVER_GRACE
+from smc_core.base.supervision import Supervision, applied_supervision
 from smc_core.launch.forwarding import SignalRelay
 from smc_core.launch.leftovers import (
     DescendantWatch,
@@ -61,7 +67,6 @@ from smc_core.launch.result import TrainingResult, oom_kill_count, supervised_re
 from smc_core.launch.signals import exit_code_of, kill_group
 
 __all__ = [
-    "DEFAULT_GRACE_PERIOD",
     "DEFAULT_TAIL_LINES",
     "SupervisedProcess",
     "current_environ",
@@ -70,16 +75,21 @@ __all__ = [
     "start_process",
 ]
 
-DEFAULT_GRACE_PERIOD: float = GRACE_PERIOD.default
-"""Seconds between passing SIGTERM on and sending SIGKILL when the caller gives none (SageMaker allows
-120 s after a stop); hooks pass the job's ``training_env.settings[GRACE_PERIOD]``."""
-DEFAULT_LEFTOVER_GRACE: float = LEFTOVER_GRACE.default
-"""Seconds from SIGTERM to SIGKILL for processes left running, when the caller gives none."""
 DEFAULT_TAIL_LINES = 60
 """Lines of stderr kept for the failure file."""
 _PUMP_JOIN = 3.0  # seconds to wait for the output once every process is stopped
 
 _RUNNING: set[int] = set()  # pids of the supervised processes now running in this smc
+
+
+def _children(pid: int) -> list[tuple[int, float]]:
+    """``(pid, create_time)`` of every live descendant of ``pid`` now."""
+    found = []
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                found.append((child.pid, child.create_time()))
+    return found
 
 
 def python_executable() -> str:
@@ -102,6 +112,10 @@ class SupervisedProcess:
         with start_process(["python", "-m", "my_ps"], env=process_env, prefix="[ps] ") as ps:
             result = run_process(worker_command, env=process_env)
         # the parameter server is stopped here
+
+    Attributes:
+        grace_period: seconds from passing on a stop signal to SIGKILL (the policy's).
+        leftover_grace: seconds from SIGTERM to SIGKILL for what it leaves behind (the policy's).
     """
 
     def __init__(
@@ -112,14 +126,14 @@ class SupervisedProcess:
         cwd: Path | str | None = None,
         prefix: str | None = None,
         tail_lines: int = DEFAULT_TAIL_LINES,
-        grace_period: float | None = None,
-        leftover_grace: float | None = None,
+        supervision: Supervision | None = None,
         stdout: IO[Any] | None = None,
         stderr: IO[Any] | None = None,
     ) -> None:
         self.command = [os.fspath(c) for c in command]
-        self.grace_period = DEFAULT_GRACE_PERIOD if grace_period is None else grace_period
-        self.leftover_grace = DEFAULT_LEFTOVER_GRACE if leftover_grace is None else leftover_grace
+        policy = applied_supervision() if supervision is None else supervision
+        self.grace_period = policy.grace_period
+        self.leftover_grace = policy.leftover_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self._result: TrainingResult | None = None
         self._finish_lock = threading.Lock()
@@ -130,7 +144,9 @@ class SupervisedProcess:
         # as soon as the group exists. Installed after Popen, a signal in between killed smc by the default
         # action and left the process (in its own session) running as an orphan. (Blocking the signals
         # around Popen instead would not do: the child inherits the blocked mask through fork and exec.)
-        self.relay = SignalRelay(self.grace_period, lambda: self._popen.poll() is None)
+        self.relay = SignalRelay(
+            self.grace_period, lambda: self._popen.poll() is None, kill=self._kill_everything
+        )
         self.relay.arm()
         try:
             with own_session_leader() as register:  # smc's own child: never reaped as an adopted orphan
@@ -163,6 +179,18 @@ class SupervisedProcess:
         self._watch = DescendantWatch(self.pid, self.relay.done)
         self._watch.start()
         logger.debug("Started pid %d: %s", self.pid, self.command)
+
+    def _kill_everything(self) -> None:
+        """SIGKILL the group and every descendant seen, those that left it included (torchrun's
+        workers, MPI's ranks run in sessions of their own): the grace period bounds them all."""
+        kill_group(self.pgid, signal.SIGKILL)
+        watch = getattr(self, "_watch", None)  # None while the process is being started
+        seen = list(watch.seen) if watch is not None else []
+        for pid, created in seen + _children(self.pid):
+            with contextlib.suppress(OSError, psutil.Error):
+                proc = psutil.Process(pid)
+                if proc.create_time() == created:
+                    proc.kill()
 
     @property
     def forwarded(self) -> list[str]:
@@ -236,13 +264,18 @@ class SupervisedProcess:
             pid=self.pid,
             tail="\n".join(self.tail),
             forwarded=self.relay.forwarded,
-            grace_period=self.grace_period,
+            grace_period=self.relay.grace_period,
             killed_after_grace=self.relay.killed_after_grace,
             oom_before=self._oom_before,
         )
 
     def stop(self, grace_period: float | None = None) -> TrainingResult:
-        """SIGTERM the process group, wait up to ``grace_period`` seconds, then SIGKILL; the result."""
+        """SIGTERM the process group, wait up to ``grace_period`` seconds, then SIGKILL; the result.
+
+        :param grace_period: the grace to give it; default :attr:`grace_period`, the policy's for a
+            stop signal. Pass the policy's ``peer_stop_grace`` when stopping it because the job failed
+            elsewhere, its ``leftover_grace`` for a helper at the end of the job.
+        """
         grace = self.grace_period if grace_period is None else grace_period
         if self._popen.poll() is None:
             kill_group(self.pgid, signal.SIGTERM)
@@ -250,7 +283,8 @@ class SupervisedProcess:
                 return self.wait(grace)
             except subprocess.TimeoutExpired:
                 self.relay.killed_after_grace = True
-                kill_group(self.pgid, signal.SIGKILL)
+                self.relay.grace_period = grace  # the grace it was given, for the failure file
+                self._kill_everything()
         return self.wait()
 
     def __enter__(self) -> SupervisedProcess:
@@ -267,8 +301,7 @@ def start_process(
     cwd: Path | str | None = None,
     prefix: str | None = None,
     tail_lines: int = DEFAULT_TAIL_LINES,
-    grace_period: float | None = None,
-    leftover_grace: float | None = None,
+    supervision: Supervision | None = None,
     stdout: IO[Any] | None = None,
     stderr: IO[Any] | None = None,
 ) -> SupervisedProcess:
@@ -283,8 +316,7 @@ def start_process(
         cwd=cwd,
         prefix=prefix,
         tail_lines=tail_lines,
-        grace_period=grace_period,
-        leftover_grace=leftover_grace,
+        supervision=supervision,
         stdout=stdout,
         stderr=stderr,
     )
@@ -297,8 +329,7 @@ def run_process(
     cwd: Path | str | None = None,
     prefix: str | None = None,
     tail_lines: int = DEFAULT_TAIL_LINES,
-    grace_period: float | None = None,
-    leftover_grace: float | None = None,
+    supervision: Supervision | None = None,
     stdout: IO[Any] | None = None,
     stderr: IO[Any] | None = None,
 ) -> TrainingResult:
@@ -310,12 +341,8 @@ def run_process(
     :param prefix: put in front of every output line; None passes lines as is. Where several ranks
         print, give each :func:`~smc_core.launch.output.rank_prefix` (``"[algo-2 rank 1]: "``).
     :param tail_lines: how many of the last stderr lines to keep for ``result.failure``.
-    :param grace_period: seconds from passing on SIGTERM/SIGINT to SIGKILL; None: 100, the default
-        of the job's ``SMC_GRACE_PERIOD`` (the job's own value is ``training_env.settings[GRACE_PERIOD]``,
-        with :data:`smc_core.GRACE_PERIOD`).
-    :param leftover_grace: seconds from SIGTERM to SIGKILL for processes left running after the
-        process ended; None: 5, the default of the job's ``SMC_LEFTOVER_GRACE``, which the core
-        applies where it launches the user's code itself (the default ``invoke_train``).
+    :param supervision: the policy whose grace periods it obeys; default: the job's, which the runner
+        applies (``SMC_GRACE_PERIOD``, ``SMC_LEFTOVER_GRACE``). Hooks pass nothing.
     :param stdout: where to copy the process's stdout (default: smc's stdout).
     :param stderr: where to copy the process's stderr (default: smc's stderr).
     :return: the result: ``exit_code`` the process's own (``128 + S`` when killed by signal S;
@@ -328,8 +355,7 @@ def run_process(
             cwd=cwd,
             prefix=prefix,
             tail_lines=tail_lines,
-            grace_period=grace_period,
-            leftover_grace=leftover_grace,
+            supervision=supervision,
             stdout=stdout,
             stderr=stderr,
         )

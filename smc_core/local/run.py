@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from smc_core.base.settings import GRACE_PERIOD, SettingsRegistry
+from smc_core.base.settings import parse_settings
 from smc_core.base.stopping import STOP_SIGNALS, ignore_stray_signals
+from smc_core.base.supervision import Supervision
 from smc_core.launch.signals import describe_exit_code, exit_code_of
 from smc_core.local.checkpoints import download_checkpoints, finish_checkpoint_sync, start_checkpoint_sync
 from smc_core.local.hosts import HostSet, LocalHost, PlainHost, processes_with_environ
@@ -191,8 +192,8 @@ def run_job(
         host_set.start()
         jobs = prepare_hosts(job, host_set)
         syncs = start_checkpoint_syncs(jobs)
-        # train's grace period, from the settings as train parses them (a bad value stops smc local here)
-        grace = SettingsRegistry(job_environment(jobs[0], environ)).value(GRACE_PERIOD)
+        # The hosts' own policy, from the same parse as theirs: smc local waits out the same grace.
+        grace = Supervision.from_settings(parse_settings(job_environment(jobs[0], environ))).grace_period
         for host, host_job in zip(host_set.hosts, jobs, strict=True):
             env = job_environment(host_job, environ)
             env[MARKER_VAR] = marker

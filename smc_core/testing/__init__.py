@@ -6,7 +6,9 @@ Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testi
 * ``smc_job``: a :class:`~smc_core.testing.JobRunner` that lays out a job (code, hyperparameters,
   channels, hosts), runs it through the real ``train`` console script with your adapter pinned, and
   returns a :class:`~smc_core.testing.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
-  ``exit_code``, ``model_dir``).
+  ``exit_code``, ``model_dir``); ``smc_job.start(...)`` and ``smc_job.start_on_cluster(...)`` start
+  ``train`` in the background as a :class:`~smc_core.testing.RunningJob`, to stop it with a signal as a
+  platform does.
 * ``smc_adapter``: the adapter ``smc_job`` pins as ``SMC_ADAPTER``; None (pin nothing) unless you
   override it in your ``conftest.py``.
 * ``job_dir``: a factory that only writes a job directory (see :func:`make_job_dir`).
@@ -37,6 +39,7 @@ from smc_core.host.plugins import PluginInfo, get_plugin_manager
 from smc_core.testing.jobs import (
     JobOutcome,
     JobRunner,
+    RunningJob,
     encode_hyperparameters,
     job_environ,
     make_job_dir,
@@ -48,6 +51,7 @@ __all__ = [
     "NETNS_MARK",
     "JobOutcome",
     "JobRunner",
+    "RunningJob",
     "encode_hyperparameters",
     "free_port",
     "job_environ",

@@ -44,6 +44,7 @@ __all__ = [
     "CodeFiles",
     "JobOutcome",
     "JobRunner",
+    "RunningJob",
     "encode_hyperparameters",
     "job_environ",
     "make_job_dir",
@@ -204,6 +205,9 @@ class JobOutcome:
     """Seconds from start to end."""
     host: str = "algo-1"
     """The host this outcome belongs to."""
+    ended: float | None = None
+    """When ``train`` ended (``time.monotonic()``), for a job started in the background
+    (:class:`RunningJob`): compare it with when a signal was sent."""
 
     @property
     def logs(self) -> str:
@@ -310,6 +314,52 @@ def run_job(
     return JobOutcome(job_dir, code, out, err, tuple(command), time.monotonic() - start)
 
 
+class RunningJob:
+    """A ``train`` started in the background (:meth:`JobRunner.start`, :meth:`JobRunner.start_on_cluster`):
+    signal it as a platform stops a job, then wait for how it ended.
+
+    Its output goes to ``<job dir>.log`` (stdout and stderr together), read back by :meth:`wait`.
+    """
+
+    def __init__(
+        self, process: subprocess.Popen[Any], job_dir: Path, log: Path, host: str, command: Sequence[str]
+    ) -> None:
+        self.process = process
+        self._command = list(command)
+        self.job_dir = job_dir
+        self.log = log
+        self.host = host
+        self.started = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        """``train``'s process id (the command wrapping it into a host execs it)."""
+        return self.process.pid
+
+    def signal(self, signum: int = signal.SIGTERM) -> float:
+        """Send ``signum`` to ``train`` alone (not its group: smc passes it on); return when
+        (``time.monotonic()``)."""
+        sent = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signum)
+        return sent
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> JobOutcome:
+        """Wait until ``train`` ends (killing everything it started at ``timeout`` seconds after its
+        start); how it ended (``duration`` from the start, ``ended`` when)."""
+        code: int | None
+        try:
+            code = self.process.wait(timeout=max(0.1, self.started + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_job(self.process.pid)
+            self.process.wait()
+            code = None
+        ended = time.monotonic()
+        output = self.log.read_text(errors="replace") if self.log.exists() else ""
+        command = tuple(str(part) for part in self._command)
+        return JobOutcome(self.job_dir, code, output, "", command, ended - self.started, self.host, ended)
+
+
 def _kill_job(pid: int) -> None:
     """SIGKILL ``train`` (pid ``pid``), its group, and every process below it: the user's processes
     run in sessions of their own, which killing ``train``'s group alone would leave running."""
@@ -411,6 +461,66 @@ class JobRunner:
         """Run ``train`` on a laid-out ``job_dir`` (see :func:`run_job`)."""
         pinned = self.adapter if adapter is _UNSET else adapter
         return run_job(job_dir, adapter=pinned, env=env, timeout=timeout)
+
+    def start(
+        self,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        adapter: str | None = _UNSET,
+        **layout: Any,
+    ) -> RunningJob:
+        """Lay out a job (``layout``: the arguments of :meth:`layout`) and start ``train`` on it in the
+        background; :meth:`RunningJob.wait` says how it ended."""
+        job_dir = self.layout(**layout)
+        pinned = self.adapter if adapter is _UNSET else adapter
+        log = job_dir.with_name(job_dir.name + ".log")
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                train_command(),
+                env=job_environ(job_dir, adapter=pinned, env=env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return RunningJob(process, job_dir, log, layout.get("current_host", "algo-1"), train_command())
+
+    def start_on_cluster(
+        self,
+        cluster: NetnsCluster,
+        *,
+        env: Mapping[str, str | None] | None = None,
+        adapter: str | None = _UNSET,
+        hosts: Sequence[str] | None = None,
+        **layout: Any,
+    ) -> list[RunningJob]:
+        """Lay out one job on every host of a ``netns_hosts`` cluster (as :meth:`on_cluster`) and start
+        ``train`` in the background on each host of ``hosts`` (default: all); one :class:`RunningJob`
+        per host started."""
+        pinned = self.adapter if adapter is _UNSET else adapter
+        running = []
+        for host in cluster.hosts:
+            self.layout(
+                hosts=cluster.host_names,
+                current_host=host.name,
+                interface=cluster.interface,
+                job_dir=host.job_dir,
+                **layout,
+            )
+            if hosts is not None and host.name not in hosts:
+                continue
+            log = host.job_dir.with_name(host.job_dir.name + ".log")
+            with log.open("wb") as out:
+                process = cluster.popen(
+                    host,
+                    train_command(),
+                    env=job_environ(host.job_dir, adapter=pinned, env=env),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=host.job_dir,
+                )
+            running.append(RunningJob(process, host.job_dir, log, host.name, train_command()))
+        return running
 
     def on_cluster(
         self,

@@ -67,7 +67,7 @@ def ssh_unavailable_reason() -> str | None:
     """Why MPI jobs across hosts cannot run here (no ``sshd``, ``ssh`` or ``ssh-keygen``: mpirun
     reaches the other hosts over ssh), or None."""
     from smc_core.errors import ConfigError
-    from smc_core.launch.sshd import find_program
+    from smc_core.mpi.sshd import find_program
 
     missing = []
     for name in ("sshd", "ssh", "ssh-keygen"):
@@ -102,7 +102,7 @@ def mpi_unavailable_reason(*, hosts: int = 1) -> str | None:
 
 def mpi_leftovers(*markers: str, wait: float = 10.0) -> list[str]:
     """Live processes of an MPI job after it ended: Open MPI's launcher and daemons, the job's sshd,
-    ranks (``smc_core.launch.mpi_rank``) and any command line holding one of ``markers``.
+    ranks (``smc_core.mpi.rank``) and any command line holding one of ``markers``.
 
     Polls up to ``wait`` seconds for them to go (they may be ending); returns what is still there.
     """
@@ -116,7 +116,7 @@ def mpi_leftovers(*markers: str, wait: float = 10.0) -> list[str]:
             if (
                 proc.info["name"] in MPI_PROCESS_NAMES
                 or "smc-mpi-" in line
-                or "smc_core.launch.mpi_rank" in line
+                or "smc_core.mpi.rank" in line
                 or any(marker in line for marker in markers)
             ):
                 found.append(f"{proc.pid} {proc.info['name']}: {line}")

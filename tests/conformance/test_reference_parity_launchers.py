@@ -115,12 +115,15 @@ def smc_env(base: Path, environ: Mapping[str, str], sys_root: Path | None = None
     full = {k: v for k, v in os.environ.items() if not k.startswith(MIXED_ENV)}
     full.update(environ, SMC_SYS_ROOT=str(sys_root or base / "no-sysfs"))
     from smc_core.base.settings import parse_settings
+    from smc_core.mpi.plugin import SETTINGS as MPI_SETTINGS
 
     try:
         from smc_pytorch.distribution import SETTINGS as PYTORCH_SETTINGS
     except ImportError:
         PYTORCH_SETTINGS = ()
-    return create_environment(base, full, settings=parse_settings(full, PYTORCH_SETTINGS))
+    # The settings the runner parses: the core's, the MPI launch's and the adapter's.
+    settings = parse_settings(full, [*MPI_SETTINGS, *PYTORCH_SETTINGS])
+    return create_environment(base, full, settings=settings)
 
 
 def options(command: Sequence[str], flags: Sequence[str]) -> dict[str, str]:
@@ -225,10 +228,10 @@ MPI_CASES = {
 
 
 def smc_mpirun(env: TrainingEnv, launcher: str = "mpi") -> list[str]:
-    from smc_core.defaults.mpi import mpi_job, rank_command
-    from smc_core.defaults.smddp import smddp_job
     from smc_core.job.exports import user_args
-    from smc_core.launch.mpi import mpirun_command
+    from smc_core.mpi.launch import mpirun_command
+    from smc_core.mpi.plugin import mpi_job, rank_command
+    from smc_core.mpi.smddp import smddp_job
 
     mpi = smddp_job(env) if launcher == "smddp" else mpi_job(env)
     entry = rank_command(describe_user_code(env), user_args(env), env.environ)
@@ -239,9 +242,9 @@ def smc_mpirun(env: TrainingEnv, launcher: str = "mpi") -> list[str]:
 
 def rank_tail(command: Sequence[str], start: str) -> list[str]:
     """The rank's own command: from ``start`` (``smddprun``, or the entry's interpreter) on, with smc's
-    rank wrapper (``python -m smc_core.launch.mpi_rank``) and interpreter paths taken out."""
-    if "smc_core.launch.mpi_rank" in command:
-        command = command[command.index("smc_core.launch.mpi_rank") + 1 :]
+    rank wrapper (``python -m smc_core.mpi.rank``) and interpreter paths taken out."""
+    if "smc_core.mpi.rank" in command:
+        command = command[command.index("smc_core.mpi.rank") + 1 :]
     tail = list(command[command.index(start) :]) if start in command else list(command)
     return [
         Path(word).name if word.endswith(("python", "python3")) or "/python" in word else word

@@ -109,6 +109,7 @@ def test_sigterm_during_teardown_does_not_hang(job_dir: Callable[..., Path], mar
 # after start_process returns, so the driver's result is the same whichever moment it was.
 START_DRIVER = """
 import json, os, signal, sys
+from smc_core.base.supervision import Supervision
 from smc_core.launch.process import start_process
 
 AFTER_POPEN = sys.argv[1] == "after-popen"
@@ -128,7 +129,9 @@ def hook(event, args):
 
 sys.addaudithook(hook)
 process = start_process(
-    [sys.executable, "-c", "import time; time.sleep(60)", sys.argv[2]], env=os.environ, grace_period=20
+    [sys.executable, "-c", "import time; time.sleep(60)", sys.argv[2]],
+    env=os.environ,
+    supervision=Supervision(grace_period=20),
 )
 if not state["sent"]:
     state["sent"] = True

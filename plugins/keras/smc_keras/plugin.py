@@ -108,7 +108,7 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str
     if switch is not None:
         hosts = job_hosts(training_env)
         if len(hosts) > 1:
-            wait_for_hosts(hosts)
+            wait_for_hosts(hosts)  # bounded by the job's SMC_HOST_WAIT_TIMEOUT
         variables.update(distribution_env(training_env, choice.name, switch, function_mode=function_mode))
         logger.info("%s: %s across %d host(s).", switch, choice.name, len(hosts))
     return variables
@@ -127,7 +127,7 @@ def invoke_train(
     command = torchrun_command(training_env, user_code, user_args(training_env))
     logger.info("%s: %s", TORCH_SWITCH, " ".join(command))
     env = {**network_variables(training_env, "torchrun"), **process_env}  # the job's own win
-    return run_process(command, env=env, cwd=user_code.code_dir)
+    return run_process(command, env=env, cwd=user_code.code_dir)  # the job's policy applies
 
 
 @hookimpl(specname="invoke_train", wrapper=True)

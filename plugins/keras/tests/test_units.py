@@ -54,8 +54,10 @@ def test_processes_per_host_counts_gpus_else_neuron_cores_as_the_reference(job_d
 
 def test_processes_per_host_must_be_a_whole_number(job_dir):
     assert processes_per_host(environment(job_dir, sagemaker_mpi_num_of_processes_per_host=3)) == 3
-    with pytest.raises(ConfigError, match="'sagemaker_mpi_num_of_processes_per_host' is \"two\""):
-        processes_per_host(environment(job_dir, sagemaker_mpi_num_of_processes_per_host="two"))
+    assert processes_per_host(environment(job_dir)) == 1  # no GPU, no Neuron core
+    # parsed once, with the job (TrainingEnv.processes_per_host): a bad value fails there
+    with pytest.raises(ConfigError, match=r"'sagemaker_mpi_num_of_processes_per_host' is .two."):
+        environment(job_dir, sagemaker_mpi_num_of_processes_per_host="two")
 
 
 def test_checkpoint_dir_from_checkpointconfig_json(job_dir, tmp_path):

@@ -190,19 +190,17 @@ def torchrun_args(
     return command + list(args)
 
 
-def launcher_command(torchrun: list[str], *, report: Path, host: str) -> list[str]:
-    """The command that runs torchrun with ``torchrun`` arguments under smc's launcher."""
-    return [
-        python_executable(),
-        "-m",
-        "smc_pytorch.launcher",
-        "--report",
-        str(report),
-        "--host",
-        host,
-        "--",
-        *torchrun,
-    ]
+def launcher_command(
+    torchrun: list[str], *, report: Path, host: str, peer_stop_grace: float | None = None
+) -> list[str]:
+    """The command that runs torchrun with ``torchrun`` arguments under smc's launcher.
+
+    :param peer_stop_grace: the grace this host's workers get when a peer failed (the job's
+        ``SMC_PEER_STOP_GRACE``: ``training_env.supervision.peer_stop_grace``).
+    """
+    grace = [] if peer_stop_grace is None else ["--peer-stop-grace", f"{peer_stop_grace:g}"]
+    launcher = [python_executable(), "-m", "smc_pytorch.launcher"]
+    return [*launcher, "--report", str(report), "--host", host, *grace, "--", *torchrun]
 
 
 def platform_port(training_env: TrainingEnv) -> int:

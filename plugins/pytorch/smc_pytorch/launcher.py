@@ -1,7 +1,7 @@
 """torchrun, run by smc: the same launcher, plus failure reports that name the rank and host.
 
-``python -m smc_pytorch.launcher --report FILE --host algo-2 -- <torchrun arguments>`` runs
-torchrun's own code (``torch.distributed.run``) in this process, with three additions:
+``python -m smc_pytorch.launcher --report FILE --host algo-2 --peer-stop-grace S -- <torchrun args>``
+runs torchrun's own code (``torch.distributed.run``) in this process, with three additions:
 
 * **Which rank failed, with its traceback.** torchrun is given ``--log-dir``, ``--redirects 3`` and
   ``--tee 3``: every worker's output still reaches the console, each line prefixed
@@ -47,8 +47,9 @@ POLL_INTERVAL = 0.2
 master's store each: 80 a second from 16 hosts)."""
 LINGER_SECONDS = 10.0
 """How long the master keeps the store up after a failure, for peers to read it."""
-STOP_GRACE = 10.0
-"""Seconds local workers get after SIGTERM (peer failure) before SIGKILL."""
+DEFAULT_PEER_STOP_GRACE = 1.0
+"""Seconds local workers get after SIGTERM (a peer failed) before SIGKILL, unless ``--peer-stop-grace``
+says (smc-pytorch passes the job's ``SMC_PEER_STOP_GRACE``)."""
 TAIL_CHARS = 2000
 """How much of the failing rank's stderr a report keeps."""
 AGENT_STOPPED = {-int(signal.SIGTERM), -int(signal.SIGKILL)}
@@ -70,7 +71,7 @@ def is_collateral(traceback: str) -> bool:
 
 
 def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """``--report F --host H [--master] -- torchrun args`` → (our options, torchrun's arguments)."""
+    """``--report F --host H [--peer-stop-grace S] -- torchrun args``: (our options, torchrun's)."""
     argv = list(argv)
     if "--" not in argv:
         raise SystemExit("usage: python -m smc_pytorch.launcher --report FILE --host HOST -- TORCHRUN-ARGS")
@@ -78,6 +79,12 @@ def split_argv(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m smc_pytorch.launcher")
     parser.add_argument("--report", required=True, help="where to write the failure report (JSON)")
     parser.add_argument("--host", required=True, help="this host's name (SM_CURRENT_HOST)")
+    parser.add_argument(
+        "--peer-stop-grace",
+        type=float,
+        default=DEFAULT_PEER_STOP_GRACE,
+        help="seconds from SIGTERM to SIGKILL for this host's workers when a peer failed",
+    )
     return parser.parse_args(argv[:cut]), argv[cut + 1 :]
 
 
@@ -146,8 +153,10 @@ class PeerWatch:
         nnodes: int,
         connect_timeout: float,
         report: Path | None = None,
+        stop_grace: float = DEFAULT_PEER_STOP_GRACE,
     ) -> None:
         self.master_addr, self.port, self.host, self.report = master_addr, port, host, report
+        self.stop_grace = stop_grace
         self.is_master, self.nnodes, self.connect_timeout = is_master, nnodes, connect_timeout
         self.remote: dict[str, Any] | None = None
         self._store: Any = None
@@ -206,11 +215,11 @@ class PeerWatch:
                 file=sys.stderr,
                 flush=True,
             )
-            stop_children()
+            stop_children(self.stop_grace)
             # torchrun's agent notices its stopped workers and returns (main() then reports). If it
             # does not (it may be waiting, in C++, in its exit barrier for the host that failed), end
             # this launcher with the peer's failure after a grace period rather than hang.
-            if not self._finished.wait(STOP_GRACE) and self.report is not None:
+            if not self._finished.wait(self.stop_grace + 1.0) and self.report is not None:
                 write_report(self.report, {"root_cause": failure, "local_failures": []})
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -274,7 +283,7 @@ class PeerWatch:
         self._finished.set()
 
 
-def stop_children(grace: float = STOP_GRACE) -> None:
+def stop_children(grace: float = DEFAULT_PEER_STOP_GRACE) -> None:
     """SIGTERM this process's children (torchrun's workers), SIGKILL those left after ``grace``.
 
     The children are never reaped here: torchrun's agent reaps them (``Popen.poll()``) and must see
@@ -356,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nnodes=nnodes,
             connect_timeout=timeout,
             report=report,
+            stop_grace=options.peer_stop_grace,
         )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _raise_signal)  # until torchrun installs the same handler

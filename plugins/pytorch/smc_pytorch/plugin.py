@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import (
-    GRACE_PERIOD,
     ConfigError,
     EntryKind,
+    RankFailure,
     Setting,
     TrainingEnv,
     TrainingResult,
@@ -58,9 +58,6 @@ from smc_pytorch.distribution import (
 from smc_pytorch.saving import is_module, is_rank_zero, save_model
 from smc_pytorch.xla import XLA_SWITCH, installed_runtime, pjrt_env, xrt_command, xrt_env
 
-TRACEBACK_CHARS = 700
-"""How much of the failing rank's stderr goes into the failure file (it shows its first 1024 characters)."""
-
 
 @hookimpl
 def register_settings() -> tuple[Setting[Any], ...]:
@@ -76,8 +73,8 @@ def claim_switches() -> tuple[str, ...]:
 
 @hookimpl
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
-    """Wait for peer hosts (a one-host job's own name answers at once), then return the rendezvous
-    variables."""
+    """Wait for peer hosts (bounded by the job's ``SMC_HOST_WAIT_TIMEOUT``; a one-host job's own name
+    answers at once), then return the rendezvous variables."""
     wait_for_hosts(training_env)
     return rendezvous_env(training_env)
 
@@ -128,13 +125,14 @@ def invoke_train(
 
     with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
         report_path = Path(tmp) / "report.json"
-        command = launcher_command(arguments, report=report_path, host=training_env.current_host)
-        result = run_process(
-            [*prefix, *command],
-            env=env,
-            cwd=user_code.code_dir,
-            grace_period=training_env.settings[GRACE_PERIOD],
+        command = launcher_command(
+            arguments,
+            report=report_path,
+            host=training_env.current_host,
+            peer_stop_grace=training_env.supervision.peer_stop_grace,
         )
+        # Supervised under the job's policy (SMC_GRACE_PERIOD, SMC_LEFTOVER_GRACE), as every process is.
+        result = run_process([*prefix, *command], env=env, cwd=user_code.code_dir)
         report = _read_report(report_path)
     result = dataclasses.replace(result, command=shown)
     if result.succeeded or not report.get("root_cause"):
@@ -190,9 +188,7 @@ def run_xrt(training_env: TrainingEnv, user_code: UserCode, env: dict[str, str])
     _set_defaults(env, network_variables(training_env, "xla"))
     command = xrt_command(training_env, python_executable(), user_code.entry_point, user_args(training_env))
     logger.info("%s: %s", XLA_SWITCH, " ".join(command))
-    return run_process(
-        command, env=env, cwd=user_code.code_dir, grace_period=training_env.settings[GRACE_PERIOD]
-    )
+    return run_process(command, env=env, cwd=user_code.code_dir)  # the job's policy applies
 
 
 @hookimpl(specname="invoke_train", wrapper=True)
@@ -213,18 +209,17 @@ def save_returned_module(
 
 
 def failure_reason(root: Mapping[str, Any], current_host: str) -> str:
-    """The failure-file reason for a torchrun job: which rank on which host, then its traceback tail."""
-    head = (
-        f"rank {root['rank']} (local rank {root['local_rank']}) on host {root['host']} "
-        f"failed with exit code {root['exitcode']}"
+    """The failure-file reason for a torchrun job: the core's failing-rank report (which rank on which
+    host, then the end of its traceback) of the launcher's root cause."""
+    failure = RankFailure(
+        str(root["host"]),
+        int(root["exitcode"]),
+        str(root.get("traceback") or ""),
+        rank=int(root["rank"]),
+        local_rank=int(root["local_rank"]),
+        collateral=bool(root.get("collateral")),
     )
-    if root["host"] != current_host:
-        head += f"; {current_host} stopped its own processes because of it"
-    tail = str(root.get("traceback") or "").rstrip()
-    if len(tail) > TRACEBACK_CHARS:
-        tail = tail[-TRACEBACK_CHARS:]
-        tail = tail[tail.find("\n") + 1 :] if "\n" in tail else tail
-    return f"{head}:\n{tail}" if tail else head
+    return failure.describe(current_host)
 
 
 def _read_report(path: Path) -> dict[str, Any]:

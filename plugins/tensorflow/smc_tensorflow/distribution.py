@@ -37,15 +37,6 @@ PS_PORT = 2223
 MASTER_PORT = 2222
 """The master and worker tasks' port in a parameter-server job (the contract's)."""
 
-CONTROL_PORT = Setting.integer(
-    "SMC_TF_CONTROL_PORT",
-    8891,
-    "the port on the master host where smc's hosts tell each other that a process failed or the job is "
-    "done, on multi-host MultiWorkerMirrored and parameter-server jobs",
-    minimum=1,
-    maximum=65535,
-    owner=OWNER,
-)
 PS_WAIT_TIMEOUT = Setting.seconds(
     "SMC_TF_PS_WAIT_TIMEOUT",
     3600.0,
@@ -53,6 +44,7 @@ PS_WAIT_TIMEOUT = Setting.seconds(
     "up, waiting for the master host to finish, before it gives up and fails",
     positive=True,
     owner=OWNER,
+    policy=True,
 )
 PEER_WAIT_TIMEOUT = Setting.seconds(
     "SMC_TF_PEER_WAIT_TIMEOUT",
@@ -61,8 +53,9 @@ PEER_WAIT_TIMEOUT = Setting.seconds(
     "on until every other host's worker has ended",
     positive=True,
     owner=OWNER,
+    policy=True,
 )
-SETTINGS = (CONTROL_PORT, PS_WAIT_TIMEOUT, PEER_WAIT_TIMEOUT)
+SETTINGS = (PS_WAIT_TIMEOUT, PEER_WAIT_TIMEOUT)
 """Every setting this adapter reads (declared through ``register_settings``)."""
 
 TF_CPP_MIN_LOG_LEVEL = "1"

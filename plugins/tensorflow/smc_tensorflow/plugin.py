@@ -1,6 +1,7 @@
 """The TensorFlow adapter's hook implementations (TensorFlow is imported only inside functions).
 
-* ``register_settings``: ``SMC_TF_CONTROL_PORT``, ``SMC_TF_PS_WAIT_TIMEOUT``, ``SMC_TF_PEER_WAIT_TIMEOUT``.
+* ``register_settings``: ``SMC_TF_PS_WAIT_TIMEOUT``, ``SMC_TF_PEER_WAIT_TIMEOUT`` (fields of the job's
+  supervision policy).
 * ``claim_switches``: ``sagemaker_multi_worker_mirrored_strategy_enabled``,
   ``sagemaker_parameter_server_enabled``.
 * ``tuning_model_dir`` (a ``load_environment`` wrapper): a tuning job's ``s3://`` ``model_dir``
@@ -22,7 +23,6 @@ from collections.abc import Generator, Mapping
 from typing import Any
 
 from smc_core import (
-    HOST_WAIT_TIMEOUT,
     ConfigError,
     EntryKind,
     Setting,
@@ -73,7 +73,7 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str
     style = launch_style(training_env)
     hosts = cluster_hosts(training_env)
     if style is not LaunchStyle.ONE_PROCESS and len(hosts) > 1:
-        wait_for_hosts(hosts, timeout=training_env.settings[HOST_WAIT_TIMEOUT])
+        wait_for_hosts(hosts)  # bounded by the job's SMC_HOST_WAIT_TIMEOUT
     logger.info("%s", gpu_summary(training_env, training_env.environ))
     variables = process_variables(training_env, style)
     if "TF_CONFIG" in variables:

@@ -1,11 +1,10 @@
-"""The adapter's plain functions: launch styles, TF_CONFIG, variables, model_dir, hints, control channel."""
+"""The adapter's plain functions: launch styles, TF_CONFIG, variables, model_dir, hints, the failure relay."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ from smc_tensorflow.distribution import (
 from smc_tensorflow.hints import with_hints, without_log_noise
 from smc_tensorflow.peers import MasterChannel, PeerChannel, failure
 
-from smc_core import Setting, Settings, create_environment, settings_table
+from smc_core import ChannelLink, ChannelMaster, Setting, Settings, create_environment, settings_table
 from smc_core.testing import make_job_dir
 
 HOSTS = ["algo-1", "algo-2", "algo-3"]
@@ -124,11 +123,10 @@ def test_settings_are_registered_and_the_readme_table_is_the_registry():
     from smc_tensorflow import plugin
 
     assert [s.name for s in plugin.register_settings()] == [
-        "SMC_TF_CONTROL_PORT",
         "SMC_TF_PS_WAIT_TIMEOUT",
         "SMC_TF_PEER_WAIT_TIMEOUT",
     ]
-    assert all(isinstance(s, Setting) and s.owner == "smc-tensorflow" for s in SETTINGS)
+    assert all(isinstance(s, Setting) and s.owner == "smc-tensorflow" and s.policy for s in SETTINGS)
     readme = (Path(distribution.__file__).parents[1] / "README.md").read_text()
     match = re.search(r"<!-- settings table:[^\n]*-->\n(.*?)<!-- end of settings table -->", readme, re.S)
     assert match, "plugins/tensorflow/README.md lost its settings-table markers"
@@ -138,48 +136,63 @@ def test_settings_are_registered_and_the_readme_table_is_the_registry():
     )
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def relay(peers):
+    """The failure relay over a real job channel on 127.0.0.1: the master's side and each peer's."""
+    end = ChannelMaster("algo-1", peers, port=0, address="127.0.0.1", resolve=lambda _: "127.0.0.1").start()
+    links = [ChannelLink.connect("127.0.0.1", end.port, peer, timeout=10) for peer in peers]
+    return end, MasterChannel(end, peers), [PeerChannel(link) for link in links]
 
 
-def test_control_channel_passes_the_first_failure_on():
-    port = free_port()
-    with MasterChannel("127.0.0.1", ["peer-a", "peer-b"], port).start() as master:
-        a = PeerChannel("peer-a", "127.0.0.1", port).start(timeout=10)
-        b = PeerChannel("peer-b", "127.0.0.1", port).start(timeout=10)
+def test_the_relay_passes_the_first_failure_on():
+    end, master, (a, b) = relay(["peer-a", "peer-b"])
+    try:
         root = a.report_end(failure("peer-a", "worker", 3, "Traceback ...\nValueError: boom"))
-        assert root["host"] == "peer-a" and root["exit_code"] == 3
-        b.wait_changed(5)
+        assert root.host == "peer-a" and root.exit_code == 3
+        for _ in range(50):
+            if b.remote_failure:
+                break
+            b.wait_changed(0.1)
         assert b.remote_failure == root and master.remote_failure == root
         # a later failure (a worker stopped because of the first) does not replace the root cause
-        assert master.report_end(failure("127.0.0.1", "worker", 143, "")) == root
+        assert master.report_end(failure("algo-1", "worker", 143, "")) == root
         assert b.report_end(failure("peer-b", "worker", 143, "")) == root
-        a.close()
-        b.close()
+    finally:
+        end.close()
 
 
-def test_control_channel_done_and_lost_contact():
-    port = free_port()
-    master = MasterChannel("127.0.0.1", ["peer-a"], port).start()
-    peer = PeerChannel("peer-a", "127.0.0.1", port).start(timeout=10)
+def test_the_relay_says_done_and_tells_a_lost_master():
+    end, master, (peer,) = relay(["peer-a"])
     assert peer.report_end(None) is None
     master.finish(succeeded=True, timeout=5)  # the peer has ended: returns at once
-    peer.wait_changed(5)
+    for _ in range(50):
+        if peer.done:
+            break
+        peer.wait_changed(0.1)
     assert peer.done and peer.lost is None
-    peer.close()
+    end.close()
 
-    port = free_port()
-    master = MasterChannel("127.0.0.1", ["peer-a"], port).start()
-    peer = PeerChannel("peer-a", "127.0.0.1", port).start(timeout=10)
-    master.close()  # the master's smc ends without a word
+    end, master, (peer,) = relay(["peer-a"])
+    end.peers["peer-a"].connection.close()  # the master's smc ends without a word
     for _ in range(50):
         if peer.lost:
             break
         peer.wait_changed(0.1)
-    assert "lost contact with the master host 127.0.0.1" in (peer.lost or "")
-    peer.close()
+    assert "lost contact with the master host algo-1" in (peer.lost or "")
+    end.close()
+
+
+def test_a_lost_peer_is_the_jobs_failure():
+    end, master, (peer,) = relay(["peer-a"])
+    try:
+        peer.link.connection.close()  # its smc died: no goodbye, no tf.ended
+        for _ in range(50):
+            if master.root:
+                break
+            master.wait_changed(0.1)
+        assert master.root is not None and (master.root.host, master.root.process) == ("peer-a", "smc")
+        assert "lost contact with the master host algo-1" in master.root.tail
+    finally:
+        end.close()
 
 
 def test_plugins_lists_the_adapter_and_its_hooks():
@@ -217,12 +230,19 @@ def test_failure_reason_keeps_the_exception_line_and_names_hosts():
     root = failure("algo-2", "worker", 1, tail)
     reason = failure_reason(root, "algo-1")
     lines = reason.splitlines()
-    assert lines[0] == "ValueError: Attempt to convert a value (PerReplica:{" and lines[1] == "[...]"
-    assert "(the worker on host algo-2 failed with exit code 1; algo-1 stopped its own processes" in reason
+    assert lines[0] == (
+        "the worker on host algo-2 failed with exit code 1; algo-1 stopped its own processes because of it:"
+    )
+    assert lines[1:5] == [
+        "Traceback (most recent call last):",
+        "  ...",
+        "ValueError: Attempt to convert a value (PerReplica:{",
+        "[...]",
+    ]
     assert lines[-1].startswith("smc hint: Keras 3's model.fit fails under MultiWorkerMirroredStrategy")
     assert len(reason) < 1024 - 200
     also = failure_reason(root, "algo-1", also=failure("algo-1", "worker", 1, ""))
-    assert "; the worker on algo-1 failed after it (exit code 1).)" in also
+    assert "; the worker on host algo-1 failed with exit code 1 after it:" in also
     assert failure_reason(root, "algo-2").count("algo-2") == 1  # its own host: no "stopped" clause
 
 

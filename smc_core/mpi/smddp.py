@@ -1,14 +1,15 @@
-"""Default SMDDP launch (``sagemaker_distributed_dataparallel_enabled``): SageMaker's distributed data
-parallel library, run as the reference toolkit runs it (``sagemaker_training/smdataparallel.py``).
+"""The SMDDP launch (``sagemaker_distributed_dataparallel_enabled``): SageMaker's distributed data
+parallel library, run as the reference toolkit runs it (``sagemaker_training/smdataparallel.py``). A
+default plugin beside the MPI launch it builds on, with the same rule: the public API only.
 
-The master host runs ``mpirun`` over ssh to the others (the core's MPI launch,
-:mod:`smc_core.launch.mpi`) with the reference SMDDP runner's options (``--oversubscribe``,
-``-mca plm_rsh_num_concurrent <hosts>``), its variables (``SMDATAPARALLEL_USE_SINGLENODE=1`` on one
-host; ``SMDATAPARALLEL_USE_HOMOGENEOUS=1``, ``SMDATAPARALLEL_SERVER_ADDR``/``_PORT`` and
-``SAGEMAKER_INSTANCE_TYPE`` on several; the EFA and NCCL ones of
-:func:`smc_core.network_variables` for ``smddp``) and ``smddprun`` in front of each rank's command:
-``mpirun ... smddprun python -m mpi4py train.py ARGS``. Processes per host as for MPI (one per GPU
-by default). ``sagemaker_distributed_dataparallel_custom_mpi_options`` adds mpirun options; its
+The master host runs ``mpirun`` over ssh to the others (the MPI launch, :mod:`smc_core.mpi.launch`)
+with the reference SMDDP runner's options (``--oversubscribe``, ``-mca plm_rsh_num_concurrent
+<hosts>``), its variables (``SMDATAPARALLEL_USE_SINGLENODE=1`` on one host;
+``SMDATAPARALLEL_USE_HOMOGENEOUS=1``, ``SMDATAPARALLEL_SERVER_ADDR``/``_PORT`` and
+``SAGEMAKER_INSTANCE_TYPE`` on several; the EFA and NCCL ones of :func:`smc_core.network_variables`
+for ``smddp``) and ``smddprun`` in front of each rank's command: ``mpirun ... smddprun python -m mpi4py
+train.py ARGS``. Processes per host as for MPI (one per GPU by default).
+``sagemaker_distributed_dataparallel_custom_mpi_options`` adds mpirun options; its
 ``--NCCL_DEBUG LEVEL`` sets ``NCCL_DEBUG`` (default ``INFO``), as the reference reads it.
 
 Where the library is not installed (no ``smddprun`` on ``PATH``), the job stops with exit 2 saying what
@@ -100,10 +101,10 @@ def smddp_variables(training_env: TrainingEnv, hosts: tuple[str, ...]) -> dict[s
 
 
 def smddp_job(training_env: TrainingEnv) -> Any:
-    """The :class:`~smc_core.launch.mpi.MpiJob` of an SMDDP job: the MPI job of ``training_env`` with
+    """The :class:`~smc_core.mpi.launch.MpiJob` of an SMDDP job: the MPI job of ``training_env`` with
     the reference SMDDP runner's options and variables, every host running ``processes_per_host``."""
-    from smc_core.defaults.mpi import mpi_job
-    from smc_core.launch.mpi import parse_custom_options
+    from smc_core.mpi.launch import parse_custom_options
+    from smc_core.mpi.plugin import mpi_job
 
     job = mpi_job(training_env, launcher="smddp")
     level, options = split_custom_options(
@@ -137,7 +138,7 @@ def invoke_train(
     launcher = shutil.which(LAUNCHER, path=process_env.get("PATH"))
     if launcher is None:
         raise ConfigError(MISSING)
-    from smc_core.defaults.mpi import launch
+    from smc_core.mpi.plugin import launch
 
     job = smddp_job(training_env)
     env = dict(process_env)

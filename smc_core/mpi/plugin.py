@@ -1,8 +1,9 @@
-"""Default MPI launch (``sagemaker_mpi_enabled``): ``mpirun`` on the master host, over ssh to the others.
+"""The MPI launch (``sagemaker_mpi_enabled``): ``mpirun`` on the master host, over ssh to the others.
 
-Registered ``trylast`` and before the default ``invoke_train``: an adapter that launches MPI jobs its
-own way answers first; a job without the switch, or in function mode, is left to the default.
-The launch itself is :mod:`smc_core.launch.mpi`.
+A default plugin, registered ``trylast`` and before the default ``invoke_train``: an adapter that
+launches MPI jobs its own way answers first; a job without the switch, or in function mode, is left to
+the default. The launch itself is :mod:`smc_core.mpi.launch`; the hosts talk over the job's channel,
+which the core opens (:func:`smc_core.job_channel`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import Setting
+from smc_core.cluster.job import job_channel
 from smc_core.job.accelerators import network_variables
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
@@ -28,8 +30,10 @@ CUSTOM_OPTIONS_KEY = "sagemaker_mpi_custom_mpi_options"
 WAIT_TIMEOUT = Setting.seconds(
     "SMC_MPI_WAIT_TIMEOUT",
     600.0,
-    "MPI jobs: seconds the master waits for every worker's sshd to be ready, and a worker for the master",
+    "MPI jobs: seconds the master waits for every worker's sshd to be ready, and a worker for the "
+    "master's key",
     positive=True,
+    policy=True,
 )
 SILENCE_TIMEOUT = Setting.seconds(
     "SMC_MPI_MASTER_SILENCE_TIMEOUT",
@@ -37,13 +41,7 @@ SILENCE_TIMEOUT = Setting.seconds(
     "MPI jobs: seconds a worker hears nothing from the master (heartbeats every quarter of it) before it "
     "takes the master as gone and fails",
     positive=True,
-)
-PORT = Setting.integer(
-    "SMC_MPI_PORT",
-    7780,
-    "MPI jobs: the master's coordination port (TCP, same on every host)",
-    minimum=1,
-    maximum=65535,
+    policy=True,
 )
 SSH_PORT = Setting.integer(
     "SMC_MPI_SSH_PORT",
@@ -59,7 +57,7 @@ SSHD = Setting.text(
     "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
 )
 
-SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, PORT, SSH_PORT, MPIRUN, SSHD)
+SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
 
 
 @hookimpl(trylast=True)
@@ -75,15 +73,15 @@ def claim_switches() -> list[str]:
 
 
 def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
-    """The :class:`~smc_core.launch.mpi.MpiJob` of ``training_env`` (hyperparameters and settings).
+    """The :class:`~smc_core.mpi.launch.MpiJob` of ``training_env`` (hyperparameters and settings).
 
     Processes per host as the reference's runner counts them: the job's
     ``sagemaker_mpi_num_of_processes_per_host`` (``training_env.processes_per_host``), else one per GPU,
     else per Neuron core, else 1. Every rank also gets the EFA and NCCL variables of ``launcher``
     (:func:`smc_core.network_variables`).
     """
-    # MPI's launcher, sshd and coordinator only for MPI jobs: every job's start imports this plugin.
-    from smc_core.launch.mpi import MpiJob, parse_custom_options
+    # MPI's launcher and sshd only for MPI jobs: every job's start imports this plugin.
+    from smc_core.mpi.launch import MpiJob, parse_custom_options
 
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
@@ -91,7 +89,7 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     total = count_parameter(params, NUM_PROCESSES_KEY, training_env.paths.hyperparameters_file)
     total = total or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
-    settings = training_env.settings
+    settings, policy = training_env.settings, training_env.supervision
     return MpiJob(
         hosts=hosts,
         current_host=training_env.current_host,
@@ -99,13 +97,13 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
         processes_per_host=per_host,
         num_processes=total,
         custom_options=parse_custom_options(str(options)),
-        port=settings[PORT],
         ssh_port=settings[SSH_PORT],
-        wait_timeout=settings[WAIT_TIMEOUT],
-        silence_timeout=settings[SILENCE_TIMEOUT],
+        wait_timeout=policy[WAIT_TIMEOUT],
+        silence_timeout=policy[SILENCE_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
         variables=network_variables(training_env, launcher),
+        supervision=policy,
     )
 
 
@@ -115,7 +113,7 @@ def rank_command(user_code: UserCode, args: list[str], process_env: Mapping[str,
     the job instead of leaving the other ranks waiting)."""
     command = entry_command(user_code, args, process_env)
     if user_code.kind in (EntryKind.PYTHON, EntryKind.MODULE):
-        from smc_core.launch.mpi import rank_python_args  # MPI jobs only (see mpi_job)
+        from smc_core.mpi.launch import rank_python_args  # MPI jobs only (see mpi_job)
 
         command[1:1] = rank_python_args()
     return command
@@ -148,7 +146,7 @@ def launch(
     """Run the MPI ``job`` from this host: ``mpirun`` on the master (each rank's command behind
     ``launcher``, e.g. ``smddprun``), the job's sshd on the others. None on a host outside the job's
     hosts (a heterogeneous cluster's other group), which then runs the entry point on its own."""
-    from smc_core.launch.mpi import run_master, run_worker  # MPI jobs only (see mpi_job)
+    from smc_core.mpi.launch import run_master, run_worker  # MPI jobs only (see mpi_job)
 
     if training_env.current_host not in job.hosts:
         # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry
@@ -162,6 +160,6 @@ def launch(
         return None
     if training_env.current_host != job.master:
         logger.info("%s: %s is a worker; %s runs mpirun.", name, training_env.current_host, job.master)
-        return run_worker(job, process_env)
+        return run_worker(job, process_env, channel=job_channel())
     command = [*launcher, *rank_command(user_code, user_args(training_env), process_env)]
-    return run_master(job, command, process_env, cwd=user_code.code_dir)
+    return run_master(job, command, process_env, cwd=user_code.code_dir, channel=job_channel())

@@ -4,8 +4,9 @@ When coupled workers fail, one fails first and the others follow it (a lost peer
 wait for it forever until they are stopped; only the first is the cause. :func:`first_failure` waits
 on the processes' pidfds (Linux), so it learns of each exit as it happens rather than at the next
 poll, and the order it reports is the order in which they ended. :func:`run_ranks` is the whole
-launch an adapter needs for N processes on a host: start them, wait, stop the rest when one fails,
-and report the first.
+launch an adapter needs for N processes on a host: start them, wait, stop the rest when one fails
+(with the job's ``SMC_PEER_STOP_GRACE``: they stop because another failed), and report the first with
+the core's failing-rank report (:class:`~smc_core.cluster.report.RankFailure`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from smc_core.base.supervision import Supervision, applied_supervision
+from smc_core.cluster.report import RankFailure
 from smc_core.launch.output import rank_prefix
 from smc_core.launch.process import SupervisedProcess, start_process
 from smc_core.launch.result import TrainingResult
@@ -53,7 +56,7 @@ def first_failure(processes: Sequence[SupervisedProcess], interval: float = 0.1)
         started = [start_process(cmd, env={**process_env, "RANK": str(r)}, prefix=rank_prefix(host, r))
                    for r in ranks]
         failed = first_failure(started)
-        results = [p.wait() if p.poll() is not None else p.stop() for p in started]
+        results = [p.wait() if p.poll() is not None else p.stop(policy.peer_stop_grace) for p in started]
     """
     fds = {index: _pidfd(process.pid) for index, process in enumerate(processes)}
     poller = select.poll()
@@ -101,15 +104,15 @@ def run_ranks(
     host: str,
     rank_env: Callable[[int], Mapping[str, str]] | None = None,
     cwd: Path | str | None = None,
-    grace_period: float | None = None,
+    supervision: Supervision | None = None,
 ) -> TrainingResult:
     """Run one copy of ``command`` per rank on this host, supervised, and return how they ended.
 
     Each rank's output lines start with :func:`~smc_core.launch.output.rank_prefix`. When one fails,
-    every other still running gets SIGTERM at once (then SIGKILL after the grace period), and the
-    result is the first failing rank's: its exit code, and a failure text that names it, its host
-    and its exit code above its stderr tail (``details`` holds ``rank`` and ``host``). When all exit
-    0, the result is the first rank's.
+    every other still running gets SIGTERM at once (then SIGKILL after the job's
+    ``SMC_PEER_STOP_GRACE``), and the result is the first failing rank's: its exit code, and the
+    failing-rank report that names it, its host and its exit code above the end of its traceback
+    (``details`` holds ``rank`` and ``host``). When all exit 0, the result is the first rank's.
 
     :param command: the command every rank runs (:func:`~smc_core.usercode.entry.entry_command`).
     :param ranks: the ranks this host runs, e.g. ``range(4, 8)``.
@@ -117,7 +120,8 @@ def run_ranks(
     :param host: this host's name (``training_env.current_host``), for prefixes and the report.
     :param rank_env: the variables of one rank, added to ``env`` (``{"MYFW_RANK": "5"}``).
     :param cwd: the working directory (``user_code.code_dir``).
-    :param grace_period: as for :func:`~smc_core.launch.process.run_process`.
+    :param supervision: the policy the ranks obey, as for :func:`~smc_core.launch.process.run_process`
+        (default: the job's).
 
     Example::
 
@@ -126,6 +130,7 @@ def run_ranks(
                          rank_env=lambda rank: {"MYFW_RANK": str(rank)})
     """
     ranks = list(ranks)
+    policy = applied_supervision() if supervision is None else supervision
     started: list[SupervisedProcess] = []
     try:
         for rank in ranks:
@@ -135,23 +140,23 @@ def run_ranks(
                     env={**env, **(rank_env(rank) if rank_env else {})},
                     cwd=cwd,
                     prefix=rank_prefix(host, rank),
-                    grace_period=grace_period,
+                    supervision=policy,
                 )
             )
         failed = first_failure(started)
     finally:
         for process in started:
             process.send_signal(signal.SIGTERM)  # all at once: one grace period, not one after another
-        results = [p.wait() if p.poll() is not None else p.stop() for p in started]
+        grace = policy.peer_stop_grace  # the others stop because one failed
+        results = [p.wait() if p.poll() is not None else p.stop(grace) for p in started]
     if failed is None:
         return dataclasses.replace(results[0], command=list(command))
     rank, result = ranks[failed], results[failed]
-    reason = f"rank {rank} on host {host} failed with exit code {result.exit_code}"
-    if len(ranks) > 1:
-        reason += " (the first to fail; the other ranks still running on this host were stopped)"
+    context = "the first to fail; the other ranks still running on this host were stopped"
+    report = RankFailure(host, result.exit_code, result.failure or "", rank=rank)
     return dataclasses.replace(
         result,
         command=list(command),
-        failure=f"{reason}:\n{result.failure}" if result.failure else reason,
+        failure=report.describe(host, context=context if len(ranks) > 1 else None),
         details={**result.details, "rank": rank, "host": host},
     )

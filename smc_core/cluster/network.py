@@ -1,14 +1,17 @@
 """Network helpers every adapter reuses: waiting for peer hosts, network interfaces, ports.
 
-Framework-free: nothing here imports torch or TensorFlow. Every wait is bounded and logged, and a
-wait that runs out raises an :class:`~smc_core.errors.ClusterError` (exit code 6) naming what did not
-answer and the environment variable that sets the bound.
+Framework-free: nothing here imports torch or TensorFlow. Every wait is bounded by the job's
+``SMC_HOST_WAIT_TIMEOUT`` (the supervision policy the runner applies:
+:class:`~smc_core.base.supervision.Supervision`), logged while it lasts, and raises a
+:class:`~smc_core.errors.ClusterError` (exit code 6) naming what did not answer and the variable that
+sets the bound when it runs out (:func:`~smc_core.cluster.waits.wait_until`).
 
-* :func:`wait_for_hosts` — block until every host name resolves (``SMC_HOST_WAIT_TIMEOUT``); given the
-  job's :class:`~smc_core.job.environment.TrainingEnv`, a one-host job's own name answers at once.
+* :func:`wait_for_hosts` — block until every host name resolves; given the job's
+  :class:`~smc_core.job.environment.TrainingEnv`, a one-host job's own name answers at once.
 * :func:`rendezvous_host` — the name the job's processes dial to reach the master host.
 * :func:`wait_for_port` — block until a TCP port on a host accepts connections.
-* :func:`interface_exists`, :func:`interface_names` — the network interfaces of this host.
+* :func:`interface_exists`, :func:`interface_names`, :func:`interface_address` — this host's network
+  interfaces.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import psutil
 
 from smc_core.base.log import logger
 from smc_core.base.settings import HOST_WAIT_TIMEOUT
-from smc_core.errors import ClusterError
+from smc_core.base.supervision import Supervision, applied_supervision
+from smc_core.cluster.waits import wait_until
 from smc_core.job.environment import TrainingEnv
 
 __all__ = [
-    "DEFAULT_HOST_WAIT_TIMEOUT",
     "LOOPBACK",
+    "interface_address",
     "interface_exists",
     "interface_names",
     "rendezvous_host",
@@ -36,14 +40,6 @@ __all__ = [
     "wait_for_port",
 ]
 
-DEFAULT_HOST_WAIT_TIMEOUT: float = HOST_WAIT_TIMEOUT.default
-"""Seconds a wait lasts when the caller gives no bound (instances of a cluster can start minutes apart);
-hooks pass the job's ``training_env.settings[HOST_WAIT_TIMEOUT]`` (``SMC_HOST_WAIT_TIMEOUT``)."""
-
-
-LOOPBACK = "127.0.0.1"
-"""Where a one-host job meets itself when its host name does not resolve."""
-
 
 def resolve_host(host: str) -> str | None:
     """The IPv4 address ``host`` resolves to now, or None when it does not resolve (yet)."""
@@ -51,6 +47,10 @@ def resolve_host(host: str) -> str | None:
         return socket.gethostbyname(host)
     except (OSError, UnicodeError):
         return None
+
+
+LOOPBACK = "127.0.0.1"
+"""Where a one-host job meets itself when its host name does not resolve."""
 
 
 def _own_name_unresolved(
@@ -85,9 +85,9 @@ def rendezvous_host(training_env: TrainingEnv, *, resolve: Callable[[str], str |
 
 def wait_for_hosts(
     hosts: TrainingEnv | Iterable[str],
-    timeout: float | None = None,
-    interval: float = 0.2,
     *,
+    supervision: Supervision | None = None,
+    interval: float = 0.2,
     resolve: Callable[[str], str | None] = resolve_host,
 ) -> dict[str, str]:
     """Wait until every host resolves; return ``{host: address}``.
@@ -100,15 +100,16 @@ def wait_for_hosts(
 
     Each round tries the names not resolved yet, then sleeps ``interval`` seconds (0.2 s: a host whose
     name starts resolving is found within a fifth of a second, at the cost of a lookup of the missing
-    names, from /etc/hosts or the resolver's cache, five times a second). Progress is logged
-    when the wait starts, about every 10 seconds while it lasts, and when it ends.
+    names, from /etc/hosts or the resolver's cache, five times a second). Progress is logged about
+    every 10 seconds while it lasts, and when it ends.
 
     :param hosts: the job's environment, or the host names to wait for.
-    :param timeout: seconds before giving up; None means the job's ``SMC_HOST_WAIT_TIMEOUT`` when
-        ``hosts`` is the job's environment, else :data:`DEFAULT_HOST_WAIT_TIMEOUT` (600).
+    :param supervision: the policy whose ``host_wait_timeout`` bounds the wait; default the job's
+        (``SMC_HOST_WAIT_TIMEOUT``, 600 s unless set): ``training_env.supervision`` when ``hosts`` is
+        the job's environment, else the policy the runner applies. Hooks pass nothing.
     :param interval: seconds between rounds.
     :param resolve: the resolver (``resolve_host``); returns None for a name that does not resolve.
-    :raises ClusterError: when some names still do not resolve after ``timeout`` seconds; the message
+    :raises ClusterError: when some names still do not resolve when the bound runs out; the message
         names them and the variable that sets the bound.
 
     Example::
@@ -117,80 +118,81 @@ def wait_for_hosts(
     """
     if isinstance(hosts, TrainingEnv):
         training_env = hosts
-        if timeout is None:
-            timeout = training_env.settings[HOST_WAIT_TIMEOUT]
+        supervision = training_env.supervision if supervision is None else supervision
         if _own_name_unresolved(training_env, resolve):
             logger.debug("%s is this host (a one-host job): %s", training_env.current_host, LOOPBACK)
             return {training_env.current_host: LOOPBACK}
         hosts = training_env.hosts
-    bound = DEFAULT_HOST_WAIT_TIMEOUT if timeout is None else float(timeout)
+    bound = (applied_supervision() if supervision is None else supervision).host_wait_timeout
     pending = list(dict.fromkeys(hosts))
     resolved: dict[str, str] = {}
+    rounds = []
     start = time.monotonic()
-    last_log = start
-    logged_wait = False
-    while True:
+
+    def all_resolved() -> bool:
+        rounds.append(1)
         for host in list(pending):
             address = resolve(host)
             if address is not None:
                 resolved[host] = address
                 pending.remove(host)
-        now = time.monotonic()
-        if not pending:
-            if logged_wait:
-                logger.info("All hosts resolve after %.1f s: %s", now - start, _pairs(resolved))
-            else:
-                logger.debug("All hosts resolve: %s", _pairs(resolved))
-            return resolved
-        elapsed = now - start
-        if elapsed >= bound:
-            raise ClusterError(
-                f"Hosts {', '.join(pending)} did not resolve within {bound:g} s "
-                f"(resolved: {_pairs(resolved) or 'none'}). Check that every host of the job started and "
-                f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT.name} (seconds) to wait "
-                "longer."
-            )
-        if not logged_wait or now - last_log >= 10:
-            logger.info(
-                "Waiting for hosts to resolve: %s (%.0f s of %g s, %s)",
-                ", ".join(pending),
-                elapsed,
-                bound,
-                HOST_WAIT_TIMEOUT.name,
-            )
-            logged_wait, last_log = True, now
-        time.sleep(max(0.0, min(interval, bound - elapsed)))
+        return not pending
+
+    wait_until(
+        all_resolved,
+        timeout=bound,
+        waiting_for=lambda: f"hosts to resolve: {', '.join(pending)}",
+        setting=HOST_WAIT_TIMEOUT.name,
+        interval=interval,
+        first_log=0.0,  # a host that does not resolve at once is worth a line
+        error=lambda _: (
+            f"Hosts {', '.join(pending)} did not resolve within {bound:g} s "
+            f"(resolved: {_pairs(resolved) or 'none'}). Check that every host of the job started and "
+            f"that its name is in DNS or /etc/hosts; set {HOST_WAIT_TIMEOUT.name} (seconds) to wait "
+            "longer."
+        ),
+    )
+    if len(rounds) > 1:
+        logger.info("All hosts resolve after %.1f s: %s", time.monotonic() - start, _pairs(resolved))
+    else:
+        logger.debug("All hosts resolve: %s", _pairs(resolved))
+    return resolved
 
 
-def wait_for_port(host: str, port: int, timeout: float | None = None, interval: float = 0.1) -> None:
+def wait_for_port(
+    host: str, port: int, *, supervision: Supervision | None = None, interval: float = 0.1
+) -> None:
     """Wait until ``host:port`` accepts a TCP connection (e.g. a peer's sshd or parameter server).
 
-    :param timeout: seconds before giving up; None means :data:`DEFAULT_HOST_WAIT_TIMEOUT` (600).
-    :param interval: seconds between attempts (a refused connection costs next to nothing, and a
-        host that comes up starts its work that much later: 0.5 s here delayed MultiWorkerMirrored
-        workers by up to 0.5 s, issue 28).
-    :raises ClusterError: naming the host, the port and the last connection error after ``timeout``.
+    :param supervision: the policy whose ``host_wait_timeout`` bounds the wait; default the job's.
+    :param interval: seconds between attempts (a refused connection costs next to nothing, and a host
+        that comes up starts its work that much later).
+    :raises ClusterError: naming the host, the port and the last connection error when the bound runs
+        out.
     """
-    bound = DEFAULT_HOST_WAIT_TIMEOUT if timeout is None else float(timeout)
-    start = time.monotonic()
-    last_log = start
-    while True:
+    bound = (applied_supervision() if supervision is None else supervision).host_wait_timeout
+    errors: list[OSError] = []
+
+    def accepts() -> bool:
         try:
             with socket.create_connection((host, port), timeout=min(5.0, max(0.1, bound))):
-                return
+                return True
         except OSError as exc:
-            error = exc
-        now = time.monotonic()
-        if now - start >= bound:
-            raise ClusterError(
-                f"{host}:{port} did not accept connections within {bound:g} s (last error: {error}). "
-                f"Check that the service on {host} started; set {HOST_WAIT_TIMEOUT.name} (seconds) to wait "
-                "longer."
-            )
-        if now - last_log >= 10:
-            logger.info("Waiting for %s:%d (%.0f s of %g s)", host, port, now - start, bound)
-            last_log = now
-        time.sleep(interval)
+            errors[:] = [exc]
+            return False
+
+    wait_until(
+        accepts,
+        timeout=bound,
+        waiting_for=f"{host}:{port} to accept connections",
+        setting=HOST_WAIT_TIMEOUT.name,
+        interval=interval,
+        error=lambda _: (
+            f"{host}:{port} did not accept connections within {bound:g} s (last error: "
+            f"{errors[0] if errors else 'none'}). Check that the service on {host} started; set "
+            f"{HOST_WAIT_TIMEOUT.name} (seconds) to wait longer."
+        ),
+    )
 
 
 def interface_names() -> list[str]:
@@ -204,6 +206,14 @@ def interface_names() -> list[str]:
 def interface_exists(name: str) -> bool:
     """True when this host has a network interface called ``name``."""
     return name in interface_names()
+
+
+def interface_address(name: str) -> str | None:
+    """The first IPv4 address of the interface ``name`` on this host, or None."""
+    for entry in psutil.net_if_addrs().get(name, []):
+        if entry.family == socket.AF_INET:
+            return str(entry.address)
+    return None
 
 
 def route_interface(host: str) -> str | None:

@@ -4,7 +4,7 @@ Everything lives in one private directory per job and host (:class:`JobKeys`), m
 and removed when the job ends:
 
 * the master host makes a client key pair for the job (:func:`make_key_pair`); only its public half
-  leaves the host, handed to the workers by the MPI coordinator (:mod:`smc_core.launch.mpi`);
+  leaves the host, handed to the workers over the job's channel (:mod:`smc_core.mpi.launch`);
 * every worker host makes its own host key, and starts an sshd (:func:`start_sshd`) that listens on
   the job's network interface only, accepts that one public key (``from=`` the master's address)
   and nothing else: no passwords, no keyboard-interactive, no host-based login, no agent, X11 or TCP
@@ -22,7 +22,6 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -30,15 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from smc_core.errors import ClusterError, ConfigError
 from smc_core.launch.process import SupervisedProcess, start_process
 
 __all__ = [
     "JobKeys",
     "find_program",
-    "interface_address",
     "make_host_key",
     "make_key_pair",
     "sshd_config",
@@ -78,14 +74,6 @@ def find_program(name: str, configured: str | None = None, setting: str | None =
 def _fix(setting: str | None) -> str:
     hint = _INSTALL_HINT.format(setting=setting)
     return hint if setting else hint.split(", or name it")[0] + "."
-
-
-def interface_address(interface: str) -> str | None:
-    """The first IPv4 address of the network interface ``interface``, or None."""
-    for address in psutil.net_if_addrs().get(interface, []):
-        if address.family == socket.AF_INET:
-            return str(address.address)
-    return None
 
 
 @dataclass
@@ -211,6 +199,7 @@ def start_sshd(
 ) -> SupervisedProcess:
     """Start the job's sshd on ``address:port`` (in the foreground, supervised), accepting
     ``public_key`` from ``master_address`` only. Stop it with ``.stop()``; its children go with it.
+    It obeys the job's supervision policy, as every supervised process does.
 
     :raises ClusterError: when the configuration is refused (``sshd -t``).
     """
@@ -227,7 +216,7 @@ def start_sshd(
     if check.returncode != 0:
         said = check.stderr.strip() or f"exit code {check.returncode}, no message"
         raise ClusterError(f"{sshd} refuses the job's configuration {config}: {said}")
-    return start_process([sshd, "-D", "-e", "-f", str(config)], env=env, prefix="[sshd] ", grace_period=5.0)
+    return start_process([sshd, "-D", "-e", "-f", str(config)], env=env, prefix="[sshd] ")
 
 
 def _privilege_separation_dir() -> None:

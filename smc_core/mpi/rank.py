@@ -1,4 +1,4 @@
-"""What ``mpirun`` starts for every rank: ``python -m smc_core.launch.mpi_rank ENTRY ARGS...``.
+"""What ``mpirun`` starts for every rank: ``python -m smc_core.mpi.rank ENTRY ARGS...``.
 
 It runs the entry command as its child and:
 
@@ -6,13 +6,14 @@ It runs the entry command as its child and:
   to every rank): ``SM_CURRENT_HOST``, ``CURRENT_HOST``, ``SM_CURRENT_HOST_RANK``, ``current_host``
   and ``is_master`` in ``SM_TRAINING_ENV``, and torchrun's worker set ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``, ``GROUP_RANK`` from Open MPI's ``OMPI_COMM_WORLD_*``;
-* prefixes every line of output with ``[host rank N] `` and sends each line whole to the master's
-  coordinator, which writes it to the master's stdout or stderr (``mpirun``'s own forwarding can
-  split a line, and mix the ranks' pieces); to its own stdout and stderr when it cannot connect;
+* prefixes every line of output with ``[host rank N] `` and sends each line whole to the job's channel
+  on the master (an ``out`` message), which writes it to the master's stdout or stderr (``mpirun``'s
+  own forwarding can split a line, and mix the ranks' pieces); to its own stdout and stderr when it
+  cannot connect;
 * passes SIGTERM and SIGINT on to the entry command; the command dies with this process;
 * when the entry command fails (a non-zero exit, a signal it was not sent from here), reports the
-  rank, its host, its exit code and the tail of its stderr to the master's coordinator
-  (``SMC_MPI_COORDINATOR``) before exiting with the same code, so that ``mpirun`` aborts the job.
+  rank, its host, its exit code and the tail of its stderr to the job's channel (``rank_failed``, at
+  ``SMC_CHANNEL_ENDPOINT``) before exiting with the same code, so that ``mpirun`` aborts the job.
 
 The host is found by matching this machine's addresses against ``SMC_MPI_HOSTS`` (host name to
 address, as the master resolved them), else by the host name.
@@ -34,13 +35,15 @@ from typing import IO, Any
 
 import psutil
 
+from smc_core.cluster.channel import Connection, deliver
+from smc_core.cluster.messages import Output, OutputStream, RankFailed
+from smc_core.cluster.report import RankFailure
 from smc_core.job.exports import encode_value
-from smc_core.launch.coordinator import report_rank_failure
 
-__all__ = ["main", "rank_environment", "this_host"]
+__all__ = ["CHANNEL_VAR", "HOSTS_VAR", "main", "rank_environment", "this_host"]
 
-COORDINATOR_VAR = "SMC_MPI_COORDINATOR"
-"""Set by the master for every rank (not a setting): ``address:port`` of its coordinator."""
+CHANNEL_VAR = "SMC_CHANNEL_ENDPOINT"
+"""Set by the master for every rank (not a setting): ``address:port`` of the job's channel."""
 HOSTS_VAR = "SMC_MPI_HOSTS"
 """Set by the master for every rank (not a setting): JSON ``{host: address}`` of the job's hosts."""
 TAIL_LINES = 60
@@ -102,37 +105,29 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 class _Output:
-    """Where a rank's lines go: to the master's coordinator, one message a line (``mpirun`` forwards
+    """Where a rank's lines go: to the job's channel, one ``out`` message a line (``mpirun`` forwards
     output in chunks that can end mid-line, and mixes the ranks' chunks), else to this process's own
     stdout and stderr."""
 
     def __init__(self, endpoint: str | None, rank: Mapping[str, Any]) -> None:
         self.rank = dict(rank)
-        self.lock = threading.Lock()
-        self.sock: socket.socket | None = None
+        self.connection: Connection | None = None
         if endpoint:
-            host, _, port = endpoint.rpartition(":")
             try:
-                self.sock = socket.create_connection((host, int(port)), timeout=10)
-                self.sock.settimeout(None)
-                # Said first, so that the master waits for this stream's end even if it stays silent.
-                hello = json.dumps({"type": "stream", **self.rank}, separators=(",", ":")) + "\n"
-                self.sock.sendall(hello.encode())
+                self.connection = Connection.open(endpoint, timeout=10)
             except (OSError, ValueError):
-                self.sock = None
+                self.connection = None
+        # Said first, so that the master waits for this stream's end even if it stays silent.
+        if self.connection is not None and not self.connection.send(OutputStream(**self.rank)):
+            self.connection = None
 
     def write(self, fd: int, data: bytes, line: str = "") -> None:
         """Send one whole line (``data``: prefix and newline included; ``line``: the line alone)."""
-        if self.sock is not None:
+        if self.connection is not None:
             text = data.decode("utf-8", "surrogateescape")
-            fields = {"type": "out", "fd": fd, "data": text, "line": line, **self.rank}
-            message = json.dumps(fields, separators=(",", ":")) + "\n"
-            with self.lock:
-                try:
-                    self.sock.sendall(message.encode())
-                    return
-                except OSError:
-                    self.sock = None
+            if self.connection.send(Output(fd=fd, data=text, line=line, **self.rank)):
+                return
+            self.connection = None
         while data:
             try:
                 data = data[os.write(fd, data) :]
@@ -140,12 +135,9 @@ class _Output:
                 return
 
     def close(self) -> None:
-        """Close the connection (the coordinator counts this stream as ended)."""
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
+        """Close the connection (the master counts this stream as ended)."""
+        if self.connection is not None:
+            self.connection.close()
 
 
 class _Lines(threading.Thread):
@@ -173,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if command[:1] == ["--"]:
         command = command[1:]
     if not command:
-        print("usage: python -m smc_core.launch.mpi_rank ENTRY [ARGS...]", file=sys.stderr)
+        print("usage: python -m smc_core.mpi.rank ENTRY [ARGS...]", file=sys.stderr)
         return 2
     environ = dict(os.environ)
     addresses: dict[str, str] = json.loads(environ.get(HOSTS_VAR) or "{}")
@@ -182,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = environ["RANK"]
     prefix = f"[{host} rank {rank}] ".encode()
     rank_fields = {"rank": int(rank), "local_rank": int(environ["LOCAL_RANK"]), "host": host}
-    output = _Output(environ.get(COORDINATOR_VAR), rank_fields)
+    output = _Output(environ.get(CHANNEL_VAR), rank_fields)
     forwarded: list[int] = []
     try:
         child = subprocess.Popen(
@@ -226,18 +218,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(environ: Mapping[str, str], host: str, code: int, tail: str) -> None:
-    endpoint = environ.get(COORDINATOR_VAR)
+    endpoint = environ.get(CHANNEL_VAR)
     if not endpoint:
         return
-
-    report = {
-        "rank": int(environ.get("RANK", "0")),
-        "local_rank": int(environ.get("LOCAL_RANK", "0")),
-        "host": host,
-        "exit_code": code,
-        "tail": tail,
-    }
-    report_rank_failure(endpoint, report)
+    failure = RankFailure(
+        host,
+        code,
+        tail,
+        rank=int(environ.get("RANK", "0")),
+        local_rank=int(environ.get("LOCAL_RANK", "0")),
+    )
+    deliver(endpoint, RankFailed(failure))
 
 
 if __name__ == "__main__":
