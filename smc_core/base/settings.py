@@ -587,8 +587,8 @@ STALL_TIMEOUT = Setting.seconds(
     None,
     "stall detection (off when unset): seconds without progress on any host (an output line of any "
     "rank, or a file written under the model, checkpoint or output dirs) after which smc logs every "
-    "rank's Python stacks, ends the job on every host and exits 7; the hyperparameter "
-    "sagemaker_stall_timeout sets it from the job",
+    "rank's Python stacks, ends the job on every host and exits 7 (or restarts it, while SMC_MAX_RESTARTS "
+    "allows); not in function mode; the hyperparameter sagemaker_stall_timeout sets it from the job",
     positive=True,
 )
 STALL_PROGRESS: Setting[re.Pattern[str] | None] = Setting(
