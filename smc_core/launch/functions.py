@@ -48,6 +48,7 @@ from typing import Any
 
 from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
+from smc_core.base.stopping import notify_stop
 from smc_core.base.supervision import Supervision, applied_supervision, end_now
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
@@ -234,6 +235,7 @@ def load_function(code_dir: Path | str, module_name: str, function_name: str = "
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    notify_stop(signum)
     raise SystemExit(128 + signum)
 
 
@@ -305,6 +307,8 @@ def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
             if not data or done.is_set():
                 break
             for signum in data:
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    notify_stop(signum)  # seen even when train() replaced the handler
                 if signum in (signal.SIGTERM, signal.SIGINT) and timer is None:
                     name = signal.Signals(signum).name
                     logger.warning(
