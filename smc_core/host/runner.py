@@ -17,7 +17,7 @@ from smc_core.base.log import configure_logging, logger
 from smc_core.base.settings import Setting, Settings, parse_settings
 from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision, last_resort
-from smc_core.cluster.job import open_job_channel
+from smc_core.cluster.job import open_job_channel, stop_outcome
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
@@ -109,7 +109,8 @@ def run_training(
     )
     check_switches(training_env.additional_framework_parameters, claimed)
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
-    # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
+    # the job's channel joins its hosts (job_channel()), keeps them alive, and ends with one outcome on
+    # every host: a stop or a lost host overrules what the user's code returned.
     with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:
         user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
         contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
@@ -119,7 +120,7 @@ def run_training(
             "invoke_train",
             pm,
         )
-        channel.end(result.exit_code, result.failure)
+        result = channel.conclude(result)
     return result
 
 
@@ -177,9 +178,14 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
     paths.success_file.unlink(missing_ok=True)
     failure_file.reserve()
 
-    def report_last(exit_code: int, reason: str, details: Mapping[str, Any]) -> None:
-        # smc ends itself (function mode outlived its grace period): the failure file first.
-        report_failure(failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code)
+    def report_last(exit_code: int, reason: str, details: Mapping[str, Any]) -> int:
+        # smc ends itself (function mode outlived the grace period of a stop): the failure file first.
+        stopped = stop_outcome(f"The training code then did not return: {reason}")
+        if stopped is not None:
+            return report_failure(failure_file, stopped.failure_text(), stopped.exit_code)
+        return report_failure(
+            failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code
+        )
 
     try:
         pm = pm or get_plugin_manager(environ=environ)
