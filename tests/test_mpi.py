@@ -167,7 +167,6 @@ def test_mpirun_command_follows_the_reference(tmp_path):
         custom_options=("-x", "A=1"),
         ssh_port=22,
         wait_timeout=10,
-        silence_timeout=20,
     )
     command = mpirun_command(job, ["python", "train.py", "--lr", "0.1"], environ, mpirun="/usr/bin/mpirun")
     text = " ".join(command)

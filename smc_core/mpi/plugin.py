@@ -35,14 +35,8 @@ WAIT_TIMEOUT = Setting.seconds(
     positive=True,
     policy=True,
 )
-SILENCE_TIMEOUT = Setting.seconds(
-    "SMC_MPI_MASTER_SILENCE_TIMEOUT",
-    20.0,
-    "MPI jobs: seconds a worker hears nothing from the master (heartbeats every quarter of it) before it "
-    "takes the master as gone and fails",
-    positive=True,
-    policy=True,
-)
+REPLACED = {"SMC_MPI_MASTER_SILENCE_TIMEOUT": "SMC_LIVENESS_TIMEOUT"}
+"""Settings MPI jobs no longer read, and what replaced them: one set is an error, never ignored."""
 SSH_PORT = Setting.integer(
     "SMC_MPI_SSH_PORT",
     22,
@@ -57,7 +51,7 @@ SSHD = Setting.text(
     "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
 )
 
-SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
+SETTINGS = (WAIT_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
 
 
 @hookimpl(trylast=True)
@@ -103,6 +97,13 @@ def mpi_job(training_env: TrainingEnv) -> Any:
     total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings, policy = training_env.settings, training_env.supervision
+    for old, new in REPLACED.items():
+        if settings.is_set(old):
+            raise ConfigError(
+                f"The environment variable {old} is set, but smc no longer reads it: the job's channel now "
+                f"keeps every host of every launch style alive, MPI's master included, within {new} "
+                f"(seconds; default {policy.liveness_timeout:g}). Set {new} instead, and remove {old}."
+            )
     return MpiJob(
         hosts=hosts,
         current_host=training_env.current_host,
@@ -112,7 +113,6 @@ def mpi_job(training_env: TrainingEnv) -> Any:
         custom_options=parse_custom_options(str(options)),
         ssh_port=settings[SSH_PORT],
         wait_timeout=policy[WAIT_TIMEOUT],
-        silence_timeout=policy[SILENCE_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
         supervision=policy,
