@@ -275,3 +275,31 @@ def test_a_link_takes_a_silent_master_as_lost() -> None:
         assert not link.probe(timeout=0.5)
     finally:
         quiet.close()
+
+
+def test_a_lost_host_and_a_stop_are_named_for_the_failure_file() -> None:
+    from smc_core import LostHost
+    from smc_core.base.stopping import JobStopped
+
+    silent = LostHost("algo-2", "silent", "nothing heard from it for 30.1 s, more than ...", "algo-1")
+    assert silent.describe("algo-1", "algo-1").startswith(
+        "algo-2 was lost: it fell silent (nothing heard from it for 30.1 s"
+    )
+    died = LostHost("algo-3", "died", "", "algo-1")
+    assert died.describe("algo-2", "algo-1").startswith(
+        "algo-3 was lost (algo-1 noticed and told every host): its smc died"
+    )
+    assert (
+        LostHost("algo-1", "silent", "x", "algo-2")
+        .describe("algo-2", "algo-1")
+        .startswith("the master algo-1 was lost: it fell silent")
+    )
+    text = JobStopped(
+        15, "invoke_train", origin="algo-1", after="The training code then exited 0."
+    ).failure_text()
+    lines = text.split("\n")
+    assert lines[0] == (
+        "JobStopped: the job was stopped by SIGTERM on algo-1 while the user's code ran (invoke_train); "
+        "the user's code had started"
+    )
+    assert lines[1] == "ExitCode 143" and lines[-1] == "The training code then exited 0."

@@ -212,6 +212,17 @@ def test_job_counts_from_hyperparameters(tmp_path):
         mpi_job(create_environment(base, {}, settings=MPI_SETTINGS))
 
 
+def test_the_replaced_silence_setting_is_an_error_naming_its_successor(tmp_path):
+    # The job's channel keeps every host alive now (SMC_LIVENESS_TIMEOUT): MPI's own bound is gone, and a
+    # job that still sets it is told so rather than silently running with another bound.
+    base = make_job_dir(tmp_path, hyperparameters={"sagemaker_mpi_enabled": True})
+    environ = {"SMC_MPI_MASTER_SILENCE_TIMEOUT": "20"}
+    with pytest.raises(ConfigError) as info:
+        mpi_job(create_environment(base, environ, settings=parse_settings(environ, SETTINGS)))
+    assert "SMC_MPI_MASTER_SILENCE_TIMEOUT is set, but smc no longer reads it" in info.value.message
+    assert "Set SMC_LIVENESS_TIMEOUT instead" in info.value.message
+
+
 NOISY = """
 import sys
 from mpi4py import MPI

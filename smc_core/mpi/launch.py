@@ -536,7 +536,13 @@ def run_master(
         return dataclasses.replace(
             result,
             failure=root.describe(job.current_host),
-            details={**result.details, "rank": root.rank, "local_rank": root.local_rank, "host": root.host},
+            details={
+                **result.details,
+                "rank": root.rank,
+                "local_rank": root.local_rank,
+                "host": root.host,
+                "failing_process": root.who,
+            },
         )
     finally:
         keys.remove()

@@ -309,7 +309,7 @@ def _failed(
         result,
         exit_code=exit_code if exit_code else 1,
         failure=failure_reason(root, host, also=also),
-        details={**result.details, "host": root.host, "process": root.process},
+        details={**result.details, "host": root.host, "process": root.process, "failing_process": root.who},
     )
 
 
