@@ -32,7 +32,8 @@ launch style (a plain script, torchrun, TensorFlow, MPI):
   code exits with afterwards: a handler that saves a checkpoint and exits 0 keeps its checkpoint, and
   the job is still reported as stopped, never as a success;
 * the **first** of the two is the job's outcome (a host lost while the job was stopping does not turn a
-  stop into a failure); :meth:`JobChannel.conclude` applies it to what ``invoke_train`` returned.
+  stop into a failure, nor cut the stop's grace period short); :meth:`JobChannel.conclude` applies it
+  to what ``invoke_train`` returned.
   A failed result is first checked against the other hosts (:meth:`JobChannel.probe`): a framework
   that failed because a peer went silent (TensorFlow's ``UnavailableError``) is reported as the lost
   host it is, within the liveness bound.
@@ -51,7 +52,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from smc_core.base.log import logger
 from smc_core.base.messages import summary_line
-from smc_core.base.settings import CHANNEL_PORT, HOST_WAIT_TIMEOUT, PEER_STOP_GRACE
+from smc_core.base.settings import CHANNEL_PORT, GRACE_PERIOD, HOST_WAIT_TIMEOUT, PEER_STOP_GRACE
 from smc_core.base.stopping import JobStopped, add_stop_listener, current_phase, remove_stop_listener
 from smc_core.cluster.channel import ChannelLink, ChannelMaster, Peer, heartbeat_interval
 from smc_core.cluster.messages import Hello, HostLost, JobStopping
@@ -142,6 +143,7 @@ class JobChannel:
         self.host_wait_timeout = training_env.supervision.host_wait_timeout
         self.liveness_timeout = training_env.supervision.liveness_timeout
         self.peer_stop_grace = training_env.supervision.peer_stop_grace
+        self.grace_period = training_env.supervision.grace_period
         self._master: ChannelMaster | None = None
         self._link: ChannelLink | None = None
         self._error: ClusterError | None = None
@@ -358,6 +360,9 @@ class JobChannel:
             return
         self._causes.append(lost)
         text = lost.describe(self.current_host, self.master_host)
+        if self.stopped is not None:  # the job is stopping: its processes keep the stop's grace period
+            logger.warning("%s, while the job was stopping.", text)
+            return
         stopped = halt_processes(
             ClusterError(f"{text}; the job cannot go on without {lost.host}."), self.peer_stop_grace
         )
@@ -399,7 +404,7 @@ class JobChannel:
         cause = self.cause
         ruling: BaseException | None = None
         if isinstance(cause, StopSeen):
-            ruling = self._stopped(cause, "invoke_train", _after_stop(result))
+            ruling = self._stopped(cause, "invoke_train", _after_stop(result, self.grace_period))
         elif isinstance(cause, LostHost):
             ruling = self._lost_error(cause, _what_the_code_did(result, self.current_host))
         if ruling is not None:
@@ -585,14 +590,15 @@ def _what_the_code_did(result: TrainingResult, host: str) -> str:
     return "\n".join(lines)
 
 
-def _after_stop(result: TrainingResult) -> str:
-    """What the training code did after the stop, for the failure file."""
+def _after_stop(result: TrainingResult, grace: float) -> str:
+    """What the training code did after the stop (it had ``grace`` seconds), for the failure file."""
+    had = f"The training code had {GRACE_PERIOD.name} ({grace:g} s) to end after the stop"
     if result.succeeded:
         return (
-            "The training code then exited 0 (it handled the stop itself, e.g. saved a checkpoint): the job "
-            "is still reported as stopped, and what it saved is kept."
+            f"{had}; it exited 0 (it handled the stop itself, e.g. saved a checkpoint): the job is still "
+            "reported as stopped, and what it saved is kept."
         )
     ended = describe_exit_code(result.exit_code, result.details.get("kill_cause"))
     summary = summary_line(result.failure)
     last = f"; last error output: {summary}" if summary else "."
-    return f"The training code then ended with {ended}{last}"
+    return f"{had}; it ended with {ended}{last}"

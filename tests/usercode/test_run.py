@@ -215,7 +215,7 @@ def test_sigterm_is_passed_on_and_the_script_checkpoints(job_dir: Callable[..., 
     assert train.returncode == 143
     text = failure_text(base)
     assert text.startswith("JobStopped: the job was stopped by SIGTERM while the user's code ran"), text
-    assert "The training code then exited 0" in text and not (base / "output" / "success").exists()
+    assert "it exited 0 (it handled the stop itself" in text and not (base / "output" / "success").exists()
 
 
 def test_grace_period_then_sigkill_and_no_orphans(job_dir: Callable[..., Path]) -> None:
@@ -315,6 +315,6 @@ def test_sigint_is_passed_on(job_dir: Callable[..., Path]) -> None:
     assert train.returncode == 130  # the stop's: 128 + SIGINT
     assert failure_text(base).startswith(
         "JobStopped: the job was stopped by SIGINT while the user's code ran (invoke_train); the user's code "
-        "had started\nExitCode 130\nThe training code then ended with exit code 130: interrupted (SIGINT); "
-        "last error output: KeyboardInterrupt"
+        "had started\nExitCode 130\nThe training code had SMC_GRACE_PERIOD (100 s) to end after the stop; it "
+        "ended with exit code 130: interrupted (SIGINT); last error output: KeyboardInterrupt"
     )
