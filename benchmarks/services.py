@@ -77,7 +77,9 @@ def s3_endpoint(work: Path) -> Iterator[str]:
 def package_index(root: Path, work: Path) -> Iterator[str]:
     """Serve ``root`` (a PEP 503 tree from ``jobs.make_package_index``) on 127.0.0.1; yields its URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d", str(root), str(port)]
+    # Not `python -m http.server`: its listen backlog of 5 made parallel clients (uv) stall (index_server.py).
+    script = Path(__file__).resolve().parent / "index_server.py"
+    cmd = [sys.executable, str(script), str(root), str(port)]
     with _serving(cmd, f"http://127.0.0.1:{port}/simple/", "the package index", work / "index.log") as url:
         yield url
 

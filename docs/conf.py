@@ -1,4 +1,4 @@
-"""Sphinx configuration for smc's documentation: ``sphinx-build -W docs OUT`` from the repository root.
+"""Sphinx configuration for smc's documentation: ``sphinx-build -W docs OUT`` (from any directory).
 
 Pages are MyST Markdown; the hook reference, the settings reference, the exit codes and the public API
 are generated from the code by the local extension ``_ext/smc_docs.py``.
@@ -23,6 +23,8 @@ source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "requirements.txt"]
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
+# Code-like text stays as typed: no "--flag" turned into an en dash, no curly quotes.
+smartquotes = False
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"

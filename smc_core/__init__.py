@@ -57,6 +57,9 @@ _EXPORTS: dict[str, str] = {
     "run_process": "smc_core.launch.process",
     "python_executable": "smc_core.launch.process",
     "entry_command": "smc_core.usercode.entry",
+    "first_failure": "smc_core.cluster.group",
+    "run_ranks": "smc_core.cluster.group",
+    "rank_prefix": "smc_core.launch.output",
     # the cluster toolkit: hosts and networks, bounded waits, failing-rank reports, the job's channel
     "wait_for_hosts": "smc_core.cluster.network",
     "wait_for_port": "smc_core.cluster.network",
@@ -64,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "interface_exists": "smc_core.cluster.network",
     "interface_address": "smc_core.cluster.network",
     "route_interface": "smc_core.cluster.network",
+    "rendezvous_host": "smc_core.cluster.network",
     "wait_until": "smc_core.cluster.waits",
     "RankFailure": "smc_core.cluster.report",
     "root_failure": "smc_core.cluster.report",
@@ -98,6 +102,11 @@ _EXPORTS: dict[str, str] = {
     "encode_value": "smc_core.job.exports",
     "user_args": "smc_core.job.exports",
     "is_true": "smc_core.job.hyperparameters",
+    "count_parameter": "smc_core.job.hyperparameters",
+    # accelerator and network hardware
+    "Efa": "smc_core.job.hardware",
+    "detect_efa": "smc_core.job.hardware",
+    "network_variables": "smc_core.job.accelerators",
     # TF_CONFIG, shared by the TensorFlow and Keras adapters
     "multi_worker_tf_config": "smc_core.job.tf_config",
     "parameter_server_tf_config": "smc_core.job.tf_config",
@@ -137,6 +146,8 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.cluster.channel import Gathered as Gathered
     from smc_core.cluster.channel import Peer as Peer
     from smc_core.cluster.channel import deliver as deliver
+    from smc_core.cluster.group import first_failure as first_failure
+    from smc_core.cluster.group import run_ranks as run_ranks
     from smc_core.cluster.job import JobChannel as JobChannel
     from smc_core.cluster.job import LostHost as LostHost
     from smc_core.cluster.job import StopSeen as StopSeen
@@ -157,6 +168,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.cluster.messages import message_kind as message_kind
     from smc_core.cluster.network import interface_address as interface_address
     from smc_core.cluster.network import interface_exists as interface_exists
+    from smc_core.cluster.network import rendezvous_host as rendezvous_host
     from smc_core.cluster.network import resolve_host as resolve_host
     from smc_core.cluster.network import route_interface as route_interface
     from smc_core.cluster.network import wait_for_hosts as wait_for_hosts
@@ -173,16 +185,21 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.errors import PluginError as PluginError
     from smc_core.errors import SmcError as SmcError
     from smc_core.errors import UserCodeError as UserCodeError
+    from smc_core.job.accelerators import network_variables as network_variables
     from smc_core.job.environment import TrainingEnv as TrainingEnv
     from smc_core.job.environment import create_environment as create_environment
     from smc_core.job.exports import encode_value as encode_value
     from smc_core.job.exports import exported_vars as exported_vars
     from smc_core.job.exports import user_args as user_args
+    from smc_core.job.hardware import Efa as Efa
+    from smc_core.job.hardware import detect_efa as detect_efa
+    from smc_core.job.hyperparameters import count_parameter as count_parameter
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
     from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
     from smc_core.job.tf_config import tf_config_json as tf_config_json
+    from smc_core.launch.output import rank_prefix as rank_prefix
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process

@@ -4,6 +4,7 @@ The runner calls the hooks in this order, with keyword arguments, and nothing el
 
     settings     = every plugin's register_settings(), parsed from the runner's environment
     claimed      = every plugin's claim_switches(): an unclaimed switch that is on stops the job
+    owned        = every plugin's claim_hyperparameters(): kept out of the script's arguments
     training_env = load_environment(base_dir=..., environ=..., settings=...)  # first result wins
     user_code    = fetch_user_code(training_env=...)                   # first result wins
     contributions = prepare_training(training_env=..., user_code=...)  # every plugin contributes
@@ -25,13 +26,18 @@ How each launch style maps onto the hooks
   ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
   ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
   its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
-* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.defaults.mpi``, asked
+  PyTorch/XLA (``sagemaker_pytorch_xla_multi_worker_enabled``) runs the same way with ``PJRT_DEVICE``
+  (torch_xla before 2.0: SageMaker's ``xla_spawn`` with the XRT variables).
+* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.mpi.plugin``, asked
   before the default launcher): ``invoke_train`` does all of it, so that a job an adapter launches its
-  own way starts no sshd. On the master host it opens the job's coordination channel, makes the job's
-  key pair, waits until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one
-  host, locally) and returns its result, naming the failing rank and its host; on every other host it
-  starts the job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns
-  the outcome the master sends (a failure when the master goes silent).
+  own way starts no sshd. On the master host it hands out the job's key over the job's channel, waits
+  until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one host, locally)
+  and returns its result, naming the failing rank and its host; on every other host it starts the
+  job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns the
+  outcome the master sends (a failure when the master goes silent).
+* **SMDDP** (``sagemaker_distributed_dataparallel_enabled``; the core's default plugin
+  ``smc_core.mpi.smddp``): the MPI launch with the reference SMDDP runner's options and variables
+  and ``smddprun`` in front of each rank's command; exit 2 where ``smddprun`` is not installed.
 * **TensorFlow MultiWorkerMirrored** (smc-tensorflow, ``sagemaker_multi_worker_mirrored_strategy_enabled``):
   ``prepare_training`` waits for the peer hosts and returns ``TF_CONFIG`` (every host a worker on port
   8890, built by :func:`smc_core.multi_worker_tf_config`); ``invoke_train`` runs the entry point once
@@ -43,6 +49,11 @@ How each launch style maps onto the hooks
 * **Keras on one backend** (smc-keras): ``prepare_training`` chooses the backend (``KERAS_BACKEND``) and
   returns the backend's distribution variables (``KERAS_DISTRIBUTION_*`` for JAX, ``TF_CONFIG``);
   ``invoke_train`` runs torchrun for the torch backend's switch and returns None otherwise.
+* **One process per rank, started by the adapter** (the template ``smc new-adapter`` writes, and
+  ``examples/smc-lightgbm``): ``prepare_training`` waits for the hosts
+  (:func:`smc_core.wait_for_hosts` with the ``training_env``) and returns where rank 0 listens
+  (:func:`smc_core.rendezvous_host`); ``invoke_train`` runs the ranks of this host with
+  :func:`smc_core.run_ranks`, which stops the others when one fails and names the first to fail.
 * **Other platforms**: ``load_environment`` implementations for Kubeflow and Vertex AI (core defaults)
   build the same ``TrainingEnv`` from the platform's variables; the launch styles above then run
   unchanged.
@@ -120,6 +131,39 @@ def claim_switches() -> Iterable[str] | None:
     """
 
 
+@hookspec
+def claim_hyperparameters() -> Iterable[str] | None:
+    """Name the hyperparameters this plugin reads itself, so that they never reach the user's script.
+
+    Called once, before any step of the job. Every plugin contributes. After
+    :func:`load_environment`, each claimed hyperparameter the job sets is moved out of
+    ``training_env.hyperparameters`` into ``training_env.plugin_hyperparameters`` (JSON-decoded, as
+    every hyperparameter): it is not passed to the entry point as an argument, and is not in ``SM_HPS``,
+    ``SM_HP_<NAME>``, ``SM_USER_ARGS``, ``SM_TRAINING_ENV``'s ``hyperparameters`` or function mode's
+    keyword arguments, so an ``argparse`` script never sees an option it does not know. A
+    ``sagemaker_*`` name is a framework parameter, as the container contract says: it never reaches
+    the script anyway and stays in ``additional_framework_parameters`` (``SM_FRAMEWORK_PARAMS``) as
+    well. The names the toolkit reserves (``sagemaker_program``, ``sagemaker_submit_directory`` ...)
+    cannot be claimed (exit 3). Off SageMaker, where the container's own arguments reach the script
+    as given (``train --epochs 3``), those arguments are passed on unchanged.
+
+    :return: the hyperparameter names, or None.
+
+    Example: a plugin that clones the code from a repository the job names::
+
+        @hookimpl
+        def claim_hyperparameters():
+            return ["git_repo"]
+
+        @hookimpl
+        def fetch_user_code(training_env):
+            repo = training_env.plugin_hyperparameters.get("git_repo")
+            if repo is None:
+                return None  # not mine: the default fetch answers
+            ...
+    """
+
+
 @hookspec(firstresult=True)
 def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv | None:
     """Read the job directory and the process environment into a :class:`TrainingEnv`.
@@ -154,12 +198,18 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode | None:
     :param training_env: the job's environment.
     :return: the :class:`UserCode`, or None to let the next plugin answer.
 
-    Example: code from a mounted volume::
+    Example: code from a mounted volume, named by the plugin's own setting (declared with
+    :func:`register_settings`, read from ``training_env.settings``, never from ``os.environ``)::
+
+        CODE_DIR = Setting.text("SMC_MY_CODE_DIR", None, "where the code is mounted", owner="smc-my-code")
 
         @hookimpl
         def fetch_user_code(training_env):
-            shutil.copytree(os.environ["MY_CODE"], training_env.code_dir, dirs_exist_ok=True)
-            return describe_user_code(training_env)
+            source = training_env.settings[CODE_DIR]
+            if source is None:
+                return None  # not mine: the default fetch answers
+            shutil.copytree(source, training_env.code_dir, dirs_exist_ok=True)
+            return describe_user_code(training_env, source=source)
     """
 
 

@@ -207,3 +207,16 @@ PACKAGE_PYPROJECT = textwrap.dedent("""
     name = "userpkg"
     version = "0.1"
 """)
+
+
+def outside_env(venv: Path) -> dict[str, str]:
+    """The environment of a user of the virtualenv ``venv``: its ``bin`` first, none of smc's variables,
+    no ``PYTHONPATH`` into this checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SMC_ENV_PREFIXES)}
+    env.pop("PYTHONPATH", None)
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(venv))
+    env["PYTEST_ADDOPTS"] = "-p no:cacheprovider"
+    # Build what the guides install with the venv's own setuptools (pip reads this one inverted: "0"
+    # turns build isolation off), and from no index: everything they need is in the venv already.
+    env.update(PIP_NO_BUILD_ISOLATION="0", PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return env

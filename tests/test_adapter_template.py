@@ -1,4 +1,5 @@
-"""``smc new-adapter`` renders templates/adapter into a package that installs and passes its own tests."""
+"""``smc new-adapter`` renders the template (package data of smc-core) into a package that lints clean
+and installs; ``tests/test_guide.py`` runs its tests from smc-core's wheel."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def test_rendered_adapter_installs_and_passes_its_tests(tmp_path):
     assert "$" not in plugin and '"sagemaker_demo_distributed_enabled"' in plugin
     ruff = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "ruff"), "check", "--no-cache", str(package)],
+        cwd=package,  # as its authors run it: smc_demo is theirs, smc_core a dependency
         capture_output=True,
         text=True,
     )
@@ -25,20 +27,10 @@ def test_rendered_adapter_installs_and_passes_its_tests(tmp_path):
     site = pip_install_target(package, tmp_path / "site")
     assert (site / "smc_demo" / "plugin.py").exists()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SMC_", "SAGEMAKER_"))}
-    env["PYTHONPATH"] = str(site)
     listed = run_smc("smc", "plugins", env={"SMC_ADAPTER": "demo"}, pythonpath=site)
     assert "adapter: demo (smc-demo 0.1.0)" in listed.stdout, listed.stdout + listed.stderr
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=package,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
-    assert "5 passed" in tests.stdout, tests.stdout[-2000:]
+    # Its own tests (real jobs, one on two hosts) run from smc-core's wheel in a fresh virtualenv, as
+    # the guide shows: tests/test_guide.py::test_following_the_adapter_guide_new_adapter_from_the_wheel.
 
 
 def test_a_bad_name_or_an_existing_folder_is_refused(tmp_path):

@@ -82,7 +82,8 @@ def test_the_fetch_check_finds_missing_and_changed_files(tmp_path: Path) -> None
     code = tmp_path / "code"
     code.mkdir()
     with tarfile.open(tarball, "r:gz") as tar:
-        tar.extractall(code, filter="data")
+        # extraction filters came with Python 3.11.4 (and 3.10.12): Debian 12's 3.11.2 has none
+        tar.extractall(code, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     assert differences_from_tarball(tarball, code) is None
     (code / "train.py").write_text("changed")
     blob = next(code.rglob("*.bin"))
@@ -128,3 +129,58 @@ def test_logs_failures_and_peers_measure_one_run(tmp_path: Path) -> None:
         assert run["problem"] is None and run["exit_codes"] == [0, 0], run
         assert run["seconds"] > -0.02  # a process's start time is known to a clock tick (10 ms)
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_the_curves_measure_the_smallest_size_of_each_once(tmp_path: Path) -> None:
+    # Issue 28's curves at their smallest sizes, smc's side only: 2 hosts (torchrun directly, smc-pytorch,
+    # the core's MPI), the 1,000-file archive from the static S3 endpoint, 1 rank of 20,000 log lines
+    # both ways, 0 and 1 requirement from the loopback index; then the tables and the four plots.
+    out = tmp_path / "curves.json"
+    cmd = [
+        sys.executable, str(REPO / "benchmarks" / "curves.py"), "--quick", "--runners", "smc",
+        "--smc-venv", sys.prefix, "--styles", "torchrun,smc-torchrun,smc-mpi",
+        "--work", str(tmp_path / "work"), "--json", str(out), "--plots", str(tmp_path / "plots"),
+        "--no-namespace",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    hosts = figures["hosts"]
+    if hosts["runs"]:  # network namespaces (root) here; else skipped, with the reason
+        ran = {run["style"]: run for run in hosts["runs"]}
+        assert set(ran) | {s for s in hosts["skipped"]} >= {"torchrun", "smc-torchrun", "smc-mpi"}
+        for style, run in ran.items():
+            assert run["hosts"] == 2 and run["problem"] is None, run
+            # every rank reached its first line and got past its first barrier
+            assert 0 < run["launch_s"] <= run["ready_s"], run
+            if style.startswith("smc-"):  # the last rank raised: every host's train ended with its exit code
+                assert run["exit_codes"] == [1, 1] and run["failure_s"] > 0, run
+                assert run["master"]["train"]["rss_mib"] > 0 and run["master"]["train"]["cpu_s"] > 0
+            else:
+                assert run["exit_codes"] == [0, 0], run
+    else:
+        assert hosts["skipped"], hosts
+
+    (shape,) = figures["archive"].values()
+    (series,) = shape["series"]
+    (sample,) = series["samples"]
+    # ok only when the code dir then held every file of the archive with its size
+    assert sample["ok"], sample["error"]
+    assert shape["members"] == 1_001 and sample["runner_peak_mib"] > 0
+    assert shape["limits"]["transfer"][0] > 0
+
+    logs = {run["how"]: run for run in figures["logs"]["runs"]}
+    for how in ("direct", "smc"):
+        # every line of the rank there, whole, in order (and through smc with its rank's prefix)
+        assert logs[how]["problem"] is None and logs[how]["lines_per_s"] > 0, logs[how]
+
+    for size in ("0", "1"):
+        (series,) = figures["requirements"][size]["series"]
+        (sample,) = series["samples"]
+        assert sample["ok"], sample["error"]  # for "1": the package was installed, then removed again
+
+    assert "### Targets of issue 28" in done.stdout and "<!-- curves:end -->" in done.stdout
+    plots = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert plots == ["curve-archive.png", "curve-hosts.png", "curve-logs.png", "curve-requirements.png"]

@@ -146,6 +146,20 @@ def test_a_stranger_is_refused_and_a_missing_master_is_named() -> None:
     assert "SMC_HOST_WAIT_TIMEOUT" in info.value.message and "SMC_CHANNEL_PORT" in info.value.message
 
 
+def test_a_host_the_master_cannot_resolve_yet_is_let_in_when_it_can() -> None:
+    answers = iter([None, None])  # the master's resolver knows algo-2 from the third hello on
+
+    def resolve(_: str) -> str | None:
+        return next(answers, "127.0.0.1")
+
+    master = ChannelMaster("algo-1", ["algo-2"], port=0, address="127.0.0.1", resolve=resolve).start()
+    try:
+        link = join(master, "algo-2")
+        assert link.welcome is not None and master.joined() == ["algo-2"]
+    finally:
+        master.close()
+
+
 def test_wait_joined_names_who_never_came(master: ChannelMaster) -> None:
     join(master, "algo-2")
     with pytest.raises(ClusterError, match=r"algo-3 did not join the job's channel on algo-1.*SMC_X"):

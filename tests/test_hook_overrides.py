@@ -69,6 +69,28 @@ def test_override_claim_switches(recorder_dist, job_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_override_claim_hyperparameters(recorder_dist, job_dir, tmp_path):
+    script = (
+        "import json, os, sys\n"
+        "print('argv', sys.argv[1:], json.loads(os.environ['SM_HPS']),\n"
+        "      os.environ.get('SM_HP_RECORDER_REPO'), json.loads(os.environ['SM_FRAMEWORK_PARAMS']))\n"
+    )
+    repo = "https://git.example/x.git"
+    hyperparameters = {"epochs": 2, "recorder_repo": repo, "sagemaker_recorder_level": 3}
+    job = job_dir(hyperparameters=hyperparameters, code={"train.py": script}, entry_point="train.py")
+    proc, calls = run_with_recorder(recorder_dist, job, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # unclaimed: the reference passes a plain name to the script, and keeps sagemaker_* names apart
+    assert "argv ['--epochs', '2', '--recorder_repo', 'https://git.example/x.git']" in proc.stdout
+    proc, calls = run_with_recorder(recorder_dist, job, tmp_path, "claim_hyperparameters")
+    assert proc.returncode == 0, proc.stderr
+    # claimed: the plugin has them, the script never sees the plain one; sagemaker_* stays a framework param
+    assert "argv ['--epochs', '2'] {'epochs': 2} None {'sagemaker_recorder_level': 3}" in proc.stdout
+    fetch = [c for c in calls if c["hook"] == "fetch_user_code"][-1]  # this run's (the log is shared)
+    assert fetch["owned"] == {"recorder_repo": "https://git.example/x.git", "sagemaker_recorder_level": 3}
+    assert fetch["framework"] == {"sagemaker_recorder_level": 3}
+
+
 def test_override_load_environment(recorder_dist, job_dir, tmp_path):
     job = job_dir(hyperparameters={"epochs": 2}, code={"train.py": SCRIPT}, entry_point="train.py")
     proc, _ = run_with_recorder(recorder_dist, job, tmp_path, "load_environment")

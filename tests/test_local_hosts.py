@@ -106,8 +106,14 @@ def test_metric_values_come_from_the_first_group():
 
 
 def test_lines_get_the_host_and_the_rank_the_adapter_marked():
+    from smc_core import rank_prefix
+
     prefixer = LinePrefixer(["algo-1", "algo-2"], colour=False)
     assert prefixer.format(Line("algo-2", "[algo-2 rank 3]: loss 1", 0)) == "algo-2 rank 3 | loss 1"
+    # the one prefix adapters write (rank_prefix), and the forms others print: MPI's, a hostless one
+    assert prefixer.format(Line("algo-2", rank_prefix("algo-2", 2) + "x", 0)) == "algo-2 rank 2 | x"
+    assert prefixer.format(Line("algo-2", "[algo-2 rank 1] loss 2", 0)) == "algo-2 rank 1 | loss 2"
+    assert prefixer.format(Line("algo-2", "[rank 1]: loss 3", 0)) == "algo-2 rank 1 | loss 3"
     assert prefixer.format(Line("algo-1", "smc INFO: x", 0)) == "algo-1        | smc INFO: x"
     coloured = LinePrefixer(["algo-1"], colour=True).format(Line("algo-1", "x", 0))
     assert coloured.startswith("\x1b[36malgo-1") and coloured.endswith("\x1b[0m x")

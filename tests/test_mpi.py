@@ -278,6 +278,23 @@ def test_the_root_failure_is_the_rank_that_failed_on_its_own(capfd):
         master.close()
 
 
+def test_a_silent_rank_s_output_stream_ends_when_its_connection_closes():
+    # The master waits for every rank's output connection to close before its own last lines; a rank
+    # that printed nothing was not counted, so every such job waited out the whole bound (5 s after a
+    # success, 2 s after a failure): issue 28's failure curve showed it.
+    from smc_core.launch.coordinator import Coordinator
+    from smc_core.launch.mpi_rank import _Output
+
+    coordinator = Coordinator("127.0.0.1", 0, {})
+    try:
+        silent = _Output(coordinator.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
+        silent.close()
+        coordinator.wait_for_output(1, timeout=20)
+        assert coordinator.streams_ended == 1
+    finally:
+        coordinator.close()
+
+
 def test_the_readme_lists_the_mpi_settings():
     from smc_core.base.settings import settings_table
 

@@ -17,7 +17,7 @@ from smc_core.testing.hostfaults import HOST_FAULTS, HostFaultTrial
 from smc_core.testing.mpi import ALLREDUCE_SCRIPT, mpi_leftovers, mpi_unavailable_reason
 from smc_core.testing.netns import HostRun, NetnsCluster, NetnsHost
 
-UNAVAILABLE = mpi_unavailable_reason()
+UNAVAILABLE = mpi_unavailable_reason(hosts=2)
 pytestmark = [pytest.mark.netns, pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")]
 
 TRAIN = str(Path(sys.executable).with_name("train"))

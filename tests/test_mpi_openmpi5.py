@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from smc_core.testing import make_job_dir
-from smc_core.testing.mpi import ALLREDUCE_SCRIPT, GATHER_SCRIPT, mpi_leftovers
+from smc_core.testing.mpi import ALLREDUCE_SCRIPT, GATHER_SCRIPT, mpi_leftovers, ssh_unavailable_reason
 from smc_core.testing.netns import NetnsHost
 
 PYTHON = os.environ.get("SMC_OPENMPI5_PYTHON", "")
@@ -54,6 +54,7 @@ def test_one_host_two_processes(tmp_path):
 
 
 @pytest.mark.netns
+@pytest.mark.skipif(ssh_unavailable_reason() is not None, reason=ssh_unavailable_reason() or "")
 def test_two_hosts_find_prted_through_the_prefix(netns_hosts):
     cluster = netns_hosts(2)
     for host in cluster.hosts:

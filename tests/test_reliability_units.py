@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from smc_core.base.redact import forget_secrets, redact, remember_secrets
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.jobdir import check_job_dir, job_lock
 from smc_core.host.reporting import FailureFile
 from smc_core.job.paths import JobPaths
+from smc_core.launch.functions import train_arguments
 from smc_core.launch.limits import MAX_ARG_STRLEN, check_exec_limits
 from smc_core.launch.signals import describe_exit_code
 from smc_core.local.command import check_job_name
@@ -121,3 +123,43 @@ def test_sigkill_is_described_by_its_cause() -> None:
     assert "out-of-memory killer (the cgroup" in describe_exit_code(137, "out-of-memory")
     plain = describe_exit_code(137)
     assert plain.startswith("exit code 137: killed by SIGKILL (not by smc")
+
+
+# --- one redaction --------------------------------------------------------------------------------------
+def test_redact_hides_secret_values_beside_their_names_whatever_their_length() -> None:
+    cases = {
+        "python train.py --api_key abc --epochs 2": "python train.py --api_key <redacted> --epochs 2",
+        "python train.py --api_key=abc": "python train.py --api_key=<redacted>",
+        "python train.py --db_password 'a b' -x": "python train.py --db_password '<redacted>' -x",
+        'SM_HPS={"api_key":"abc","epochs":2}': 'SM_HPS={"api_key":"<redacted>","epochs":2}',
+        'SM_USER_ARGS=["--api_key","abc"]': 'SM_USER_ARGS=["--api_key","<redacted>"]',
+        "['train.py', '--token', 'xyz']": "['train.py', '--token', '<redacted>']",
+        "SM_HP_DB_PASSWORD=pw1 SM_HP_EPOCHS=2": "SM_HP_DB_PASSWORD=<redacted> SM_HP_EPOCHS=2",
+        "https://user:hunter2@pypi.example/simple": "https://user:<redacted>@pypi.example/simple",
+        "KeyError: 'monkey'": "KeyError: 'monkey'",
+        "mpirun -x SM_HP_API_KEY -x PATH": "mpirun -x SM_HP_API_KEY -x PATH",
+    }
+    for text, shown in cases.items():
+        assert redact(text) == shown, text
+
+
+def test_redact_scrubs_long_secret_values_anywhere() -> None:
+    remember_secrets({"MY_TOKEN": "tok-0123456789", "SHORT_KEY": "abc", "EPOCHS": "epochs-1234"})
+    try:
+        assert redact('printed tok-0123456789 and "tok-0123456789"') == 'printed <redacted> and "<redacted>"'
+        assert redact("abc and epochs-1234 stay") == "abc and epochs-1234 stay"
+    finally:
+        forget_secrets()
+
+
+def test_function_mode_does_not_quote_a_secret_value_it_cannot_convert() -> None:
+    def train(db_password: int) -> None: ...
+
+    with pytest.raises(ConfigError) as raised:
+        train_arguments(train, {"db_password": "pw1"}, {})
+    assert "pw1" not in raised.value.message and "<redacted>" in raised.value.message
+
+
+def test_redact_leaves_usage_placeholders_alone() -> None:
+    for text in ("--env '=x': expected KEY=VALUE", "--hyperparameter 'epochs': expected KEY=VALUE"):
+        assert redact(text) == text

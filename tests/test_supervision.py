@@ -95,6 +95,7 @@ def test_a_stop_signal_gets_the_grace_period_and_no_more(smc_job, style) -> None
     failure = outcome.assert_failure(143)
     assert failure.startswith("JobStopped: the job was stopped by SIGTERM while the user's code ran"), failure
     assert "SMC_GRACE_PERIOD" in failure[:1024] and f"{GRACE:g} s" in failure, failure
+    assert f"Supervision (every launch obeys it): SMC_GRACE_PERIOD={GRACE:g} s" in outcome.logs
 
 
 @pytest.mark.netns

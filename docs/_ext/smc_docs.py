@@ -137,7 +137,8 @@ class ExitCodesDirective(_GeneratedRst):
 
 
 class PublicApiDirective(_GeneratedRst):
-    """``.. smc-public-api::``: autodoc for every name in ``smc_core.__all__``."""
+    """``.. smc-public-api::``: every name in ``smc_core.__all__``, documented under its public path
+    (``smc_core.NAME``, never the internal module that defines it)."""
 
     def lines(self) -> list[str]:
         import smc_core
@@ -150,9 +151,33 @@ class PublicApiDirective(_GeneratedRst):
             elif inspect.isfunction(value):
                 out += [f".. autofunction:: smc_core.{name}", ""]
             else:
-                module = smc_core._EXPORTS.get(name, "smc_core")
-                out += [f".. autodata:: {module}.{name}", "   :annotation:", ""]
+                text = data_description(name, value, smc_core._EXPORTS.get(name, "smc_core"))
+                out += [f".. py:data:: smc_core.{name}", f"   :type: {type(value).__name__}", ""]
+                out += [f"   {line}" if line else "" for line in text.splitlines()] + [""]
         return out
+
+
+def data_description(name: str, value: object, module: str) -> str:
+    """What a public value (not a class or function) is: a setting's own declaration, else the
+    attribute docstring beside its assignment in ``module``.
+
+    :raises ValueError: the value has neither (a public name must say what it is).
+    """
+    from smc_core.base.settings import Setting
+
+    if isinstance(value, Setting):
+        return (
+            f"The setting ``{value.name}``: {value.description} (accepts {value.accepted}; default "
+            f"``{value.default_text}``). A hook reads the job's value as "
+            f"``training_env.settings[{name}]``."
+        )
+    from sphinx.pycode import ModuleAnalyzer
+
+    docs = ModuleAnalyzer.for_module(module).find_attr_docs()
+    lines = docs.get(("", name))
+    if not lines:
+        raise ValueError(f"smc_core.{name} ({module}) has no docstring below its assignment: write one.")
+    return "\n".join(lines).strip()
 
 
 def attributes_section(

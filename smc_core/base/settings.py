@@ -350,9 +350,10 @@ GRACE_PERIOD = Setting.seconds(
 )
 PEER_STOP_GRACE = Setting.seconds(
     "SMC_PEER_STOP_GRACE",
-    5.0,
-    "seconds between SIGTERM and SIGKILL when smc stops this host's processes because the job failed on "
-    "another host (a stop signal smc receives gets SMC_GRACE_PERIOD)",
+    1.0,
+    "seconds between SIGTERM and SIGKILL when smc stops processes because the job failed elsewhere (another "
+    "host, another rank): short, the job has failed, and a worker blocked in a collective does not act on "
+    "SIGTERM; a stop signal smc receives gets SMC_GRACE_PERIOD",
     policy=True,
 )
 HOST_WAIT_TIMEOUT = Setting.seconds(
@@ -448,6 +449,12 @@ SYNC_SETTLE = Setting.seconds(
     "seconds between a file's close and its upload; a file deleted within them is never uploaded",
 )
 
+SYS_ROOT = Setting.text(
+    "SMC_SYS_ROOT",
+    "/sys",
+    "where sysfs is mounted: EFA devices are read from its class/infiniband (tests point it at a fake tree)",
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -472,6 +479,7 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     SYNC_FLUSH_TIMEOUT,
     SYNC_CONCURRENCY,
     SYNC_SETTLE,
+    SYS_ROOT,
 )
 """The core's own settings, in the order the reference lists them."""
 

@@ -1,11 +1,24 @@
-"""Stopping the job on SIGTERM/SIGINT in any phase, with a failure file saying so.
+"""Stopping the job on a stop signal in any phase, with a failure file saying so.
 
-While the runner runs, SIGTERM and SIGINT raise :class:`JobStopped` in the main thread, whatever it
-is doing (reading the config, downloading the code, waiting for hosts); ``finally`` blocks on the
-way out remove partial downloads and staging dirs. While a supervised process runs (the user's
-code, an installer), the signal is passed on to it instead (:mod:`smc_core.launch.forwarding`),
-and a step that ran a helper process which was stopped that way raises :class:`JobStopped` itself
-(:func:`raise_if_stopped`). The phase is the hook that was running, which the timing wrappers record.
+Every signal whose default action ends a process is decided here, for ``train`` and ``smc local``:
+
+* :data:`STOP_SIGNALS` (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGXCPU, SIGPWR) stop the job. While the
+  runner runs, they raise :class:`JobStopped` in the main thread, whatever it is doing (reading the
+  config, downloading the code, waiting for hosts); ``finally`` blocks on the way out remove partial
+  downloads and staging dirs. While a supervised process runs (the user's code, an installer), the
+  signal is passed on to it instead (:mod:`smc_core.launch.forwarding`; SIGINT as SIGINT, the others
+  as SIGTERM, which is what training scripts handle), with the grace period; a step that ran a helper
+  process which was stopped that way raises :class:`JobStopped` itself (:func:`raise_if_stopped`).
+  The phase is the hook that was running, which the timing wrappers record.
+* :data:`IGNORED_SIGNALS` (SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT and the
+  real-time signals) are ignored: smc sets no timers and uses none of them, so one is a stray that
+  must not end a job without an outcome; SIGUSR1 and SIGUSR2 are reserved for smc's own use later.
+  They are ignored with a handler that does nothing, not ``SIG_IGN``, so that the user's processes
+  (which ``exec`` resets to the default) do not inherit the ignoring.
+* SIGPIPE and SIGXFSZ are ignored by Python itself (a write fails with an error instead), and the
+  user's processes get them back at their default.
+* SIGKILL cannot be handled; SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS and SIGTRAP are a
+  crash of smc itself, left at their default.
 
 **A stop is a stop.** Once smc has received a stop signal in any phase, the job's outcome is "stopped"
 (:class:`JobStopped`, exit ``128 + signal``), whatever the user's code does with the signal afterwards
@@ -27,15 +40,32 @@ from typing import Any
 from smc_core.base.log import logger
 
 __all__ = [
+    "IGNORED_SIGNALS",
+    "STOP_SIGNALS",
     "JobStopped",
     "add_stop_listener",
     "current_phase",
+    "ignore_stray_signals",
     "notify_stop",
     "raise_if_stopped",
     "remove_stop_listener",
     "set_phase",
     "stop_on_signals",
 ]
+
+
+def _signals(*names: str) -> tuple[signal.Signals, ...]:
+    return tuple(getattr(signal, name) for name in names if hasattr(signal, name))
+
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = _signals(
+    "SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGXCPU", "SIGPWR"
+)
+"""Signals that stop the job (an outcome, passing on to the user's processes, the grace period)."""
+IGNORED_SIGNALS: tuple[int, ...] = _signals(
+    "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGSTKFLT"
+) + tuple(range(getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1) + 1))
+"""Signals that would end smc by default and that it ignores (see the module docstring)."""
 
 PHASES = {
     "starting": "before the job's configuration was read",
@@ -44,6 +74,7 @@ PHASES = {
     "prepare_training": "while preparing the job: installing requirements, waiting for hosts "
     "(prepare_training)",
     "invoke_train": "while the user's code ran (invoke_train)",
+    "finishing": "after the user's code had ended, while its outputs were uploaded",
     "reporting": "while reporting the outcome",
 }
 
@@ -69,6 +100,8 @@ class JobStopped(BaseException):
         self.phase = phase or _phase
         self.origin = origin
         self.after = after
+        self.ended: str | None = None
+        """How the user's code had ended when the stop came (``exit code 0``), when it had."""
         where = f" on {origin}" if origin else ""
         super().__init__(
             f"stopped by {signal.Signals(signum).name}{where} {PHASES.get(self.phase, self.phase)}"
@@ -83,9 +116,16 @@ class JobStopped(BaseException):
         """The failure file's text: the stop and its phase first, then ``ExitCode``, then what came after."""
         name = signal.Signals(self.signum).name
         where = f" on {self.origin}" if self.origin else ""
+        ended = self.ended
+        if ended:
+            code = f"had ended ({ended})"
+        else:
+            code = (
+                "had started" if self.phase in ("invoke_train", "finishing", "reporting") else "did not run"
+            )
         lines = [
             f"JobStopped: the job was stopped by {name}{where} {PHASES.get(self.phase, self.phase)}; the "
-            f"user's code {'had started' if self.phase in ('invoke_train', 'reporting') else 'did not run'}",
+            f"user's code {code}",
             f"ExitCode {self.exit_code}",
         ]
         if self.origin:
@@ -112,7 +152,7 @@ def current_phase() -> str:
 def raise_if_stopped(details: Mapping[str, Any]) -> None:
     """Raise :class:`JobStopped` when a helper process's result ``details`` say smc passed a signal on."""
     name = details.get("signal")
-    if name in ("SIGTERM", "SIGINT"):
+    if name in {s.name for s in STOP_SIGNALS}:
         raise JobStopped(int(signal.Signals[name]))
 
 
@@ -121,7 +161,8 @@ _listeners_lock = threading.Lock()
 
 
 def add_stop_listener(listener: Callable[[int], None]) -> None:
-    """Call ``listener(signum)`` whenever smc receives a stop signal (SIGTERM, SIGINT), in any phase.
+    """Call ``listener(signum)`` whenever smc receives a stop signal (:data:`STOP_SIGNALS`), in any
+    phase.
 
     It is called from the signal handler, in the main thread, between two bytecodes of whatever ran:
     it must not block (start a thread for anything slow)."""
@@ -153,16 +194,38 @@ def _raise(signum: int, frame: FrameType | None) -> None:
     raise JobStopped(signum)
 
 
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A stray signal (see :data:`IGNORED_SIGNALS`): nothing to do."""
+
+
+@contextlib.contextmanager
+def ignore_stray_signals() -> Iterator[None]:
+    """While inside (main thread only), :data:`IGNORED_SIGNALS` do nothing; restored afterwards."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in IGNORED_SIGNALS:
+            with contextlib.suppress(OSError, ValueError):
+                previous[sig] = signal.signal(sig, _ignore)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, handler)
+
+
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While inside (main thread only), SIGTERM/SIGINT raise :class:`JobStopped`."""
+    """While inside (main thread only), :data:`STOP_SIGNALS` raise :class:`JobStopped` and
+    :data:`IGNORED_SIGNALS` are ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, _raise) for sig in STOP_SIGNALS}
     set_phase("starting")
     try:
-        yield
+        with ignore_stray_signals():
+            yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -56,10 +56,8 @@ defaults; pass ``supervision=Supervision(grace_period=2)`` to a function to use 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +71,7 @@ from smc_core.base.settings import (
     Settings,
 )
 
-__all__ = ["Supervision", "applied_supervision", "apply_supervision", "end_now", "last_resort"]
+__all__ = ["Supervision", "applied_supervision", "apply_supervision"]
 
 _CORE_FIELDS: Mapping[str, Setting[Any]] = {
     "grace_period": GRACE_PERIOD,
@@ -169,36 +167,3 @@ def apply_supervision(policy: Supervision) -> Iterator[Supervision]:
     finally:
         with _lock:
             _applied.remove(policy)
-
-
-# --- the last resort: ending smc itself when the grace period runs out on code it cannot kill ------
-_last_resort: list[Callable[[int, str, Mapping[str, Any]], int | None]] = []
-
-
-@contextlib.contextmanager
-def last_resort(report: Callable[[int, str, Mapping[str, Any]], int | None]) -> Iterator[None]:
-    """While inside, :func:`end_now` calls ``report(exit_code, reason, details)`` before ending the
-    process: the runner writes the failure file there, and may return the exit code to end with (a
-    stop's ``128 + signal``). Code that runs inside smc's own process (function mode's ``train()``)
-    cannot be sent SIGKILL when it outlives its grace period; smc ends itself."""
-    _last_resort.append(report)
-    try:
-        yield
-    finally:
-        _last_resort.remove(report)
-
-
-def end_now(exit_code: int, reason: str, details: Mapping[str, Any]) -> None:
-    """Report through the registered :func:`last_resort` (if any), then end this process at once with
-    ``exit_code``, or the one the report returned (``os._exit``: no ``finally`` of the code still
-    running can hold it up)."""
-    try:
-        if _last_resort:
-            chosen = _last_resort[-1](exit_code, reason, details)
-            if isinstance(chosen, int):
-                exit_code = chosen
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(exit_code)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smc_core import __version__
+from smc_core.base.log import logger
 from smc_core.base.settings import CORE_SETTINGS, Setting, settings_help
 from smc_core.cli.new_adapter import new_adapter
 from smc_core.errors import ConfigError, SmcError
+from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.plugins import get_plugin_manager, hook_implementations, hook_names
 from smc_core.host.runner import declared_settings, load_settings, require
 from smc_core.host.runner import main as run_main
@@ -70,16 +74,42 @@ def _load_training_env(pm: Any) -> Any:
             f"The job directory {base} does not exist (SAGEMAKER_BASE_DIR, default /opt/ml): there is no "
             "job to describe. Point SAGEMAKER_BASE_DIR at a job directory."
         )
-    return require(
+    training_env = require(
         pm.hook.load_environment(base_dir=base, environ=environ, settings=settings),
         "load_environment",
         pm,
     )
+    return hand_over(training_env, claimed_hyperparameters(pm))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run the training job in the job directory."""
-    return run_main()
+    return exit_past_threads(run_main())
+
+
+def exit_past_threads(exit_code: int) -> int:
+    """``exit_code``; but when threads would keep the interpreter from exiting (function mode's
+    ``train()`` started them, not as daemons; a thread pool's workers, which Python joins at exit,
+    still in an upload the job was stopped during), end the process now with ``exit_code``: the
+    outcome is written, and nothing of the job may outlive it."""
+    pools = getattr(sys.modules.get("concurrent.futures.thread"), "_threads_queues", {})
+    left = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and t.is_alive() and (not t.daemon or t in pools)
+    ]
+    if not left:
+        return exit_code
+    logger.warning(
+        "Exiting with %d although %d thread(s) of the job still run (%s): they end with train.",
+        exit_code,
+        len(left),
+        ", ".join(t.name for t in left),
+    )
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(exit_code)
 
 
 ENV_LEAVES_OUT = (
@@ -97,12 +127,15 @@ def cmd_env(args: argparse.Namespace) -> int:
     training_env = _load_training_env(pm)
     adapter = getattr(pm, "adapter", None)
     note = ENV_LEAVES_OUT + (f" Adapter loaded: {adapter.name}." if adapter else " No adapter is loaded.")
+    policy = f"Supervision (every launch obeys it): {training_env.supervision.describe()}."
     if args.export:
         for name, value in sorted(exported_vars(training_env).items()):
             print(f"export {name}={shlex.quote(value)}")
+        print("# " + policy)
         print("# " + note)
     else:
         print(json.dumps(training_env_dict(training_env), indent=2, sort_keys=True))
+        print(policy, file=sys.stderr)
         print(note, file=sys.stderr)
     return 0
 
@@ -150,11 +183,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print("adapter: none (the core alone runs the script)")
     print("plugins:")
     for p in report["plugins"]:
-        where = f"{p['distribution']} {p['version']}" if p["distribution"] else p["module"]
+        if p["distribution"]:
+            where = f"{p['distribution']} {p['version']}"
+        else:  # smc's own defaults, or a module registered by name (SMC_PLUGINS)
+            where = f"smc-core {__version__}" if p["origin"] == "default" else p["module"]
         print(f"  {p['name']:<36} {p['origin']:<12} {where}")
     print("hooks (in call order):")
     for name, impls in report["hooks"].items():
-        print(f"  {name}: {', '.join(impls)}")
+        print(f"  {name}: {', '.join(impls) or '(none)'}")
     return 0
 
 
@@ -253,10 +289,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(TRAIN_USAGE, end="")
         return 0
     if not args:
-        return run_main()
+        return exit_past_threads(run_main())
     if args[0] == "--":
         args = args[1:]
-    return run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)})
+    return exit_past_threads(run_main(environ={**os.environ, "SMC_SCRIPT_ARGS": json.dumps(args)}))
 
 
 if __name__ == "__main__":

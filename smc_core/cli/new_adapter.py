@@ -1,4 +1,7 @@
-"""``smc new-adapter NAME``: render the adapter template (``templates/adapter``) into a new package.
+"""``smc new-adapter NAME``: render the adapter template into a new package.
+
+The template ships inside smc-core (``smc_core/cli/adapter_template``, package data), so the command
+works wherever smc-core is installed: from a wheel as from a source checkout.
 
 The template is a folder of files; ``${name}``-style placeholders in file names and contents are
 filled in with :class:`string.Template` (``$$`` is a literal dollar), and a ``.tmpl`` suffix is dropped.
@@ -13,8 +16,8 @@ from pathlib import Path
 
 from smc_core.errors import ConfigError
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "adapter"
-"""The template in an smc checkout (an editable install)."""
+TEMPLATE_DIR = Path(__file__).resolve().with_name("adapter_template")
+"""The template, installed with smc-core as package data."""
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -69,8 +72,8 @@ def new_adapter(name: str, directory: Path | None = None, *, template: Path = TE
     values = template_values(name)
     if not template.is_dir():
         raise ConfigError(
-            f"The adapter template is not at {template}: `smc new-adapter` needs smc installed from its "
-            "source checkout (pip install -e PATH_TO_SMC), where templates/adapter lives."
+            f"The adapter template is not at {template}: this smc-core installation is incomplete. "
+            "Reinstall it (pip install --force-reinstall smc-core)."
         )
     target = (directory or Path.cwd()) / values["dist"]
     render_template(template, target, values)

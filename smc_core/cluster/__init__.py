@@ -7,6 +7,8 @@
 * :mod:`smc_core.cluster.job`: the channel the core opens for every job
   (:func:`~smc_core.cluster.job.job_channel`);
 * :mod:`smc_core.cluster.report`: the failing-rank report, one budget everywhere;
+* :mod:`smc_core.cluster.group`: the ranks of one host launched together, the first to fail named
+  (:func:`~smc_core.cluster.group.run_ranks`);
 * :mod:`smc_core.cluster.waits`: :func:`~smc_core.cluster.waits.wait_until`, the one bounded wait with
   progress lines;
 * :mod:`smc_core.cluster.network`: waiting for peer hosts and ports, this host's interfaces.

@@ -385,7 +385,10 @@ class ChannelMaster:
         if self.liveness:
             _keep_alive(self.liveness, self._closing, self._beat, self._check, self.host)
         logger.info(
-            "The job's channel listens on %s for %s.", self.endpoint, ", ".join(self.workers) or "this host"
+            "The job's channel listens on %s:%d for %s.",
+            self.address or "every interface",
+            self.port,
+            ", ".join(self.workers) or "this host's processes",
         )
         return self
 
@@ -532,12 +535,23 @@ class ChannelMaster:
 
     def _join(self, connection: Connection, hello: Hello) -> Peer | None:
         host = hello.host
-        expected = self._resolve(host) if host in self.workers else None
-        if expected is None or expected != connection.peer_address:
-            known = ", ".join(self.workers) or "none"
+        if host not in self.workers:
             reason = (
                 f"refused: {connection.peer_address} says it is {host!r}, which is not a host of this job "
-                f"(hosts: {known}) or resolves to {expected}"
+                f"(hosts: {', '.join(self.workers) or 'none'})"
+            )
+            logger.warning("The job's channel %s.", reason)
+            connection.send(Bye(reason))
+            return None
+        expected = self._resolve(host)
+        if expected is None:  # its name resolves here later (hosts come up minutes apart): try again
+            logger.info("The job's channel: %s does not resolve here yet; it will try again.", host)
+            connection.send(Bye(f"{host} does not resolve on {self.host} yet", retry=True))
+            return None
+        if expected != connection.peer_address:
+            reason = (
+                f"refused: {connection.peer_address} says it is {host!r}, which resolves to {expected} on "
+                f"{self.host}"
             )
             logger.warning("The job's channel %s.", reason)
             connection.send(Bye(reason))
@@ -691,28 +705,9 @@ class ChannelMaster:
     def finish(self, exit_code: int, failure: str | None, *, timeout: float = 5.0) -> None:
         """Tell every connected host how the job ended, wait (``timeout`` seconds at most) until each
         acknowledged it or left, say goodbye, and close."""
-        asked = {}
+        self.gather(Outcome(exit_code, failure), timeout=timeout)
         with self.changed:
             peers = [p for p in self.peers.values() if p.closed is None and p.connection is not None]
-        for peer in peers:
-            assert peer.connection is not None
-            request_id = peer.connection.next_id()
-            if peer.connection.send(Outcome(exit_code, failure), id=request_id):
-                asked[peer.host] = request_id
-
-        def acknowledged() -> bool:
-            return all(
-                (h, i) in self._replies.got or self.peers[h].closed is not None for h, i in asked.items()
-            )
-
-        wait_until(
-            acknowledged,
-            timeout=timeout,
-            waiting_for="every host to acknowledge the outcome",
-            changed=self.changed,
-            raise_on_timeout=False,
-            first_log=timeout,
-        )
         for peer in peers:
             assert peer.connection is not None
             peer.connection.send(Bye("the job ended"))
@@ -755,6 +750,8 @@ class ChannelLink:
         """None while connected; ``"bye"`` after the master's goodbye (or :meth:`close`), ``"lost"`` when
         the connection ended without one, ``"silent"`` when nothing came within the liveness bound."""
         self.reason = ""
+        self.retry = False
+        """The master turned this host away for now (a goodbye with ``retry``)."""
         self._handlers = _Handlers()
         self._closed_handlers: list[Callable[[ChannelLink], None]] = []
         self._replies = _Replies(self.changed)
@@ -810,7 +807,7 @@ class ChannelLink:
                 link.changed.wait_for(lambda: link.welcome is not None or link.closed is not None, 10.0)
             if link.welcome is None:
                 errors[:] = [link.reason or "no welcome"]
-                if link.closed == "bye":
+                if link.closed == "bye" and not link.retry:
                     refused.append(link.reason)
                 link.connection.close()
                 return None
@@ -835,13 +832,13 @@ class ChannelLink:
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(0.2)
-            raise ClusterError(_join_error(master, port, host, timeout, errors, setting))
+            raise ClusterError(join_error(master, port, host, timeout, errors, setting))
         joined = wait_until(
             lambda: refused_or(attempt_join),
             timeout=timeout,
             waiting_for=f"the master {master} to accept {host} on its channel (port {port})",
             setting=setting,
-            error=lambda _: _join_error(master, port, host, timeout, errors, setting),
+            error=lambda _: join_error(master, port, host, timeout, errors, setting),
         )
         assert joined is not None
         return joined
@@ -906,6 +903,7 @@ class ChannelLink:
                     self.outcome = message
                 elif isinstance(message, Bye):
                     self.closed, self.reason = "bye", message.reason or "the master said goodbye"
+                    self.retry = message.retry
                 self.changed.notify_all()
             if isinstance(message, Bye):
                 break
@@ -992,9 +990,10 @@ def _keep_alive(
     threading.Thread(target=checking, daemon=True, name=f"smc-channel-watch-{host}").start()
 
 
-def _join_error(
+def join_error(
     master: str, port: int, host: str, timeout: float, errors: list[str], setting: str | None
 ) -> str:
+    """What a host that could not join the channel in ``timeout`` seconds says (``errors``: the last)."""
     last = f" (last error: {errors[0]})" if errors else ""
     raise_it = f" Set {setting} (seconds) to wait longer." if setting else ""
     return (

@@ -54,7 +54,7 @@ from smc_core.base.log import logger
 from smc_core.base.messages import summary_line
 from smc_core.base.settings import CHANNEL_PORT, GRACE_PERIOD, HOST_WAIT_TIMEOUT, PEER_STOP_GRACE
 from smc_core.base.stopping import JobStopped, add_stop_listener, current_phase, remove_stop_listener
-from smc_core.cluster.channel import ChannelLink, ChannelMaster, Peer, heartbeat_interval
+from smc_core.cluster.channel import ChannelLink, ChannelMaster, Peer, heartbeat_interval, join_error
 from smc_core.cluster.messages import Hello, HostLost, JobStopping
 from smc_core.cluster.network import resolve_host
 from smc_core.cluster.report import traceback_tail
@@ -81,8 +81,6 @@ T = TypeVar("T")
 
 OUTCOME_WAIT = 5.0
 """Seconds the master waits at the end for every host to acknowledge the job's outcome."""
-JOIN_MARGIN = 10.0
-"""Seconds :meth:`JobChannel.link` waits beyond ``SMC_HOST_WAIT_TIMEOUT`` for the join's own answer."""
 
 
 @dataclass(frozen=True)
@@ -442,8 +440,8 @@ class JobChannel:
         return self._lost_error(cause, f"Then, on {self.current_host}: {_error_line(error)}")
 
     def _fail(self, error: ClusterError) -> None:
-        if not self._stop.is_set():
-            logger.debug("The job's channel: %s", error.message)
+        if not self._stop.is_set():  # a launch style that needs the channel raises it; say it now too
+            logger.warning("The job's channel is not open on %s: %s", self.current_host, error.message)
         with self._changed:
             self._error = error
             self._changed.notify_all()
@@ -479,15 +477,19 @@ class JobChannel:
                 f"{self.current_host} is the job's master: it holds the channel's master end "
                 "(job_channel().master()), not a link."
             )
-        # The join began at the job's start, bounded by the same setting: by default wait for its own
-        # answer (a little longer), so that its error, which names the master and the port, is the one.
+        bound = self.host_wait_timeout if timeout is None else timeout
         return self._wait(
             lambda: self._link,
-            self.host_wait_timeout + JOIN_MARGIN if timeout is None else timeout,
+            timeout,
             f"{self.current_host} to join the job's channel on {self.master_host} (port {self.port})",
+            error=join_error(
+                self.master_host, self.port, self.current_host, bound, [], HOST_WAIT_TIMEOUT.name
+            ),
         )
 
-    def _wait(self, get: Callable[[], T | None], timeout: float | None, what: str) -> T:
+    def _wait(
+        self, get: Callable[[], T | None], timeout: float | None, what: str, error: str | None = None
+    ) -> T:
         def ready() -> T | None:
             if self._error is not None:
                 raise self._error
@@ -495,7 +497,12 @@ class JobChannel:
 
         bound = self.host_wait_timeout if timeout is None else timeout
         value = wait_until(
-            ready, timeout=bound, waiting_for=what, setting=HOST_WAIT_TIMEOUT.name, changed=self._changed
+            ready,
+            timeout=bound,
+            waiting_for=what,
+            setting=HOST_WAIT_TIMEOUT.name,
+            changed=self._changed,
+            error=(lambda _: error) if error else None,
         )
         assert value is not None
         return value

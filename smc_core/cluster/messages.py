@@ -164,9 +164,11 @@ class Welcome(Message):
 @dataclass(frozen=True)
 class Bye(Message):
     """The sender leaves the channel on purpose (either way); without it, a closed connection is a
-    lost peer."""
+    lost peer. ``retry``: the master turned a host away for now (its name does not resolve on the
+    master yet): it may say hello again."""
 
     reason: str = ""
+    retry: bool = False
 
 
 @message_kind("heartbeat")

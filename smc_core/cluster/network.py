@@ -6,7 +6,9 @@ Framework-free: nothing here imports torch or TensorFlow. Every wait is bounded 
 :class:`~smc_core.errors.ClusterError` (exit code 6) naming what did not answer and the variable that
 sets the bound when it runs out (:func:`~smc_core.cluster.waits.wait_until`).
 
-* :func:`wait_for_hosts` — block until every host name resolves.
+* :func:`wait_for_hosts` — block until every host name resolves; given the job's
+  :class:`~smc_core.job.environment.TrainingEnv`, a one-host job's own name answers at once.
+* :func:`rendezvous_host` — the name the job's processes dial to reach the master host.
 * :func:`wait_for_port` — block until a TCP port on a host accepts connections.
 * :func:`interface_exists`, :func:`interface_names`, :func:`interface_address` — this host's network
   interfaces.
@@ -24,11 +26,14 @@ from smc_core.base.log import logger
 from smc_core.base.settings import HOST_WAIT_TIMEOUT
 from smc_core.base.supervision import Supervision, applied_supervision
 from smc_core.cluster.waits import wait_until
+from smc_core.job.environment import TrainingEnv
 
 __all__ = [
+    "LOOPBACK",
     "interface_address",
     "interface_exists",
     "interface_names",
+    "rendezvous_host",
     "resolve_host",
     "route_interface",
     "wait_for_hosts",
@@ -44,23 +49,64 @@ def resolve_host(host: str) -> str | None:
         return None
 
 
+LOOPBACK = "127.0.0.1"
+"""Where a one-host job meets itself when its host name does not resolve."""
+
+
+def _own_name_unresolved(
+    training_env: TrainingEnv, resolve: Callable[[str], str | None], hosts: Iterable[str] | None = None
+) -> bool:
+    """Whether ``hosts`` (default: the job's) are this host alone, by a name (``algo-1``) that does not
+    resolve here: a laptop, ``smc local``, the test kit. Every process of such a job runs on this
+    machine, so the name means this machine."""
+    alone = tuple(training_env.hosts if hosts is None else hosts) == (training_env.current_host,)
+    return alone and resolve(training_env.current_host) is None
+
+
+def rendezvous_host(training_env: TrainingEnv, *, resolve: Callable[[str], str | None] = resolve_host) -> str:
+    """The name the job's processes dial to reach the master host (rank 0, a tracker, a coordinator).
+
+    ``training_env.master_hostname`` (``algo-1``), as the contract says; where the job's distribution
+    hosts are this host alone and its name does not resolve here (a laptop, ``smc local``, the test
+    kit), :data:`LOOPBACK` instead, so that no adapter has to special-case it. Call
+    :func:`wait_for_hosts` first in a multi-host job.
+
+    Example::
+
+        return {"MYFW_MASTER_ADDR": rendezvous_host(training_env), "MYFW_MASTER_PORT": "29500"}
+    """
+    if _own_name_unresolved(training_env, resolve, training_env.distribution_hosts or training_env.hosts):
+        logger.info(
+            "%s does not resolve here; this one-host job meets on %s.", training_env.current_host, LOOPBACK
+        )
+        return LOOPBACK
+    return training_env.master_hostname
+
+
 def wait_for_hosts(
-    hosts: Iterable[str],
+    hosts: TrainingEnv | Iterable[str],
     *,
     supervision: Supervision | None = None,
     interval: float = 0.2,
     resolve: Callable[[str], str | None] = resolve_host,
 ) -> dict[str, str]:
-    """Wait until every name in ``hosts`` resolves; return ``{host: address}``.
+    """Wait until every host resolves; return ``{host: address}``.
+
+    Pass the job's :class:`~smc_core.job.environment.TrainingEnv` (``wait_for_hosts(training_env)``):
+    then every host of the job is waited for, as long as the job's ``SMC_HOST_WAIT_TIMEOUT`` allows, and
+    this host knows itself: in a one-host job whose name does not resolve here (a laptop, ``smc local``,
+    the test kit) the name answers at once with :data:`LOOPBACK`, where a bare list of names would wait
+    in vain. A list of names (``[training_env.master_hostname]``) waits for those names only.
 
     Each round tries the names not resolved yet, then sleeps ``interval`` seconds (0.2 s: a host whose
     name starts resolving is found within a fifth of a second, at the cost of a lookup of the missing
     names, from /etc/hosts or the resolver's cache, five times a second). Progress is logged about
     every 10 seconds while it lasts, and when it ends.
 
-    :param hosts: the host names (``training_env.hosts``).
+    :param hosts: the job's environment, or the host names to wait for.
     :param supervision: the policy whose ``host_wait_timeout`` bounds the wait; default the job's
-        (``SMC_HOST_WAIT_TIMEOUT``, 600 s unless set). Hooks pass nothing.
+        (``SMC_HOST_WAIT_TIMEOUT``, 600 s unless set): ``training_env.supervision`` when ``hosts`` is
+        the job's environment, else the policy the runner applies. Hooks pass nothing.
     :param interval: seconds between rounds.
     :param resolve: the resolver (``resolve_host``); returns None for a name that does not resolve.
     :raises ClusterError: when some names still do not resolve when the bound runs out; the message
@@ -68,8 +114,15 @@ def wait_for_hosts(
 
     Example::
 
-        addresses = wait_for_hosts(training_env.hosts)   # {"algo-1": "10.0.0.1", "algo-2": ...}
+        addresses = wait_for_hosts(training_env)   # {"algo-1": "10.0.0.1", "algo-2": ...}
     """
+    if isinstance(hosts, TrainingEnv):
+        training_env = hosts
+        supervision = training_env.supervision if supervision is None else supervision
+        if _own_name_unresolved(training_env, resolve):
+            logger.debug("%s is this host (a one-host job): %s", training_env.current_host, LOOPBACK)
+            return {training_env.current_host: LOOPBACK}
+        hosts = training_env.hosts
     bound = (applied_supervision() if supervision is None else supervision).host_wait_timeout
     pending = list(dict.fromkeys(hosts))
     resolved: dict[str, str] = {}

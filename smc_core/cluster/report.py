@@ -89,12 +89,18 @@ class RankFailure:
                 return f"failed with exit code {code} ({signal.Signals(code - 128).name})"
         return f"failed with exit code {code}"
 
-    def describe(self, current_host: str, *, also: RankFailure | None = None) -> str:
+    def describe(
+        self, current_host: str, *, also: RankFailure | None = None, context: str | None = None
+    ) -> str:
         """The failure file's reason on ``current_host``: who failed and how, then its traceback's end.
 
         :param also: this host's own failure, when its processes failed by themselves after this one.
+        :param context: a word on the circumstances, in brackets after how it failed (``the first to
+            fail; ...``).
         """
         head = f"{self.who} {self.how}"
+        if context:
+            head += f" ({context})"
         if self.host != current_host:
             if also is not None:
                 head += f"; {also.who} {also.how} after it"

@@ -38,4 +38,12 @@ def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Setti
     if platform != "sagemaker":
         return None
     logger.info("Platform: SageMaker (%s).", reason)
-    return sagemaker_environment(base_dir, environ, settings)
+    training_env = sagemaker_environment(base_dir, environ, settings)
+    job = training_env.model_trainer
+    if job is not None:
+        logger.info(
+            "A SageMaker Python SDK v3 ModelTrainer layout (%s exists): %s.",
+            job.source_code_file,
+            job.describe(),
+        )
+    return training_env

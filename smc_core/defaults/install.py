@@ -1,15 +1,20 @@
 """Default ``prepare_training`` part one: install what the user's code needs.
 
 A package (``setup.py`` / ``pyproject.toml``) is installed with its ``requirements.txt``; otherwise
-``requirements.txt`` alone, when there is one. See :mod:`smc_core.usercode.install` for the installer (uv or
-pip) and the settings it honours.
+``requirements.txt`` alone, when there is one. On a SageMaker SDK v3 ``ModelTrainer`` layout, the
+requirements file ``sourcecode.json`` names, once: not again when the SDK's ``sm_train.sh`` installed
+it before ``train`` started. See :mod:`smc_core.usercode.install` for the installer (uv or pip) and the
+settings it honours.
 """
 
 from __future__ import annotations
 
 from smc_core import hookimpl
+from smc_core.base.log import logger
 from smc_core.base.settings import INSTALL_TIMEOUT, INSTALLER
+from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv
+from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 from smc_core.usercode.describe import EntryKind, UserCode, is_package
 from smc_core.usercode.install import install_package, install_requirements
 
@@ -24,8 +29,44 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> None:
     code_dir = user_code.code_dir
     installer = training_env.settings[INSTALLER]
     timeout = training_env.settings[INSTALL_TIMEOUT]
-    if user_code.kind is EntryKind.MODULE or (user_code.kind is EntryKind.FUNCTION and is_package(code_dir)):
+    job = training_env.model_trainer
+    if job is not None:
+        requirements = model_trainer_requirements(job, user_code)
+        if requirements is not None:
+            install_requirements(
+                code_dir,
+                environ=training_env.environ,
+                installer=installer,
+                timeout=timeout,
+                requirements=requirements,
+            )
+    elif user_code.kind is EntryKind.MODULE or (
+        user_code.kind is EntryKind.FUNCTION and is_package(code_dir)
+    ):
         install_package(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
     else:
         install_requirements(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
     return None
+
+
+def model_trainer_requirements(job: ModelTrainerJob, user_code: UserCode) -> str | None:
+    """The requirements file smc installs for a ModelTrainer job: ``SourceCode.requirements``, unless
+    the job names none (the SDK installs nothing then either) or ``sm_train.sh`` installed it already.
+
+    :raises ConfigError: the file it names is not in the code dir.
+    """
+    if job.requirements is None:
+        return None
+    if job.sdk_script_ran:
+        logger.info(
+            "%s was installed by the SDK's sm_train.sh before train started: not installed again.",
+            job.requirements,
+        )
+        return None
+    if not (user_code.code_dir / job.requirements).is_file():
+        raise ConfigError(
+            f"{job.source_code_file}: 'requirements' is {job.requirements!r}, which is not a file in the "
+            f"code dir {user_code.code_dir}. Give SourceCode(requirements=...) relative to the source dir, "
+            "or leave it out."
+        )
+    return job.requirements

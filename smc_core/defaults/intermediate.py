@@ -17,9 +17,11 @@ from typing import Any
 from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import SYNC_CONCURRENCY, SYNC_FLUSH_TIMEOUT, SYNC_SETTLE
+from smc_core.base.stopping import JobStopped, set_phase
 from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv
 from smc_core.launch.result import TrainingResult
+from smc_core.launch.signals import describe_exit_code
 from smc_core.usercode.describe import UserCode
 
 
@@ -60,10 +62,18 @@ def invoke_train(
         settle=settings[SYNC_SETTLE],
     )
     timeout = settings[SYNC_FLUSH_TIMEOUT]
+    result = None
     try:
         result = yield
     finally:
-        report = sync.finish(timeout)
+        if result is not None:  # the user's code has ended: a stop now comes after it
+            set_phase("finishing")
+        try:
+            report = sync.finish(timeout)
+        except JobStopped as stopped:
+            if result is not None:
+                stopped.ended = describe_exit_code(result.exit_code)
+            raise
     problem = report.problem("Intermediate output", timeout)
     if problem is None or result is None:
         return result

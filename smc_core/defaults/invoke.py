@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from smc_core import hookimpl
 from smc_core.base.log import logger
-from smc_core.host.summary import redact, secret_values
+from smc_core.base.redact import redact, secret_values
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
 from smc_core.launch.limits import check_exec_limits
@@ -46,6 +46,8 @@ def invoke_train(
     command = entry_command(user_code, args, process_env)
     check_exec_limits(command, process_env, training_env.hyperparameters)
     logger.info(
-        "Running %s in %s", redact(shlex.join(command), secret_values(process_env)), user_code.code_dir
+        "Running %s in %s",
+        redact(shlex.join(command), secret_values(process_env)),
+        user_code.code_dir,
     )
     return run_process(command, env=process_env, cwd=user_code.code_dir)  # the job's policy applies

@@ -18,7 +18,8 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     The code dir rule is ``training_env.settings[EXISTING_CODE]`` (``SMC_EXISTING_CODE``); the S3
     endpoint is read from ``training_env.environ``, the environment the job was loaded from. When the
     rule keeps other code in place of the source (``keep``), :attr:`UserCode.source` is None: the
-    source named by the job was never fetched."""
+    source named by the job was never fetched. A ModelTrainer job's ``.tar.gz`` source dir is
+    extracted where it lies, in the ``code`` channel, as the SDK's ``sm_train.sh`` does."""
     source = training_env.module_dir or None
     if source:
         # fetching (archives, hashing, locks, S3) only when there is a source: every job's start imports this
@@ -37,4 +38,12 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
             source = None
     else:
         training_env.code_dir.mkdir(parents=True, exist_ok=True)
+        job = training_env.model_trainer
+        if job is not None and job.source_archive and not job.sdk_script_ran:
+            # SourceCode(source_dir="....tar.gz"): sm_train.sh extracts it in the code channel; so do we.
+            from smc_core.usercode.archive import extract_tar
+
+            archive = training_env.code_dir / job.source_archive
+            extract_tar(archive, training_env.code_dir, source=str(archive))
+            source = str(archive)
     return describe_user_code(training_env, source=source)

@@ -39,9 +39,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "smc_core.defaults.vertex",
     "smc_core.defaults.usercode",
     "smc_core.defaults.exports",
+    "smc_core.defaults.accelerators",
     "smc_core.defaults.install",
     # before invoke: among trylast implementations the one registered first is called first
     "smc_core.mpi.plugin",
+    "smc_core.mpi.smddp",
     "smc_core.defaults.invoke",
     "smc_core.defaults.intermediate",
     "smc_core.defaults.reporting",

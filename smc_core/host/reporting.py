@@ -9,8 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.files import open_own_file, write_own_file
 from smc_core.base.log import logger
 from smc_core.base.messages import summary_line
+from smc_core.base.redact import redact
 from smc_core.errors import SmcError
 from smc_core.launch.signals import describe_exit_code, signal_of
 
@@ -48,7 +50,7 @@ class FailureFile:
     def reserve(self) -> None:
         """Allocate the reserve file (best effort: a disk already full is reported when writing)."""
         try:
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o644)
+            fd = open_own_file(self.reserve_path, os.O_WRONLY)
             try:
                 os.posix_fallocate(fd, 0, RESERVE_SIZE)
             finally:
@@ -72,11 +74,12 @@ class FailureFile:
             self.path.unlink(missing_ok=True)
 
     def write(self, text: str) -> bool:
-        """Write ``text`` unless the user's code wrote the file during this job; True when written."""
+        """Write ``text``, secrets redacted (:func:`~smc_core.base.redact.redact`), unless the user's
+        code wrote the file during this job; True when written."""
         if self.written_by_user():
             logger.info("Keeping %s, written by the user's code.", self.path)
             return False
-        write_failure(self.path, text, reserve=self.reserve_path)
+        write_failure(self.path, redact(text), reserve=self.reserve_path)
         return True
 
 
@@ -91,7 +94,7 @@ def write_failure(failure_file: Path, text: str, *, reserve: Path | None = None)
     tmp = failure_file.with_name(f".{failure_file.name}.{os.getpid()}")
     if reserve is not None and reserve.is_file():
         reserve.replace(tmp)
-        fd = os.open(tmp, os.O_WRONLY)
+        fd = open_own_file(tmp, os.O_WRONLY)  # the user's code may have put a link in its place
         try:
             written = os.pwrite(fd, data[:RESERVE_SIZE], 0)
             with contextlib.suppress(OSError):  # beyond the reserve: only if the disk has room
@@ -101,7 +104,7 @@ def write_failure(failure_file: Path, text: str, *, reserve: Path | None = None)
             os.close(fd)
     else:
         try:
-            tmp.write_bytes(data)
+            write_own_file(tmp, data)
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
@@ -109,9 +112,10 @@ def write_failure(failure_file: Path, text: str, *, reserve: Path | None = None)
 
 
 def write_success(success_file: Path) -> None:
-    """Create the empty ``output/success`` file."""
+    """Create the empty ``output/success`` file (a link or anything else there is replaced, not
+    followed)."""
     success_file.parent.mkdir(parents=True, exist_ok=True)
-    success_file.touch()
+    write_own_file(success_file, b"")
 
 
 def format_error(error: BaseException) -> str:
@@ -147,8 +151,11 @@ def format_user_failure(
     The platform shows the first 1024 characters, so they hold, in order: the error kind with the
     exception line (``UserCodeError: ValueError: loss is NaN``), ``ExitCode N`` with what a death by
     signal means, the command (shortened), then as many of the last lines of stderr as fit. When
-    anything was shortened, the full command and stderr tail follow after that first part.
+    anything was shortened, the full command and stderr tail follow after that first part. Secrets
+    are redacted (:mod:`smc_core.base.redact`) before anything is shortened, so that no part of one
+    is left at a cut.
     """
+    reason = redact(reason) if reason else reason
     summary = summary_line(reason)
     failing = (details or {}).get("failing_process")
     if signal_of(exit_code) is not None and failing and reason:
@@ -169,7 +176,7 @@ def format_user_failure(
     if note:
         head += f" ({note})"
     lines = [_shorten(head, 400), f"ExitCode {exit_code}"]
-    full_command = " ".join(_quote(c) for c in command) if command else ""
+    full_command = redact(" ".join(_quote(c) for c in command)) if command else ""
     if full_command:
         lines.append("Command " + _shorten(full_command, 200))
     text = "\n".join(lines)

@@ -6,6 +6,7 @@ Read :func:`run_training` to see a whole job; :func:`main` adds the report (``ou
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,18 +15,21 @@ from typing import Any, TypeVar
 import pluggy
 
 from smc_core.base.log import configure_logging, logger
+from smc_core.base.redact import forget_secrets, remember_secrets
 from smc_core.base.settings import Setting, Settings, parse_settings
 from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
-from smc_core.base.supervision import apply_supervision, last_resort
+from smc_core.base.supervision import apply_supervision
 from smc_core.cluster.job import open_job_channel, stop_outcome
 from smc_core.errors import ConfigError, PluginError, SmcError
-from smc_core.host.jobdir import check_job_dir, disk_full, job_lock
+from smc_core.host.claims import claimed_hyperparameters, hand_over
+from smc_core.host.jobdir import check_job_dir, create_job_folders, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
 from smc_core.host.reporting import FailureFile, format_error, format_user_failure, write_success
 from smc_core.host.returns import check_returned_model
 from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
 from smc_core.job.paths import JobPaths, base_dir
+from smc_core.launch.functions import on_hard_exit
 from smc_core.launch.result import TrainingResult
 
 T = TypeVar("T")
@@ -102,12 +106,16 @@ def run_training(
     log_plugins(pm)
     settings = load_settings(pm, environ)
     claimed = claimed_switches(pm)
+    owned = claimed_hyperparameters(pm)
     training_env = require(
         hook.load_environment(base_dir=base or base_dir(environ), environ=environ, settings=settings),
         "load_environment",
         pm,
     )
-    check_switches(training_env.additional_framework_parameters, claimed)
+    remember_secrets(training_env.hyperparameters)  # redacted from the log and the failure file
+    training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
+    create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
+    check_switches(training_env, claimed)
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
     # the job's channel joins its hosts (job_channel()), keeps them alive, and ends with one outcome on
     # every host: a stop or a lost host overrules what the user's code returned.
@@ -115,6 +123,7 @@ def run_training(
         user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
         contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
         process_env = merge_process_env(contributions, environ)
+        remember_secrets(process_env)
         result = require(
             hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
             "invoke_train",
@@ -124,9 +133,11 @@ def run_training(
     return result
 
 
-def report_crash(error: Exception, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
+def report_crash(error: BaseException, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
     """Report an exception that is not an :class:`SmcError`: exit 3 when a plugin's own code raised it
-    (:func:`~smc_core.host.plugins.raising_plugin`), else 1 (smc itself crashed: a bug)."""
+    (:func:`~smc_core.host.plugins.raising_plugin`), else 1 (smc itself crashed: a bug). A
+    ``SystemExit`` (a plugin calling ``sys.exit(0)``) is such an exception: it would end ``train``
+    with no outcome and the user's code never run."""
     plugin = raising_plugin(pm, error) if pm is not None else None
     if plugin is None:
         logger.exception("smc failed: this is a bug in smc; please report it with this traceback")
@@ -134,8 +145,13 @@ def report_crash(error: Exception, pm: pluggy.PluginManager | None, failure_file
         return 1
     logger.exception("The plugin %s raised an exception of its own", plugin)
     name = plugin.split(" ")[0]
+    what = (
+        f"called sys.exit({error.code!r})"
+        if isinstance(error, SystemExit)
+        else f"raised {type(error).__name__}: {error}"
+    )
     wrapped = PluginError(
-        f"The plugin {plugin} raised {type(error).__name__}: {error}. Fix or update the plugin, or block "
+        f"The plugin {plugin} {what}. Fix or update the plugin, or block "
         f"it with SMC_DISABLE_PLUGINS={name}; the traceback is in the job's log."
     )
     failure_file.write(format_error(wrapped))
@@ -156,19 +172,41 @@ def main(
     and a failure file naming the phase (see :mod:`smc_core.base.stopping`).
     """
     environ = dict(os.environ if environ is None else environ)
+    forget_secrets()  # a new job: another job's secrets (tests run several in one process) are not its
+    remember_secrets(environ)
     configure_logging()
     paths = JobPaths(base or base_dir(environ))
     with stop_on_signals():
         try:
-            check_job_dir(paths, environ)
+            try:
+                check_job_dir(paths, environ)
+            except ConfigError as error:  # the job dir is unusable: a failure file where one fits
+                logger.error("%s", error.message)
+                write_failure_if_possible(paths, format_error(error))
+                return error.exit_code
             with job_lock(paths):
                 return run_and_report(pm, paths, environ)
-        except ConfigError as error:  # the job dir itself is unusable, or busy
+        except ConfigError as error:  # busy with another job (whose outcome files are not touched)
             logger.error("%s", error.message)
             return error.exit_code
         except JobStopped as stopped:
             logger.error("The job was %s.", stopped)
             return stopped.exit_code
+
+
+def write_failure_if_possible(paths: JobPaths, text: str) -> None:
+    """Write the failure file for a job dir that :func:`check_job_dir` refused, where it can hold one
+    (``output/`` a directory, ``output/failure`` not one); nothing is created otherwise."""
+    if not paths.output_dir.is_dir() or paths.failure_file.is_dir() or paths.failure_file.is_symlink():
+        return
+    try:
+        FailureFile(paths.failure_file).write(text)
+    except OSError as exc:
+        logger.debug("No failure file: %s", exc)
+        return
+    with contextlib.suppress(OSError):  # an earlier job's success must not stand beside it
+        if not paths.success_file.is_dir():
+            paths.success_file.unlink(missing_ok=True)
 
 
 def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Mapping[str, str]) -> int:
@@ -177,43 +215,77 @@ def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Ma
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)
     failure_file.reserve()
-
-    def report_last(exit_code: int, reason: str, details: Mapping[str, Any]) -> int:
-        # smc ends itself (function mode outlived the grace period of a stop): the failure file first.
-        stopped = stop_outcome(f"The training code then did not return: {reason}")
-        if stopped is not None:
-            return report_failure(failure_file, stopped.failure_text(), stopped.exit_code)
-        return report_failure(
-            failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code
-        )
-
+    on_hard_exit(lambda code, reason, details: report_hard_exit(code, failure_file, paths, reason, details))
     try:
         pm = pm or get_plugin_manager(environ=environ)
-        with last_resort(report_last):
-            result = run_training(pm, base=paths.base_dir, environ=environ)
+        result = run_training(pm, base=paths.base_dir, environ=environ)
         check_returned_model(result)
     except SmcError as error:
         logger.error("%s", error.message)
-        return report_failure(failure_file, format_error(error), error.exit_code)
+        return report_failure(failure_file, format_error(error), error.exit_code, paths)
     except JobStopped as stopped:
         logger.error("The job was %s.", stopped)
-        return report_failure(failure_file, stopped.failure_text(), stopped.exit_code)
-    except Exception as error:
+        return report_failure(failure_file, stopped.failure_text(), stopped.exit_code, paths)
+    except BaseException as error:  # a bug; SystemExit too: a plugin's sys.exit() is no outcome
         code = report_crash(error, pm, failure_file)
         failure_file.release()
         return code
+    finally:
+        on_hard_exit(None)
     set_phase("reporting")
     return report_result(result, failure_file, paths)
 
 
-def report_failure(failure_file: FailureFile, text: str, exit_code: int) -> int:
-    """Write ``text`` to the failure file (unless the user's code wrote its own); ``exit_code``."""
+def report_hard_exit(
+    exit_code: int,
+    failure_file: FailureFile,
+    paths: JobPaths,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> int:
+    """The outcome of a job whose process ends at once in function mode: the user's code ended it
+    itself (``os._exit``, ``reason`` None), or ``train()`` outlived its grace period (``reason`` says so);
+    the exit code to end with (a stop's ``128 + signal``: a stop is a stop, however the code ended)."""
+    ended = reason or f"the training code ended the process with os._exit({exit_code})"
+    stopped = stop_outcome(f"Then: {ended}")
+    if stopped is not None:
+        return report_failure(failure_file, stopped.failure_text(), stopped.exit_code, paths)
+    if exit_code == 0 and reason is None:
+        failure_file.release()
+        write_success(paths.success_file)
+        return 0
+    return report_failure(
+        failure_file, format_user_failure(exit_code, ended, None, details=details), exit_code, paths
+    )
+
+
+def report_failure(
+    failure_file: FailureFile, text: str, exit_code: int, paths: JobPaths | None = None
+) -> int:
+    """Write ``text`` to the failure file (unless the user's code wrote its own); ``exit_code``.
+
+    A success file in ``paths`` (which the runner removed at the start, so the user's code wrote it)
+    is removed: a failed job has one outcome.
+    """
     try:
         failure_file.write(text)
     except OSError as exc:
         logger.error("Could not write %s: %s. The failure was:\n%s", failure_file.path, exc, text)
     failure_file.release()
+    if paths is not None:
+        remove_users_success(paths)
     return exit_code
+
+
+def remove_users_success(paths: JobPaths) -> None:
+    """Remove ``output/success`` written by the user's code in a job that failed, with a warning."""
+    if paths.success_file.is_file() or paths.success_file.is_symlink():
+        logger.warning(
+            "The training code wrote %s, but the job failed: removing it (a job has one outcome; "
+            "write it only once training succeeded, or leave it to smc).",
+            paths.success_file,
+        )
+        paths.success_file.unlink(missing_ok=True)
 
 
 def report_result(result: TrainingResult, failure_file: FailureFile, paths: JobPaths) -> int:
@@ -229,6 +301,7 @@ def report_result(result: TrainingResult, failure_file: FailureFile, paths: JobP
             failure_file.path,
         )
         failure_file.release()
+        remove_users_success(paths)
         return 1
     if result.succeeded:
         failure_file.remove_stale()
@@ -240,6 +313,6 @@ def report_result(result: TrainingResult, failure_file: FailureFile, paths: JobP
     text = format_user_failure(
         result.exit_code, result.failure, result.command, details=result.details, note=note
     )
-    report_failure(failure_file, text, result.exit_code)
+    report_failure(failure_file, text, result.exit_code, paths)
     logger.error("Training failed with exit code %d; see %s", result.exit_code, paths.failure_file)
     return result.exit_code

@@ -1,22 +1,21 @@
 """What a job ran, in its log: the plugins, the host layout, the command and the user's environment.
 
 SageMaker users debug from this block, as they do from the reference toolkit's. Values of variables
-whose name looks secret (:data:`SECRET_NAME`: ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, any
-``...PASSWORD``, ``...CREDENTIAL...``, ``...KEY...``) are never logged, nor are those values where they
-reappear inside another variable or the command line (a hyperparameter ``api_key`` is also in
-``SM_HPS`` and in the arguments).
+whose name looks secret (:data:`~smc_core.base.redact.SECRET_NAME`: ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``, any ``...PASSWORD``, ``...CREDENTIAL...``, ``...KEY...``) are never logged, nor
+are those values where they reappear inside another variable or the command line (a hyperparameter
+``api_key`` is also in ``SM_HPS`` and in the arguments): see :mod:`smc_core.base.redact`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import shlex
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from smc_core import __version__
 from smc_core.base.log import logger
+from smc_core.base.redact import REDACTED, is_secret_name, redact, secret_values
 
 if TYPE_CHECKING:
     import pluggy
@@ -24,32 +23,11 @@ if TYPE_CHECKING:
     from smc_core.job.environment import TrainingEnv
     from smc_core.launch.result import TrainingResult
 
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|KEY", re.IGNORECASE)
-"""A variable whose name matches has its value replaced by :data:`REDACTED` in the log."""
-REDACTED = "<redacted>"
-
-
-_MIN_SECRET = 6  # shorter values (flags, digits) are too common to scrub from other text
-
-
-def secret_values(environ: Mapping[str, str]) -> set[str]:
-    """The values of ``environ``'s secret-looking variables (:data:`SECRET_NAME`)."""
-    return {v for n, v in environ.items() if SECRET_NAME.search(n) and len(v) >= _MIN_SECRET}
-
-
-def redact(text: str, secrets: Collection[str]) -> str:
-    """``text`` with every one of ``secrets`` replaced by :data:`REDACTED`, as it is and as it appears
-    inside JSON (``SM_HPS``, ``SM_TRAINING_ENV``)."""
-    forms = {form for secret in secrets for form in (secret, json.dumps(secret)[1:-1])}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, REDACTED)
-    return text
-
 
 def shown_value(name: str, value: str, secrets: Collection[str] = ()) -> str:
-    """``value`` as the log shows it: :data:`REDACTED` for a secret-looking ``name``, else ``value``
-    with ``secrets`` scrubbed from it."""
-    return REDACTED if SECRET_NAME.search(name) else redact(value, secrets)
+    """``value`` as the log shows it: :data:`~smc_core.base.redact.REDACTED` for a secret-looking
+    ``name``, else ``value`` through :func:`~smc_core.base.redact.redact`."""
+    return REDACTED if is_secret_name(name) else redact(value, secrets)
 
 
 def plugins_line(pm: pluggy.PluginManager) -> str:
@@ -103,8 +81,8 @@ def ran_line(result: TrainingResult, environ: Mapping[str, str] | None = None) -
     """The command line (shell-quoted, exactly as run; the values of ``environ``'s secret variables
     scrubbed) or the function that was called."""
     if result.command:
-        text = "command: " + shlex.join(str(part) for part in result.command)
-        return redact(text, secret_values(environ or {}))
+        secrets = secret_values(environ or {})
+        return redact("command: " + shlex.join(str(part) for part in result.command), secrets)
     function = result.details.get("function")
     return f"function: {function}()" if function else "nothing recorded"
 
@@ -115,8 +93,10 @@ def log_plugins(pm: pluggy.PluginManager) -> None:
 
 
 def log_user_environment(training_env: TrainingEnv, process_env: Mapping[str, str]) -> None:
-    """Log the host layout and what the user's process gets besides smc's own environment, at INFO."""
+    """Log the host layout, the supervision policy and what the user's process gets besides smc's own
+    environment, at INFO."""
     logger.info("%s", host_layout_line(training_env))
+    logger.info("Supervision (every launch obeys it): %s", training_env.supervision.describe())
     lines = environment_lines(process_env, training_env.environ)
     inherited = len(process_env) - len(lines)
     logger.info(

@@ -9,18 +9,22 @@ host that "succeeds" without ever training together; :func:`check_switches` turn
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from smc_core.errors import ConfigError, PluginError
 from smc_core.job.hyperparameters import DISTRIBUTION_SWITCHES, is_true
 
+if TYPE_CHECKING:
+    from smc_core.job.environment import TrainingEnv
+
 SWITCH_PROVIDERS: Mapping[str, tuple[str, ...]] = {
     "sagemaker_multi_worker_mirrored_strategy_enabled": ("tensorflow", "keras"),
     "sagemaker_parameter_server_enabled": ("tensorflow",),
     "sagemaker_torch_distributed_enabled": ("pytorch", "keras"),
     "sagemaker_pytorch_ddp_enabled": ("pytorch",),
+    "sagemaker_pytorch_xla_multi_worker_enabled": ("pytorch",),
     "sagemaker_keras_jax_distributed_enabled": ("keras",),
 }
 """Switch to the adapters (entry-point names, distribution ``smc-<name>``) known to launch it, for
@@ -50,15 +54,16 @@ def switches_on(framework_parameters: Mapping[str, Any], known: Iterable[str] = 
     return sorted(name for name in names if is_true(framework_parameters.get(name, False)))
 
 
-def check_switches(framework_parameters: Mapping[str, Any], claimed: Iterable[str]) -> None:
+def check_switches(training_env: TrainingEnv, claimed: Iterable[str]) -> None:
     """Raise :class:`ConfigError` for the first switch that is on and that no plugin claims.
 
-    :param framework_parameters: the job's ``sagemaker_*`` framework parameters
-        (``training_env.additional_framework_parameters``).
+    :param training_env: the job; its ``additional_framework_parameters`` hold the switches (on a
+        ModelTrainer layout, the one ``distributed.json`` stands for, which the message then names).
     :param claimed: the switches the loaded plugins launch (:func:`claimed_switches`).
     """
     claimed = frozenset(claimed)
-    for switch in switches_on(framework_parameters, claimed):
+    job = training_env.model_trainer
+    for switch in switches_on(training_env.additional_framework_parameters, claimed):
         if switch in claimed:
             continue
         providers = SWITCH_PROVIDERS.get(switch, ())
@@ -71,7 +76,10 @@ def check_switches(framework_parameters: Mapping[str, Any], claimed: Iterable[st
                 "no smc adapter launches it yet: remove the switch, or install a plugin that claims it "
                 "(claim_switches hook)"
             )
+        asked = f"{switch} is on"
+        if job is not None and switch in job.framework_parameters():
+            asked = f"{job.distributed_file} asks for {job.config_name} (smc launches it as {switch})"
         raise ConfigError(
-            f"{switch} is on, but no loaded adapter handles it: {fix}. Without it every host would "
+            f"{asked}, but no loaded adapter handles it: {fix}. Without it every host would "
             "train alone and report success."
         )

@@ -173,6 +173,12 @@ def load_input_data_config(base: Path | str | None = None) -> dict[str, Any]:
                 f"{path}: the channel name {quoted(name)} is not a plain directory name; "
                 "expected a name like train or validation."
             )
+        if "=" in name:  # it names the variable SM_CHANNEL_<NAME>, which cannot hold '='
+            raise ConfigError(
+                f"{path}: the channel name {quoted(name)} contains '=', which cannot be in the environment "
+                f"variable SM_CHANNEL_{name.upper()} that names its directory; rename the channel "
+                "(e.g. with '-' or '_')."
+            )
         if not isinstance(channel, dict):
             raise ConfigError(
                 f"{path}: channel {name!r} is {quoted(channel)} ({type_name(channel)}), expected an object "

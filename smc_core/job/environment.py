@@ -31,10 +31,10 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smc_core.base.messages import did_you_mean, quoted, type_name
-from smc_core.base.settings import BOOL_FLAGS, Settings, parse_settings
+from smc_core.base.settings import BOOL_FLAGS, SYS_ROOT, Settings, parse_settings
 from smc_core.base.supervision import Supervision
 from smc_core.errors import ConfigError
 from smc_core.job.config import (
@@ -45,19 +45,30 @@ from smc_core.job.config import (
     load_input_data_config,
     load_resource_config,
 )
-from smc_core.job.hardware import available_cpus, available_gpus, available_neurons, cgroup_cpu_limit
+from smc_core.job.hardware import (
+    Efa,
+    available_cpus,
+    available_gpus,
+    available_neurons,
+    cgroup_cpu_limit,
+    detect_efa,
+)
 from smc_core.job.hyperparameters import (
     DISTRIBUTION_SWITCHES,
     RESERVED_HYPERPARAMETERS,
     SplitHyperparameters,
+    count_parameter,
     decode_hyperparameters,
     load_hyperparameters,
     split_hyperparameters,
 )
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
-from smc_core.job.paths import JobPaths, base_dir, job_paths
+from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
+
+if TYPE_CHECKING:
+    from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 
 __all__ = [
     "DISTRIBUTION_SWITCHES",
@@ -204,6 +215,11 @@ class TrainingEnv:
     """``checkpointconfig.json``, ``{}`` when absent."""
     raw_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
     """Every decoded hyperparameter as read, reserved keys included."""
+    plugin_hyperparameters: Mapping[str, Any] = field(default_factory=FrozenDict, hash=False)
+    """The hyperparameters the job sets that plugins claimed (the ``claim_hyperparameters`` hook),
+    decoded: a plugin reads its own here. They are not in :attr:`hyperparameters`, so they never reach
+    the script (arguments, ``SM_HPS``, ``SM_HP_*``, function mode); a claimed ``sagemaker_*`` name stays
+    in :attr:`additional_framework_parameters` too, as the contract says."""
     is_smddprun_installed: bool = False
     """``smddprun`` is on PATH (a key of sagemaker-training 5.x's ``SM_TRAINING_ENV``)."""
     is_smddpmprun_installed: bool = False
@@ -222,9 +238,15 @@ class TrainingEnv:
     distributed_by: str | None = None
     """What, on a platform without ``sagemaker_*`` switches, asks for a distributed launch (e.g.
     ``Kubeflow Trainer's PET_* variables``); None when nothing does (on SageMaker, always None)."""
+    efa: Efa = field(default_factory=Efa)
+    """AWS's Elastic Fabric Adapter on this host, as read from ``$SMC_SYS_ROOT/class/infiniband`` (the
+    reference's instance lists only when that cannot be read): :func:`smc_core.job.hardware.detect_efa`."""
     script_args: tuple[str, ...] | None = None
     """The script's arguments as the container was given them (``train --epochs 3``), passed on as they
     are; None: rendered from the hyperparameters, as the contract says."""
+    model_trainer: ModelTrainerJob | None = field(default=None, hash=False)
+    """The SageMaker Python SDK v3 ``ModelTrainer`` layout (its ``sm_drivers`` channel) this job came
+    with, or None for the classic layout (see :mod:`smc_core.job.platforms.modeltrainer`)."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
     settings: Settings = field(
@@ -252,6 +274,12 @@ class TrainingEnv:
         """One process per GPU, else per Neuron core, else 1: the reference toolkit's default for every
         launcher that counts processes (``sagemaker_training/runner.py``)."""
         return self.num_gpus or self.num_neurons or 1
+
+    @property
+    def persistent_cache_dir(self) -> Path | None:
+        """A directory that survives between jobs where the platform offers one (a SageMaker warm pool's
+        ``/opt/ml/sagemaker/warmpoolcache``), else None: :func:`smc_core.job.paths.persistent_cache_dir`."""
+        return persistent_cache_dir(self.paths, self.environ)
 
     @property
     def is_master(self) -> bool:
@@ -393,23 +421,6 @@ def _distribution_groups(
     return ()
 
 
-def _processes_per_host(path: Path, framework: Mapping[str, Any]) -> int | None:
-    key = "sagemaker_mpi_num_of_processes_per_host"
-    value = framework.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(
-            f"{path}: {key!r} is {quoted(value)}, which is not a whole number of processes >= 1: "
-            "give e.g. 2, or leave it out (one process per GPU, else per Neuron core, else 1)."
-        )
-    return number
-
-
 def create_environment(
     base: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
@@ -429,6 +440,9 @@ def create_environment(
     master_port: int | None = None,
     processes_per_host: int | None = None,
     distributed_by: str | None = None,
+    code_dir: Path | None = None,
+    entry_point: str | None = None,
+    model_trainer: ModelTrainerJob | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
@@ -442,14 +456,24 @@ def create_environment(
     ``LocalPath``); ``channel_dirs`` maps channel names to their directories (File mode) instead of
     ``input/data/<name>``; the rest become the :class:`TrainingEnv` fields of the same names.
 
+    For a ModelTrainer layout (:mod:`smc_core.job.platforms.modeltrainer`): ``code_dir`` replaces
+    ``code/``, ``entry_point`` is the entry point when neither ``SAGEMAKER_PROGRAM`` nor
+    ``sagemaker_program`` names one, and with ``model_trainer`` the distribution hosts are every host,
+    sorted, as the SDK's drivers take them (``algo-1`` the master).
+
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
     """
     environ = os.environ if environ is None else environ
     if settings is None:
         settings = parse_settings(environ)
     paths = job_paths(base, environ)
-    if model_dir is not None or checkpoint_dir is not None:
-        paths = JobPaths(paths.base_dir, custom_model_dir=model_dir, custom_checkpoint_dir=checkpoint_dir)
+    if model_dir is not None or checkpoint_dir is not None or code_dir is not None:
+        paths = JobPaths(
+            paths.base_dir,
+            custom_model_dir=model_dir,
+            custom_checkpoint_dir=checkpoint_dir,
+            custom_code_dir=code_dir,
+        )
     hps_file = paths.hyperparameters_file
 
     all_hps = dict(load_hyperparameters(paths.base_dir) if hyperparameters is None else hyperparameters)
@@ -482,13 +506,20 @@ def create_environment(
     groups = _instance_groups(resource_config)
     group_hosts = {g["instance_group_name"]: tuple(g.get("hosts", [])) for g in groups}
     distribution_groups = _distribution_groups(hps_file, split.framework, groups, current_group)
-    if groups:
+    if model_trainer is not None:
+        # The SDK's drivers span every host, sorted: algo-1 is the master and node rank 0.
+        distribution_hosts = tuple(sorted(hosts))
+        if distribution_groups:
+            distribution_groups = tuple(group_hosts) or distribution_groups
+    elif groups:
         distribution_hosts = tuple(h for name in distribution_groups for h in group_hosts.get(name, ()))
     else:
         distribution_hosts = hosts
 
-    program = environ.get("SAGEMAKER_PROGRAM") or _reserved_string(
-        hps_file, split.reserved, "sagemaker_program", "train.py"
+    program = (
+        environ.get("SAGEMAKER_PROGRAM")
+        or entry_point
+        or _reserved_string(hps_file, split.reserved, "sagemaker_program", "train.py")
     )
     submit_dir = _reserved_string(
         hps_file, split.reserved, "sagemaker_submit_directory", "s3://bucket/job/source/sourcedir.tar.gz"
@@ -547,10 +578,12 @@ def create_environment(
         processes_per_host=(
             processes_per_host
             if processes_per_host is not None
-            else _processes_per_host(hps_file, split.framework)
+            else count_parameter(split.framework, "sagemaker_mpi_num_of_processes_per_host", hps_file)
         ),
         distributed_by=distributed_by,
+        efa=detect_efa(settings[SYS_ROOT], instance_type),
         script_args=None if script_args is None else tuple(script_args),
+        model_trainer=model_trainer,
         environ=_frozen(environ),
         settings=settings,
     )

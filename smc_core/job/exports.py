@@ -6,7 +6,9 @@ contract describes (and as SageMaker's framework containers do):
 * :func:`env_vars`: every ``SM_*`` variable. Names are ``SM_`` + the key upper-cased, hyphens and
   dots kept (``SM_HP_LEARNING-RATE``); values by :func:`encode_value`: a str as is, None as empty,
   anything else as compact JSON with sorted keys and non-ASCII characters ``\\u``-escaped.
-  smc adds ``SM_MASTER_ADDR``, ``SM_HOST_COUNT`` and ``SM_CURRENT_HOST_RANK``.
+  smc adds ``SM_MASTER_ADDR``, ``SM_HOST_COUNT`` and ``SM_CURRENT_HOST_RANK``. On a SageMaker SDK v3
+  ``ModelTrainer`` layout, every variable of the SDK's ``environment.py`` is added with its value
+  (:mod:`smc_core.job.platforms.modeltrainer_env`), replacing the classic value of the same name.
 * :func:`exported_vars`: what the default ``prepare_training`` exports: :func:`env_vars` plus
   ``CURRENT_HOST``, ``SAGEMAKER_JOB_NAME``, ``SAGEMAKER_REGION``, ``PYTHONPATH`` (the code dir first,
   then the inherited path) and ``PYTHONUNBUFFERED=1`` unless the environment already sets it.
@@ -222,6 +224,10 @@ def env_vars(training_env: TrainingEnv, user_code: FetchedCode | None = None) ->
     for key, value in env.hyperparameters.items():
         values[f"hp_{key}"] = value
     out = {f"SM_{key.upper()}": encode_value(value) for key, value in values.items()}
+    if env.model_trainer is not None:  # what the SDK's environment.py gives, by its names and values
+        from smc_core.job.platforms.modeltrainer_env import sdk_variables
+
+        out.update(sdk_variables(env, document))
     for name, value in out.items():
         if "\0" in value:
             raise ConfigError(
@@ -287,7 +293,13 @@ def user_args(training_env: TrainingEnv) -> list[str]:
 
     Booleans become bare flags when ``training_env.booleans_as_flags`` (``SMC_BOOL_FLAGS=1``). Off
     SageMaker, the container's own arguments (``train --epochs 3``) are passed on as they were given.
+    On a ModelTrainer layout the hyperparameters are rendered as the SDK's drivers render them
+    (:func:`~smc_core.job.platforms.modeltrainer_env.sdk_cli_args`).
     """
     if training_env.script_args is not None:
         return list(training_env.script_args)
+    if training_env.model_trainer is not None:
+        from smc_core.job.platforms.modeltrainer_env import sdk_cli_args
+
+        return sdk_cli_args(training_env.model_trainer, booleans_as_flags=training_env.booleans_as_flags)
     return cmd_args(training_env.hyperparameters, booleans_as_flags=training_env.booleans_as_flags)

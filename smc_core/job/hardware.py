@@ -1,7 +1,9 @@
-"""The hardware this process may use: CPUs (affinity and cgroup quota), NVIDIA GPUs, AWS Neuron cores.
+"""The hardware this process may use: CPUs (affinity and cgroup quota), NVIDIA GPUs, AWS Neuron cores,
+and AWS's Elastic Fabric Adapter (EFA).
 
 psutil is imported only where ``os.sched_getaffinity`` is missing; ``nvidia-smi`` and ``neuron-ls``
-run only when they are on PATH.
+run only when they are on PATH. EFA is read from sysfs (:func:`detect_efa`); the reference toolkit's
+instance lists are only the fallback when sysfs cannot be read.
 """
 
 from __future__ import annotations
@@ -13,11 +15,21 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-__all__ = ["available_cpus", "available_gpus", "available_neurons", "cgroup_cpu_limit"]
+__all__ = [
+    "EFA_NCCL_INSTANCES",
+    "EFA_RDMA_INSTANCES",
+    "Efa",
+    "available_cpus",
+    "available_gpus",
+    "available_neurons",
+    "cgroup_cpu_limit",
+    "detect_efa",
+]
 
 logger = logging.getLogger("smc")
 
@@ -139,3 +151,126 @@ def available_neurons(environ: Mapping[str, str] | None = None, instance_type: s
     except (ValueError, TypeError, AttributeError):
         logger.warning("neuron-ls -j printed something other than a JSON list: counting no Neuron cores.")
         return 0
+
+
+# --- EFA ----------------------------------------------------------------------------------------
+
+EFA_NCCL_INSTANCES = (
+    "ml.g4dn.8xlarge",
+    "ml.g4dn.12xlarge",
+    "ml.g5.48xlarge",
+    "ml.p3dn.24xlarge",
+    "ml.p4d.24xlarge",
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+    "ml.trn1.32xlarge",
+    "ml.p6e-gb200.36xlarge",
+)
+"""The reference toolkit's ``SM_EFA_NCCL_INSTANCES`` (sagemaker-training 5.1.4): instance types it takes
+to have EFA. Only a fallback here, for a host whose sysfs cannot be read: such lists go stale (p5e was
+missing until 5.1, and jobs on it hung at 256+ ranks: aws/sagemaker-training-toolkit#240)."""
+
+EFA_RDMA_INSTANCES = (
+    "ml.p4d.24xlarge",
+    "ml.p4de.24xlarge",
+    "ml.p5.48xlarge",
+    "ml.p5e.48xlarge",
+    "ml.trn1.32xlarge",
+    "ml.p6e-gb200.36xlarge",
+)
+"""The reference toolkit's ``SM_EFA_RDMA_INSTANCES`` (sagemaker-training 5.1.4): instance types whose EFA
+does RDMA, for which it asks libfabric for the device's RDMA (``FI_EFA_USE_DEVICE_RDMA=1``)."""
+
+EFA_DRIVER = "efa"
+"""The kernel driver of an EFA device: ``<sys>/class/infiniband/<device>/device/driver`` links to it."""
+NO_RDMA_READ_DEVICE_IDS = frozenset({"0xefa0"})
+"""PCI device ids of EFA devices without RDMA read (the first generation): device RDMA is never asked
+of them, whatever the instance type (libfabric would abort the job)."""
+
+
+@dataclass(frozen=True)
+class Efa:
+    """What this host has of AWS's Elastic Fabric Adapter, and how that was told (:func:`detect_efa`)."""
+
+    present: bool = False
+    """The host has EFA: the launchers set ``FI_PROVIDER=efa`` (and ``NCCL_PROTO=simple``) for it."""
+    rdma: bool = False
+    """Ask libfabric for the device's RDMA (``FI_EFA_USE_DEVICE_RDMA=1``, ``RDMAV_FORK_SAFE=1``): the
+    instance type is on the reference's RDMA list and no EFA device here is one without RDMA read.
+    False leaves the choice to libfabric, which looks at the device itself."""
+    devices: tuple[str, ...] = ()
+    """The EFA devices found under ``<sys>/class/infiniband`` (``rdmap16s27`` ...)."""
+    source: str = "sysfs"
+    """``sysfs`` (read from this machine), or ``instance list`` (the reference's lists, a fallback used
+    only when sysfs cannot be read)."""
+    reason: str = ""
+    """How it was decided, in words, for the log."""
+
+    def describe(self) -> str:
+        """One line for the log: what was found, and from where."""
+        found = "EFA" if self.present else "no EFA"
+        rdma = ", device RDMA" if self.rdma else ""
+        return f"{found}{rdma} ({self.reason})"
+
+
+def _efa_device_id(device_dir: Path) -> str:
+    try:
+        return (device_dir / "device").read_text().strip().lower()
+    except OSError:
+        return ""
+
+
+def detect_efa(sys_root: Path | str = "/sys", instance_type: str = "") -> Efa:
+    """Whether this host has EFA, read from sysfs: an entry of ``<sys_root>/class/infiniband/`` whose
+    ``device/driver`` links to the ``efa`` driver is an EFA device.
+
+    Device RDMA (:attr:`Efa.rdma`) as the reference decides it (``instance_type`` on
+    :data:`EFA_RDMA_INSTANCES`), except where a device tells it has no RDMA read
+    (:data:`NO_RDMA_READ_DEVICE_IDS`). When ``<sys_root>/class/infiniband`` cannot be read (no such
+    directory, no permission), the reference's lists decide (:data:`EFA_NCCL_INSTANCES`), and
+    :attr:`Efa.source` says that this was the fallback.
+
+    :param sys_root: where sysfs is mounted (the setting ``SMC_SYS_ROOT``; a fake tree in tests).
+    :param instance_type: ``current_instance_type`` from ``resourceconfig.json`` (``ml.p4d.24xlarge``).
+    """
+    root = Path(sys_root) / "class" / "infiniband"
+    listed_rdma = instance_type in EFA_RDMA_INSTANCES
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError as exc:
+        present = instance_type in EFA_NCCL_INSTANCES
+        on = "on" if present else "not on"
+        return Efa(
+            present=present,
+            rdma=present and listed_rdma,
+            source="instance list",
+            reason=f"{root} cannot be read ({exc.strerror or exc}); by the fallback, the reference "
+            f"toolkit's instance lists, {instance_type or 'this instance type'!s} is {on} its EFA list"
+            + (" and on its RDMA list" if present and listed_rdma else ""),
+        )
+    devices: list[str] = []
+    without_rdma: list[str] = []
+    for name in entries:
+        driver = root / name / "device" / "driver"
+        if not os.path.lexists(driver) or os.path.basename(os.path.realpath(driver)) != EFA_DRIVER:
+            continue
+        devices.append(name)
+        if _efa_device_id(root / name / "device") in NO_RDMA_READ_DEVICE_IDS:
+            without_rdma.append(name)
+    if not devices:
+        return Efa(reason=f"no device under {root} uses the {EFA_DRIVER} driver")
+    rdma = listed_rdma and not without_rdma
+    if without_rdma:
+        why = f"{', '.join(without_rdma)} has no RDMA read: device RDMA is left off"
+    elif listed_rdma:
+        why = f"{instance_type} is on the reference toolkit's RDMA list"
+    else:
+        why = "device RDMA is left to libfabric, which asks the device"
+    return Efa(
+        present=True,
+        rdma=rdma,
+        devices=tuple(devices),
+        reason=f"{len(devices)} device(s) under {root} use the {EFA_DRIVER} driver: "
+        f"{', '.join(devices)}; {why}",
+    )

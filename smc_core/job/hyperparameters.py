@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from smc_core.base.messages import quoted
 from smc_core.errors import ConfigError
 from smc_core.job.config import load_object
 from smc_core.job.paths import job_paths
@@ -19,6 +20,7 @@ __all__ = [
     "SAGEMAKER_PREFIX",
     "TRUE_WORDS",
     "SplitHyperparameters",
+    "count_parameter",
     "decode_hyperparameters",
     "is_true",
     "load_hyperparameters",
@@ -69,6 +71,29 @@ DISTRIBUTION_SWITCHES = (
     "sagemaker_torch_distributed_enabled",
 )
 """Framework parameters that make the current instance group a distribution group by default."""
+
+
+def count_parameter(
+    framework: Mapping[str, Any], key: str, where: Path | str = "hyperparameters.json"
+) -> int | None:
+    """The framework parameter ``key`` (``sagemaker_mpi_num_of_processes_per_host`` ...) as a whole
+    number >= 1; None when it is absent or empty.
+
+    :raises ConfigError: any other value, naming ``where`` (the file), the key and the value.
+    """
+    value = framework.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(
+            f"{where}: {key!r} is {quoted(value)}, which is not a whole number >= 1: give e.g. 2, or "
+            "leave it out."
+        )
+    return number
 
 
 def decode_hyperparameters(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,9 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_BASE_DIR", "JobPaths", "base_dir", "job_paths"]
+__all__ = [
+    "DEFAULT_BASE_DIR",
+    "WARM_POOL_CACHE_VARIABLE",
+    "JobPaths",
+    "base_dir",
+    "job_paths",
+    "persistent_cache_dir",
+]
 
 DEFAULT_BASE_DIR = "/opt/ml"
+WARM_POOL_CACHE_VARIABLE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"
+"""Where SageMaker says the warm pool's persistent cache directory is, when the job has one."""
 
 
 def base_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -28,6 +37,9 @@ class JobPaths:
     else None: ``model/``."""
     custom_checkpoint_dir: Path | None = None
     """Where checkpoints go when the platform says so (``AIP_CHECKPOINT_DIR``); else ``checkpoints/``."""
+    custom_code_dir: Path | None = None
+    """Where the user's code is when the job says so (a ModelTrainer job's ``code`` channel), else
+    None: ``code/``."""
 
     @property
     def input_dir(self) -> Path:
@@ -66,8 +78,9 @@ class JobPaths:
 
     @property
     def code_dir(self) -> Path:
-        """``code/``: where the user's code is placed; the working directory of the user's process."""
-        return self.base_dir / "code"
+        """``code/``: where the user's code is placed; the working directory of the user's process.
+        :attr:`custom_code_dir` when set."""
+        return self.custom_code_dir or self.base_dir / "code"
 
     @property
     def model_dir(self) -> Path:
@@ -105,6 +118,14 @@ class JobPaths:
         """``output/success``: written, empty, when the job succeeded."""
         return self.output_dir / "success"
 
+    @property
+    def warm_pool_cache_dir(self) -> Path:
+        """``sagemaker/warmpoolcache/``: the persistent cache directory of a SageMaker managed warm pool
+        (``/opt/ml/sagemaker/warmpoolcache``). It outlives the job: the next job that reuses the warm pool
+        finds what this one left there. Only a job with a warm pool (``KeepAlivePeriodInSeconds``) has it:
+        see :func:`persistent_cache_dir` for whether the platform offers it."""
+        return self.base_dir / "sagemaker" / "warmpoolcache"
+
     def channel_dir(self, name: str) -> Path:
         """``input/data/<name>``."""
         return self.input_data_dir / name
@@ -113,3 +134,15 @@ class JobPaths:
 def job_paths(base: Path | str | None = None, environ: Mapping[str, str] | None = None) -> JobPaths:
     """The :class:`JobPaths` of ``base``, default :func:`base_dir` (``$SAGEMAKER_BASE_DIR``, ``/opt/ml``)."""
     return JobPaths(Path(base).absolute() if base is not None else base_dir(environ))
+
+
+def persistent_cache_dir(paths: JobPaths, environ: Mapping[str, str]) -> Path | None:
+    """The directory that survives between jobs, where the platform offers one; else None.
+
+    SageMaker managed warm pools: ``$SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY`` when set (the platform
+    sets it), else :attr:`JobPaths.warm_pool_cache_dir` when that directory exists.
+    """
+    named = environ.get(WARM_POOL_CACHE_VARIABLE, "").strip()
+    if named:
+        return Path(named)
+    return paths.warm_pool_cache_dir if paths.warm_pool_cache_dir.is_dir() else None

@@ -1,8 +1,10 @@
-"""Passing SIGTERM/SIGINT received by smc on to one supervised process group, with a grace period.
+"""Passing stop signals received by smc on to one supervised process group, with a grace period.
 
 A :class:`SignalRelay` is armed before the process starts (a signal that arrives in between is kept
-and passed on as soon as the group exists) and disarmed once the process has ended. After passing
-on SIGTERM or SIGINT it starts the grace period; when that runs out the group gets SIGKILL.
+and passed on as soon as the group exists) and disarmed once the process has ended. SIGINT is passed
+on as SIGINT, every other stop signal (SIGHUP, SIGQUIT ...) as SIGTERM
+(:func:`~smc_core.launch.signals.signal_to_pass_on`). After passing one on it starts the grace
+period; when that runs out the group gets SIGKILL.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ import threading
 from collections.abc import Callable
 
 from smc_core.base.log import logger
-from smc_core.launch.signals import add_signal_target, forward_signals, kill_group, remove_signal_target
+from smc_core.launch.signals import (
+    FORWARDED_SIGNALS,
+    add_signal_target,
+    forward_signals,
+    kill_group,
+    remove_signal_target,
+    signal_to_pass_on,
+)
 
 __all__ = ["SignalRelay"]
 
@@ -85,21 +94,25 @@ class SignalRelay:
                 signum = self._pending.pop(0)
             except IndexError:
                 return
+            sent = signal_to_pass_on(signum)
             logger.warning(
-                "Received %s: passing it on to pid %d and its group (grace period %.0f s).",
+                "Received %s: passing it on%s to pid %d and its group (grace period %.0f s).",
                 signal.Signals(signum).name,
+                "" if sent == signum else f" as {signal.Signals(sent).name}",
                 self.pid,
                 self.grace_period,
             )
             self.send(signum)
 
     def send(self, signum: int) -> None:
-        """Send ``signum`` to the group; SIGTERM/SIGINT also start the grace period."""
+        """Send ``signum`` to the group (a stop signal as :func:`signal_to_pass_on` says); a stop
+        signal also starts the grace period. ``forwarded`` records the signal received."""
         if self.done.is_set() or not self.pid:
             return
         self.forwarded.append(signal.Signals(signum).name)
-        kill_group(self.pid, signum)
-        if signum in (signal.SIGTERM, signal.SIGINT):
+        stop = signum in FORWARDED_SIGNALS
+        kill_group(self.pid, signal_to_pass_on(signum) if stop else signum)
+        if stop:
             with self._lock:
                 if self._timer is None and not self.done.is_set() and self.still_running():
                     self._timer = threading.Timer(self.grace_period, self._kill_after_grace)

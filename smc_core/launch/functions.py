@@ -20,14 +20,22 @@ the closest name. A value whose type does not fit a simple annotation (``int``, 
 It runs in-process, as the original design did, so that the returned object reaches the adapter's
 ``invoke_train`` wrapper as it is (no pickling): during the call the working directory is the code
 dir, the code dir is first on ``sys.path``, ``os.environ`` is the job's process environment,
-``sys.argv`` holds the entry point and its arguments, and SIGTERM raises ``SystemExit(143)`` in the
-user's code (so ``finally`` blocks run) unless the user installs a handler.
+``sys.argv`` holds the entry point and its arguments, and SIGTERM (every stop signal but SIGINT:
+SIGHUP, SIGQUIT ...) raises ``SystemExit(128 + signal)`` in the user's code (so ``finally`` blocks run)
+unless the user installs a handler.
 
-The grace period holds here too: ``train()`` has the job's ``SMC_GRACE_PERIOD`` from the first SIGTERM
-or SIGINT smc receives (seen through Python's wakeup fd, even when the user's code installed a handler
-of its own) to return. When it has not, smc writes the failure file (naming the grace period) and ends
-its own process with exit code 137, as it would SIGKILL a script (:func:`~smc_core.base.supervision.end_now`).
-Only a handler set to ``SIG_IGN`` hides a signal from smc: the kernel then never delivers it.
+How the call ends that a process would end otherwise: ``os._exit(n)`` in the user's code first
+reports (:func:`on_hard_exit`: the runner writes the outcome, exit code ``n`` kept) and then ends the
+process; threads that ``train()`` started and left running (not daemons, which a process would wait
+for at exit) get ``leftover_grace`` seconds to end, are then named in a warning, and do not keep
+``train`` from exiting (see :func:`smc_core.cli.main.train_main`).
+
+The grace period holds here too: ``train()`` has the job's ``SMC_GRACE_PERIOD`` from the first stop
+signal smc receives (seen through Python's wakeup fd, even when the user's code installed a handler of
+its own) to return. When it has not, smc writes the failure file (naming the grace period) and ends its
+own process with exit code 137, as it would SIGKILL a script. Only a handler set to ``SIG_IGN`` hides a
+signal from smc (the kernel then never delivers it), and code that sets a wakeup fd of its own while it
+runs (asyncio's signal handling) takes smc's place.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,8 +57,9 @@ from typing import Any
 
 from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
-from smc_core.base.stopping import notify_stop
-from smc_core.base.supervision import Supervision, applied_supervision, end_now
+from smc_core.base.redact import REDACTED, is_secret_name
+from smc_core.base.stopping import STOP_SIGNALS, notify_stop
+from smc_core.base.supervision import Supervision, applied_supervision
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
 
@@ -61,6 +71,7 @@ __all__ = [
     "environment_fields",
     "intersect_fn_parameters",
     "load_function",
+    "on_hard_exit",
     "result_of_exception",
     "run_function",
     "train_arguments",
@@ -112,7 +123,8 @@ def _convert(name: str, value: Any, annotation: Any, where: str) -> Any:
         return value
     example = {bool: "true", int: "10", float: "0.01", str: '"text"'}[annotation]
     wrong = ConfigError(
-        f"hyperparameters.json: {name!r} is {value!r}, which {where} takes as {annotation.__name__}: "
+        f"hyperparameters.json: {name!r} is {REDACTED if is_secret_name(name) else repr(value)}, which "
+        f"{where} takes as {annotation.__name__}: "
         f"pass a {annotation.__name__} value, e.g. {name}={example}."
     )
     if annotation is bool:
@@ -239,26 +251,68 @@ def _terminate(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+HardExitReport = Callable[[int, "str | None", Mapping[str, Any]], "int | None"]
+"""``report(exit_code, reason, details)``: writes the outcome of a job whose process ends at once; may
+return the exit code to end with (a stop's ``128 + signal``)."""
+
+_HARD_EXIT_REPORT: list[HardExitReport] = []
+_real_exit = os._exit  # the process's own, whatever the user's code is handed meanwhile
+
+
+def on_hard_exit(report: HardExitReport | None) -> None:
+    """Call ``report(exit_code, reason, details)`` before the process ends at once in function mode: the
+    user's code called ``os._exit`` (``reason`` None), or ``train()`` outlived its grace period (the
+    runner sets the writing of the outcome; None unsets it)."""
+    _HARD_EXIT_REPORT[:] = [report] if report is not None else []
+
+
+def _end_at_once(code: int, reason: str | None = None, details: Mapping[str, Any] | None = None) -> None:
+    """Report through :func:`on_hard_exit`'s callback, then end the process with ``code``."""
+    for report in list(_HARD_EXIT_REPORT):
+        with contextlib.suppress(BaseException):
+            chosen = report(code, reason, details or {})
+            if isinstance(chosen, int):
+                code = chosen
+    with contextlib.suppress(BaseException):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    _real_exit(code)
+
+
+def _reporting_exit(real_exit: Callable[[int], typing.NoReturn]) -> Callable[[int], typing.NoReturn]:
+    def _exit(code: int) -> typing.NoReturn:
+        logger.error("The training code called os._exit(%d): reporting the outcome, then exiting.", code)
+        _end_at_once(code)
+        real_exit(code)
+
+    return _exit
+
+
 @contextlib.contextmanager
 def _user_context(code_dir: Path, environ: Mapping[str, str], argv: list[str]) -> Iterator[None]:
     """Working directory, ``sys.path``, ``os.environ``, ``sys.argv`` and SIGTERM as the user's code
     expects them, restored afterwards."""
     saved_cwd, saved_env, saved_argv, saved_path = os.getcwd(), dict(os.environ), sys.argv, list(sys.path)
-    previous_term = None
+    previous: dict[int, Any] = {}
     os.chdir(code_dir)
     os.environ.clear()
     os.environ.update(environ)
     sys.argv = argv
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
-    with contextlib.suppress(ValueError):
-        previous_term = signal.signal(signal.SIGTERM, _terminate)
+    for sig in STOP_SIGNALS:
+        if sig != signal.SIGINT:  # SIGINT stays KeyboardInterrupt, as Python makes it
+            with contextlib.suppress(ValueError, OSError):
+                previous[sig] = signal.signal(sig, _terminate)
+    real_exit = os._exit
+    os._exit = _reporting_exit(real_exit)  # type: ignore[assignment]  # restored below
     try:
         yield
     finally:
-        if previous_term is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, previous_term)
+        os._exit = real_exit
+        for signum, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, handler)
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
@@ -269,7 +323,7 @@ def _user_context(code_dir: Path, environ: Mapping[str, str], argv: list[str]) -
 @contextlib.contextmanager
 def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
     """While inside (main thread), a stop signal smc receives starts the grace period; when it runs out
-    before the block ends, :func:`end_now` ends smc (see the module docstring)."""
+    before the block ends, smc reports and ends its own process (see the module docstring)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -293,7 +347,7 @@ def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
             "(set SMC_GRACE_PERIOD to allow more)."
         )
         logger.error("%s", reason)
-        end_now(
+        _end_at_once(
             137, reason, {"kill_cause": "grace-period", "killed_after_grace_period": grace, "signal": name}
         )
 
@@ -307,9 +361,9 @@ def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
             if not data or done.is_set():
                 break
             for signum in data:
-                if signum in (signal.SIGTERM, signal.SIGINT):
+                if signum in STOP_SIGNALS:
                     notify_stop(signum)  # seen even when train() replaced the handler
-                if signum in (signal.SIGTERM, signal.SIGINT) and timer is None:
+                if signum in STOP_SIGNALS and timer is None:
                     name = signal.Signals(signum).name
                     logger.warning(
                         "Received %s while %s runs: it has %.0f s to return (grace period).",
@@ -355,16 +409,49 @@ def result_of_exception(exc: BaseException, where: str) -> TrainingResult:
 
 
 def call_with_arguments(
-    fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    leftover_grace: float = 5.0,
 ) -> TrainingResult:
     """Call ``fn`` and turn how it ended into a :class:`TrainingResult` (``model``: what it returned;
-    an exception as :func:`result_of_exception` says)."""
+    an exception as :func:`result_of_exception` says). Threads it started and left running (not
+    daemons) get ``leftover_grace`` seconds to end; those still running are named in a warning and
+    in ``details["leftover_threads"]``."""
     where = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+    before = set(threading.enumerate())
     try:
         model = fn(*args, **kwargs)
     except BaseException as exc:
-        return result_of_exception(exc, where)
-    return TrainingResult(exit_code=0, model=model, details={"function": where})
+        result = result_of_exception(exc, where)
+    else:
+        result = TrainingResult(exit_code=0, model=model, details={"function": where})
+    left = _wait_for_threads(before, leftover_grace, where)
+    if left:
+        result = dataclasses.replace(result, details={**result.details, "leftover_threads": left})
+    return result
+
+
+def _wait_for_threads(before: set[threading.Thread], grace: float, where: str) -> list[str]:
+    """Join the non-daemon threads started since ``before`` for up to ``grace`` seconds in all; the
+    names of those still running."""
+    started = [t for t in threading.enumerate() if t not in before and not t.daemon and t.is_alive()]
+    deadline = time.monotonic() + grace
+    for thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in started if t.is_alive()]
+    if left:
+        logger.warning(
+            "%s returned but left %d thread(s) running (%s), which would keep the process from exiting; "
+            "not waiting for them beyond %.0f s (SMC_LEFTOVER_GRACE): they end with train. Join your "
+            "threads before returning, or make them daemons.",
+            where,
+            len(left),
+            ", ".join(left),
+            grace,
+        )
+    return left
 
 
 def _traceback_text(exc: BaseException) -> str:
@@ -382,12 +469,16 @@ def run_function(
     process_env: Mapping[str, str],
     argv: Sequence[str] = (),
     function_name: str = "train",
+    supervision: Supervision | None = None,
 ) -> TrainingResult:
     """Function mode, whole: import ``module_name`` from ``code_dir``, call its ``train`` with the
     arguments its signature names, and return the result (``result.model``: what it returned).
 
+    :param supervision: the policy ``train()`` obeys (default: the job's): its grace period after a stop
+        signal, and the leftover grace of the threads it left running (:func:`call_with_arguments`).
     :raises ConfigError: the module or function is missing, or the arguments do not fit its signature.
     """
+    policy = applied_supervision() if supervision is None else supervision
     with _user_context(code_dir, process_env, [module_name, *argv]):
         try:
             fn = load_function(code_dir, module_name, function_name)
@@ -402,5 +493,5 @@ def run_function(
             fn, training_env.hyperparameters, environment_fields(training_env), where=where
         )
         logger.info("Function mode: calling %s with %s.", where, ", ".join(kwargs) or "no arguments")
-        with _grace_watch(where, applied_supervision()):
-            return call_with_arguments(fn, args, kwargs)
+        with _grace_watch(where, policy):
+            return call_with_arguments(fn, args, kwargs, leftover_grace=policy.leftover_grace)

@@ -209,15 +209,53 @@ def _describe(proc: Any) -> str:
     return f"pid {proc.pid}"
 
 
-def stop_leftovers(left: list[Any], leader: int, grace: float, owner: str) -> int:
+def stop_leftovers(
+    left: list[Any],
+    leader: int,
+    grace: float,
+    owner: str,
+    rescan: Callable[[], list[Any]] | None = None,
+) -> int:
     """SIGTERM ``left`` (and the group ``leader``), wait ``grace`` seconds, then SIGKILL what remains.
 
     Each process is named in a warning (``owner`` says whose it was). Processes that were smc's
-    children (orphans it adopted) are reaped. Returns how many processes there were.
+    children (orphans it adopted) are reaped. With ``rescan`` (what finds the leftovers again),
+    whatever they started while being stopped (a process that re-spawns itself when signalled) is
+    found and killed too: frozen with SIGSTOP, so that it cannot start another, then SIGKILL, until
+    nothing is left. Returns how many processes there were.
     """
     if not left:
         return 0
+    count = _stop(left, leader, grace, owner)
+    killed = {p.pid for p in left}
+    for _ in range(_RESCANS if rescan is not None else 0):
+        assert rescan is not None
+        more = [p for p in rescan() if p.pid not in killed]
+        killed.update(p.pid for p in more)
+        if not more:
+            break
+        for proc in more:
+            logger.warning(
+                "Killing %s, started by what %s left while it was being stopped.", _describe(proc), owner
+            )
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGSTOP)
+        for proc in more:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(_alive(p) for p in more):
+            time.sleep(0.05)
+        _reap(more)
+        count += len(more)
+    return count
 
+
+_RESCANS = 20
+
+
+def _stop(left: list[Any], leader: int, grace: float, owner: str) -> int:
+    """SIGTERM, ``grace``, SIGKILL: the first pass of :func:`stop_leftovers`."""
     for proc in left:
         logger.warning(
             "Stopping %s, left running by %s (SIGTERM, then SIGKILL after %.0f s).",

@@ -5,6 +5,10 @@ whole lines at a time (every complete line of one read in one write), unchanged,
 destination so that lines of several processes never interleave mid-line. ``\\r\\n`` ends a line as
 ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once. The pump on
 stderr keeps the last lines for the failure file.
+
+Where several processes of a job print, each line starts with the one rank prefix,
+``"[algo-2 rank 1]: "`` (:func:`rank_prefix`); ``smc local`` recognises it (:data:`RANK_PREFIX`) and
+shows the line as ``algo-2 rank 1 | ...``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,26 @@ import contextlib
 import fcntl
 import io
 import os
+import re
 import threading
 from typing import IO, Any
 
-__all__ = ["LinePump", "Sink"]
+__all__ = ["RANK_PREFIX", "LinePump", "Sink", "rank_prefix"]
+
+RANK_PREFIX = re.compile(r"^\[(?:(?P<host>[A-Za-z0-9._-]+) )?rank (?P<rank>\d+)\]:? ?")
+"""What a rank-prefixed line starts with: :func:`rank_prefix`'s ``"[algo-2 rank 1]: "``, also without the
+colon (``"[algo-2 rank 1] "``, as MPI ranks print) or without the host (``"[rank 1]: "``)."""
+
+
+def rank_prefix(host: str, rank: int) -> str:
+    """The prefix for every output line of rank ``rank`` on ``host``: ``"[algo-2 rank 1]: "``.
+
+    Pass it as ``prefix=`` to :func:`~smc_core.launch.process.start_process` or
+    :func:`~smc_core.launch.process.run_process` when several processes print: ``smc local`` shows such
+    a line as ``algo-2 rank 1 | ...`` and matches its metrics on the text after the prefix.
+    """
+    return f"[{host} rank {rank}]: "
+
 
 _MAX_SEGMENT = 64 * 1024  # a "line" longer than this is passed on in pieces
 _READ_SIZE = 256 * 1024

@@ -13,7 +13,8 @@ Supervision, for every process started here:
   to the whole group; after the grace period the group, and every descendant that left it, gets
   SIGKILL;
 * stdout and stderr are streamed to smc's own stdout and stderr a line at a time, unchanged (a
-  ``prefix`` such as ``[algo-1,rank 0] `` is put in front of each line when asked); ``\\r\\n`` ends a
+  ``prefix`` such as ``"[algo-1 rank 0]: "`` (:func:`~smc_core.launch.output.rank_prefix`) is put in
+  front of each line when asked); ``\\r\\n`` ends a
   line as ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once;
 * the last ``tail_lines`` lines of stderr are kept for the failure file;
 * when the process ends, whatever it left behind (in its session or group, descendants seen while it
@@ -280,8 +281,13 @@ class SupervisedProcess:
         _RUNNING.discard(self.pid)
         with _LIVE_LOCK:
             _LIVE.pop(self.pid, None)
-        left = find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
-        if stop_leftovers(left, self.pgid, self.leftover_grace, f"pid {self.pid} ({self.command[0]})"):
+
+        def scan() -> list[Any]:
+            return find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
+
+        left = scan()
+        owner = f"pid {self.pid} ({self.command[0]})"
+        if stop_leftovers(left, self.pgid, self.leftover_grace, owner, rescan=scan):
             logger.warning(
                 "Stopped %d process(es) left running by pid %d (%s).", len(left), self.pid, self.command[0]
             )
@@ -410,7 +416,8 @@ def run_process(
     :param command: the program and its arguments, never passed through a shell.
     :param env: the complete environment of the process.
     :param cwd: its working directory.
-    :param prefix: put in front of every output line (e.g. ``"[algo-2] "``); None passes lines as is.
+    :param prefix: put in front of every output line; None passes lines as is. Where several ranks
+        print, give each :func:`~smc_core.launch.output.rank_prefix` (``"[algo-2 rank 1]: "``).
     :param tail_lines: how many of the last stderr lines to keep for ``result.failure``.
     :param supervision: the policy whose grace periods it obeys; default: the job's, which the runner
         applies (``SMC_GRACE_PERIOD``, ``SMC_LEFTOVER_GRACE``). Hooks pass nothing.

@@ -1,4 +1,4 @@
-"""Signals: passing SIGTERM/SIGINT on to the user's processes, and describing a death by signal.
+"""Signals: passing stop signals on to the user's processes, and describing a death by signal.
 
 Exit codes follow the shell's rule: a process killed by signal S exits ``128 + S``.
 
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from smc_core.base.stopping import notify_stop
+from smc_core.base.stopping import STOP_SIGNALS, notify_stop
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL (not by smc; the kernel's out-of-memory killer is a common cause: "
@@ -35,8 +35,17 @@ SIGNAL_HINTS = {
     signal.SIGINT: "interrupted (SIGINT)",
 }
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-"""The signals smc passes on to the user's process groups."""
+FORWARDED_SIGNALS = STOP_SIGNALS
+"""The signals smc passes on to the user's process groups (:data:`~smc_core.base.stopping.STOP_SIGNALS`;
+see :func:`signal_to_pass_on`)."""
+
+
+def signal_to_pass_on(signum: int) -> int:
+    """What smc sends the user's processes when it receives the stop signal ``signum``: SIGINT as
+    SIGINT (a ``KeyboardInterrupt`` in Python), every other stop signal as SIGTERM, the signal that
+    training scripts handle (a checkpoint on a spot interruption); SIGHUP from a closed terminal,
+    say, must give them the same chance."""
+    return signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
 
 
 def exit_code_of(returncode: int) -> int:
@@ -122,7 +131,7 @@ _FORWARDER = _Forwarder()
 
 
 def add_signal_target(key: int, on_signal: Callable[[int], bool]) -> None:
-    """Call ``on_signal(signum)`` when smc receives SIGTERM or SIGINT (see :func:`forward_signals`); it
+    """Call ``on_signal(signum)`` when smc receives a stop signal (see :func:`forward_signals`); it
     returns whether it passes the signal on (its process still runs). A signal passed on is the job's
     stop (:func:`~smc_core.base.stopping.notify_stop`); one that comes once every process has ended
     (smc is tidying up) is not."""
@@ -138,7 +147,7 @@ def remove_signal_target(key: int) -> None:
 
 @contextlib.contextmanager
 def forward_signals() -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT sent to smc are passed on to every supervised process.
+    """While inside, stop signals sent to smc are passed on to every supervised process.
 
     Nestable and thread-safe; handlers are installed only from the main thread (elsewhere Python
     forbids it, and the enclosing main-thread ``forward_signals`` does the work). The previous

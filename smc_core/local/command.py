@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smc_core.base.redact import redact, remember_secrets
 from smc_core.errors import ConfigError, SmcError
 from smc_core.local.hosts import HOST_NETWORKS, HostSet, PlainHost, open_hosts
 from smc_core.local.job import DEFAULT_JOBS_DIR, LocalJob, clean_job_dir, make_output_tarballs, validate
 from smc_core.local.metrics import (
-    MetricCollector,
     MetricDefinition,
+    MetricMatcher,
     check_unique,
     load_metric_definitions,
     parse_metric_option,
@@ -310,21 +312,26 @@ def plan_from_args(args: argparse.Namespace, job: LocalJob) -> LocalRunPlan:
 
 def run_local(job: LocalJob, plan: LocalRunPlan, *, keep: bool = True, output_tar: bool = False) -> int:
     """Run the planned job, print its summary (and metrics); return its exit code."""
-    collector = MetricCollector(plan.metrics) if plan.metrics else None
+    collector = MetricMatcher(plan.metrics) if plan.metrics else None
     on_line = (lambda line: collector.feed(line.host, line.text, line.timestamp)) if collector else None
     job.job_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = run_job(job, plan.host_set, on_line=on_line, failure_wait=plan.failure_wait)
     except SmcError as error:  # e.g. a channel or the checkpoints could not be downloaded: nothing ran
-        print(f"smc local: {error.message}", file=sys.stderr)
+        print(f"smc local: {redact(error.message)}", file=sys.stderr)
         return error.exit_code
     if output_tar:
         result = dataclasses.replace(result, tarballs=make_output_tarballs(plan.host_set.hosts[0].job_dir))
     if not keep:
         for host in plan.host_set.hosts:
             clean_job_dir(host.job_dir)
-    print(summary(job, result), flush=True)
+    # The summary holds the failure file's reason and the paths: secrets redacted as in train's log.
+    remember_secrets(job.hyperparameters)
+    remember_secrets(job.env)
+    remember_secrets(os.environ)
+    print(redact(summary(job, result)), flush=True)
     if collector is not None:
+        collector.close()
         print(report_metrics(collector, job.job_dir), flush=True)
     return result.exit_code
 
@@ -337,6 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate(job)
         plan = plan_from_args(args, job)
     except SmcError as error:
-        print(f"smc local: {error.message}", file=sys.stderr)
+        print(f"smc local: {redact(error.message)}", file=sys.stderr)
         return error.exit_code
     return run_local(job, plan, keep=args.keep, output_tar=args.output_tar)

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from smc_core.errors import ConfigError
+from smc_core.errors import ConfigError, FetchError
 from smc_core.host.entrypoints import find_entry_points
 from smc_core.host.plugins import ADAPTER_GROUP
 from smc_core.local.checkpoints import write_checkpoint_config
 from smc_core.usercode.describe import is_package
+from smc_core.usercode.fetch import check_local_source
 from smc_core.usercode.s3 import download_prefix
 
 DEFAULT_JOBS_DIR = Path(".smc") / "jobs"
@@ -96,6 +97,10 @@ def validate(job: LocalJob) -> None:
         raise ConfigError(
             f"source dir {job.source_dir}: no such directory. Pass the folder that holds your training code."
         )
+    try:
+        check_local_source(job.source_dir, f"source dir {job.source_dir}")
+    except FetchError as error:
+        raise ConfigError(error.message) from None
     entry = job.source_dir / job.entry_point
     if not entry.exists() and not is_package(job.source_dir):
         present = sorted(p.name for p in job.source_dir.iterdir() if p.suffix in (".py", ".sh"))[:10]
@@ -124,6 +129,12 @@ def validate(job: LocalJob) -> None:
         raise ConfigError(
             f"--adapter {job.adapter}: not installed (installed adapters: "
             f"{', '.join(installed_adapters()) or 'none'}). Install it, e.g. pip install smc-{job.adapter}."
+        )
+    if job.job_dir.exists() and not job.job_dir.is_dir():
+        raise ConfigError(
+            f"job dir {job.job_dir} is a {'symbolic link' if job.job_dir.is_symlink() else 'file'}, not a "
+            "directory: --job-dir names the directory smc local builds the job in. Give a new or empty "
+            "directory's path."
         )
     if job.job_dir.exists() and any(job.job_dir.iterdir()):
         raise ConfigError(

@@ -11,13 +11,24 @@ matches every line every host prints, and writes into the job dir:
 and prints a table of last, min and max per metric. Every piece is a public function:
 :func:`parse_metric_option`, :func:`load_metric_definitions`, :class:`MetricCollector`,
 :func:`write_csv`, :func:`metrics_table`, :func:`plot_metrics`.
+
+``smc local`` matches off the output path (:class:`MetricMatcher`): in a process of its own, each line
+bounded to :data:`LINE_BUDGET` seconds, so that a regex that backtracks without end (``(a+)+$``) can
+neither stall the job's output nor the job; such a regex is dropped, named in a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import queue
 import re
+import select
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +137,114 @@ class MetricCollector:
             self.samples.append(
                 MetricSample(time.time() if timestamp is None else timestamp, host, definition.name, value)
             )
+
+
+LINE_BUDGET = 1.0
+"""Seconds one metric regex may take on one line before it is dropped."""
+
+
+class MetricMatcher(MetricCollector):
+    """A :class:`MetricCollector` whose :meth:`feed` only queues the line: a thread hands the lines
+    to a matching process (:mod:`smc_core.local.metric_worker`) and kills it when a regex takes more
+    than ``line_budget`` seconds on one line (that regex is then dropped, with a warning, and a new
+    process goes on with the others). Call :meth:`close` before reading :attr:`samples`."""
+
+    def __init__(self, definitions: Sequence[MetricDefinition], line_budget: float = LINE_BUDGET) -> None:
+        super().__init__(definitions)
+        self.line_budget = line_budget
+        self.active = list(definitions)
+        self.dropped: list[str] = []
+        self._lines: queue.Queue[tuple[str, str, float] | None] = queue.Queue()
+        self._worker: subprocess.Popen[str] | None = None
+        self._pending = b""
+        self._thread = threading.Thread(target=self._run, name="smc-metrics", daemon=True)
+        self._thread.start()
+
+    def feed(self, host: str, line: str, timestamp: float | None = None) -> None:
+        """Queue ``line`` for matching (returns at once)."""
+        self._lines.put((host, line, time.time() if timestamp is None else timestamp))
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Match what is queued (within ``timeout`` seconds), then stop the matching process."""
+        self._lines.put(None)
+        self._thread.join(timeout)
+        self._stop_worker()
+
+    def _start_worker(self) -> subprocess.Popen[str]:
+        if self._worker is None:
+            patterns = json.dumps([[d.name, d.regex.pattern] for d in self.active])
+            self._worker = subprocess.Popen(
+                [sys.executable, "-m", "smc_core.local.metric_worker", patterns],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+            )
+        return self._worker
+
+    def _stop_worker(self) -> None:
+        self._pending = b""
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            with contextlib.suppress(OSError):
+                worker.kill()
+            worker.wait()
+
+    def _run(self) -> None:
+        while True:
+            item = self._lines.get()
+            if item is None:
+                return
+            if self.active:
+                self._match(*item)
+
+    def _match(self, host: str, line: str, timestamp: float) -> None:
+        worker = self._start_worker()
+        assert worker.stdin is not None and worker.stdout is not None
+        try:
+            worker.stdin.write(json.dumps(line) + "\n")
+            worker.stdin.flush()
+            at = -1
+            while True:
+                reply = self._reply_line(worker.stdout.fileno())
+                if reply is None:
+                    self._drop(at, line)
+                    if self.active:  # the other metrics still read this line
+                        self._match(host, line, timestamp)
+                    return
+                if reply[:1] != "[":
+                    at = int(reply)
+                    continue
+                for name, value in json.loads(reply):
+                    self.samples.append(MetricSample(timestamp, host, name, value))
+                return
+        except (OSError, ValueError):
+            self._stop_worker()  # started again for the next line
+
+    def _reply_line(self, fd: int) -> str | None:
+        """The worker's next line, or None when it sent none within the line budget."""
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], self.line_budget)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise OSError("the metric matcher ended")
+            self._pending += chunk
+        reply, _, self._pending = self._pending.partition(b"\n")
+        return reply.decode()
+
+    def _drop(self, at: int, line: str) -> None:
+        self._stop_worker()
+        definition = self.active.pop(at if 0 <= at < len(self.active) else 0)
+        self.dropped.append(definition.name)
+        print(
+            f"smc local: the metric {definition.name!r} (regex {definition.regex.pattern!r}) took more than "
+            f"{self.line_budget:g} s on one line ({line[:80]!r}...): no longer matched (a regex that "
+            "backtracks without end, like (a+)+$? Make it match less: e.g. ([0-9.]+)).",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def write_csv(samples: Iterable[MetricSample], path: Path, started: float) -> Path:

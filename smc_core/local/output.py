@@ -2,7 +2,8 @@
 
 A reader thread per host puts ``(host, line, time)`` on one queue; the runner's thread prints them,
 so lines from different hosts never mix within a line. The prefix is the host name, plus the rank
-when the adapter marked the line (the PyTorch adapter starts lines with ``[algo-2 rank 1]: ``):
+when the adapter marked the line with :func:`~smc_core.launch.output.rank_prefix` (``"[algo-2 rank 1]: "``;
+also ``"[algo-2 rank 1] "`` as MPI ranks print, or ``"[rank 1]: "``):
 ``algo-2 rank 1 | loss 0.25``. Colours (one per host) only when the output is a terminal and
 ``NO_COLOR`` is not set.
 """
@@ -17,8 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import IO, NamedTuple
 
-# "[algo-2 rank 1]: " as torchrun's log-line prefix template writes it (smc-pytorch's launcher).
-ADAPTER_PREFIX = re.compile(r"^\[(?P<host>[A-Za-z0-9._-]+) rank (?P<rank>\d+)\]: ?")
+from smc_core.launch.output import RANK_PREFIX
+
 COLOURS = ("36", "33", "35", "32", "34", "31", "96", "93")  # cyan, yellow, magenta, green, ...
 
 
@@ -48,7 +49,7 @@ class LinePrefixer:
         """The line as printed, with its prefix."""
         text = line.text
         label = line.host
-        match = ADAPTER_PREFIX.match(text)
+        match = RANK_PREFIX.match(text)
         if match:
             label = f"{line.host} rank {match['rank']}"
             text = text[match.end() :]
@@ -60,7 +61,7 @@ class LinePrefixer:
 
 def strip_adapter_prefix(text: str) -> str:
     """``[algo-2 rank 1]: loss 0.2`` -> ``loss 0.2`` (metrics match what the user printed)."""
-    match = ADAPTER_PREFIX.match(text)
+    match = RANK_PREFIX.match(text)
     return text[match.end() :] if match else text
 
 

@@ -15,8 +15,10 @@ How a job ends:
   adapter's failure handling: e.g. torchrun ends the ranks that lost a peer), then SIGTERM, which
   ``train`` passes on to the user's processes, and after the grace period SIGKILL. The exit code is
   the first failing host's;
-* SIGTERM or Ctrl-C to ``smc local``: passed on to every host's ``train`` at once, the same grace
-  period, then SIGKILL (a second Ctrl-C kills at once).
+* SIGTERM, Ctrl-C, or any other stop signal to ``smc local`` (SIGHUP when its terminal closes,
+  SIGQUIT ...: :data:`~smc_core.base.stopping.STOP_SIGNALS`): passed on to every host's ``train`` at
+  once, the same grace period, then SIGKILL (a second one kills at once). The signals smc ignores
+  (:data:`~smc_core.base.stopping.IGNORED_SIGNALS`) are ignored here too.
 
 Nothing is left behind: the hosts' processes run with a marker in their environment and any still
 alive at the end are killed, and the namespaces and hosts files are removed.
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from smc_core.base.settings import parse_settings
+from smc_core.base.stopping import STOP_SIGNALS, ignore_stray_signals
 from smc_core.base.supervision import Supervision
 from smc_core.launch.signals import describe_exit_code, exit_code_of
 from smc_core.local.checkpoints import download_checkpoints, finish_checkpoint_sync, start_checkpoint_sync
@@ -166,9 +169,10 @@ def run_job(
     prefixer = LinePrefixer([h.name for h in host_set.hosts], use_colour(out, environ))
     pending_signals: list[int] = []
     previous = {
-        sig: signal.signal(sig, lambda signum, frame: pending_signals.append(signum))
-        for sig in (signal.SIGTERM, signal.SIGINT)
+        sig: signal.signal(sig, lambda signum, frame: pending_signals.append(signum)) for sig in STOP_SIGNALS
     }
+    strays = ignore_stray_signals()
+    strays.__enter__()
     running: list[_Running] = []
     syncs: list[Any] = []
     started = time.time()
@@ -218,6 +222,7 @@ def run_job(
             finish_checkpoint_sync(sync, CHECKPOINT_FLUSH_TIMEOUT)
         host_set.close()
         kill_marked(marker)
+        strays.__exit__(None, None, None)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _drain(lines, len(running) - ended_readers, emit)

@@ -10,5 +10,7 @@ runs ``sagemaker_mpi_enabled`` jobs with no framework adapter installed).
 * :mod:`smc_core.mpi.plugin`: the hooks (settings, the switch, ``invoke_train``);
 * :mod:`smc_core.mpi.launch`: ``mpirun``'s command, the master and the workers over the job's channel;
 * :mod:`smc_core.mpi.rank`: what ``mpirun`` starts for every rank;
-* :mod:`smc_core.mpi.sshd`: the job's own sshd and keys.
+* :mod:`smc_core.mpi.sshd`: the job's own sshd and keys;
+* :mod:`smc_core.mpi.smddp`: SageMaker's distributed data parallel library, launched over the MPI
+  launch (a default plugin of its own).
 """

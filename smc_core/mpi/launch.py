@@ -129,6 +129,11 @@ class MpiJob:
             (``SMC_MPI_WAIT_TIMEOUT``).
         mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
         sshd: the ``sshd`` path setting (``SMC_MPI_SSHD``), None to look it up.
+        variables: more ``-x NAME=VALUE`` for every rank (the EFA and NCCL variables, a launcher's own),
+            each left out where the job's environment already sets ``NAME`` (it reaches the ranks as is).
+        style: whose mpirun options: ``mpi`` (the reference's MPI runner: ``--display-map``,
+            ``-bind-to none``, ``-map-by slot``, ``NCCL_MIN_NRINGS=4``) or ``smddp`` (its SMDDP runner:
+            ``--oversubscribe``, ``-mca plm_rsh_num_concurrent <hosts>``).
         supervision: the job's supervision policy (the grace periods of every stop).
     """
 
@@ -142,6 +147,8 @@ class MpiJob:
     wait_timeout: float
     mpirun: str | None = None
     sshd: str | None = None
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    style: str = "mpi"
     supervision: Supervision = dataclasses.field(default_factory=Supervision)
 
     @property
@@ -314,7 +321,7 @@ def mpirun_command(
     ]
     if as_root:
         command.append("--allow-run-as-root")
-    command.append("--display-map")
+    command.append("--oversubscribe" if job.style == "smddp" else "--display-map")
     # Open MPI 5 takes only the double-dash forms of the long options the reference writes with one.
     mca, dash = ("-mca", "-") if major < 5 else ("--mca", "--")
     if not single:
@@ -324,17 +331,25 @@ def mpirun_command(
                 "not have: Open MPI could not reach the other hosts. Fix network_interface_name."
             )
         command += [mca, "btl_tcp_if_include", job.interface, mca, "oob_tcp_if_include", job.interface]
-    command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot", mca, "pml", "ob1", mca, "btl", "^openib"]
+    if job.style == "mpi":
+        command += [f"{dash}bind-to", "none", f"{dash}map-by", "slot"]
+    command += [mca, "pml", "ob1", mca, "btl", "^openib"]
     if major < 5:
         command += [mca, "plm_rsh_no_tree_spawn", "1", mca, "orte_abort_on_non_zero_status", "1"]
         command += [mca, "btl_vader_single_copy_mechanism", "none"]
-    command += ["-x", "NCCL_MIN_NRINGS=4"]
-    if interface_exists(job.interface):
+        if job.style == "smddp":
+            command += [mca, "plm_rsh_num_concurrent", str(len(job.hosts))]
+    if job.style == "mpi":
+        command += ["-x", "NCCL_MIN_NRINGS=4"]
+    if interface_exists(job.interface) and "NCCL_SOCKET_IFNAME" not in process_env:
         command += ["-x", f"NCCL_SOCKET_IFNAME={job.interface}"]
-    if "NCCL_DEBUG" not in process_env:
+    if "NCCL_DEBUG" not in process_env and "NCCL_DEBUG" not in job.variables:
         command += ["-x", "NCCL_DEBUG=INFO"]
     for name in passed_variables(process_env):
         command += ["-x", name]
+    for name, value in job.variables.items():
+        if name not in process_env:
+            command += ["-x", f"{name}={value}"]
     for name, value in (rank_variables or {}).items():
         command += ["-x", f"{name}={value}"]
     command += list(job.custom_options)
@@ -724,7 +739,12 @@ def _watch(
     and the grace what is left of the job's processes here gets."""
     master = job.master
     policy = job.supervision
-    running = False
+    # Open MPI's daemon is looked for among all of this host's processes until it appears, then
+    # watched by its pid alone (a scan a loop cost every worker CPU in proportion to the processes on
+    # its machine for the whole job: on the test rig, whose hosts share one machine, it grew with the
+    # square of the hosts; issue 28).
+    daemons: list[Any] = []
+    ended = False
     while True:
         with link.changed:
             link.changed.wait(0.5)
@@ -747,13 +767,25 @@ def _watch(
             return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})"), (
                 policy.peer_stop_grace
             )
-        daemons = open_mpi_daemons(since)
-        if daemons and not running:
-            running = True
-            logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
-        elif running and not daemons:
-            running = False
+        if ended:
+            continue
+        if not daemons:
+            daemons = open_mpi_daemons(since)
+            if daemons:
+                logger.info("MPI: mpirun started %s here (pid %s).", daemons[0].info["name"], daemons[0].pid)
+        elif not any(_alive(daemon) for daemon in daemons):
+            ended = True
             logger.info("MPI: Open MPI's daemon ended here; waiting for the master's outcome.")
+
+
+def _alive(process: Any) -> bool:
+    """Whether ``process`` (a psutil process) still runs: neither gone nor a zombie."""
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def _lost(job: MpiJob, reason: str) -> TrainingResult:

@@ -16,9 +16,10 @@ from smc_core.base.log import logger
 from smc_core.base.settings import Setting
 from smc_core.cluster.job import job_channel
 from smc_core.errors import ConfigError
+from smc_core.job.accelerators import network_variables
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
-from smc_core.job.hyperparameters import is_true
+from smc_core.job.hyperparameters import count_parameter, is_true
 from smc_core.launch.result import TrainingResult
 from smc_core.usercode.describe import EntryKind, UserCode
 from smc_core.usercode.entry import entry_command
@@ -66,27 +67,13 @@ def claim_switches() -> list[str]:
     return [MPI_SWITCH]
 
 
-def _count(params: Mapping[str, Any], key: str, default: int | None) -> int | None:
-    value = params.get(key)
-    if value in (None, ""):
-        return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(
-            f"hyperparameters.json: {key!r} is {value!r}, which is not a whole number >= 1: give e.g. 2."
-        )
-    return number
-
-
-def mpi_job(training_env: TrainingEnv) -> Any:
+def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     """The :class:`~smc_core.mpi.launch.MpiJob` of ``training_env`` (hyperparameters and settings).
 
     Processes per host as the reference's runner counts them: the job's
     ``sagemaker_mpi_num_of_processes_per_host`` (``training_env.processes_per_host``), else one per GPU,
-    else per Neuron core, else 1.
+    else per Neuron core, else 1. Every rank also gets the EFA and NCCL variables of ``launcher``
+    (:func:`smc_core.network_variables`).
     """
     # MPI's launcher and sshd only for MPI jobs: every job's start imports this plugin.
     from smc_core.mpi.launch import MpiJob, parse_custom_options
@@ -94,7 +81,8 @@ def mpi_job(training_env: TrainingEnv) -> Any:
     params = training_env.additional_framework_parameters
     hosts = tuple(training_env.distribution_hosts or training_env.hosts)
     per_host = training_env.processes_per_host or training_env.default_processes_per_host
-    total = _count(params, NUM_PROCESSES_KEY, None) or per_host * len(hosts)
+    total = count_parameter(params, NUM_PROCESSES_KEY, training_env.paths.hyperparameters_file)
+    total = total or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings, policy = training_env.settings, training_env.supervision
     for old, new in REPLACED.items():
@@ -115,6 +103,7 @@ def mpi_job(training_env: TrainingEnv) -> Any:
         wait_timeout=policy[WAIT_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
+        variables=network_variables(training_env, launcher),
         supervision=policy,
     )
 
@@ -143,21 +132,35 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: mpirun is not used.", MPI_SWITCH
         )
         return None
+    return launch(training_env, user_code, process_env, mpi_job(training_env))
 
+
+def launch(
+    training_env: TrainingEnv,
+    user_code: UserCode,
+    process_env: Mapping[str, str],
+    job: Any,
+    *,
+    launcher: tuple[str, ...] = (),
+    name: str = "MPI",
+) -> TrainingResult | None:
+    """Run the MPI ``job`` from this host: ``mpirun`` on the master (each rank's command behind
+    ``launcher``, e.g. ``smddprun``), the job's sshd on the others. None on a host outside the job's
+    hosts (a heterogeneous cluster's other group), which then runs the entry point on its own."""
     from smc_core.mpi.launch import run_master, run_worker  # MPI jobs only (see mpi_job)
 
-    job = mpi_job(training_env)
     if training_env.current_host not in job.hosts:
         # Heterogeneous clusters: a group outside sagemaker_distribution_instance_groups runs the entry
         # point as a plain process (a data-loading group, say), as on SageMaker.
         logger.info(
-            "MPI: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
+            "%s: %s is not one of the distribution hosts (%s): it runs the entry point on its own.",
+            name,
             training_env.current_host,
             ", ".join(job.hosts),
         )
         return None
     if training_env.current_host != job.master:
-        logger.info("MPI: %s is a worker; the master %s runs mpirun.", training_env.current_host, job.master)
+        logger.info("%s: %s is a worker; %s runs mpirun.", name, training_env.current_host, job.master)
         return run_worker(job, process_env, channel=job_channel())
-    command = rank_command(user_code, user_args(training_env), process_env)
+    command = [*launcher, *rank_command(user_code, user_args(training_env), process_env)]
     return run_master(job, command, process_env, cwd=user_code.code_dir, channel=job_channel())

@@ -198,6 +198,11 @@ class PrefixUploader:
                 return
         uri = self.uri_of(path)
         error = self._upload_with_retries(path, uri)
+        if error is _GONE:  # deleted while it was being uploaded: on purpose, not a failure
+            logger.info("%s was deleted while it was being uploaded: not uploading it.", path)
+            with self._lock:
+                self._failures.pop(path, None)
+            return
         with self._lock:
             if error is None:
                 self._uploaded[path] = state
@@ -215,6 +220,8 @@ class PrefixUploader:
                 self._upload_once(path, key)
                 return None
             except Exception as raised:
+                if _state(path) is None:
+                    return _GONE
                 exc = _root_error(raised)
                 message = _describe(exc, self.bucket)
                 if attempt == self.retries or not is_transient(exc):
@@ -241,6 +248,10 @@ class PrefixUploader:
             client = self._client
         config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=2, use_threads=True)
         client.upload_file(str(path), self.bucket, key, Config=config)
+
+
+_GONE = "the file was deleted"
+"""What :meth:`PrefixUploader._upload_with_retries` returns for a file deleted during its upload."""
 
 
 def lower_priority(niceness: int = 10) -> None:

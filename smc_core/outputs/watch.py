@@ -6,7 +6,8 @@ deleted. On Linux it uses inotify through ``inotify_simple`` (the kernel says ex
 closes a file: ``IN_CLOSE_WRITE``; a file renamed into the tree counts as closed). Where inotify is
 not available it polls: a file counts as closed once its size and modification time have stayed the
 same for one whole poll interval, which cannot tell a file held open but idle from a closed one; the
-final flush of a sync uploads whatever the polls missed.
+final flush of a sync uploads whatever the polls missed. A root that is deleted and created again
+is watched again as soon as it is back (its files reported then): nothing waits for the final flush.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ClosedFileWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._root_lost = False
 
     def start(self) -> ClosedFileWatcher:
         """Start watching; returns once the watches are in place (events from then on are seen)."""
@@ -112,6 +114,11 @@ class ClosedFileWatcher:
             while not self._stop.is_set():
                 for event in inotify.read(timeout=200):
                     self._handle(event, dirs, watch_tree, flags)
+                if self._root_lost and self.root.is_dir():  # deleted, and made again
+                    self._root_lost = False
+                    logger.info("Watching %s again: it was deleted and created again.", self.root)
+                    watch_tree(self.root)
+                    self._report_files(self.root)
             for event in inotify.read(timeout=0):  # what happened just before stop()
                 self._handle(event, dirs, watch_tree, flags)
         finally:
@@ -130,17 +137,22 @@ class ClosedFileWatcher:
         path = parent / event.name if event.name else parent
         if event.mask & flags.DELETE_SELF:
             dirs.pop(event.wd, None)
+            if parent == self.root:
+                self._root_lost = True
         elif event.mask & flags.ISDIR:
             if event.mask & (flags.CREATE | flags.MOVED_TO):
                 watch_tree(path)
                 # files written before the watch was in place: report the closed-looking ones
-                for current, _, files in os.walk(path):
-                    for name in sorted(files):
-                        self._deliver(self.on_closed, Path(current) / name)
+                self._report_files(path)
         elif event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
             self._deliver(self.on_closed, path)
         elif event.mask & (flags.DELETE | flags.MOVED_FROM):
             self._deliver(self.on_deleted, path)
+
+    def _report_files(self, directory: Path) -> None:
+        for current, _, files in os.walk(directory):
+            for name in sorted(files):
+                self._deliver(self.on_closed, Path(current) / name)
 
     # --- polling ---------------------------------------------------------------------------------
     def _scan(self) -> dict[Path, tuple[int, int]]:

@@ -3,12 +3,12 @@
 Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testing"`` in your
 ``pyproject.toml``, or ``pytest_plugins = ["smc_core.testing"]`` in a root ``conftest.py``). Fixtures:
 
-* ``smc_job``: a :class:`~smc_core.testing.jobs.JobRunner` that lays out a job (code, hyperparameters,
+* ``smc_job``: a :class:`~smc_core.testing.JobRunner` that lays out a job (code, hyperparameters,
   channels, hosts), runs it through the real ``train`` console script with your adapter pinned, and
-  returns a :class:`~smc_core.testing.jobs.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
+  returns a :class:`~smc_core.testing.JobOutcome` (``assert_success()``, ``failure``, ``logs``,
   ``exit_code``, ``model_dir``); ``smc_job.start(...)`` and ``smc_job.start_on_cluster(...)`` start
-  ``train`` in the background as a :class:`~smc_core.testing.jobs.RunningJob`, to stop it with a signal
-  as a platform does.
+  ``train`` in the background as a :class:`~smc_core.testing.RunningJob`, to stop it with a signal as a
+  platform does.
 * ``smc_adapter``: the adapter ``smc_job`` pins as ``SMC_ADAPTER``; None (pin nothing) unless you
   override it in your ``conftest.py``.
 * ``job_dir``: a factory that only writes a job directory (see :func:`make_job_dir`).
@@ -20,11 +20,16 @@ Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testi
 * ``plugin_manager``, ``register_plugin``: a fresh plugin manager with the defaults only, and a
   way to register a plugin object into it for one test (for hook-level unit tests).
 
+And :func:`free_port`, a TCP port nobody listens on, for a job that listens on one (pass it through
+your adapter's port setting: tests that run at the same time never collide). The kit registers the
+``netns`` mark for multi-host tests.
+
 This package imports nothing from smc's command line: it runs ``train`` as a platform does.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,15 +49,39 @@ from smc_core.testing.jobs import (
 )
 
 __all__ = [
+    "NETNS_MARK",
     "JobOutcome",
     "JobRunner",
     "RunningJob",
     "encode_hyperparameters",
+    "free_port",
     "job_environ",
     "make_job_dir",
     "run_job",
     "train_command",
 ]
+
+
+NETNS_MARK = "netns: needs root and Linux network namespaces (multi-host tests with netns_hosts)"
+"""The ``netns`` mark, registered by the kit: ``@pytest.mark.netns`` on a test that uses ``netns_hosts``."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now: for a job's rendezvous port in a test.
+
+    The port is free when this returns; pass it straight to the job (``env={"SMC_MYFW_MASTER_PORT":
+    str(free_port())}``), so that tests running at the same time on one machine never collide on a
+    fixed port. (Jobs on ``netns_hosts`` have network namespaces of their own: any port is free there.)
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``netns`` mark, so that ``@pytest.mark.netns`` needs no ini entry of yours."""
+    config.addinivalue_line("markers", NETNS_MARK)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,8 +107,8 @@ def smc_adapter(request: pytest.FixtureRequest) -> str | None:
 def smc_job(tmp_path: Path, smc_adapter: str | None) -> JobRunner:
     """Lay out and run real training jobs: ``smc_job(code=..., entry_point=..., hyperparameters=...)``.
 
-    Returns a :class:`~smc_core.testing.jobs.JobRunner`; calling it returns a
-    :class:`~smc_core.testing.jobs.JobOutcome`. Job directories go under ``tmp_path/smc-jobs``.
+    Returns a :class:`~smc_core.testing.JobRunner`; calling it returns a
+    :class:`~smc_core.testing.JobOutcome`. Job directories go under ``tmp_path/smc-jobs``.
     """
     return JobRunner(tmp_path / "smc-jobs", adapter=smc_adapter)
 

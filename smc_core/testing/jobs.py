@@ -100,6 +100,7 @@ def make_job_dir(
     hosts: Sequence[str] = ("algo-1",),
     current_host: str = "algo-1",
     interface: str = "eth0",
+    instance_type: str | None = None,
     resource_config: Mapping[str, Any] | None = None,
     code: CodeFiles | None = None,
     entry_point: str | None = None,
@@ -112,7 +113,9 @@ def make_job_dir(
     :param hosts: the cluster's host names, in ``resourceconfig.json`` order.
     :param current_host: the host this job directory belongs to.
     :param interface: ``network_interface_name`` in ``resourceconfig.json``.
-    :param resource_config: written as is, instead of one built from the three above.
+    :param instance_type: ``current_instance_type`` in ``resourceconfig.json`` (``ml.trn1.32xlarge``);
+        None leaves it out, as SDK local mode does.
+    :param resource_config: written as is, instead of one built from the four above.
     :param code: files for ``code/`` (``{relative path: text}``) or a directory to copy there.
     :param entry_point: sets ``sagemaker_program``.
     """
@@ -129,6 +132,8 @@ def make_job_dir(
             "hosts": list(hosts),
             "network_interface_name": interface,
         }
+        if instance_type is not None:
+            resource_config["current_instance_type"] = instance_type
     (config / "resourceconfig.json").write_text(json.dumps(resource_config))
     if not isinstance(channels, Mapping):
         channels = {name: {"TrainingInputMode": "File"} for name in channels}
@@ -408,6 +413,7 @@ class JobRunner:
         hosts: Sequence[str] = ("algo-1",),
         current_host: str = "algo-1",
         interface: str = "lo",
+        instance_type: str | None = None,
         job_dir: Path | None = None,
     ) -> Path:
         """Write a job directory and return it (run it later with :meth:`run`).
@@ -421,6 +427,7 @@ class JobRunner:
         :param hosts: the cluster's host names; the job runs as ``current_host``.
         :param interface: ``network_interface_name``; ``lo`` by default, since the job runs on this
             machine (the platform's default is ``eth0``).
+        :param instance_type: ``current_instance_type`` (``ml.p4d.24xlarge``); None leaves it out.
         :param job_dir: where to lay it out (default: a fresh directory under the runner's root).
         """
         if job_dir is None:
@@ -434,6 +441,7 @@ class JobRunner:
             hosts=hosts,
             current_host=current_host,
             interface=interface,
+            instance_type=instance_type,
             code=code,
             entry_point=entry_point,
         )

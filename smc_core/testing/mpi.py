@@ -16,6 +16,7 @@ __all__ = [
     "MPI_PROCESS_NAMES",
     "mpi_leftovers",
     "mpi_unavailable_reason",
+    "ssh_unavailable_reason",
 ]
 
 MPI_PROCESS_NAMES = ("mpirun", "orterun", "prterun", "orted", "prted")
@@ -62,10 +63,36 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], f"rank-{rank}.json"), "w") as
 ``--sleep S`` waits S seconds first."""
 
 
-def mpi_unavailable_reason() -> str | None:
-    """Why MPI tests cannot run here (no mpirun, no mpi4py), or None."""
+def ssh_unavailable_reason() -> str | None:
+    """Why MPI jobs across hosts cannot run here (no ``sshd``, ``ssh`` or ``ssh-keygen``: mpirun
+    reaches the other hosts over ssh), or None."""
+    from smc_core.errors import ConfigError
+    from smc_core.launch.sshd import find_program
+
+    missing = []
+    for name in ("sshd", "ssh", "ssh-keygen"):
+        try:
+            find_program(name)
+        except ConfigError:
+            missing.append(name)
+    if missing:
+        return (
+            f"MPI jobs across hosts need OpenSSH ({', '.join(missing)} missing: apt-get install "
+            "openssh-server openssh-client; `make test` installs them when run as root)"
+        )
+    return None
+
+
+def mpi_unavailable_reason(*, hosts: int = 1) -> str | None:
+    """Why MPI tests cannot run here (no mpirun, no mpi4py; with several ``hosts``, no OpenSSH), or
+    None."""
     if shutil.which("mpirun") is None:
-        return "MPI tests need Open MPI's mpirun (apt-get install openmpi-bin libopenmpi-dev)"
+        return (
+            "MPI tests need Open MPI's mpirun (apt-get install openmpi-bin libopenmpi-dev; `make test` "
+            "installs it when run as root)"
+        )
+    if hosts > 1 and ssh_unavailable_reason() is not None:
+        return ssh_unavailable_reason()
     try:
         import mpi4py  # noqa: F401  # optional: probed, not used
     except ImportError:

@@ -100,10 +100,16 @@ def function_mode(training_env: TrainingEnv) -> bool:
 
 def describe_user_code(training_env: TrainingEnv, *, source: str | None = None) -> UserCode:
     """The :class:`UserCode` for the code in ``training_env.code_dir`` and the job's entry point
-    (function mode as :func:`function_mode` says)."""
+    (function mode as :func:`function_mode` says; on a ModelTrainer layout a ``*.py`` entry script runs
+    as a script, as the SDK's drivers run it, even where the code dir is a package)."""
     code_dir = training_env.code_dir
     entry = training_env.user_entry_point
-    kind = EntryKind.FUNCTION if function_mode(training_env) else entry_kind(code_dir, entry or "")
+    if function_mode(training_env):
+        kind = EntryKind.FUNCTION
+    elif training_env.model_trainer is not None and (entry or "").endswith(".py"):
+        kind = EntryKind.PYTHON  # as the SDK's drivers run it, even in a package's source dir
+    else:
+        kind = entry_kind(code_dir, entry or "")
     return UserCode(
         code_dir=code_dir, entry_point=entry, kind=kind, module_name=import_name(entry), source=source
     )

@@ -61,11 +61,24 @@ def no_entry_error(training_env: TrainingEnv | None = None) -> ConfigError:
 
 
 def _check_inside(code_dir: Path, entry: str) -> None:
-    """Refuse an entry point that is not a path inside the code dir."""
+    """Refuse an entry point that is not a path inside the code dir (through a symbolic link
+    either), or whose name begins with ``-`` (the interpreter would take it as an option)."""
+    if entry.startswith("-"):
+        raise ConfigError(
+            f"The entry point {entry!r} (sagemaker_program) begins with '-', so python (or the shell) "
+            "would read it as an option, not a file: rename the script (e.g. train.py)."
+        )
     if Path(entry).is_absolute() or ".." in Path(entry).parts:
         raise ConfigError(
             f"The entry point {entry!r} (sagemaker_program) is outside the code dir {code_dir}: it must "
             "name a file inside it, relative to it (e.g. train.py or scripts/train.py)."
+        )
+    path = code_dir / entry
+    real, root = os.path.realpath(path), os.path.realpath(code_dir)
+    if path.exists() and real != root and not real.startswith(root + os.sep):
+        raise ConfigError(
+            f"The entry point {entry!r} (sagemaker_program) is a symbolic link to {real}, outside the code "
+            f"dir {code_dir}: it must be a file inside it. Put the script itself in the code."
         )
     if (code_dir / entry).is_dir():
         raise ConfigError(
@@ -99,7 +112,10 @@ def entry_command(
         _check_inside(code_dir, entry)
     path = code_dir / entry
     if user_code.kind is EntryKind.MODULE:
-        return [python_executable(), "-m", user_code.module_name or entry, *args]
+        module = user_code.module_name or entry
+        if module.startswith("-"):
+            _check_inside(code_dir, module)
+        return [python_executable(), "-m", module, *args]
     if user_code.kind is EntryKind.PYTHON:
         if not path.is_file():
             raise _missing_entry(code_dir, entry)

@@ -38,12 +38,14 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlparse
 
+from smc_core.base.files import open_own_file, write_own_file
 from smc_core.base.log import logger
 from smc_core.base.settings import EXISTING_CODE
 from smc_core.errors import ConfigError, FetchError
@@ -54,6 +56,7 @@ __all__ = [
     "EXISTING_CODE_POLICIES",
     "MARKER_NAME",
     "bookkeeping_dir",
+    "check_local_source",
     "code_dir_lock",
     "download_and_extract",
     "fetch_code",
@@ -74,6 +77,9 @@ def bookkeeping_dir(code_dir: Path) -> Path:
     nothing of smc's is seen by the user's code or copied with it."""
     path = code_dir.absolute().parent / f"{_OWN_PREFIX}{code_dir.absolute().name}"
     try:
+        if path.is_symlink():  # smc's own dir: never written through a link someone put there
+            logger.warning("Replacing the symbolic link %s with smc's own directory.", path)
+            path.unlink()
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FetchError(
@@ -97,7 +103,7 @@ def local_source_path(source: str) -> Path | None:
 def code_dir_lock(code_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``code_dir`` (``lock`` in :func:`bookkeeping_dir`) while inside the block."""
     code_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(bookkeeping_dir(code_dir) / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_own_file(bookkeeping_dir(code_dir) / LOCK_NAME)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,7 +139,9 @@ def _local_version(path: Path) -> str:
                 full = os.path.join(root, name)
                 with contextlib.suppress(OSError):
                     st = os.lstat(full)
-                    digest.update(f"{os.path.relpath(full, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                    # os.fsencode: a file name that is not valid UTF-8 is bytes the OS gave, not an error
+                    relative = os.fsencode(os.path.relpath(full, path))
+                    digest.update(relative + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
         st = path.stat()
         digest.update(f"{st.st_size}\0{st.st_mtime_ns}".encode())
@@ -199,6 +207,8 @@ def fetch_code(
                 return "reused"
             if existing is _KEEP:
                 return "kept"
+            if code_dir.is_symlink():
+                existing = _unlink_code_dir(code_dir)
             _stage_and_swap(source, code_dir, existing, region=region, reader=reader)
             _write_marker(code_dir, source, version)
             logger.info("Fetched %s into %s.", source, code_dir)
@@ -211,14 +221,54 @@ def fetch_code(
 _KEEP: list[str] = []  # a sentinel: run what is there
 
 
+def _unlink_code_dir(code_dir: Path) -> list[str]:
+    """Replace the symbolic link ``code_dir`` with an empty directory: the fetched code replaces the
+    link, never the files it points to (outside the job dir: the user's own project, say)."""
+    logger.warning(
+        "The code dir %s is a symbolic link to %s: replacing the link (not what it points to, which is "
+        "left as it is) with a directory for the fetched code.",
+        code_dir,
+        os.path.realpath(code_dir),
+    )
+    code_dir.unlink()
+    code_dir.mkdir()
+    return []
+
+
+NOT_A_SOURCE = ("/", "/proc", "/sys", "/dev", "/run")
+"""Directories that cannot be the user's code: the whole file system, and the kernel's own."""
+
+
+def check_local_source(path: Path, what: str) -> None:
+    """Refuse a local source that cannot be the user's code: one that does not exist, a named pipe,
+    socket or device, or a directory of :data:`NOT_A_SOURCE` (copying ``/`` copies the whole file
+    system).
+
+    :param what: how the message names the source (``"file:///"``, ``"source dir /"``).
+    :raises FetchError: naming it and what to give instead.
+    """
+    if not path.exists():
+        raise FetchError(f"{what}: no such file or directory. Give an s3:// URI, or a path that exists here.")
+    if not path.is_dir() and not path.is_file():
+        raise FetchError(
+            f"{what}: not a directory, archive or regular file (a named pipe, socket or device), so it "
+            "cannot be the code. Give the directory that holds the code, or an archive of it."
+        )
+    resolved = os.path.realpath(path)
+    if resolved in NOT_A_SOURCE:
+        raise FetchError(
+            f"{what}: that is {'the whole file system' if resolved == '/' else 'a system directory'} "
+            f"({resolved}), not a folder of code: copying it would copy everything under it. Give the "
+            "directory that holds the code (e.g. ./src)."
+        )
+
+
 def _checked_source(source: str, code_dir: Path) -> Path | None:
-    """The local path of ``source`` (checked to exist), or None for an ``s3://`` URI; else a refusal."""
+    """The local path of ``source`` (checked: :func:`check_local_source`), or None for an ``s3://``
+    URI; else a refusal."""
     local = local_source_path(source)
     if local is not None:
-        if not local.exists():
-            raise FetchError(
-                f"{source}: no such file or directory. Give an s3:// URI, or a path that exists here."
-            )
+        check_local_source(local, source)
         return local
     if not source.startswith("s3://"):
         raise FetchError(
@@ -320,7 +370,7 @@ def _stage_and_swap(
 def _write_marker(code_dir: Path, source: str, version: str) -> None:
     marker_path = bookkeeping_dir(code_dir) / MARKER_NAME
     marker_tmp = marker_path.with_name(f"{MARKER_NAME}.{os.getpid()}")
-    marker_tmp.write_text(json.dumps({"source": source, "version": version}))
+    write_own_file(marker_tmp, json.dumps({"source": source, "version": version}).encode())
     marker_tmp.replace(marker_path)
 
 
@@ -358,7 +408,7 @@ def download_and_extract(
             if owned:
                 stream.close()
     elif local.is_dir():
-        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True, ignore=_holding(dest))
+        shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True, ignore=_copyable(dest))
     elif _is_archive(local):
         with open(local, "rb") as file:
             _extract_with_progress(file, local.stat().st_size, dest, source)
@@ -372,17 +422,28 @@ def download_and_extract(
         shutil.copy2(local, dest / local.name)
 
 
-def _holding(dest: Path) -> Any:
+def _copyable(dest: Path) -> Any:
     """A ``copytree`` filter leaving out the directory that holds ``dest`` (``smc local .`` run in the
-    source dir puts the job dir, and so the code dir, inside the source: copied, it would recurse)."""
+    source dir puts the job dir, and so the code dir, inside the source: copied, it would recurse),
+    and what cannot be copied as a file (named pipes, sockets, devices: reading a pipe would wait
+    forever), each named in a warning."""
     target = os.path.realpath(dest)
 
     def ignore(directory: str, names: list[str]) -> list[str]:
         skipped = []
         for name in names:
-            path = os.path.realpath(os.path.join(directory, name))
+            full = os.path.join(directory, name)
+            path = os.path.realpath(full)
             if target == path or target.startswith(path + os.sep):
                 skipped.append(name)
+                continue
+            with contextlib.suppress(OSError):
+                mode = os.lstat(full).st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+                    logger.warning(
+                        "Not copying %s: not a regular file or directory (a pipe, socket or device).", full
+                    )
+                    skipped.append(name)
         return skipped
 
     return ignore

@@ -5,9 +5,11 @@ Installer: ``uv pip install`` when uv is available (next to the interpreter or o
 into the interpreter that runs the user's code (``sys.executable`` unless told otherwise).
 
 The user's pip configuration is honoured either way: pip reads its own ``pip.conf`` files and
-``PIP_*`` variables; for uv, :func:`pip_settings` reads the same (index URL, extra index URLs,
-find-links, constraints, ``no-index``, trusted hosts) and passes them on as uv options, index URLs
-through uv's environment variables so that credentials in them never reach a command line or a log.
+``PIP_*`` variables; for uv, :mod:`smc_core.usercode.pipconfig` reads the same and hands every option
+on (index URLs, extra indexes with pip's best-match across them, find-links, constraints, trusted
+hosts, ``cert``, ``client-cert``, proxy, timeout, retries, ``pre``, ``only-binary`` ...), index URLs
+and certificates through uv's environment so that credentials never reach a command line. An option
+uv has no equivalent for makes the job install with pip, and the log says which option it was.
 
 Private index: with ``CA_REPOSITORY_ARN=arn:aws:codeartifact:REGION:ACCOUNT:repository/DOMAIN/REPO``
 (as in the reference toolkit), an AWS CodeArtifact authorization token is fetched (boto3) and the
@@ -28,7 +30,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
@@ -37,8 +38,8 @@ from smc_core.base.messages import summary_line
 from smc_core.base.settings import INSTALLER
 from smc_core.base.stopping import raise_if_stopped
 from smc_core.errors import ConfigError, InstallError
-from smc_core.job.hyperparameters import is_true
 from smc_core.launch.process import start_process
+from smc_core.usercode.pipconfig import PipSettings, pip_options, pip_settings, uv_translation
 
 __all__ = [
     "PipSettings",
@@ -52,66 +53,6 @@ __all__ = [
 ]
 
 INSTALL_TAIL_LINES = 15
-
-
-@dataclass
-class PipSettings:
-    """The pip options that matter for finding packages, as pip's configuration gives them."""
-
-    index_url: str | None = None
-    extra_index_urls: list[str] = field(default_factory=list)
-    find_links: list[str] = field(default_factory=list)
-    constraints: list[str] = field(default_factory=list)
-    trusted_hosts: list[str] = field(default_factory=list)
-    no_index: bool = False
-
-
-def _config_files(environ: Mapping[str, str]) -> list[Path]:
-    """pip's configuration files, in the order pip loads them (later ones win)."""
-    explicit = environ.get("PIP_CONFIG_FILE")
-    if explicit == os.devnull:
-        return []
-    home = Path(environ.get("HOME") or os.path.expanduser("~"))
-    xdg_dirs = (environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")
-    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs] + [Path("/etc/pip.conf")]
-    files += [
-        home / ".pip" / "pip.conf",
-        Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "pip" / "pip.conf",
-    ]
-    files.append(Path(sys.prefix) / "pip.conf")
-    if explicit:
-        files.append(Path(explicit))
-    return files
-
-
-def pip_settings(environ: Mapping[str, str] | None = None) -> PipSettings:
-    """Read pip's configuration files (``[global]`` then ``[install]``) and ``PIP_*`` variables."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, str] = {}
-    for path in _config_files(environ):
-        import configparser  # only when a pip.conf exists: every job's start imports this module
-
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(path)
-        except configparser.Error as exc:
-            logger.warning("Ignoring pip configuration %s: %s", path, exc)
-            continue
-        for section in ("global", "install"):
-            if parser.has_section(section):
-                values.update({k.replace("_", "-"): v for k, v in parser.items(section)})
-    for key in ("index-url", "extra-index-url", "find-links", "constraint", "trusted-host", "no-index"):
-        env_value = environ.get("PIP_" + key.upper().replace("-", "_"))
-        if env_value:  # an empty variable counts as unset
-            values[key] = env_value
-    return PipSettings(
-        index_url=values.get("index-url") or None,
-        extra_index_urls=values.get("extra-index-url", "").split(),
-        find_links=values.get("find-links", "").split(),
-        constraints=values.get("constraint", "").split(),
-        trusted_hosts=values.get("trusted-host", "").split(),
-        no_index=is_true(values.get("no-index", "")),
-    )
 
 
 def find_uv(environ: Mapping[str, str] | None = None) -> str | None:
@@ -133,7 +74,9 @@ def find_uv(environ: Mapping[str, str] | None = None) -> str | None:
         return None
 
 
-def _installer(installer: str | None, environ: Mapping[str, str]) -> tuple[str, str | None]:
+def _installer(
+    installer: str | None, environ: Mapping[str, str], fallback: str | None
+) -> tuple[str, str | None]:
     if installer not in (None, "uv", "pip"):
         raise ConfigError(
             f"The installer is {installer!r}; give uv, pip, or None to choose "
@@ -144,6 +87,14 @@ def _installer(installer: str | None, environ: Mapping[str, str]) -> tuple[str, 
         raise ConfigError(
             "SMC_INSTALLER=uv, but uv is not installed: `pip install uv`, or set SMC_INSTALLER=pip."
         )
+    if uv and fallback:
+        if installer == "uv":
+            raise ConfigError(
+                f"SMC_INSTALLER=uv, but {fallback}, which uv has no equivalent for: set SMC_INSTALLER=pip "
+                "(or leave it unset: smc then installs with pip), or remove that option."
+            )
+        logger.info("Installing with pip, not uv: %s, which uv has no equivalent for.", fallback)
+        return ("pip", None)
     return ("uv", uv) if uv else ("pip", None)
 
 
@@ -210,30 +161,19 @@ def installer_command(
     """
     environ = dict(os.environ if environ is None else environ)
     python = python or sys.executable
-    name, uv = _installer(installer, environ)
     private_index = _codeartifact_index(environ)
+    if private_index:  # the CodeArtifact repository is the index, for pip and for uv alike
+        environ["PIP_INDEX_URL"] = private_index
+    translation = uv_translation(pip_options(environ)) if installer != "pip" else None
+    name, uv = _installer(installer, environ, translation.fallback if translation else None)
     if name == "pip":
-        if private_index:
-            environ["PIP_INDEX_URL"] = private_index
         command = [python, "-m", "pip", "install", "--disable-pip-version-check", *targets]
         return command, environ
-    assert uv is not None
-    settings = pip_settings(environ)
-    command = [uv, "pip", "install", "--python", python]
-    index_url = private_index or settings.index_url
-    if index_url:
-        environ["UV_INDEX_URL"] = index_url
-    if settings.extra_index_urls:
-        environ["UV_EXTRA_INDEX_URL"] = " ".join(settings.extra_index_urls)
-    for link in settings.find_links:
-        command += ["--find-links", link]
-    for constraint in settings.constraints:
-        command += ["--constraint", constraint]
-    for host in settings.trusted_hosts:
-        command += ["--allow-insecure-host", host]
-    if settings.no_index:
-        command.append("--no-index")
-    return [*command, *targets], environ
+    assert uv is not None and translation is not None
+    if translation.mapped:
+        logger.info("pip's configuration handed on to uv: %s.", "; ".join(translation.mapped))
+    environ.update(translation.env)
+    return [uv, "pip", "install", "--python", python, *translation.args, *targets], environ
 
 
 _UNREACHABLE = re.compile(
@@ -325,11 +265,14 @@ def install_requirements(
     environ: Mapping[str, str] | None = None,
     installer: str | None = None,
     timeout: float | None = None,
+    requirements: str = "requirements.txt",
 ) -> bool:
     """Install ``code_dir/requirements.txt`` into ``python``'s environment, if the file exists.
 
     :param code_dir: the directory holding ``requirements.txt`` (also the installer's working
         directory, so relative paths in the file are relative to it).
+    :param requirements: the requirements file, relative to ``code_dir`` (a ModelTrainer job's
+        ``SourceCode.requirements``).
     :param python: the interpreter to install into (default: this one).
     :param environ: the environment to read the index settings (``PIP_*``, ``CA_REPOSITORY_ARN``) from
         and run the installer with (default: this process's).
@@ -339,11 +282,11 @@ def install_requirements(
     :raises InstallError: the installer failed; the message ends with its error output.
     """
     code_dir = Path(code_dir)
-    if not (code_dir / "requirements.txt").is_file():
+    if not (code_dir / requirements).is_file():
         return False
     _run_installer(
-        f"{code_dir / 'requirements.txt'}",
-        ["-r", "requirements.txt"],
+        f"{code_dir / requirements}",
+        ["-r", requirements],
         code_dir,
         python,
         environ,

@@ -67,7 +67,10 @@ def test_smc_env_says_what_it_leaves_out(job_dir) -> None:
     assert exported.returncode == 0, exported.stderr
     last = exported.stdout.splitlines()[-1]
     assert last.startswith("# Not shown: what plugins add when the job runs") and "MASTER_ADDR" in last
+    policy = exported.stdout.splitlines()[-2]
+    assert policy.startswith("# Supervision (every launch obeys it): SMC_GRACE_PERIOD=100 s")
     shown = smc("env", base=base)
     assert "Not shown: what plugins add" in shown.stderr
+    assert "SMC_HOST_WAIT_TIMEOUT=600 s" in shown.stderr
     help_text = smc("env", "--help", base=base).stdout
     assert "not plugins' additions" in help_text and "every variable" not in help_text

@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import time
+from pathlib import Path
 
 from tests.faults.kit import Kit, Outcome, tmpfs, wait_for
 
@@ -156,9 +157,45 @@ def hyperparameter_over_one_argument(kit: Kit) -> Outcome:
 
 def unclaimed_switch(kit: Kit) -> Outcome:
     base = kit.job(
-        {"train.py": OK}, raw_hyperparameters={"sagemaker_distributed_dataparallel_enabled": "true"}
+        {"train.py": OK}, raw_hyperparameters={"sagemaker_pytorch_xla_multi_worker_enabled": "true"}
     )
     return kit.train(base)
+
+
+def _model_trainer_job(kit: Kit, distributed: object, **source_code: object) -> Path:
+    """A SageMaker SDK v3 ModelTrainer job: the ``code`` and ``sm_drivers`` channels, no sagemaker_program."""
+    base = kit.job(None, entry=None, channels=["code", "sm_drivers"])
+    (base / "input/data/code/train.py").write_text("open('ran', 'w').close()\n")
+    drivers = base / "input/data/sm_drivers"
+    code = {"source_dir": "src", "requirements": None, "entry_script": "train.py", **source_code}
+    (drivers / "sourcecode.json").write_text(json.dumps(code))
+    (drivers / "distributed.json").write_text(json.dumps(distributed))
+    return base
+
+
+def model_trainer_config_unknown(kit: Kit) -> Outcome:
+    done = kit.train(_model_trainer_job(kit, {"nodes": 2, "driver": "mine"}))
+    assert "distributed.json: holds" in done.first_line
+    assert "none of the DistributedConfigs" in done.first_line
+    assert not done.exists("input/data/code/ran")
+    return done
+
+
+def model_trainer_requirements_missing(kit: Kit) -> Outcome:
+    done = kit.train(_model_trainer_job(kit, {}, requirements="reqs/missing.txt"))
+    assert "'requirements' is 'reqs/missing.txt', which is not a file in the code dir" in done.first_line
+    assert not done.exists("input/data/code/ran")
+    return done
+
+
+def model_trainer_launch_unclaimed(kit: Kit) -> Outcome:
+    base = _model_trainer_job(kit, {"process_count_per_node": 2, "smp": None})
+    done = kit.train(base, env={"SMC_DISABLE_PLUGINS": "pytorch"})
+    assert "distributed.json asks for Torchrun (smc launches it as sagemaker_torch_distributed_enabled)" in (
+        done.first_line
+    )
+    assert "pip install smc-pytorch" in done.first_line and not done.exists("input/data/code/ran")
+    return done
 
 
 def channel_dir_missing(kit: Kit) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -87,3 +88,49 @@ def test_s3_locations_are_checked() -> None:
     assert join_s3_uri("s3://b/runs/", "job", "output") == "s3://b/runs/job/output"
     with pytest.raises(ConfigError, match="--s3-output is 'b/p', which is not an S3 location"):
         parse_s3_prefix("b/p", "--s3-output")
+
+
+def test_a_file_deleted_during_its_upload_is_not_a_failure(tmp_path: Path, s3_server) -> None:
+    # The script deletes the file on purpose while it goes up: boto3's real upload then fails with
+    # FileNotFoundError, which is not a transient error to retry, nor a file that failed to upload.
+    bucket = s3_server.bucket()
+    root = tmp_path / "out"
+    root.mkdir()
+
+    def client_deleting_first():  # the real client; the file goes away as its upload starts
+        client = s3_server.client()
+        real = client.upload_file
+
+        def upload_file(filename, *args, **kwargs):
+            Path(filename).unlink(missing_ok=True)
+            return real(filename, *args, **kwargs)
+
+        client.upload_file = upload_file
+        return client
+
+    sync = start_directory_sync(root, f"s3://{bucket}/out", client_deleting_first, settle=0.1)
+    (root / "scratch.tmp").write_text("temporary")
+    time.sleep(1.0)
+    report = sync.finish(30)
+    assert report.complete and not report.failures, report
+
+
+@pytest.mark.skipif(
+    not inotify_available(), reason="inotify is not available here (Linux with inotify_simple)"
+)
+def test_a_root_deleted_and_made_again_is_watched_again(tmp_path: Path) -> None:
+    root = tmp_path / "intermediate"
+    closed: list[Path] = []
+    watcher = ClosedFileWatcher(root, closed.append, use_inotify=True).start()
+    try:
+        shutil.rmtree(root)
+        time.sleep(0.5)
+        (root / "sub").mkdir(parents=True)
+        time.sleep(0.5)
+        (root / "sub" / "later.txt").write_text("x")
+        deadline = time.monotonic() + 10
+        while root / "sub" / "later.txt" not in closed and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        watcher.stop()
+    assert root / "sub" / "later.txt" in closed, closed

@@ -64,6 +64,11 @@ HOSTILE: dict[str, tuple[list[tuple[str, str, str | bytes]], str]] = {
         "escape",
     ),
     "symlink chain out": ([("dir", "d", ""), ("sym", "d/up", ".."), ("sym", "d/up2", "up/..")], "d/up2"),
+    # A directory already written into (known to be real) becomes a link out, then is written through.
+    "used directory re-pointed out": (
+        [("file", "d/ok.txt", "fine"), ("sym", "d", "../outside"), ("file", "d/evil.txt", "x")],
+        "d",
+    ),
     "hard link out": ([("hard", "hard", "../outside/secret.txt")], "hard"),
     "hard link absolute": ([("hard", "hard", "/etc/passwd")], "hard"),
     "character device": ([("chr", "tty", "")], "tty"),
@@ -172,3 +177,25 @@ def test_corrupt_gzip_is_a_fetch_error_with_either_decoder(
     data[len(data) // 2] ^= 0xFF
     with pytest.raises(FetchError, match=r"bad.tar.gz: the gzip archive is corrupt near byte \d+"):
         extract_tar(io.BytesIO(bytes(data)), tmp_path / "code", source="bad.tar.gz")
+
+
+def test_a_directory_replaced_by_a_link_is_written_through_the_link(tmp_path: Path) -> None:
+    # Parents already resolved are remembered (100,000 small files, issue 28): a symlink member, or a
+    # directory removed, must make the next member under that name resolve again.
+    entries: list[tuple[str, str, str | bytes]] = [
+        ("dir", "real", ""),
+        ("file", "a/one.txt", "1"),
+        ("sym", "a", "real"),
+        ("file", "a/two.txt", "2"),
+        ("file", "b/c/three.txt", "3"),
+        ("file", "b", "now a file"),
+        ("dir", "b", ""),
+        ("file", "b/c/four.txt", "4"),
+    ]
+    dest = tmp_path / "code"
+    extract_tar(io.BytesIO(build(entries)), dest)
+    assert os.readlink(dest / "a") == "real"
+    assert (dest / "real" / "two.txt").read_text() == "2"
+    assert not (dest / "real" / "one.txt").exists()  # the directory "a" it was in was replaced
+    assert (dest / "b" / "c" / "four.txt").read_text() == "4"
+    assert not (dest / "b" / "c" / "three.txt").exists()

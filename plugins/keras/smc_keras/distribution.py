@@ -27,10 +27,9 @@ from smc_core import (
     TrainingEnv,
     UserCode,
     is_true,
-    logger,
     multi_worker_tf_config,
     python_executable,
-    resolve_host,
+    rendezvous_host,
     tf_config_json,
 )
 
@@ -96,12 +95,9 @@ def job_hosts(training_env: TrainingEnv) -> list[str]:
 
 def rendezvous_address(training_env: TrainingEnv) -> str:
     """The first host's name, or ``127.0.0.1`` for a one-host job whose name does not resolve
-    (``smc local`` calls the machine ``algo-1``)."""
-    hosts = job_hosts(training_env)
-    if len(hosts) == 1 and resolve_host(hosts[0]) is None:
-        logger.info("%s does not resolve; this one-host job meets on 127.0.0.1.", hosts[0])
-        return "127.0.0.1"
-    return hosts[0]
+    (``smc local`` calls the machine ``algo-1``): smc's :func:`~smc_core.rendezvous_host`."""
+    job_hosts(training_env)  # the current host must be among the distribution hosts
+    return rendezvous_host(training_env)
 
 
 def rendezvous_port(training_env: TrainingEnv, backend: str) -> int:
@@ -150,9 +146,8 @@ def torch_env(training_env: TrainingEnv, *, function_mode: bool) -> dict[str, st
 
 
 def processes_per_host(training_env: TrainingEnv) -> int:
-    """torchrun's processes per host: what the job says (``training_env.processes_per_host``:
-    ``sagemaker_mpi_num_of_processes_per_host``, or the platform's), else one per GPU, else per Neuron
-    core, else 1."""
+    """torchrun's processes per host: what the job asks (``sagemaker_mpi_num_of_processes_per_host``,
+    ``training_env.processes_per_host``), else one per GPU, else per Neuron core, else 1."""
     return training_env.processes_per_host or training_env.default_processes_per_host
 
 

@@ -7,7 +7,8 @@
   when a switch is on, and returns ``KERAS_BACKEND``, ``SMC_KERAS_CHECKPOINT_DIR`` and the backend's
   distribution variables (``KERAS_DISTRIBUTION_*``, ``TF_CONFIG``, ``MASTER_ADDR`` ...).
 * ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` in script mode, runs torchrun
-  (``python -m torch.distributed.run``) on this host; otherwise None and the default runs one process.
+  (``python -m torch.distributed.run``) on this host, with torchrun's EFA and NCCL variables
+  (:func:`smc_core.network_variables`); otherwise None and the default runs one process.
 * ``save_returned_model`` (an ``invoke_train`` wrapper): in function mode, saves a ``keras.Model``
   that ``train()`` returned (:mod:`smc_keras.saving`), and explains the known Keras 3 failure under
   MultiWorkerMirroredStrategy.
@@ -31,6 +32,7 @@ from smc_core import (
     UserCodeError,
     hookimpl,
     logger,
+    network_variables,
     run_process,
     user_args,
     wait_for_hosts,
@@ -124,7 +126,8 @@ def invoke_train(
         return None
     command = torchrun_command(training_env, user_code, user_args(training_env))
     logger.info("%s: %s", TORCH_SWITCH, " ".join(command))
-    return run_process(command, env=process_env, cwd=user_code.code_dir)  # the job's policy applies
+    env = {**network_variables(training_env, "torchrun"), **process_env}  # the job's own win
+    return run_process(command, env=env, cwd=user_code.code_dir)  # the job's policy applies
 
 
 @hookimpl(specname="invoke_train", wrapper=True)

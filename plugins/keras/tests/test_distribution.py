@@ -9,10 +9,12 @@ import socket
 import pytest
 from keras_helpers import needs
 
+from smc_core.testing.hardware import fake_efa_sysfs
+
 RANK_SCRIPT = """
 import json, os, sys
 names = ["KERAS_BACKEND", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
-         "SMC_KERAS_CHECKPOINT_DIR"]
+         "SMC_KERAS_CHECKPOINT_DIR", "FI_PROVIDER", "NCCL_PROTO"]
 with open(os.path.join(os.environ["SM_MODEL_DIR"], f"rank-{os.environ['RANK']}.json"), "w") as f:
     json.dump({"env": {n: os.environ.get(n) for n in names}, "argv": sys.argv[1:]}, f)
 """
@@ -25,7 +27,8 @@ def free_port() -> int:
 
 
 @needs("torch")
-def test_torch_switch_runs_torchrun(smc_job):
+def test_torch_switch_runs_torchrun(smc_job, tmp_path):
+    """torchrun, with torchrun's EFA and NCCL variables on an EFA host (a fake sysfs tree)."""
     port = free_port()
     done = smc_job(
         hyperparameters={
@@ -36,7 +39,8 @@ def test_torch_switch_runs_torchrun(smc_job):
         },
         code={"train.py": RANK_SCRIPT},
         entry_point="train.py",
-        env={"SMC_KERAS_RENDEZVOUS_PORT": str(port)},
+        instance_type="ml.trn1.32xlarge",
+        env={"SMC_KERAS_RENDEZVOUS_PORT": str(port), "SMC_SYS_ROOT": str(fake_efa_sysfs(tmp_path / "sys"))},
     )
     done.assert_success()
     assert "-m torch.distributed.run --nnodes 1 --nproc_per_node 2 --node_rank 0" in done.logs
@@ -46,6 +50,7 @@ def test_torch_switch_runs_torchrun(smc_job):
         assert seen["env"]["RANK"] == str(rank) and seen["env"]["WORLD_SIZE"] == "2"
         assert seen["env"]["KERAS_BACKEND"] == "torch" and seen["env"]["MASTER_PORT"] == str(port)
         assert seen["env"]["SMC_KERAS_CHECKPOINT_DIR"] == str(done.job_dir / "checkpoints")
+        assert (seen["env"]["FI_PROVIDER"], seen["env"]["NCCL_PROTO"]) == ("efa", "simple")
 
 
 MWMS_SCRIPT = """

@@ -45,6 +45,13 @@ def test_torch_variables_in_function_mode_give_this_host_its_rank(job_dir):
     assert (ranked["RANK"], ranked["WORLD_SIZE"], ranked["LOCAL_RANK"]) == ("1", "3", "0")
 
 
+def test_processes_per_host_counts_gpus_else_neuron_cores_as_the_reference(job_dir):
+    env = environment(job_dir)
+    assert processes_per_host(dataclasses.replace(env, num_gpus=0, num_neurons=32)) == 32  # trn1.32xlarge
+    assert processes_per_host(dataclasses.replace(env, num_gpus=8, num_neurons=0)) == 8
+    assert processes_per_host(dataclasses.replace(env, num_gpus=0, num_neurons=0)) == 1
+
+
 def test_processes_per_host_must_be_a_whole_number(job_dir):
     assert processes_per_host(environment(job_dir, sagemaker_mpi_num_of_processes_per_host=3)) == 3
     assert processes_per_host(environment(job_dir)) == 1  # no GPU, no Neuron core

@@ -18,12 +18,17 @@ from smc_core import (
     is_true,
     logger,
     python_executable,
-    resolve_host,
+    rendezvous_host,
     route_interface,
 )
 
-DISTRIBUTION_SWITCHES = ("sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled")
-"""Hyperparameters that turn on a torchrun launch (the SageMaker SDK's ``distribution=``)."""
+DISTRIBUTION_SWITCHES = (
+    "sagemaker_torch_distributed_enabled",
+    "sagemaker_pytorch_ddp_enabled",
+    "sagemaker_pytorch_xla_multi_worker_enabled",
+)
+"""Hyperparameters that turn on a torchrun launch (the SageMaker SDK's ``distribution=``); the PyTorch/XLA
+one on the runtime the installed torch_xla uses (:mod:`smc_pytorch.xla`)."""
 
 DEFAULT_MASTER_PORT = 7777
 """The contract's rendezvous port."""
@@ -33,8 +38,8 @@ PROCESSES_PER_HOST = Setting.integer(
     "SMC_PYTORCH_PROCESSES_PER_HOST",
     None,
     "processes per host for torchrun jobs when the job does not say "
-    "(sagemaker_mpi_num_of_processes_per_host); default: the GPU count, else the Neuron cores, else 1 "
-    "(e.g. 2 runs two gloo processes on a CPU host)",
+    "(sagemaker_mpi_num_of_processes_per_host); default: the GPU count, else the Neuron core count, "
+    "else 1 (e.g. 2 runs two gloo processes on a CPU host)",
     minimum=1,
     owner="smc-pytorch",
 )
@@ -54,7 +59,15 @@ RENDEZVOUS_TIMEOUT = Setting.seconds(
     positive=True,
     owner="smc-pytorch",
 )
-SETTINGS = (PROCESSES_PER_HOST, MASTER_PORT, RENDEZVOUS_TIMEOUT)
+NEURON_PARALLEL_COMPILE = Setting.switch(
+    "RUN_NEURON_PARALLEL_COMPILE",
+    False,
+    "the reference toolkit's switch: run torchrun under neuron_parallel_compile (torch-neuronx), which "
+    "extracts the job's XLA graphs from a short trial run and compiles them in parallel into the Neuron "
+    "cache (a pre-compile job; the next job finds them there)",
+    owner="smc-pytorch",
+)
+SETTINGS = (PROCESSES_PER_HOST, MASTER_PORT, RENDEZVOUS_TIMEOUT, NEURON_PARALLEL_COMPILE)
 """Every setting smc-pytorch reads."""
 
 
@@ -68,9 +81,10 @@ def distribution_switch(training_env: TrainingEnv) -> str | None:
 
 
 def processes_per_host(training_env: TrainingEnv) -> int:
-    """Worker processes per host: what the job says (``training_env.processes_per_host``: the platform's,
-    else ``sagemaker_mpi_num_of_processes_per_host``), else ``SMC_PYTORCH_PROCESSES_PER_HOST``
-    (``training_env.settings``), else one per GPU, else per Neuron core, else 1."""
+    """Worker processes per host: what the job asks (``training_env.processes_per_host``: the
+    platform's ``PET_NPROC_PER_NODE``, else ``sagemaker_mpi_num_of_processes_per_host``), else
+    ``SMC_PYTORCH_PROCESSES_PER_HOST`` (``training_env.settings``), else one per GPU, else per Neuron
+    core, else 1 (``training_env.default_processes_per_host``)."""
     configured: int | None = training_env.settings[PROCESSES_PER_HOST]
     return training_env.processes_per_host or configured or training_env.default_processes_per_host
 
@@ -84,19 +98,10 @@ def master_port(training_env: TrainingEnv) -> int:
 
 
 def master_addr(training_env: TrainingEnv) -> str:
-    """The rendezvous host: the first host (``training_env.master_hostname``).
-
-    A one-host job whose name does not resolve (``smc local`` calls the machine ``algo-1``) uses
-    ``127.0.0.1`` instead: every process is on this machine, and an unresolvable name would leave
-    torchrun waiting until its rendezvous timeout.
-    """
-    hosts = training_env.distribution_hosts or training_env.hosts
-    if len(hosts) == 1 and resolve_host(training_env.master_hostname) is None:
-        logger.info(
-            "%s does not resolve; this one-host job meets on 127.0.0.1.", training_env.master_hostname
-        )
-        return "127.0.0.1"
-    return training_env.master_hostname
+    """The rendezvous host: the first host (``training_env.master_hostname``), or ``127.0.0.1`` in a
+    one-host job whose name does not resolve (``smc local``, the test kit): smc's
+    :func:`~smc_core.rendezvous_host`."""
+    return rendezvous_host(training_env)
 
 
 def rendezvous_env(training_env: TrainingEnv) -> dict[str, str]:
@@ -106,7 +111,8 @@ def rendezvous_env(training_env: TrainingEnv) -> dict[str, str]:
 
     The interface is ``network_interface_name``, or, where the platform names none (Kubeflow, Vertex
     AI), the one on the route to the master. It is set only when this host has it: SDK local mode
-    always writes ``eth0``, which a laptop may lack, and gloo fails on a missing interface.
+    always writes ``eth0``, which a laptop may lack, and gloo fails on a missing interface. An
+    interface the job's environment names is kept.
     """
     variables = {
         "MASTER_ADDR": master_addr(training_env),
@@ -116,8 +122,11 @@ def rendezvous_env(training_env: TrainingEnv) -> dict[str, str]:
     if "network_interface_name" not in training_env.resource_config:  # the platform names none
         interface = route_interface(variables["MASTER_ADDR"]) or interface
     if interface_exists(interface):
-        variables["NCCL_SOCKET_IFNAME"] = interface
-        variables["GLOO_SOCKET_IFNAME"] = interface
+        for name in ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME"):
+            if name in training_env.environ:
+                logger.info("%s=%s: kept from the job's environment.", name, training_env.environ[name])
+            else:
+                variables[name] = interface
     else:
         logger.warning(
             "resourceconfig.json names the network interface %r, which this host does not have: "
@@ -197,9 +206,3 @@ def launcher_command(
 def platform_port(training_env: TrainingEnv) -> int:
     """The rendezvous port the platform names (``PET_MASTER_PORT`` ...), else :func:`master_port`."""
     return training_env.master_port or master_port(training_env)
-
-
-def platform_processes(training_env: TrainingEnv) -> int:
-    """Processes per host: :func:`processes_per_host` (the platform's ``PET_NPROC_PER_NODE`` is
-    ``training_env.processes_per_host`` too)."""
-    return processes_per_host(training_env)

@@ -1,13 +1,17 @@
 """The PyTorch adapter's hook implementations (torch is imported only inside functions).
 
 * ``register_settings``: ``SMC_PYTORCH_PROCESSES_PER_HOST``, ``SMC_PYTORCH_MASTER_PORT``,
-  ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT`` (:data:`smc_pytorch.distribution.SETTINGS`).
-* ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``.
-* ``prepare_training``: waits until every host resolves (multi-host jobs), then contributes
+  ``SMC_PYTORCH_RENDEZVOUS_TIMEOUT``, ``RUN_NEURON_PARALLEL_COMPILE``
+  (:data:`smc_pytorch.distribution.SETTINGS`).
+* ``claim_switches``: ``sagemaker_torch_distributed_enabled``, ``sagemaker_pytorch_ddp_enabled``,
+  ``sagemaker_pytorch_xla_multi_worker_enabled``.
+* ``prepare_training``: waits until every host resolves (``wait_for_hosts``), then contributes
   ``MASTER_ADDR``, ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME``, ``GLOO_SOCKET_IFNAME``, ``NCCL_DEBUG``.
-* ``invoke_train``: with ``sagemaker_torch_distributed_enabled`` or ``sagemaker_pytorch_ddp_enabled``,
-  runs torchrun on this host (through :mod:`smc_pytorch.launcher`) and reports the failing rank and
-  host; otherwise returns None: with ``sagemaker_mpi_enabled`` the core's MPI launcher runs the
+* ``invoke_train``: with one of those switches, runs torchrun on this host (through
+  :mod:`smc_pytorch.launcher`; under ``neuron_parallel_compile`` with ``RUN_NEURON_PARALLEL_COMPILE=1``)
+  with the EFA and NCCL variables of :func:`smc_core.network_variables`, and reports the failing rank
+  and host; PyTorch/XLA on the runtime the installed torch_xla uses (:mod:`smc_pytorch.xla`).
+  Otherwise returns None: with ``sagemaker_mpi_enabled`` the core's MPI launcher runs the
   ranks (with this adapter's ``MASTER_ADDR``/``MASTER_PORT`` and the core's per-rank ``RANK``,
   ``WORLD_SIZE``, ``LOCAL_RANK``), else the default runs one process.
 * ``save_returned_module`` (an ``invoke_train`` wrapper): in function mode, saves an ``nn.Module``
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from smc_core import (
+    ConfigError,
     EntryKind,
     RankFailure,
     Setting,
@@ -32,22 +37,26 @@ from smc_core import (
     hookimpl,
     is_true,
     logger,
+    network_variables,
+    python_executable,
     run_process,
     user_args,
     wait_for_hosts,
 )
 from smc_pytorch.distribution import (
     DISTRIBUTION_SWITCHES,
+    NEURON_PARALLEL_COMPILE,
     SETTINGS,
     distribution_switch,
     launcher_command,
     platform_port,
-    platform_processes,
+    processes_per_host,
     rendezvous_env,
     rendezvous_timeout,
     torchrun_args,
 )
 from smc_pytorch.saving import is_module, is_rank_zero, save_model
+from smc_pytorch.xla import XLA_SWITCH, installed_runtime, pjrt_env, xrt_command, xrt_env
 
 
 @hookimpl
@@ -64,10 +73,9 @@ def claim_switches() -> tuple[str, ...]:
 
 @hookimpl
 def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> dict[str, str]:
-    """Wait for peer hosts (multi-host jobs, bounded by the job's ``SMC_HOST_WAIT_TIMEOUT``), then return
-    the rendezvous variables."""
-    if len(training_env.hosts) > 1:
-        wait_for_hosts(training_env.hosts)
+    """Wait for peer hosts (bounded by the job's ``SMC_HOST_WAIT_TIMEOUT``; a one-host job's own name
+    answers at once), then return the rendezvous variables."""
+    wait_for_hosts(training_env)
     return rendezvous_env(training_env)
 
 
@@ -91,7 +99,17 @@ def invoke_train(
             "%s is on, but function mode runs train() in this process: torchrun is not used.", switch
         )
         return None
-    nproc = platform_processes(training_env)
+    env = dict(process_env)
+    launcher = "torchrun"
+    if switch == XLA_SWITCH:
+        xla = installed_runtime(python_executable())
+        logger.info("%s: torch_xla %s, on its %s runtime.", switch, xla.version, xla.runtime)
+        launcher = "xla"
+        if xla.runtime == "XRT":
+            return run_xrt(training_env, user_code, env)
+        _set_defaults(env, pjrt_env(training_env, xla))
+    _set_defaults(env, network_variables(training_env, launcher))
+    nproc = processes_per_host(training_env)
     arguments = torchrun_args(
         training_env,
         user_code,
@@ -100,7 +118,9 @@ def invoke_train(
         port=platform_port(training_env),
         timeout=rendezvous_timeout(training_env),
     )
-    logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(arguments))
+    prefix = neuron_parallel_compile(training_env, env)
+    shown = [*(["neuron_parallel_compile"] if prefix else []), "torchrun", *arguments]
+    logger.info("%s: torchrun with %d process(es) on this host: %s", switch, nproc, " ".join(shown))
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="smc-pytorch-") as tmp:
@@ -112,9 +132,9 @@ def invoke_train(
             peer_stop_grace=training_env.supervision.peer_stop_grace,
         )
         # Supervised under the job's policy (SMC_GRACE_PERIOD, SMC_LEFTOVER_GRACE), as every process is.
-        result = run_process(command, env=process_env, cwd=user_code.code_dir)
+        result = run_process([*prefix, *command], env=env, cwd=user_code.code_dir)
         report = _read_report(report_path)
-    result = dataclasses.replace(result, command=["torchrun", *arguments])
+    result = dataclasses.replace(result, command=shown)
     if result.succeeded or not report.get("root_cause"):
         return result
     root = report["root_cause"]
@@ -129,6 +149,47 @@ def invoke_train(
             "failing_process": f"rank {root['rank']} on host {root['host']}",
         },
     )
+
+
+def _set_defaults(env: dict[str, str], variables: Mapping[str, str]) -> None:
+    """Add ``variables`` to ``env``, never replacing one already there (the job's, another plugin's)."""
+    for name, value in variables.items():
+        env.setdefault(name, value)
+
+
+def neuron_parallel_compile(training_env: TrainingEnv, env: Mapping[str, str]) -> list[str]:
+    """``[path of neuron_parallel_compile]`` with ``RUN_NEURON_PARALLEL_COMPILE=1`` (as the reference
+    runs ``neuron_parallel_compile torchrun ...``), else ``[]``.
+
+    :raises ConfigError: it is asked for but not on ``PATH`` (exit 2), saying what to install.
+    """
+    if not training_env.settings[NEURON_PARALLEL_COMPILE]:
+        return []
+    import shutil
+
+    found = shutil.which("neuron_parallel_compile", path=env.get("PATH"))
+    if found is None:
+        raise ConfigError(
+            "RUN_NEURON_PARALLEL_COMPILE=1 asks for neuron_parallel_compile, which is not on PATH: it comes "
+            "with torch-neuronx (pip install torch-neuronx from the Neuron repository, "
+            "pip.repos.neuron.amazonaws.com), as in the Neuron training images; or unset the variable."
+        )
+    logger.info("RUN_NEURON_PARALLEL_COMPILE=1: torchrun runs under %s (graphs to the Neuron cache).", found)
+    return [found]
+
+
+def run_xrt(training_env: TrainingEnv, user_code: UserCode, env: dict[str, str]) -> TrainingResult:
+    """PyTorch/XLA on XRT (torch_xla before 2.0): the reference's variables and ``xla_spawn`` on each host."""
+    if user_code.kind is not EntryKind.PYTHON or not user_code.entry_point:
+        raise ConfigError(
+            f"{XLA_SWITCH} with torch_xla's XRT runtime runs a Python script (train.py), as the reference "
+            f"does; this job's entry point is {user_code.entry_point!r}: name a .py script."
+        )
+    _set_defaults(env, xrt_env(training_env))
+    _set_defaults(env, network_variables(training_env, "xla"))
+    command = xrt_command(training_env, python_executable(), user_code.entry_point, user_args(training_env))
+    logger.info("%s: %s", XLA_SWITCH, " ".join(command))
+    return run_process(command, env=env, cwd=user_code.code_dir)  # the job's policy applies
 
 
 @hookimpl(specname="invoke_train", wrapper=True)

@@ -61,18 +61,31 @@ def tail_whole_lines(
 
 
 def _write(dst: TextIO, prefix: bytes, lines: bytes, keep: Callable[[str], bool] | None) -> None:
+    """Write ``lines`` (whole lines, the last ending in a newline) to ``dst``, each line prefixed."""
     if keep is not None and not any(keep is k for k in _KEEP_ALL):
         text = "".join(
             line for line in lines.decode("utf-8", "replace").splitlines(keepends=True) if keep(line)
         )
         body = "".join(prefix.decode() + line for line in text.splitlines(keepends=True))
-    else:
-        body = (prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n").decode("utf-8", "replace")
-    if not body:
+        if body:
+            with _WRITE_LOCK:
+                dst.write(body)
+                dst.flush()
         return
+    # Every newline followed by the prefix: the last one's (the next line's) is cut off again. Two
+    # copies of the block in all, and the bytes go to the binary stream under ``dst`` as they are: at
+    # 8 ranks of 1M lines a decode and an encode more were a third of the copying (issue 28).
+    data = lines.replace(b"\n", b"\n" + prefix)
+    end = len(data) - len(prefix)
+    binary = getattr(dst, "buffer", None)
     with _WRITE_LOCK:
-        dst.write(body)
-        dst.flush()
+        if binary is None:
+            dst.write((prefix + data[:end]).decode("utf-8", "replace"))
+            dst.flush()
+            return
+        dst.flush()  # whatever was written to it as text comes first
+        binary.write(b"".join((prefix, memoryview(data)[:end])))
+        binary.flush()
 
 
 def install() -> bool:

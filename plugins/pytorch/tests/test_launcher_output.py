@@ -38,6 +38,24 @@ def test_lines_written_in_halves_come_out_whole_and_prefixed(tmp_path: Path) -> 
     ]
 
 
+def test_a_stream_with_a_binary_buffer_gets_the_bytes_in_order_after_its_text(tmp_path: Path) -> None:
+    # The console is a text stream over a binary one: blocks of lines go to the binary one as they are
+    # (no decode and encode again), after whatever was written to the text stream before.
+    log = tmp_path / "stdout.log"
+    log.write_bytes(b"one\ntwo \xff not utf-8\n\nthree")
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8")
+    out.write("written as text first\n")
+    finished = threading.Event()
+    finished.set()
+    tail_whole_lines("[algo-2 rank 1]: ", str(log), out, finished, 0.01)
+    out.flush()
+    assert raw.getvalue() == (
+        b"written as text first\n[algo-2 rank 1]: one\n[algo-2 rank 1]: two \xff not utf-8\n"
+        b"[algo-2 rank 1]: \n[algo-2 rank 1]: three\n"
+    )
+
+
 def test_install_replaces_torchs_tail_function() -> None:
     from torch.distributed.elastic.multiprocessing import tail_log
 

@@ -10,6 +10,7 @@ def test_every_setting_is_owned_and_described():
         "SMC_PYTORCH_PROCESSES_PER_HOST",
         "SMC_PYTORCH_MASTER_PORT",
         "SMC_PYTORCH_RENDEZVOUS_TIMEOUT",
+        "RUN_NEURON_PARALLEL_COMPILE",
     }
     assert all(s.owner == "smc-pytorch" and len(s.description) > 20 for s in SETTINGS)
 

@@ -19,6 +19,7 @@ def test_every_setting_is_declared_through_the_hook() -> None:
         "SMC_PYTORCH_PROCESSES_PER_HOST",
         "SMC_PYTORCH_MASTER_PORT",
         "SMC_PYTORCH_RENDEZVOUS_TIMEOUT",
+        "RUN_NEURON_PARALLEL_COMPILE",
     ]
     assert all(isinstance(s, Setting) and s.owner == "smc-pytorch" for s in declared)
 

@@ -28,7 +28,6 @@ which stops whatever a process leaves behind.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping
 
 from smc_core import (
@@ -46,6 +45,7 @@ from smc_core import (
     tf_config_json,
     traceback_tail,
     user_args,
+    wait_until,
 )
 from smc_tensorflow.distribution import (
     PEER_WAIT_TIMEOUT,
@@ -99,21 +99,30 @@ def start_parameter_server(training_env: TrainingEnv, process_env: Mapping[str, 
         prefix=f"[{host} ps] ",
         tail_lines=TAIL_LINES,
     )
-    deadline = time.monotonic() + PS_START_TIMEOUT
-    while not _listening(PS_PORT):
+
+    def listening() -> bool:
         if ps.poll() is not None:
             result = ps.wait()
             raise ClusterError(
                 f"The parameter server on {host} exited with code {result.exit_code} before listening on "
                 f"port {PS_PORT}:\n{traceback_tail(result.failure or '')}"
             )
-        if time.monotonic() > deadline:
-            ps.stop(training_env.supervision.leftover_grace)
-            raise ClusterError(
+        return _listening(PS_PORT)
+
+    try:
+        wait_until(
+            listening,
+            timeout=PS_START_TIMEOUT,
+            waiting_for=f"the parameter server on {host} to listen on port {PS_PORT}",
+            error=lambda _: (
                 f"The parameter server on {host} did not listen on port {PS_PORT} within "
                 f"{PS_START_TIMEOUT:g} s; is another process using the port?"
-            )
-        time.sleep(0.2)
+            ),
+        )
+    except ClusterError:
+        if ps.poll() is None:
+            ps.stop(training_env.supervision.leftover_grace)
+        raise
     return ps
 
 
@@ -161,6 +170,11 @@ def _supervise(
     stopped_for: str | None = None  # why smc stopped the worker, when it did
     ps_failure: RankFailure | None = None
     while worker.poll() is None:
+        if worker.forwarded:
+            # smc passed a stop signal on (to the parameter server too): the worker has the job's grace
+            # period, after which its supervision kills it; a parameter server that ended is no failure.
+            stopped_for = "signal"
+            break
         if channel.remote_failure is not None:
             stopped_for = "failure"
         elif isinstance(channel, PeerChannel) and channel.lost:
@@ -186,6 +200,8 @@ def _supervise(
             break
         channel.wait_changed(0.5)
     result = worker.wait()
+    if stopped_for == "signal" or (stopped_for is None and result.details.get("signal")):
+        return _stopped(training_env, channel, result)
     if stopped_for == "done" or (result.succeeded and stopped_for is None):
         return _after_success(training_env, channel, result, ps)
     if stopped_for == "lost":
@@ -198,6 +214,21 @@ def _supervise(
     # This host's own failure, when it failed by itself after another host's (it was not stopped).
     also = local if stopped_for is None and root.host != host else None
     return _failed(result, root, host, channel, also=also)
+
+
+def _stopped(
+    training_env: TrainingEnv, channel: MasterChannel | PeerChannel, result: TrainingResult
+) -> TrainingResult:
+    """The worker was stopped by a signal smc passed on: that is this host's outcome (the result says
+    how the grace period went). The other hosts hear that it ended, without waiting for a verdict."""
+    host = training_env.current_host
+    logger.error("The worker on %s ended after %s.", host, result.details.get("signal") or "a stop signal")
+    channel.report_end(
+        failure(host, "worker", result.exit_code, result.details.get("stderr_tail", "")), wait=False
+    )
+    if isinstance(channel, MasterChannel):
+        channel.finish(succeeded=False, timeout=0)
+    return result
 
 
 def _after_success(
@@ -216,7 +247,6 @@ def _after_success(
     if ps is None:
         return success
     timeout = policy[PS_WAIT_TIMEOUT]
-    start = last_log = time.monotonic()
     if not channel.done:
         logger.info(
             "The worker on %s has ended; its parameter server keeps serving until the master host %s is done "
@@ -225,7 +255,11 @@ def _after_success(
             channel.master,
             timeout,
         )
-    while not channel.done:
+
+    def over() -> TrainingResult | bool:
+        """The master is done (True), or this host failed meanwhile (its result); else False."""
+        if channel.done:
+            return True
         if channel.root is not None:
             return _failed(result, channel.root, host, channel)
         if channel.lost:
@@ -233,25 +267,29 @@ def _after_success(
         if ps.poll() is not None:
             entry = _ps_failure(host, ps.wait())
             return _failed(result, channel.report_end(entry) or entry, host, channel)
-        now = time.monotonic()
-        if now - start >= timeout:
-            return _failed(
-                result,
-                f"the master host {channel.master} was not done {timeout:g} s after the worker on {host} "
-                "ended: smc stopped this host's parameter server. Set SMC_TF_PS_WAIT_TIMEOUT (seconds) to "
-                "wait longer.",
-                host,
-                channel,
-            )
-        if now - last_log >= 10:
-            logger.info(
-                "Waiting for the master host %s to finish (%.0f s of %g s, SMC_TF_PS_WAIT_TIMEOUT).",
-                channel.master,
-                now - start,
-                timeout,
-            )
-            last_log = now
         channel.wait_changed(0.5)
+        return False
+
+    ended = wait_until(
+        over,
+        timeout=timeout,
+        waiting_for=f"the master host {channel.master} to finish",
+        setting="SMC_TF_PS_WAIT_TIMEOUT",
+        interval=0.0,
+        first_log=10.0,
+        raise_on_timeout=False,
+    )
+    if isinstance(ended, TrainingResult):
+        return ended
+    if ended is None:
+        return _failed(
+            result,
+            f"the master host {channel.master} was not done {timeout:g} s after the worker on {host} "
+            "ended: smc stopped this host's parameter server. Set SMC_TF_PS_WAIT_TIMEOUT (seconds) to "
+            "wait longer.",
+            host,
+            channel,
+        )
     logger.info("The master host %s is done: stopping the parameter server on %s.", channel.master, host)
     ps.stop(policy.leftover_grace)
     return success

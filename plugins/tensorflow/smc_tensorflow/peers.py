@@ -188,11 +188,14 @@ class MasterChannel(Channel):
         with self._lock:
             return [p for p in self.peers if p not in joined and p not in self.ended]
 
-    def report_end(self, entry: RankFailure | None) -> RankFailure | None:
-        """This host's worker ended (``entry``: its failure, or None): return the job's first failure."""
+    def report_end(self, entry: RankFailure | None, *, wait: bool = True) -> RankFailure | None:
+        """This host's worker ended (``entry``: its failure, or None): return the job's first failure.
+
+        :param wait: give another host's earlier failure :data:`SETTLE_SECONDS` to arrive first.
+        """
         if entry is None:
             return self.root
-        deadline = time.monotonic() + SETTLE_SECONDS
+        deadline = time.monotonic() + (SETTLE_SECONDS if wait else 0.0)
         while self.root is None and time.monotonic() < deadline:
             self.wait_changed(0.05)
         return self.publish(entry)
@@ -261,14 +264,14 @@ class PeerChannel(Channel):
             )
         self.changed.set()
 
-    def report_end(self, entry: RankFailure | None) -> RankFailure | None:
+    def report_end(self, entry: RankFailure | None, *, wait: bool = True) -> RankFailure | None:
         """Tell the master that this host's worker ended (``entry``: its failure, or None).
 
-        After a failure, wait a few seconds for the master's verdict and return the job's first
-        failure (this one when the master does not answer).
+        After a failure, wait (``wait``) a few seconds for the master's verdict and return the job's
+        first failure (this one when the master does not answer).
         """
         self.link.send(Ended(self.host, entry.to_message() if entry is not None else None))
-        if entry is None:
+        if entry is None or not wait:
             return self.root
         deadline = time.monotonic() + VERDICT_SECONDS
         while self.root is None and self.lost is None and time.monotonic() < deadline:
