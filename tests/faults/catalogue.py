@@ -830,8 +830,8 @@ CASES: tuple[Case, ...] = (
         "sighup-running",
         r3.sighup_while_running,
         "SIGHUP to train while the script runs (its terminal closed)",
-        143,
-        "UserCodeError: the training code ended: terminated (SIGTERM)",
+        129,
+        "JobStopped: the job was stopped by SIGHUP while the user's code ran",
         "passed on as SIGTERM (the script's handler ran); reserve removed",
     ),
     Case(
@@ -846,8 +846,8 @@ CASES: tuple[Case, ...] = (
         "sigquit-running",
         r3.sigquit_while_running,
         "SIGQUIT while the script runs",
-        143,
-        "UserCodeError: the training code ended: terminated (SIGTERM)",
+        131,
+        "JobStopped: the job was stopped by SIGQUIT while the user's code ran",
         "passed on as SIGTERM",
     ),
     Case(
@@ -862,8 +862,8 @@ CASES: tuple[Case, ...] = (
         "local-sighup",
         r3.local_sighup,
         "SIGHUP to smc local (its terminal closed) while the script runs",
-        143,
-        "UserCodeError: the training code ended: terminated (SIGTERM)",
+        129,
+        "JobStopped: the job was stopped by SIGHUP while the user's code ran",
         "passed on to train and the script; nothing outlives smc local",
     ),
     # --- job dirs in odd states ------------------------------------------------------------------------
