@@ -112,7 +112,7 @@ def _kind(cmdline: list[str]) -> str:
         return "sshd"
     if "smc_pytorch.launcher" in text or "torch.distributed.run" in text:
         return "launcher"
-    if "smc_core.launch.mpi_rank" in text:
+    if "smc_core.mpi.rank" in text:
         return "rank-wrapper"  # smc's, one a rank: passes its lines on and reports its failure
     if SCRIPT in text:
         return "user"

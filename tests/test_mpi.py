@@ -282,17 +282,17 @@ def test_a_silent_rank_s_output_stream_ends_when_its_connection_closes():
     # The master waits for every rank's output connection to close before its own last lines; a rank
     # that printed nothing was not counted, so every such job waited out the whole bound (5 s after a
     # success, 2 s after a failure): issue 28's failure curve showed it.
-    from smc_core.launch.coordinator import Coordinator
-    from smc_core.launch.mpi_rank import _Output
+    from smc_core.cluster.channel import ChannelMaster
+    from smc_core.mpi.rank import _Output
 
-    coordinator = Coordinator("127.0.0.1", 0, {})
+    master = ChannelMaster("algo-1", (), port=0, address="127.0.0.1").start()
     try:
-        silent = _Output(coordinator.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
+        silent = _Output(master.endpoint, {"rank": 0, "local_rank": 0, "host": "algo-1"})
         silent.close()
-        coordinator.wait_for_output(1, timeout=20)
-        assert coordinator.streams_ended == 1
+        master.wait_for_streams(1, timeout=20)
+        assert master.streams_opened == master.streams_ended == 1
     finally:
-        coordinator.close()
+        master.close()
 
 
 def test_the_readme_lists_the_mpi_settings():

@@ -13,9 +13,9 @@ field                  setting                    what it bounds
 ``grace_period``       ``SMC_GRACE_PERIOD``       from passing on a stop signal smc received
                                                   (SIGTERM, SIGINT) to the user's processes, to
                                                   SIGKILL of every one of them
-``peer_stop_grace``    ``SMC_PEER_STOP_GRACE``    from SIGTERM to SIGKILL when smc stops this
-                                                  host's processes because the job failed on
-                                                  another host
+``peer_stop_grace``    ``SMC_PEER_STOP_GRACE``    from SIGTERM to SIGKILL when smc stops
+                                                  processes because the job failed elsewhere (a
+                                                  peer host, another rank of this host)
 ``leftover_grace``     ``SMC_LEFTOVER_GRACE``     from SIGTERM to SIGKILL for processes left
                                                   running once the user's process ended, and for
                                                   smc's own helpers (an sshd, a parameter server)
@@ -141,7 +141,7 @@ class Supervision:
         return {**fields, **self.declared}
 
     def describe(self) -> str:
-        """One line for the log: ``SMC_GRACE_PERIOD=100 s, SMC_PEER_STOP_GRACE=5 s, ...``."""
+        """One line for the log: ``SMC_GRACE_PERIOD=100 s, SMC_PEER_STOP_GRACE=1 s, ...``."""
         return ", ".join(f"{name}={value:g} s" for name, value in self.settings().items())
 
 

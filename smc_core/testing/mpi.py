@@ -67,7 +67,7 @@ def ssh_unavailable_reason() -> str | None:
     """Why MPI jobs across hosts cannot run here (no ``sshd``, ``ssh`` or ``ssh-keygen``: mpirun
     reaches the other hosts over ssh), or None."""
     from smc_core.errors import ConfigError
-    from smc_core.launch.sshd import find_program
+    from smc_core.mpi.sshd import find_program
 
     missing = []
     for name in ("sshd", "ssh", "ssh-keygen"):

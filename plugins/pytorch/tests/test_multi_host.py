@@ -47,8 +47,15 @@ def test_two_hosts_train_and_succeed(smc_job, netns_hosts):
 def test_a_failing_rank_fails_both_hosts(smc_job, netns_hosts, before_init):
     runs = start_job(smc_job, netns_hosts, {"steps": 3, "fail-rank": 1, "fail-before-init": before_init})
     error = "cannot start rank 1" if before_init else "ValueError: boom on rank 1"
+    # torch 2.13 sometimes aborts a process at interpreter exit after an uncaught exception while its
+    # gloo group is alive ("terminate called without an active exception", SIGABRT): 4 of 12 plain
+    # torchrun runs of such a script here, without smc. Both hosts must report the root cause's real code.
+    aborted = "terminate called without an active exception" in (runs[1].failure or "")
+    code = 134 if aborted else 1
     for run in runs:
-        failure = run.assert_failure(1, reason="rank 1 (local rank 0) on host algo-2 failed with exit code 1")
+        failure = run.assert_failure(
+            code, reason=f"rank 1 (local rank 0) on host algo-2 failed with exit code {code}"
+        )
         assert error in failure, failure
         assert "Traceback (most recent call last)" in failure
     assert "algo-1 stopped its own processes" in (runs[0].failure or "")
