@@ -106,9 +106,8 @@ def halt_processes(error: BaseException, grace: float) -> int:
             _HALTED.append(error)
         live = list(_LIVE.values())
     reason = str(error.args[0]) if error.args else str(error)
-    for process in live:
-        process.terminate(grace, reason)
-    return len(live)
+    # A process that already ended (its wait() not called yet) is not stopped, nor counted.
+    return sum(process.terminate(grace, reason) for process in live)
 
 
 def resume_processes() -> None:
@@ -317,12 +316,15 @@ class SupervisedProcess:
             stopped_by_smc=self.stopped_by_smc,
         )
 
-    def terminate(self, grace: float, reason: str) -> None:
+    def terminate(self, grace: float, reason: str) -> bool:
         """Stop the process on smc's own account (``reason``), from any thread, without waiting:
         SIGTERM to its group now, SIGKILL to its group and everything it started after ``grace``
-        seconds if it still runs. :meth:`wait` returns its result, which names ``reason``."""
-        if self.relay.done.is_set() or self._popen.returncode is not None:
-            return
+        seconds if it still runs. :meth:`wait` returns its result, which names ``reason``.
+
+        :returns: whether it stopped the process (False: it had already ended).
+        """
+        if self.relay.done.is_set() or self._popen.poll() is not None:
+            return False
         if self.stopped_by_smc is None:
             self.stopped_by_smc = reason
         kill_group(self.pgid, signal.SIGTERM)
@@ -342,6 +344,7 @@ class SupervisedProcess:
         timer = threading.Timer(grace, kill_after_grace)
         timer.daemon = True
         timer.start()
+        return True
 
     def stop(self, grace_period: float | None = None, reason: str | None = None) -> TrainingResult:
         """SIGTERM the process group, wait up to ``grace_period`` seconds, then SIGKILL; the result.
