@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     # the hook types
     "TrainingEnv": "smc_core.job.environment",
     "create_environment": "smc_core.job.environment",
+    "PlatformFacts": "smc_core.job.platforms.facts",
     "JobPaths": "smc_core.job.paths",
     "UserCode": "smc_core.usercode.describe",
     "EntryKind": "smc_core.usercode.describe",
@@ -57,6 +58,16 @@ _EXPORTS: dict[str, str] = {
     "run_process": "smc_core.launch.process",
     "python_executable": "smc_core.launch.process",
     "entry_command": "smc_core.usercode.entry",
+    # the steps, each usable alone, and their composition (the original design's first principle)
+    "fetch_source": "smc_core.usercode.fetch",
+    "fetch_code": "smc_core.usercode.fetch",
+    "extract_archive": "smc_core.usercode.archive",
+    "install_requirements": "smc_core.usercode.install",
+    "install_package": "smc_core.usercode.install",
+    "import_user_module": "smc_core.launch.functions",
+    "call_with_hyperparameters": "smc_core.launch.functions",
+    "intersect_fn_parameters": "smc_core.launch.functions",
+    "train_from_source": "smc_core.usercode.pipeline",
     "first_failure": "smc_core.cluster.group",
     "run_ranks": "smc_core.cluster.group",
     "rank_prefix": "smc_core.launch.output",
@@ -196,16 +207,26 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.job.hyperparameters import count_parameter as count_parameter
     from smc_core.job.hyperparameters import is_true as is_true
     from smc_core.job.paths import JobPaths as JobPaths
+    from smc_core.job.platforms.facts import PlatformFacts as PlatformFacts
     from smc_core.job.tf_config import multi_worker_tf_config as multi_worker_tf_config
     from smc_core.job.tf_config import parameter_server_tf_config as parameter_server_tf_config
     from smc_core.job.tf_config import tf_config_json as tf_config_json
+    from smc_core.launch.functions import call_with_hyperparameters as call_with_hyperparameters
+    from smc_core.launch.functions import import_user_module as import_user_module
+    from smc_core.launch.functions import intersect_fn_parameters as intersect_fn_parameters
     from smc_core.launch.output import rank_prefix as rank_prefix
     from smc_core.launch.process import SupervisedProcess as SupervisedProcess
     from smc_core.launch.process import python_executable as python_executable
     from smc_core.launch.process import run_process as run_process
     from smc_core.launch.process import start_process as start_process
     from smc_core.launch.result import TrainingResult as TrainingResult
+    from smc_core.usercode.archive import extract_archive as extract_archive
     from smc_core.usercode.describe import EntryKind as EntryKind
     from smc_core.usercode.describe import UserCode as UserCode
     from smc_core.usercode.describe import describe_user_code as describe_user_code
     from smc_core.usercode.entry import entry_command as entry_command
+    from smc_core.usercode.fetch import fetch_code as fetch_code
+    from smc_core.usercode.fetch import fetch_source as fetch_source
+    from smc_core.usercode.install import install_package as install_package
+    from smc_core.usercode.install import install_requirements as install_requirements
+    from smc_core.usercode.pipeline import train_from_source as train_from_source

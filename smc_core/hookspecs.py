@@ -15,60 +15,15 @@ One name per concept, in every hook: ``training_env`` (:class:`smc_core.job.envi
 user's processes get) and ``result`` (:class:`smc_core.launch.process.TrainingResult`).
 
 The defaults (``smc_core.defaults``) implement every hook ``trylast``: any plugin or adapter that
-answers wins over them, and one that returns ``None`` ("not mine") lets them answer.
-
-How each launch style maps onto the hooks
------------------------------------------
-* **One process** (no distribution switch): the default ``prepare_training`` installs the
-  requirements and exports the ``SM_*`` variables; the default ``invoke_train`` runs the entry point
-  once, supervised.
-* **torchrun on each host** (PyTorch adapter): ``prepare_training`` returns ``MASTER_ADDR``,
-  ``MASTER_PORT``, ``NCCL_SOCKET_IFNAME`` ... and waits until every peer host resolves;
-  ``invoke_train`` runs ``torchrun --nnodes N --node_rank i ... entry args`` on every host and returns
-  its result (every host runs the same hooks; the rank comes from ``training_env.current_host``).
-  PyTorch/XLA (``sagemaker_pytorch_xla_multi_worker_enabled``) runs the same way with ``PJRT_DEVICE``
-  (torch_xla before 2.0: SageMaker's ``xla_spawn`` with the XRT variables).
-* **MPI** (``sagemaker_mpi_enabled``; the core's default plugin ``smc_core.mpi.plugin``, asked
-  before the default launcher): ``invoke_train`` does all of it, so that a job an adapter launches its
-  own way starts no sshd. On the master host it hands out the job's key over the job's channel, waits
-  until every worker's sshd is ready, runs ``mpirun`` (over ssh to the workers; on one host, locally)
-  and returns its result, naming the failing rank and its host; on every other host it starts the
-  job's sshd with that key, watches for Open MPI's daemon (``orted``/``prted``), and returns the
-  outcome the master sends (a failure when the master goes silent).
-* **SMDDP** (``sagemaker_distributed_dataparallel_enabled``; the core's default plugin
-  ``smc_core.mpi.smddp``): the MPI launch with the reference SMDDP runner's options and variables
-  and ``smddprun`` in front of each rank's command; exit 2 where ``smddprun`` is not installed.
-* **TensorFlow MultiWorkerMirrored** (smc-tensorflow, ``sagemaker_multi_worker_mirrored_strategy_enabled``):
-  ``prepare_training`` waits for the peer hosts and returns ``TF_CONFIG`` (every host a worker on port
-  8890, built by :func:`smc_core.multi_worker_tf_config`); ``invoke_train`` runs the entry point once
-  per host and ends every host when one fails (the adapter's control channel).
-* **TensorFlow parameter server** (smc-tensorflow, ``sagemaker_parameter_server_enabled``):
-  ``prepare_training`` returns the worker's ``TF_CONFIG``; ``invoke_train`` starts a ``ps`` task as a
-  supervised background process beside the worker on every host, runs the worker, then (on non-master
-  hosts) waits until the master host is done before stopping the parameter server.
-* **Keras on one backend** (smc-keras): ``prepare_training`` chooses the backend (``KERAS_BACKEND``) and
-  returns the backend's distribution variables (``KERAS_DISTRIBUTION_*`` for JAX, ``TF_CONFIG``);
-  ``invoke_train`` runs torchrun for the torch backend's switch and returns None otherwise.
-* **One process per rank, started by the adapter** (the template ``smc new-adapter`` writes, and
-  ``examples/smc-lightgbm``): ``prepare_training`` waits for the hosts
-  (:func:`smc_core.wait_for_hosts` with the ``training_env``) and returns where rank 0 listens
-  (:func:`smc_core.rendezvous_host`); ``invoke_train`` runs the ranks of this host with
-  :func:`smc_core.run_ranks`, which stops the others when one fails and names the first to fail.
-* **Other platforms**: ``load_environment`` implementations for Kubeflow and Vertex AI (core defaults)
-  build the same ``TrainingEnv`` from the platform's variables; the launch styles above then run
-  unchanged.
-* **Function mode** (the original design's ``train(**hyperparameters)``): ``fetch_user_code`` reports
-  ``EntryKind.FUNCTION``; the default ``invoke_train`` imports the module, calls ``train`` with the
-  hyperparameters and environment fields its signature names, and returns the returned object as
-  ``result.model``. An adapter saves it with an ``invoke_train`` *wrapper*
-  (``@hookimpl(wrapper=True)``) that receives the result after the call and returns
-  ``dataclasses.replace(result, model_handled_by="smc-<framework>")``. A returned object that no
-  plugin handled fails the job (exit 2, naming its type and the adapter that saves it); returning
-  None is fine.
-
-These are the launch styles that exist; each new one is described here when its adapter lands. A
-distribution switch (``sagemaker_*_enabled``) that no loaded plugin claims (``claim_switches``) stops
-the job at start with exit 2 instead of running one independent copy per host.
+answers wins over them, and one that returns ``None`` ("not mine") lets them answer. With the
+defaults alone, ``prepare_training`` installs the code's requirements and exports the ``SM_*``
+variables, and ``invoke_train`` runs the entry point once, supervised (or calls ``train()`` in
+function mode). A launch style (a framework's launcher on each host, a process beside the worker,
+``mpirun``) is a plugin that claims its distribution switch (``claim_switches``), contributes its
+variables and waits for its peers in ``prepare_training``, and answers ``invoke_train`` for the jobs
+it launches; ``docs/lifecycle.md`` lists the launch styles smc and its adapters provide. A
+distribution switch (``sagemaker_*_enabled``) that no loaded plugin claims stops the job at start
+with exit 2 instead of running one independent copy per host.
 """
 
 from __future__ import annotations
@@ -120,6 +75,9 @@ def claim_switches() -> Iterable[str] | None:
     Called once, before any step of the job. Every plugin contributes. A job whose hyperparameters
     turn on a distribution switch that no loaded plugin claims fails at start with exit 2, naming the
     switch and what to install or pin, rather than silently running one independent copy per host.
+    A packaged plugin also declares its switches in its metadata (entry-point group ``smc.switches``,
+    each switch naming the plugin's module), so that the message can name it when it is installed
+    but not loaded.
 
     :return: the switch names (``sagemaker_multi_worker_mirrored_strategy_enabled`` ...), or None.
 
@@ -127,7 +85,12 @@ def claim_switches() -> Iterable[str] | None:
 
         @hookimpl
         def claim_switches():
-            return ["sagemaker_torch_distributed_enabled", "sagemaker_pytorch_ddp_enabled"]
+            return ["sagemaker_myfw_distributed_enabled"]
+
+    and in ``pyproject.toml``::
+
+        [project.entry-points."smc.switches"]
+        sagemaker_myfw_distributed_enabled = "smc_myfw.plugin"
     """
 
 
@@ -177,13 +140,13 @@ def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Setti
         settings=settings)`` so that later hooks find it as ``training_env.settings``.
     :return: the environment, or None to let the next plugin (finally the default) answer.
 
-    Example: a platform that describes hosts in its own file::
+    Example: a platform that describes hosts in its own file, as a :class:`~smc_core.PlatformFacts`::
 
         @hookimpl
         def load_environment(base_dir, environ, settings):
             if "MY_CLUSTER_FILE" in environ:
-                return create_environment(base_dir, environ, settings=settings,
-                                          resource_config=read_mine(...))
+                facts = PlatformFacts(name="my-cluster", resource_config=read_mine(...))
+                return create_environment(base_dir, environ, settings=settings, platform=facts)
     """
 
 
@@ -241,9 +204,9 @@ def invoke_train(
     """Launch and supervise the user's processes until they end, and say how they ended.
 
     Called once per host, last. The first non-None result wins: an adapter returns a result for the
-    launch styles it owns (torchrun) and None for the rest; the default runs the entry point as one
-    supervised process, or calls ``train()`` in function mode. Wrappers (``@hookimpl(wrapper=True)``)
-    see the result, e.g. to save ``result.model``.
+    launch styles it owns (its framework's launcher) and None for the rest; the default runs the
+    entry point as one supervised process, or calls ``train()`` in function mode. Wrappers
+    (``@hookimpl(wrapper=True)``) see the result, e.g. to save ``result.model``.
 
     :param training_env: the job's environment.
     :param user_code: the fetched code.

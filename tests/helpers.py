@@ -133,7 +133,7 @@ def run_train(
     command = (
         [TRAIN]
         if python is None
-        else [python, "-c", "import sys; from smc_core.cli.main import train_main; sys.exit(train_main())"]
+        else [python, "-c", "import sys; from smc_core.cli.train import main; sys.exit(main())"]
     )
     return subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs)
 

@@ -14,6 +14,7 @@ from smc_core.job.accelerators import network_variables, neuron_cache_variables
 from smc_core.job.environment import create_environment
 from smc_core.job.hardware import EFA_NCCL_INSTANCES, EFA_RDMA_INSTANCES, detect_efa
 from smc_core.job.paths import JobPaths, persistent_cache_dir
+from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.testing.hardware import fake_efa_sysfs, fake_neuron_ls, path_with
 
 ONE_HOST = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "lo"}
@@ -24,7 +25,8 @@ def environment(job_dir, instance_type="ml.p4d.24xlarge", environ=None, **facts)
         hyperparameters=facts.pop("hyperparameters", {}),
         resource_config={**ONE_HOST, "current_instance_type": instance_type},
     )
-    return create_environment(base, {"PATH": "/usr/bin:/bin", **(environ or {})}, num_cpus=2, **facts)
+    environ = {"PATH": "/usr/bin:/bin", **(environ or {})}
+    return create_environment(base, environ, platform=PlatformFacts(num_cpus=2, **facts))
 
 
 # --- EFA detection ---------------------------------------------------------------------------------
@@ -204,8 +206,8 @@ REFERENCE_SWITCHES = {
 
 
 def test_every_switch_the_reference_launches_is_claimed_by_the_core_or_an_adapter(plugin_manager):
-    from smc_core.host.switches import SWITCH_PROVIDERS, claimed_switches
+    from smc_core.host.switches import WELL_KNOWN_SWITCHES, claimed_switches
 
     core = claimed_switches(plugin_manager)
     assert {"sagemaker_mpi_enabled", "sagemaker_distributed_dataparallel_enabled"} <= core
-    assert REFERENCE_SWITCHES - core <= set(SWITCH_PROVIDERS)  # each named with the adapter to install
+    assert REFERENCE_SWITCHES - core <= set(WELL_KNOWN_SWITCHES)  # each named with the adapter to install

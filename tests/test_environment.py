@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from smc_core import PlatformFacts
 from smc_core.errors import ConfigError
 from smc_core.job.environment import (
     TrainingEnv,
@@ -38,7 +39,9 @@ CONFIG = Path("input") / "config"
 
 def env_for(base: Path, **environ: str) -> TrainingEnv:
     return create_environment(
-        base, {"PATH": os.environ["PATH"], **environ}, num_cpus=4, num_gpus=0, num_neurons=0
+        base,
+        {"PATH": os.environ["PATH"], **environ},
+        platform=PlatformFacts(num_cpus=4, num_gpus=0, num_neurons=0),
     )
 
 
@@ -339,9 +342,8 @@ def test_log_level_names_are_accepted(job_dir) -> None:
 
 def test_replacing_what_is_read(job_dir) -> None:
     base = job_dir()
-    env = create_environment(
-        base,
-        {},
+    facts = PlatformFacts(
+        name="mine",
         hyperparameters={"x": 1},
         resource_config={"current_host": "h2", "hosts": ["h1", "h2"]},
         input_data_config={},
@@ -349,9 +351,11 @@ def test_replacing_what_is_read(job_dir) -> None:
         num_gpus=8,
         num_neurons=0,
     )
-    assert (env.hyperparameters, env.hosts, env.num_gpus) == ({"x": 1}, ("h1", "h2"), 8)
+    env = create_environment(base, {}, platform=facts)
+    assert (env.hyperparameters, env.hosts, env.num_gpus, env.platform) == ({"x": 1}, ("h1", "h2"), 8, "mine")
+    wrong = PlatformFacts(resource_config={"current_host": "h3", "hosts": ["h1"]}, num_neurons=0)
     with pytest.raises(ConfigError, match="resource_config: 'current_host'"):
-        create_environment(base, {}, resource_config={"current_host": "h3", "hosts": ["h1"]}, num_neurons=0)
+        create_environment(base, {}, platform=wrong)
 
 
 def test_heterogeneous_distribution_hosts(job_dir) -> None:

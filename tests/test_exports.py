@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from smc_core import PlatformFacts
 from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.exports import (
@@ -24,7 +25,7 @@ from smc_core.usercode.describe import EntryKind, UserCode
 
 
 def env_for(base: Path, **environ: str) -> TrainingEnv:
-    return create_environment(base, environ, num_cpus=2, num_gpus=1, num_neurons=0)
+    return create_environment(base, environ, platform=PlatformFacts(num_cpus=2, num_gpus=1, num_neurons=0))
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from smc_core.base.settings import SettingsRegistry
 from smc_core.host.plugins import get_plugin_manager
 from smc_core.host.runner import load_settings, main
 from smc_core.job.exports import exported_vars
@@ -52,8 +53,9 @@ TF_CONFIG = {
 
 def load(base: Path, environ: dict[str, str]):
     """What load_environment answers for ``environ`` with the core's default plugins."""
-    pm = get_plugin_manager(environ={}, load_entrypoints=False)
-    settings = load_settings(pm, environ)
+    registry = SettingsRegistry(environ)
+    pm = get_plugin_manager(registry=registry, load_entrypoints=False)
+    settings = load_settings(pm, registry)
     return pm.hook.load_environment(base_dir=base, environ=environ, settings=settings)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from smc_core.base.redact import forget_secrets, redact, remember_secrets
+from smc_core.base.settings import SettingsRegistry
 from smc_core.errors import ConfigError, FetchError
 from smc_core.host.jobdir import check_job_dir, job_lock
 from smc_core.host.reporting import FailureFile
@@ -82,7 +83,7 @@ def test_job_names_are_one_plain_component() -> None:
 def test_a_missing_job_dir_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
     paths = JobPaths(tmp_path / "missing")
     with pytest.raises(ConfigError, match="does not exist"):
-        check_job_dir(paths, {})
+        check_job_dir(paths, SettingsRegistry({}))
     assert not paths.base_dir.exists()
 
 

@@ -9,6 +9,8 @@ Directives (used from the MyST pages inside ``{eval-rst}`` blocks):
   groups ``smc.adapters`` and ``smc.plugins``).
 * ``smc-exit-codes``: the exit code of every error class in :mod:`smc_core.errors`.
 * ``smc-public-api``: every name ``smc_core`` exports, documented with autodoc.
+* ``smc-switches``: the well-known distribution switches and what provides each
+  (:data:`~smc_core.host.switches.WELL_KNOWN_SWITCHES`).
 
 The functions :func:`hook_specs` and :func:`collect_settings` are what ``tests/test_docs.py`` checks.
 """
@@ -157,6 +159,19 @@ class PublicApiDirective(_GeneratedRst):
         return out
 
 
+class SwitchesDirective(_GeneratedRst):
+    """``.. smc-switches::``: the well-known switches, what each launches and what provides it."""
+
+    def lines(self) -> list[str]:
+        from smc_core.host.switches import WELL_KNOWN_SWITCHES
+
+        rows = [
+            [f"``{switch}``", _escape(known.launches), ", ".join(f"``{dist}``" for dist in known.install)]
+            for switch, known in WELL_KNOWN_SWITCHES.items()
+        ]
+        return _list_table(["switch", "launches", "pip install"], rows, "40 35 25")
+
+
 def data_description(name: str, value: object, module: str) -> str:
     """What a public value (not a class or function) is: a setting's own declaration, else the
     attribute docstring beside its assignment in ``module``.
@@ -220,4 +235,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("smc-settings", SettingsDirective)
     app.add_directive("smc-exit-codes", ExitCodesDirective)
     app.add_directive("smc-public-api", PublicApiDirective)
+    app.add_directive("smc-switches", SwitchesDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from smc_core.base.messages import did_you_mean
-from smc_core.errors import ConfigError
+from smc_core.errors import ConfigError, PluginError
 
 T = TypeVar("T")
 
@@ -248,27 +248,42 @@ def _parse_argument_list(text: str) -> tuple[str, ...]:
 
 
 class Settings(Mapping[str, Any]):
-    """The parsed value of every declared setting, read-only.
+    """The parsed value of every declared setting, read-only: the job's frozen registry.
 
-    Index it with a :class:`Setting` for a typed value (``settings[GRACE_PERIOD]`` is a float) or with
-    the variable's name. A setting that was not declared when the values were parsed is read from the
-    same environment on first use, with the same validation.
+    ``Settings(declared, environ)`` declares the core's settings (:data:`CORE_SETTINGS`) and
+    ``declared``, and parses every one of them from ``environ`` at once (the runner builds its own
+    through :class:`SettingsRegistry`, adding each plugin's ``register_settings``). Index it with a
+    :class:`Setting` for a typed value (``settings[GRACE_PERIOD]`` is a float) or with the variable's
+    name. Nothing is parsed after that: reading a setting that was not declared is a
+    :class:`~smc_core.errors.PluginError` naming it and the fix, never a silent read of the
+    environment. ::
+
+        settings = Settings([WORKERS], {"SMC_MYFW_WORKERS": "4"})
+        settings[WORKERS]             # 4
+        settings[GRACE_PERIOD]        # 100.0: the core's settings are always declared
+
+    :raises ConfigError: one line per bad value, each naming the variable, the value and what is
+        accepted.
+    :raises PluginError: two different declarations of one variable, naming both owners.
     """
 
+    _environ: dict[str, str]
+    _declared: dict[str, Setting[Any]]
+    _values: dict[str, Any]
+
     def __init__(self, declared: Iterable[Setting[Any]], environ: Mapping[str, str]) -> None:
-        self._environ = dict(environ)
-        self._declared: dict[str, Setting[Any]] = {}
-        self._values: dict[str, Any] = {}
-        errors: list[str] = []
-        for setting in declared:
-            self._declared.setdefault(setting.name, setting)
-        for name, setting in self._declared.items():
-            try:
-                self._values[name] = setting.read(self._environ)
-            except ConfigError as error:
-                errors.append(error.message)
-        if errors:
-            raise ConfigError("\n".join(errors))
+        registry = SettingsRegistry(environ)
+        registry.declare(declared)
+        parsed = registry.freeze()
+        self._environ, self._declared, self._values = parsed._environ, parsed._declared, parsed._values
+
+    @classmethod
+    def _parsed(
+        cls, environ: dict[str, str], declared: dict[str, Setting[Any]], values: dict[str, Any]
+    ) -> Settings:
+        settings = cls.__new__(cls)
+        settings._environ, settings._declared, settings._values = environ, declared, values
+        return settings
 
     @property
     def declared(self) -> tuple[Setting[Any], ...]:
@@ -276,21 +291,37 @@ class Settings(Mapping[str, Any]):
         return tuple(self._declared.values())
 
     def is_set(self, setting: Setting[Any] | str) -> bool:
-        """Whether the variable is set (non-empty) in the environment, rather than defaulted."""
-        name = setting if isinstance(setting, str) else setting.name
+        """Whether the variable is set (non-empty) in the environment, rather than defaulted.
+
+        :raises PluginError: the setting was not declared.
+        """
+        name = self._checked(setting)
         return bool(self._environ.get(name, "").strip())
+
+    def _checked(self, key: Setting[Any] | str) -> str:
+        """The variable's name, once it is known to be declared (as this very setting, when one is given)."""
+        name = key if isinstance(key, str) else key.name
+        declared = self._declared.get(name)
+        if declared is None:
+            raise undeclared_error(name, self._declared)
+        if isinstance(key, Setting) and key != declared:
+            raise PluginError(
+                f"The setting {name} is read as declared by {key.owner}, but the job's settings declare it "
+                f"as {declared.owner}'s ({declared.description!r}): one variable has one declaration. "
+                f"Read it with the declaration registered through register_settings."
+            )
+        return name
 
     @overload
     def __getitem__(self, key: Setting[T]) -> T: ...
     @overload
     def __getitem__(self, key: str) -> Any: ...
     def __getitem__(self, key: Setting[Any] | str) -> Any:
-        if isinstance(key, Setting):
-            if key.name not in self._values:
-                self._values[key.name] = key.read(self._environ)
-                self._declared.setdefault(key.name, key)
-            return self._values[key.name]
-        return self._values[key]
+        return self._values[self._checked(key)]
+
+    def __contains__(self, key: object) -> bool:
+        name = key.name if isinstance(key, Setting) else key
+        return name in self._values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -302,12 +333,110 @@ class Settings(Mapping[str, Any]):
         return f"Settings({self._values!r})"
 
 
+def undeclared_error(name: str, declared: Iterable[str]) -> PluginError:
+    """The error for a read of ``name``, which is not among ``declared``."""
+    return PluginError(
+        f"The setting {name} is read, but nothing declared it, so it was never parsed or checked."
+        f"{did_you_mean(name, declared)} Declare it once, in the plugin that owns it: return "
+        f'[Setting.text("{name}", ...)] (or another Setting constructor) from its register_settings hook, '
+        "and read it as training_env.settings[THAT_SETTING]."
+    )
+
+
+class SettingsRegistry:
+    """The settings of one job while they are declared: each name once, parsed from one environment,
+    then frozen into :class:`Settings`.
+
+    As tox's ``ConfigSet``: :meth:`declare` adds declarations (the same declaration twice is one; two
+    different ones of a name are an error naming both owners) and parses each at once, keeping a bad
+    value's message; :meth:`freeze` reports every bad value together and returns the read-only
+    :class:`Settings`, after which nothing more can be declared. The core's settings are declared
+    first. While plugins load, :meth:`value` gives one already parsed value (``SMC_ADAPTER`` chooses the
+    adapter before the adapter can declare its own settings): each variable is parsed once, whoever
+    reads it.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ: Mapping[str, str] = dict(environ)
+        """The environment every value is parsed from (a copy)."""
+        self._declared: dict[str, Setting[Any]] = {}
+        self._by: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
+        self._errors: dict[str, str] = {}
+        self._frozen: Settings | None = None
+        self.declare(CORE_SETTINGS, by="smc-core")
+
+    def declare(self, settings: Iterable[Setting[Any]], *, by: str | None = None) -> None:
+        """Declare ``settings`` and parse each from :attr:`environ`.
+
+        :param by: who declares them, for error messages (a plugin's name; default each setting's owner).
+        :raises PluginError: a name already declared differently (naming both owners), or the registry
+            is frozen.
+        """
+        if self._frozen is not None:
+            raise PluginError(
+                "The job's settings are parsed and frozen: nothing more can be declared. Declare settings "
+                "with the register_settings hook, which the runner asks before the job's first step."
+            )
+        for setting in settings:
+            if not isinstance(setting, Setting):
+                raise PluginError(
+                    f"{by or 'A plugin'} declared {setting!r} as a setting; register_settings returns "
+                    "smc_core.Setting objects (Setting.seconds(...), Setting.integer(...) ...), or None."
+                )
+            who = f"{setting.owner} (plugin {by})" if by and by != setting.owner else setting.owner
+            earlier = self._declared.get(setting.name)
+            if earlier is not None:
+                if earlier == setting:
+                    continue  # the same declaration again (a plugin listing a core setting it reads)
+                raise PluginError(
+                    f"The setting {setting.name} is declared twice: by {self._by[setting.name]} "
+                    f"({earlier.description!r}) and by {who} ({setting.description!r}). A variable has one "
+                    "owner: rename one of them (prefix it with its plugin's name, e.g. "
+                    f"SMC_MYPLUGIN_{setting.name.removeprefix('SMC_')}), or block one plugin with "
+                    "SMC_DISABLE_PLUGINS."
+                )
+            self._declared[setting.name] = setting
+            self._by[setting.name] = who
+            try:
+                self._values[setting.name] = setting.read(self.environ)
+            except ConfigError as error:
+                self._errors[setting.name] = error.message
+
+    def value(self, setting: Setting[T]) -> T:
+        """The parsed value of a declared ``setting``, before the registry is frozen.
+
+        :raises ConfigError: its value is bad; the message lists every bad value found so far.
+        :raises PluginError: ``setting`` is not declared.
+        """
+        if setting.name not in self._declared:
+            raise undeclared_error(setting.name, self._declared)
+        if setting.name in self._errors:
+            raise ConfigError("\n".join(self._errors.values()))
+        value: T = self._values[setting.name]
+        return value
+
+    def freeze(self) -> Settings:
+        """Every declared setting's value, read-only; nothing can be declared afterwards.
+
+        Called again, returns the same :class:`Settings`.
+
+        :raises ConfigError: one line per bad value, in declaration order.
+        """
+        if self._frozen is None:
+            if self._errors:
+                raise ConfigError("\n".join(self._errors.values()))
+            self._frozen = Settings._parsed(dict(self.environ), dict(self._declared), dict(self._values))
+        return self._frozen
+
+
 def parse_settings(environ: Mapping[str, str], declared: Iterable[Setting[Any]] = ()) -> Settings:
-    """Parse the core's settings plus ``declared`` from ``environ``.
+    """Parse the core's settings plus ``declared`` from ``environ`` (all at once, then frozen).
 
     :raises ConfigError: one line per bad value, each naming the variable, the value and what is accepted.
+    :raises PluginError: two different declarations of one variable, naming both owners.
     """
-    return Settings([*CORE_SETTINGS, *declared], environ)
+    return Settings(declared, environ)
 
 
 # --- the core's settings -------------------------------------------------------------------------

@@ -44,9 +44,11 @@ __all__ = [
     "STOP_SIGNALS",
     "JobStopped",
     "add_stop_listener",
+    "catch_early_stops",
     "current_phase",
     "ignore_stray_signals",
     "notify_stop",
+    "raise_caught_stop",
     "raise_if_stopped",
     "remove_stop_listener",
     "set_phase",
@@ -192,6 +194,38 @@ def notify_stop(signum: int) -> None:
 def _raise(signum: int, frame: FrameType | None) -> None:
     notify_stop(signum)
     raise JobStopped(signum)
+
+
+_caught: list[int] = []
+
+
+def _catch(signum: int, frame: FrameType | None) -> None:
+    notify_stop(signum)  # a stop is a stop (no listener yet this early: for the rule's sake)
+    _caught.append(signum)
+
+
+def catch_early_stops() -> None:
+    """Hold the :data:`STOP_SIGNALS` that arrive before the runner can stop the job (main thread only).
+
+    ``train`` calls it first thing, before Python imports the rest of smc (tenths of a second). Until
+    then a stop signal has its default action: as a container's PID 1, whose signals without a
+    handler the kernel drops, a ``docker stop`` sent then would be lost and the engine's SIGKILL
+    would follow; as any other process, ``train`` would die with no outcome. Held, the first one is
+    raised as :class:`JobStopped` by :func:`raise_caught_stop` once the runner can report it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(sig, _catch)
+
+
+def raise_caught_stop() -> None:
+    """Raise :class:`JobStopped` for the first stop signal :func:`catch_early_stops` held, if any."""
+    if _caught:
+        signum = _caught[0]
+        _caught.clear()
+        raise JobStopped(signum, "starting")
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from smc_core import __version__
 from smc_core.base.log import logger
-from smc_core.base.settings import CORE_SETTINGS, Setting, settings_help
+from smc_core.base.settings import CORE_SETTINGS, Setting, SettingsRegistry, settings_help
 from smc_core.cli.new_adapter import new_adapter
 from smc_core.errors import ConfigError, SmcError
 from smc_core.host.claims import claimed_hyperparameters, hand_over
@@ -61,13 +61,15 @@ def _help_settings() -> list[Setting[Any]]:
     return list({s.name: s for s in [*CORE_SETTINGS, *declared]}.values())
 
 
-def _plugin_manager() -> Any:
-    return get_plugin_manager()
+def _plugin_manager(registry: SettingsRegistry | None = None) -> Any:
+    return get_plugin_manager(registry=registry)
 
 
-def _load_training_env(pm: Any) -> Any:
-    environ = dict(os.environ)
-    settings = load_settings(pm, environ)
+def _load_training_env(pm: Any, registry: SettingsRegistry) -> Any:
+    """The job's TrainingEnv, read as ``train`` reads it, with the settings in ``registry`` (the one
+    that chose ``pm``'s plugins)."""
+    environ = dict(registry.environ)
+    settings = load_settings(pm, registry)
     base = base_dir(environ)
     if not base.is_dir():
         raise ConfigError(
@@ -123,8 +125,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     """Print the resolved training environment, or (``--export``) the ``SM_*`` variables smc exports.
 
     Plugins' own additions (``prepare_training``) are not run here; the output says so."""
-    pm = _plugin_manager()
-    training_env = _load_training_env(pm)
+    registry = SettingsRegistry(os.environ)
+    pm = _plugin_manager(registry)
+    training_env = _load_training_env(pm, registry)
     adapter = getattr(pm, "adapter", None)
     note = ENV_LEAVES_OUT + (f" Adapter loaded: {adapter.name}." if adapter else " No adapter is loaded.")
     policy = f"Supervision (every launch obeys it): {training_env.supervision.describe()}."
@@ -148,7 +151,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         print("smc exec: name a command to run, e.g. smc exec -- env", file=sys.stderr)
         return 2
-    training_env = _load_training_env(_plugin_manager())
+    registry = SettingsRegistry(os.environ)
+    training_env = _load_training_env(_plugin_manager(registry), registry)
     environ = {**os.environ, **exported_vars(training_env)}
     try:
         return subprocess.call(command, env=environ)

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from smc_core import hookimpl
 from smc_core.base.log import logger
-from smc_core.base.settings import CORE_SETTINGS, Setting, Settings
-from smc_core.job.environment import TrainingEnv
+from smc_core.base.settings import Settings
+from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.platforms.detect import chosen_platform
-from smc_core.job.platforms.sagemaker import sagemaker_environment
-
-
-@hookimpl
-def register_settings() -> tuple[Setting[Any], ...]:
-    """The core's own settings (:data:`smc_core.base.settings.CORE_SETTINGS`)."""
-    return CORE_SETTINGS
+from smc_core.job.platforms.sagemaker import sagemaker_facts
 
 
 @hookimpl(trylast=True)
@@ -38,12 +31,12 @@ def load_environment(base_dir: Path, environ: Mapping[str, str], settings: Setti
     if platform != "sagemaker":
         return None
     logger.info("Platform: SageMaker (%s).", reason)
-    training_env = sagemaker_environment(base_dir, environ, settings)
-    job = training_env.model_trainer
+    facts = sagemaker_facts(base_dir, environ, settings)
+    job = facts.model_trainer
     if job is not None:
         logger.info(
             "A SageMaker Python SDK v3 ModelTrainer layout (%s exists): %s.",
             job.source_code_file,
             job.describe(),
         )
-    return training_env
+    return create_environment(base_dir, environ, settings=settings, platform=facts)

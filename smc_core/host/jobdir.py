@@ -19,11 +19,11 @@ import contextlib
 import errno
 import fcntl
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 from smc_core.base.files import open_own_file, write_own_file
-from smc_core.base.settings import PLATFORM
+from smc_core.base.settings import PLATFORM, SettingsRegistry
 from smc_core.errors import ConfigError
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.paths import JobPaths
@@ -44,17 +44,19 @@ def job_lock_path(paths: JobPaths) -> Path:
     return paths.base_dir / ".smc-job.lock"
 
 
-def check_job_dir(paths: JobPaths, environ: Mapping[str, str] | None = None) -> None:
+def check_job_dir(paths: JobPaths, registry: SettingsRegistry) -> None:
     """Check that the job dir exists and that ``output/`` is (or can be made) a writable directory.
 
     On SageMaker the platform lays the job dir out, so a missing one is a mistyped
     ``SAGEMAKER_BASE_DIR`` and nothing is created under it. Off SageMaker (Kubeflow, Vertex AI:
     see :mod:`smc_core.job.platforms.detect`) smc lays it out itself, so it is created.
 
+    :param registry: the job's settings (``SMC_PLATFORM``) and the environment they are parsed from.
+
     :raises ConfigError: naming the path and the problem (exit 2).
     """
     base = paths.base_dir
-    if not base.exists() and _off_sagemaker(base, os.environ if environ is None else environ):
+    if not base.exists() and _off_sagemaker(base, registry):
         try:
             base.mkdir(parents=True)
         except OSError as exc:
@@ -189,16 +191,16 @@ def _holder(fd: int) -> str:
     return ""
 
 
-def _off_sagemaker(base: Path, environ: Mapping[str, str]) -> bool:
+def _off_sagemaker(base: Path, registry: SettingsRegistry) -> bool:
     """Whether the job runs on another platform than SageMaker (pinned, or recognised)."""
     try:
-        pinned = PLATFORM.read(environ)
+        pinned = registry.value(PLATFORM)
     except ConfigError:
         return False  # reported with every other bad setting once the job starts
     if pinned:
         return bool(pinned != "sagemaker")
 
-    return detect_platform(base, environ)[0] != "sagemaker"
+    return detect_platform(base, registry.environ)[0] != "sagemaker"
 
 
 def disk_full(path: Path, *, below: int = 64 * 1024) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 from smc_core import hookspecs
-from smc_core.base.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS
+from smc_core.base.settings import ADAPTER, DISABLE_PLUGINS, PLUGINS, SettingsRegistry
 from smc_core.errors import PluginError
 from smc_core.host.entrypoints import EntryPointLike, find_entry_points
 
@@ -143,24 +143,33 @@ class SmcPluginManager(pluggy.PluginManager):
 def get_plugin_manager(
     *,
     environ: Mapping[str, str] | None = None,
+    registry: SettingsRegistry | None = None,
     load_entrypoints: bool = True,
     plugins: Iterable[object] = (),
 ) -> SmcPluginManager:
     """Build a plugin manager with the defaults, the installed plugins and the chosen adapter.
 
-    :param environ: where to read ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS``
-        (default: ``os.environ``); they are parsed as the settings registry declares them
-        (:mod:`smc_core.base.settings`), the plugin manager being built before plugins can declare theirs.
+    ``SMC_ADAPTER``, ``SMC_PLUGINS`` and ``SMC_DISABLE_PLUGINS`` come from the job's settings
+    registry, where the core's settings are parsed before any plugin loads (plugins declare theirs
+    once loaded; the runner then freezes it).
+
+    :param environ: the environment to parse them from when no ``registry`` is given (default:
+        ``os.environ``).
+    :param registry: the job's settings registry (the runner's); give this or ``environ``.
     :param load_entrypoints: False builds a manager with the defaults only (and ``plugins``),
         as tests do.
     :param plugins: extra plugin objects, registered last, so they are called first and win over
         everything else (see the module docstring for the order).
-    :raises ConfigError: one of the three settings has a bad value.
+    :raises ConfigError: one of the three settings has a bad value (the message lists every bad
+        value of the core's settings).
     """
-    environ = os.environ if environ is None else environ
-    pinned: str | None = ADAPTER.read(environ)
-    extra_modules: tuple[str, ...] = PLUGINS.read(environ)
-    disabled: tuple[str, ...] = DISABLE_PLUGINS.read(environ)
+    if registry is None:
+        registry = SettingsRegistry(os.environ if environ is None else environ)
+    elif environ is not None:
+        raise TypeError("get_plugin_manager takes environ or registry, not both")
+    pinned = registry.value(ADAPTER)
+    extra_modules = registry.value(PLUGINS)
+    disabled = registry.value(DISABLE_PLUGINS)
     pm = SmcPluginManager()
     for name in disabled:
         pm.set_blocked(name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,8 +16,8 @@ import pluggy
 
 from smc_core.base.log import configure_logging, logger
 from smc_core.base.redact import forget_secrets, remember_secrets
-from smc_core.base.settings import Setting, Settings, parse_settings
-from smc_core.base.stopping import JobStopped, set_phase, stop_on_signals
+from smc_core.base.settings import Setting, Settings, SettingsRegistry
+from smc_core.base.stopping import JobStopped, raise_caught_stop, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision
 from smc_core.cluster.job import open_job_channel, stop_outcome
 from smc_core.errors import ConfigError, PluginError, SmcError
@@ -28,6 +28,7 @@ from smc_core.host.reporting import FailureFile, format_error, format_user_failu
 from smc_core.host.returns import check_returned_model
 from smc_core.host.summary import log_plugins
 from smc_core.host.switches import check_switches, claimed_switches
+from smc_core.job.environment import TrainingEnv
 from smc_core.job.paths import JobPaths, base_dir
 from smc_core.launch.functions import on_hard_exit
 from smc_core.launch.result import TrainingResult
@@ -73,38 +74,63 @@ def merge_process_env(
     return process_env
 
 
-def declared_settings(pm: pluggy.PluginManager) -> list[Setting[Any]]:
-    """Every setting the loaded plugins declare with ``register_settings`` (the core's included)."""
-    declared: list[Setting[Any]] = []
-    for contribution in pm.hook.register_settings():
+def settings_by_plugin(pm: pluggy.PluginManager) -> list[tuple[str, list[Setting[Any]]]]:
+    """What each loaded plugin declares with ``register_settings``: (plugin name, its settings), in
+    the order pluggy calls them. The core's own settings are not among them: the registry always
+    declares those (:class:`~smc_core.base.settings.SettingsRegistry`)."""
+    declared: list[tuple[str, list[Setting[Any]]]] = []
+    for impl in reversed(pm.hook.register_settings.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        contribution = impl.function()
         if contribution is None:
             continue
-        for setting in contribution:
-            if not isinstance(setting, Setting):
-                raise PluginError(
-                    f"A register_settings implementation returned {setting!r}; it must return "
-                    "smc_core.Setting objects (Setting.seconds(...), Setting.integer(...) ...), or None."
-                )
-            declared.append(setting)
+        name = pm.get_name(impl.plugin) or "?"
+        if isinstance(contribution, (str, Setting)) or not isinstance(contribution, Iterable):
+            raise PluginError(
+                f"The register_settings implementation of {name} returned {contribution!r}; it must "
+                "return a list of smc_core.Setting objects (Setting.seconds(...), Setting.integer(...) ...), "
+                "or None."
+            )
+        declared.append((name, list(contribution)))
     return declared
 
 
-def load_settings(pm: pluggy.PluginManager, environ: Mapping[str, str]) -> Settings:
-    """Parse the core's settings and every plugin's ``register_settings`` declarations from ``environ``.
+def declared_settings(pm: pluggy.PluginManager) -> list[Setting[Any]]:
+    """Every setting the loaded plugins declare with ``register_settings`` (the core's are not among
+    them), in the order pluggy calls the plugins."""
+    return [setting for _, settings in settings_by_plugin(pm) for setting in settings]
+
+
+def load_settings(pm: pluggy.PluginManager, registry: SettingsRegistry) -> Settings:
+    """Declare every loaded plugin's ``register_settings`` in ``registry`` (which holds the core's
+    settings, parsed from the job's environment), then freeze it: the job's settings.
 
     :raises ConfigError: one line per bad value, naming the variable, the value and what is accepted.
+    :raises PluginError: a variable declared twice, naming both owners.
     """
-    return parse_settings(environ, declared_settings(pm))
+    for name, settings in settings_by_plugin(pm):
+        registry.declare(settings, by=name)
+    return registry.freeze()
 
 
 def run_training(
-    pm: pluggy.PluginManager, *, base: Path | None = None, environ: Mapping[str, str] | None = None
+    pm: pluggy.PluginManager,
+    *,
+    base: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    registry: SettingsRegistry | None = None,
 ) -> TrainingResult:
-    """Run the four hooks of a training job in order and return the result of ``invoke_train``."""
+    """Run the four hooks of a training job in order and return the result of ``invoke_train``.
+
+    :param registry: the job's settings as parsed from ``environ`` so far (the runner's, which also
+        chose the plugins); default: parsed here from ``environ``.
+    """
     environ = dict(os.environ if environ is None else environ)
+    registry = SettingsRegistry(environ) if registry is None else registry
     hook: Any = pm.hook
     log_plugins(pm)
-    settings = load_settings(pm, environ)
+    settings = load_settings(pm, registry)
     claimed = claimed_switches(pm)
     owned = claimed_hyperparameters(pm)
     training_env = require(
@@ -113,9 +139,10 @@ def run_training(
         pm,
     )
     remember_secrets(training_env.hyperparameters)  # redacted from the log and the failure file
+    check_settings_kept(training_env, settings, pm)
     training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
     create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
-    check_switches(training_env, claimed)
+    check_switches(training_env, claimed, pm)
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
     # the job's channel joins its hosts (job_channel()), keeps them alive, and ends with one outcome on
     # every host: a stop or a lost host overrules what the user's code returned.
@@ -131,6 +158,18 @@ def run_training(
         )
         result = channel.conclude(result)
     return result
+
+
+def check_settings_kept(training_env: TrainingEnv, settings: Settings, pm: pluggy.PluginManager) -> None:
+    """Raise :class:`PluginError` when ``load_environment`` answered with a :class:`TrainingEnv` that
+    does not carry the job's ``settings`` (its plugins' settings would be missing from it)."""
+    if training_env.settings is not settings:
+        asked = ", ".join(pm.get_name(i.plugin) or "?" for i in pm.hook.load_environment.get_hookimpls())
+        raise PluginError(
+            "A load_environment implementation returned a TrainingEnv without the job's settings (asked: "
+            f"{asked}): pass the settings it is given on, create_environment(base_dir, environ, "
+            "settings=settings, ...), so that every plugin's settings reach the later hooks."
+        )
 
 
 def report_crash(error: BaseException, pm: pluggy.PluginManager | None, failure_file: FailureFile) -> int:
@@ -176,16 +215,17 @@ def main(
     remember_secrets(environ)
     configure_logging()
     paths = JobPaths(base or base_dir(environ))
+    registry = SettingsRegistry(environ)  # the one parse of the job's settings; plugins add theirs
     with stop_on_signals():
         try:
             try:
-                check_job_dir(paths, environ)
+                check_job_dir(paths, registry)
             except ConfigError as error:  # the job dir is unusable: a failure file where one fits
                 logger.error("%s", error.message)
                 write_failure_if_possible(paths, format_error(error))
                 return error.exit_code
             with job_lock(paths):
-                return run_and_report(pm, paths, environ)
+                return run_and_report(pm, paths, registry)
         except ConfigError as error:  # busy with another job (whose outcome files are not touched)
             logger.error("%s", error.message)
             return error.exit_code
@@ -209,16 +249,18 @@ def write_failure_if_possible(paths: JobPaths, text: str) -> None:
             paths.success_file.unlink(missing_ok=True)
 
 
-def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, environ: Mapping[str, str]) -> int:
-    """Run the job in ``paths`` (locked by the caller) and write its outcome; the exit code."""
+def run_and_report(pm: pluggy.PluginManager | None, paths: JobPaths, registry: SettingsRegistry) -> int:
+    """Run the job in ``paths`` (locked by the caller) with the settings in ``registry`` (parsed from
+    the job's environment) and write its outcome; the exit code."""
     failure_file = FailureFile(paths.failure_file)
     # An outcome left by an earlier run in this job directory must not describe this one.
     paths.success_file.unlink(missing_ok=True)
     failure_file.reserve()
     on_hard_exit(lambda code, reason, details: report_hard_exit(code, failure_file, paths, reason, details))
     try:
-        pm = pm or get_plugin_manager(environ=environ)
-        result = run_training(pm, base=paths.base_dir, environ=environ)
+        raise_caught_stop()  # a stop that came while train was starting: this job's outcome
+        pm = pm or get_plugin_manager(registry=registry)
+        result = run_training(pm, base=paths.base_dir, environ=registry.environ, registry=registry)
         check_returned_model(result)
     except SmcError as error:
         logger.error("%s", error.message)

@@ -13,7 +13,9 @@ container contract (the ``SM_*`` variables are rendered by :mod:`smc_core.job.ex
 The steps live in siblings named after their concern, and every name is importable from here too:
 :mod:`smc_core.job.paths` (the job directory's layout), :mod:`smc_core.job.config` (reading and checking the
 config files), :mod:`smc_core.job.hyperparameters` (decoding, splitting, reserved keys),
-:mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (other platforms) and
+:mod:`smc_core.job.hardware` (CPUs, GPUs, Neuron cores), :mod:`smc_core.job.platforms` (each platform's
+reader, producing the one record of what the platform says,
+:class:`~smc_core.job.platforms.facts.PlatformFacts`, that :func:`create_environment` takes) and
 :mod:`smc_core.base.messages` (how errors quote values).
 
 Bad input (malformed JSON, a value of the wrong type, a host that is not in ``hosts``, a channel
@@ -65,6 +67,7 @@ from smc_core.job.hyperparameters import (
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
 from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
+from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
 if TYPE_CHECKING:
@@ -227,7 +230,8 @@ class TrainingEnv:
     booleans_as_flags: bool = False
     """``$SMC_BOOL_FLAGS``: render ``True`` hyperparameters as bare ``--flag`` arguments, drop ``False``."""
     platform: str = "sagemaker"
-    """The platform whose description of the job was read: ``sagemaker``, ``kubeflow`` or ``vertex``."""
+    """The platform whose description of the job was read: ``sagemaker``, ``kubeflow``, ``vertex``, or a
+    plugin's own (:attr:`PlatformFacts.name <smc_core.PlatformFacts.name>`)."""
     master_port: int | None = None
     """The rendezvous port the platform names (Kubeflow's ``PET_MASTER_PORT`` or ``MASTER_PORT``, the
     primary replica's port in Vertex's ``CLUSTER_SPEC``); None: each adapter uses the contract's port."""
@@ -249,11 +253,10 @@ class TrainingEnv:
     with, or None for the classic layout (see :mod:`smc_core.job.platforms.modeltrainer`)."""
     environ: Mapping[str, str] = field(default_factory=FrozenDict, hash=False, compare=False, repr=False)
     """The process environment the job was loaded from (PYTHONPATH, PYTHONUNBUFFERED ... are kept)."""
-    settings: Settings = field(
-        default_factory=lambda: parse_settings({}), hash=False, compare=False, repr=False
-    )
+    settings: Settings = field(kw_only=True, hash=False, compare=False, repr=False)
     """Every declared setting (the core's and the plugins'), parsed from :attr:`environ`: index it
-    with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``)."""
+    with a :class:`~smc_core.base.settings.Setting` (``training_env.settings[GRACE_PERIOD]``). Always
+    given (a keyword argument): a TrainingEnv never parses settings of its own."""
 
     # --- derived facts -------------------------------------------------------------------------
     @functools.cached_property
@@ -425,66 +428,52 @@ def create_environment(
     base: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
     *,
-    hyperparameters: Mapping[str, Any] | None = None,
-    resource_config: Mapping[str, Any] | None = None,
-    input_data_config: Mapping[str, Any] | None = None,
-    num_cpus: int | None = None,
-    num_gpus: int | None = None,
-    num_neurons: int | None = None,
     settings: Settings | None = None,
-    model_dir: Path | None = None,
-    checkpoint_dir: Path | None = None,
-    channel_dirs: Mapping[str, Path] | None = None,
-    script_args: tuple[str, ...] | None = None,
-    platform: str = "sagemaker",
-    master_port: int | None = None,
-    processes_per_host: int | None = None,
-    distributed_by: str | None = None,
-    code_dir: Path | None = None,
-    entry_point: str | None = None,
-    model_trainer: ModelTrainerJob | None = None,
+    platform: PlatformFacts | None = None,
 ) -> TrainingEnv:
     """Read the job directory ``base`` (default :func:`base_dir`) and ``environ`` into a :class:`TrainingEnv`.
 
-    The keyword arguments replace what would be read (for platforms that describe the job another
-    way, and for tests): ``hyperparameters`` are decoded values, as :func:`load_hyperparameters`
-    returns them; ``resource_config`` is checked like the file. ``settings`` are the parsed settings
-    (the runner passes every plugin's); when None, the core's settings are parsed from ``environ``.
-
-    For platforms other than SageMaker (:mod:`smc_core.job.platforms`): ``model_dir`` and
-    ``checkpoint_dir`` replace ``model/`` and ``checkpoints/`` (the checkpoint config then names it as
-    ``LocalPath``); ``channel_dirs`` maps channel names to their directories (File mode) instead of
-    ``input/data/<name>``; the rest become the :class:`TrainingEnv` fields of the same names.
-
-    For a ModelTrainer layout (:mod:`smc_core.job.platforms.modeltrainer`): ``code_dir`` replaces
-    ``code/``, ``entry_point`` is the entry point when neither ``SAGEMAKER_PROGRAM`` nor
-    ``sagemaker_program`` names one, and with ``model_trainer`` the distribution hosts are every host,
-    sorted, as the SDK's drivers take them (``algo-1`` the master).
-
+    :param base: the job directory (``/opt/ml``, or ``$SAGEMAKER_BASE_DIR``).
+    :param environ: the process environment (default: this process's).
+    :param settings: the job's parsed settings, which the ``TrainingEnv`` carries (the runner passes
+        every plugin's; a ``load_environment`` hook passes on the ``settings`` it is given). Called
+        alone, without them: the core's settings, parsed here from ``environ``.
+    :param platform: what the platform says about the job (:class:`PlatformFacts`, which each
+        platform's reader produces); each fact it holds replaces what the job directory would say.
+        Default: SageMaker, everything read from the job directory.
     :raises ConfigError: any bad input, naming the file, the key, the value and what was expected.
+
+    Example::
+
+        training_env = create_environment("/opt/ml", os.environ)
+        training_env.hosts, training_env.hyperparameters["epochs"]
     """
     environ = os.environ if environ is None else environ
     if settings is None:
         settings = parse_settings(environ)
+    facts = PlatformFacts() if platform is None else platform
     paths = job_paths(base, environ)
-    if model_dir is not None or checkpoint_dir is not None or code_dir is not None:
+    if facts.model_dir is not None or facts.checkpoint_dir is not None or facts.code_dir is not None:
         paths = JobPaths(
             paths.base_dir,
-            custom_model_dir=model_dir,
-            custom_checkpoint_dir=checkpoint_dir,
-            custom_code_dir=code_dir,
+            custom_model_dir=facts.model_dir,
+            custom_checkpoint_dir=facts.checkpoint_dir,
+            custom_code_dir=facts.code_dir,
         )
     hps_file = paths.hyperparameters_file
 
-    all_hps = dict(load_hyperparameters(paths.base_dir) if hyperparameters is None else hyperparameters)
+    all_hps = dict(
+        load_hyperparameters(paths.base_dir) if facts.hyperparameters is None else facts.hyperparameters
+    )
     split = split_hyperparameters(all_hps)
-    if resource_config is None:
+    if facts.resource_config is None:
         resource_config = load_resource_config(paths.base_dir, environ)
     else:
-        resource_config = check_resource_config(dict(resource_config), "resource_config")
+        resource_config = check_resource_config(dict(facts.resource_config), "resource_config")
     channels: dict[str, Path] = {}
-    if channel_dirs is not None:
-        channels = {name: Path(path) for name, path in channel_dirs.items()}
+    input_data_config = facts.input_data_config
+    if facts.channel_dirs is not None:
+        channels = {name: Path(path) for name, path in facts.channel_dirs.items()}
         if input_data_config is None:
             input_data_config = {name: {"TrainingInputMode": "File"} for name in channels}
     if input_data_config is None:
@@ -494,8 +483,8 @@ def create_environment(
             mode = channel.get("TrainingInputMode", "File")
             channels[name] = get_channel_dir(name, paths.base_dir, must_exist=mode in _FILE_MODES)
     checkpoint_config = load_checkpoint_config(paths.base_dir)
-    if checkpoint_dir is not None:
-        checkpoint_config = {**checkpoint_config, "LocalPath": str(checkpoint_dir)}
+    if facts.checkpoint_dir is not None:
+        checkpoint_config = {**checkpoint_config, "LocalPath": str(facts.checkpoint_dir)}
 
     hosts = tuple(resource_config["hosts"])
     current_host = resource_config["current_host"]
@@ -506,7 +495,7 @@ def create_environment(
     groups = _instance_groups(resource_config)
     group_hosts = {g["instance_group_name"]: tuple(g.get("hosts", [])) for g in groups}
     distribution_groups = _distribution_groups(hps_file, split.framework, groups, current_group)
-    if model_trainer is not None:
+    if facts.model_trainer is not None:
         # The SDK's drivers span every host, sorted: algo-1 is the master and node rank 0.
         distribution_hosts = tuple(sorted(hosts))
         if distribution_groups:
@@ -518,7 +507,7 @@ def create_environment(
 
     program = (
         environ.get("SAGEMAKER_PROGRAM")
-        or entry_point
+        or facts.entry_point
         or _reserved_string(hps_file, split.reserved, "sagemaker_program", "train.py")
     )
     submit_dir = _reserved_string(
@@ -547,8 +536,8 @@ def create_environment(
         hosts=hosts,
         current_host=current_host,
         channel_input_dirs=_frozen(channels),
-        num_cpus=available_cpus() if num_cpus is None else num_cpus,
-        num_gpus=available_gpus(environ) if num_gpus is None else num_gpus,
+        num_cpus=available_cpus() if facts.num_cpus is None else facts.num_cpus,
+        num_gpus=available_gpus(environ) if facts.num_gpus is None else facts.num_gpus,
         user_entry_point=program,
         module_dir=submit_dir,
         module_name=module_name(program),
@@ -566,24 +555,26 @@ def create_environment(
         distribution_instance_groups=distribution_groups,
         distribution_hosts=distribution_hosts,
         is_hetero=len(groups) > 1,
-        num_neurons=available_neurons(environ, instance_type) if num_neurons is None else num_neurons,
+        num_neurons=(
+            available_neurons(environ, instance_type) if facts.num_neurons is None else facts.num_neurons
+        ),
         is_modelparallel_enabled=None if mp_parameters is None else mp_parameters not in ("", "{}"),
         checkpoint_config=_frozen(checkpoint_config),
         raw_hyperparameters=_frozen(all_hps),
         is_smddprun_installed=shutil.which("smddprun", path=search_path) is not None,
         is_smddpmprun_installed=shutil.which("smddpmprun", path=search_path) is not None,
         booleans_as_flags=settings[BOOL_FLAGS],
-        platform=platform,
-        master_port=master_port,
+        platform=facts.name,
+        master_port=facts.master_port,
         processes_per_host=(
-            processes_per_host
-            if processes_per_host is not None
+            facts.processes_per_host
+            if facts.processes_per_host is not None
             else count_parameter(split.framework, "sagemaker_mpi_num_of_processes_per_host", hps_file)
         ),
-        distributed_by=distributed_by,
+        distributed_by=facts.distributed_by,
         efa=detect_efa(settings[SYS_ROOT], instance_type),
-        script_args=None if script_args is None else tuple(script_args),
-        model_trainer=model_trainer,
+        script_args=None if facts.script_args is None else tuple(facts.script_args),
+        model_trainer=facts.model_trainer,
         environ=_frozen(environ),
         settings=settings,
     )

@@ -53,6 +53,7 @@ import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from smc_core.base.log import logger
@@ -68,7 +69,9 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "call_with_arguments",
+    "call_with_hyperparameters",
     "environment_fields",
+    "import_user_module",
     "intersect_fn_parameters",
     "load_function",
     "on_hard_exit",
@@ -81,7 +84,18 @@ _TAIL_LINES = 60
 
 
 def intersect_fn_parameters(fn: Callable[..., Any], mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``mapping`` that ``fn`` takes by name (all of them when it has ``**kwargs``)."""
+    """The entries of ``mapping`` that ``fn`` takes by name (all of them when it has ``**kwargs``):
+    the original design's lenient matching, which drops the rest without a word.
+
+    Example::
+
+        from smc_core import intersect_fn_parameters
+
+        def train(epochs, lr=0.1): ...
+
+        intersect_fn_parameters(train, {"epochs": 3, "batch": 64})  # {"epochs": 3}
+        train(**intersect_fn_parameters(train, {"epochs": 3, "batch": 64}))
+    """
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(mapping)
@@ -215,26 +229,53 @@ def train_arguments(
     return args, kwargs
 
 
+def import_user_module(directory: Path | str, module_name: str) -> ModuleType:
+    """Import the user's module ``module_name`` from ``directory`` and return it.
+
+    ``directory`` goes first on ``sys.path`` (and stays there, as for the job's own imports), so the
+    user's module and its siblings shadow anything installed of the same name. ``module_name`` is an
+    import name: ``train`` for ``train.py``, ``pkg.train`` for ``pkg/train.py``. Exceptions raised by
+    the module's own code while it is imported propagate unchanged.
+
+    :raises ConfigError: no module of that name in ``directory`` or on the path.
+
+    Example::
+
+        from smc_core import import_user_module
+
+        module = import_user_module("/opt/ml/code", "train")
+        model = module.train(epochs=3)
+    """
+    directory = str(directory)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name and not module_name.startswith(f"{exc.name}."):
+            raise  # the module itself imports something missing: its own error, unchanged
+        raise ConfigError(
+            f"No module {module_name!r} in {directory} or on the path: name the module by its import name "
+            "(train for train.py, pkg.train for pkg/train.py), relative to that directory."
+        ) from exc
+
+
 def load_function(code_dir: Path | str, module_name: str, function_name: str = "train") -> Callable[..., Any]:
-    """Import ``module_name`` (the code dir first on ``sys.path``) and return its ``function_name``.
+    """Import ``module_name`` from ``code_dir`` (:func:`import_user_module`) and return its
+    ``function_name``.
 
     Exceptions raised by the module's own code while importing propagate unchanged.
 
     :raises ConfigError: the module cannot be found, or does not define the function.
     """
-    code_dir = str(code_dir)
-    if code_dir not in sys.path:
-        sys.path.insert(0, code_dir)
-    importlib.invalidate_caches()
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name and not module_name.startswith(f"{exc.name}."):
-            raise
+        module = import_user_module(code_dir, module_name)
+    except ConfigError as exc:
         raise ConfigError(
             f"Function mode: no module {module_name!r} in {code_dir} or on the path. Set sagemaker_program "
             f"(SAGEMAKER_PROGRAM) to the file that defines {function_name}(), e.g. train.py."
-        ) from exc
+        ) from exc.__cause__
     fn = getattr(module, function_name, None)
     if not callable(fn):
         raise ConfigError(
@@ -244,6 +285,38 @@ def load_function(code_dir: Path | str, module_name: str, function_name: str = "
             "as a script."
         )
     return fn
+
+
+def call_with_hyperparameters(
+    fn: Callable[..., Any],
+    hyperparameters: Mapping[str, Any],
+    fields: Mapping[str, Any] | None = None,
+) -> Any:
+    """Call ``fn`` with the hyperparameters (and environment fields) its signature names; return what
+    it returns.
+
+    The rules are function mode's (:func:`train_arguments`): each parameter gets the hyperparameter
+    of its name, else the field of its name (``fields``: e.g. :func:`environment_fields` of a
+    ``TrainingEnv``), else its default; a value is converted to a simple annotation (``int``,
+    ``float``, ``bool``, ``str``) when it can be. A hyperparameter that ``fn`` does not take is an
+    error (unless it has ``**kwargs`` or a ``hyperparameters`` parameter): to pass only those it
+    takes, filter them with :func:`intersect_fn_parameters` first. Exceptions ``fn`` raises propagate.
+
+    :raises ConfigError: a required parameter has no value, a hyperparameter is not a parameter, or
+        a value does not fit its annotation; the message names each and the closest name.
+
+    Example::
+
+        from smc_core import call_with_hyperparameters
+
+        def train(epochs: int, lr: float = 0.1, model_dir: str = "/tmp/model"):
+            return epochs * lr
+
+        call_with_hyperparameters(train, {"epochs": "3", "lr": 0.5})  # 1.5 (epochs converted to 3)
+    """
+    where = f"{getattr(fn, '__qualname__', 'the function')}()"
+    args, kwargs = train_arguments(fn, hyperparameters, fields or {}, where=where)
+    return fn(*args, **kwargs)
 
 
 def _terminate(signum: int, frame: Any) -> None:

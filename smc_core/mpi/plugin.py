@@ -38,6 +38,11 @@ WAIT_TIMEOUT = Setting.seconds(
 )
 REPLACED = {"SMC_MPI_MASTER_SILENCE_TIMEOUT": "SMC_LIVENESS_TIMEOUT"}
 """Settings MPI jobs no longer read, and what replaced them: one set is an error, never ignored."""
+REPLACED_SETTINGS = tuple(
+    Setting.text(old, None, f"MPI jobs: no longer read, replaced by {new}: set, an MPI job fails naming it")
+    for old, new in REPLACED.items()
+)
+"""Declared (the job's settings read no undeclared name), so that :func:`mpi_job` can see one is set."""
 SSH_PORT = Setting.integer(
     "SMC_MPI_SSH_PORT",
     22,
@@ -52,7 +57,7 @@ SSHD = Setting.text(
     "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
 )
 
-SETTINGS = (WAIT_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
+SETTINGS = (WAIT_TIMEOUT, SSH_PORT, MPIRUN, SSHD, *REPLACED_SETTINGS)
 
 
 @hookimpl(trylast=True)

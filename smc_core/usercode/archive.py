@@ -540,7 +540,23 @@ def _extract_zip_file(file: Any, root: str, label: str, names: list[str]) -> Non
 
 
 def extract_archive(src: Path | str, dest: Path | str, *, source: str | None = None) -> list[str]:
-    """Extract ``src`` (tar in any compression, or zip) into ``dest``: see :func:`extract_tar`."""
+    """Extract the archive ``src`` (tar, plain or gzip, bzip2 or xz compressed, or zip) into ``dest``,
+    safely, and return the names of its members.
+
+    A member that would land outside ``dest`` (an absolute name, ``..``, a link pointing out), a
+    device file or a FIFO is refused, naming it, before anything of it is written; a truncated or
+    corrupt archive is refused, naming where it ended. See :func:`extract_tar` (which also reads a
+    stream) for the rules.
+
+    :param source: how to name the archive in errors (default: ``src``).
+    :raises FetchError: not an archive, truncated or corrupt, or a hostile member.
+
+    Example::
+
+        from smc_core import extract_archive
+
+        extract_archive("sourcedir.tar.gz", "/tmp/code")  # ["train.py", "requirements.txt", ...]
+    """
     return extract_tar(src, dest, source=source)
 
 

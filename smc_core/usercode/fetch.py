@@ -1,8 +1,8 @@
 """Bringing the user's code into the code dir: download, extract, and the rules around them.
 
-:func:`fetch_code` is what the default ``fetch_user_code`` calls; :func:`download_and_extract` is the
-transfer alone. Sources: ``s3://bucket/key.tar.gz`` (streamed from S3 into the extractor: no
-temporary copy, no second pass, resumed at the byte where a transient error broke it),
+:func:`fetch_code` is what the default ``fetch_user_code`` calls; :func:`fetch_source` is the
+transfer alone, into any directory. Sources: ``s3://bucket/key.tar.gz`` (streamed from S3 into the
+extractor: no temporary copy, no second pass, resumed at the byte where a transient error broke it),
 ``file://PATH`` or a plain path (a directory, a tarball or zip, or a single file), or None for the
 code dir as it is. A truncated or corrupt archive, or an object that is no archive at all, is a
 :class:`~smc_core.errors.FetchError` (exit 4) and nothing of it runs.
@@ -60,6 +60,7 @@ __all__ = [
     "code_dir_lock",
     "download_and_extract",
     "fetch_code",
+    "fetch_source",
     "local_source_path",
     "remove_stale_staging",
 ]
@@ -183,6 +184,12 @@ def fetch_code(
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
         from the same source) or ``"kept"`` (policy ``keep``).
     :raises FetchError: the source cannot be read, is not an archive, is truncated, or is hostile.
+
+    Example::
+
+        from smc_core import fetch_code
+
+        fetch_code(training_env.module_dir, training_env.code_dir, policy="error")
     """
     code_dir = Path(code_dir)
     if not source:
@@ -379,6 +386,55 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
+
+
+def fetch_source(
+    source: str | os.PathLike[str],
+    dest: Path | str,
+    *,
+    region: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    s3_timeout: float = 120.0,
+    s3_retries: int = 8,
+) -> Path:
+    """Put the files of ``source`` into the directory ``dest`` (created when missing) and return it.
+
+    Sources: ``s3://bucket/key.tar.gz`` (streamed from S3 into the extractor, resumed where a
+    transient error broke it), or ``file://PATH`` or a plain path: a directory (copied, symlinks as
+    symlinks), a tarball or zip (extracted safely: :func:`~smc_core.usercode.archive.extract_archive`),
+    or a single file (copied into ``dest``). What is already in ``dest`` stays, unless the source
+    has a file of the same name. No lock and no code-dir rule: :func:`fetch_code` adds those for the
+    job's code dir.
+
+    :param region: the S3 region (default: from ``environ``).
+    :param environ: where to read the S3 endpoint (``AWS_ENDPOINT_URL``...), the region and the
+        credentials from (default: this process's environment).
+    :param s3_timeout: the overall bound in seconds on reading an S3 object, retries included.
+    :param s3_retries: how many times one S3 request is retried after a transient error.
+    :raises FetchError: the source cannot be read, is not an archive, is truncated, or is hostile
+        (exit code 4 in a job).
+
+    Example::
+
+        from smc_core import fetch_source
+
+        fetch_source("s3://my-bucket/my-job/source/sourcedir.tar.gz", "/tmp/code")
+        fetch_source("file:///home/me/project", "/tmp/code")
+    """
+    source = os.fspath(source)
+    dest = Path(dest)
+    local = _checked_source(source, dest)
+    reader = None
+    try:
+        if local is None:
+            reader = _open_s3(
+                source, region, os.environ if environ is None else environ, s3_timeout, s3_retries
+            )
+        download_and_extract(source, dest, region=region, reader=reader)
+    finally:
+        if reader is not None:
+            reader.close()
+    return dest
 
 
 def download_and_extract(

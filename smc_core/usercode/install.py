@@ -280,6 +280,12 @@ def install_requirements(
     :param timeout: seconds the install may take before it is stopped (None: no bound).
     :return: True when something was installed, False when there is no ``requirements.txt``.
     :raises InstallError: the installer failed; the message ends with its error output.
+
+    Example::
+
+        from smc_core import install_requirements
+
+        install_requirements("/opt/ml/code", environ={"PIP_INDEX_URL": "https://pypi.example/simple"})
     """
     code_dir = Path(code_dir)
     if not (code_dir / requirements).is_file():
@@ -310,6 +316,12 @@ def install_package(
     Arguments as for :func:`install_requirements`.
 
     :raises InstallError: the installer failed; the message ends with its error output.
+
+    Example::
+
+        from smc_core import install_package
+
+        install_package("/opt/ml/code", installer="pip", timeout=600)
     """
     code_dir = Path(code_dir)
     targets = ["."]

@@ -194,7 +194,9 @@ def model_trainer_launch_unclaimed(kit: Kit) -> Outcome:
     assert "distributed.json asks for Torchrun (smc launches it as sagemaker_torch_distributed_enabled)" in (
         done.first_line
     )
-    assert "pip install smc-pytorch" in done.first_line and not done.exists("input/data/code/ran")
+    # smc-pytorch is installed here, blocked: the message names it from its smc.switches declaration
+    assert "smc-pytorch" in done.first_line and "SMC_DISABLE_PLUGINS blocks: unblock it" in done.first_line
+    assert not done.exists("input/data/code/ran")
     return done
 
 

@@ -15,9 +15,10 @@ import pytest
 
 from smc_core.base.settings import parse_settings
 from smc_core.errors import ConfigError
+from smc_core.job.environment import create_environment
 from smc_core.job.exports import env_vars, user_args
 from smc_core.job.platforms.modeltrainer import read_model_trainer_job, sdk_serialize
-from smc_core.job.platforms.sagemaker import sagemaker_environment
+from smc_core.job.platforms.sagemaker import sagemaker_facts
 from smc_core.testing import make_job_dir
 
 from ..helpers import tar_bytes
@@ -57,7 +58,10 @@ def layout(
 
 def read(base: Path, environ: dict[str, str] | None = None) -> Any:
     environ = {"SAGEMAKER_BASE_DIR": str(base), **(environ or {})}
-    return sagemaker_environment(base, environ, parse_settings(environ))
+    settings = parse_settings(environ)
+    return create_environment(
+        base, environ, settings=settings, platform=sagemaker_facts(base, environ, settings)
+    )
 
 
 @pytest.mark.parametrize(

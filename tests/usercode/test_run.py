@@ -218,6 +218,35 @@ def test_sigterm_is_passed_on_and_the_script_checkpoints(job_dir: Callable[..., 
     assert "it exited 0 (it handled the stop itself" in text and not (base / "output" / "success").exists()
 
 
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (``SigCgt`` in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught >> (sig - 1) & 1)
+
+
+def test_a_stop_while_train_starts_is_the_jobs_outcome(job_dir: Callable[..., Path]) -> None:
+    # SIGTERM the moment train has any handler for it: tenths of a second before the runner is
+    # imported. As a container's PID 1 an unhandled SIGTERM would be dropped; here it would kill
+    # train with no outcome. Held from the start, it is the job's stop, with a failure file.
+    base = job_dir(entry_point="train.py", code={"train.py": "raise SystemExit('never runs')"})
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
+    train = subprocess.Popen([TRAIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not _catches(train.pid, signal.SIGTERM):
+        assert train.poll() is None and time.monotonic() < deadline, "train never handled SIGTERM"
+        time.sleep(0.001)
+    train.send_signal(signal.SIGTERM)
+    _, err = train.communicate(timeout=60)
+    assert train.returncode == 128 + signal.SIGTERM, err
+    text = failure_text(base)
+    assert text.startswith("JobStopped: the job was stopped by SIGTERM before"), text
+    assert "never runs" not in err
+
+
 def test_grace_period_then_sigkill_and_no_orphans(job_dir: Callable[..., Path]) -> None:
     script = (
         "import signal, subprocess, sys, time\n"

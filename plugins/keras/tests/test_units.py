@@ -83,3 +83,16 @@ def test_loading_the_adapter_imports_no_framework():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_switches_declared_in_the_metadata_are_those_claimed():
+    """pyproject.toml's smc.switches entry points (read by smc when this adapter is not loaded) name
+    exactly what claim_switches returns."""
+    from importlib import metadata
+
+    from smc_keras.plugin import claim_switches
+
+    declared = {
+        ep.name for ep in metadata.entry_points(group="smc.switches") if ep.value == "smc_keras.plugin"
+    }
+    assert declared == set(claim_switches())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 DDP_SCRIPT = r"""
-import argparse, json, os, sys
+import argparse, gc, json, os, sys
 import torch
 import torch.distributed as dist
 
@@ -39,6 +39,8 @@ for step in range(args.steps):
 torch.save(model.module.state_dict(), os.path.join(model_dir, f"weights-{rank}.pt"))
 print(f"rank {rank} of {world} done", flush=True)
 dist.barrier()
+del model, opt, loss  # before the group: torch 2.13 CPU can abort at exit otherwise (examples/pytorch)
+gc.collect()
 dist.destroy_process_group()
 """
 

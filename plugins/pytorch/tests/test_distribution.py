@@ -20,7 +20,7 @@ from smc_core import ConfigError, EntryKind, Settings, UserCode, create_environm
 
 
 def env_of(job_dir, **kwargs):
-    return create_environment(job_dir(**kwargs), {})
+    return env_with(job_dir, {}, **kwargs)
 
 
 def test_switches(job_dir):
@@ -152,3 +152,16 @@ def test_failure_reason_names_rank_and_host():
 def test_loading_the_plugin_does_not_import_torch():
     code = "import sys, smc_pytorch.plugin; assert 'torch' not in sys.modules, 'torch imported'"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_switches_declared_in_the_metadata_are_those_claimed():
+    """pyproject.toml's smc.switches entry points (read by smc when this adapter is not loaded) name
+    exactly what claim_switches returns."""
+    from importlib import metadata
+
+    from smc_pytorch.plugin import claim_switches
+
+    declared = {
+        ep.name for ep in metadata.entry_points(group="smc.switches") if ep.value == "smc_pytorch.plugin"
+    }
+    assert declared == set(claim_switches())

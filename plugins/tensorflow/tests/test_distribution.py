@@ -24,7 +24,7 @@ from smc_tensorflow.distribution import (
 from smc_tensorflow.hints import with_hints, without_log_noise
 from smc_tensorflow.peers import MasterChannel, PeerChannel, failure
 
-from smc_core import ChannelLink, ChannelMaster, Setting, create_environment, settings_table
+from smc_core import ChannelLink, ChannelMaster, Setting, Settings, create_environment, settings_table
 from smc_core.testing import make_job_dir
 
 HOSTS = ["algo-1", "algo-2", "algo-3"]
@@ -41,7 +41,8 @@ def env_for(tmp_path, hyperparameters, current_host="algo-1", hosts=HOSTS, envir
         hyperparameters=hyperparameters,
         resource_config={"current_host": current_host, "hosts": list(hosts), "network_interface_name": "lo"},
     )
-    return create_environment(base, environ or {})
+    environ = environ or {}
+    return create_environment(base, environ, settings=Settings(SETTINGS, environ))
 
 
 @pytest.mark.parametrize(
@@ -243,3 +244,16 @@ def test_failure_reason_keeps_the_exception_line_and_names_hosts():
     also = failure_reason(root, "algo-1", also=failure("algo-1", "worker", 1, ""))
     assert "; the worker on host algo-1 failed with exit code 1 after it:" in also
     assert failure_reason(root, "algo-2").count("algo-2") == 1  # its own host: no "stopped" clause
+
+
+def test_the_switches_declared_in_the_metadata_are_those_claimed():
+    """pyproject.toml's smc.switches entry points (read by smc when this adapter is not loaded) name
+    exactly what claim_switches returns."""
+    from importlib import metadata
+
+    from smc_tensorflow.plugin import claim_switches
+
+    declared = {
+        ep.name for ep in metadata.entry_points(group="smc.switches") if ep.value == "smc_tensorflow.plugin"
+    }
+    assert declared == set(claim_switches())

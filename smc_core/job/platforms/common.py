@@ -4,7 +4,8 @@
   hyperparameters, each value JSON-decoded as the contract decodes ``hyperparameters.json``.
 * :func:`gcs_path`: a ``gs://bucket/path`` URI as its Cloud Storage FUSE path ``/gcs/bucket/path``.
 * :func:`lay_out_job_dir`: the job directory's folders, so that every ``SM_*`` path exists.
-* :func:`platform_environment`: all of it, through :func:`~smc_core.job.environment.create_environment`.
+* :func:`off_sagemaker`: all of it, completing a reader's
+  :class:`~smc_core.job.platforms.facts.PlatformFacts`.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from smc_core.base.settings import CHANNELS, MODEL_DIR, SCRIPT_ARGS, Settings
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.paths import JobPaths
+from smc_core.job.platforms.facts import PlatformFacts
 
 __all__ = [
     "decode_script_args",
     "gcs_path",
     "lay_out_job_dir",
-    "platform_environment",
+    "off_sagemaker",
     "processes_from",
 ]
 
@@ -156,28 +158,23 @@ def _channels(settings: Settings, platform_channels: Mapping[str, Path]) -> dict
     return channels
 
 
-def platform_environment(
+def off_sagemaker(
+    facts: PlatformFacts,
     base: Path,
     environ: Mapping[str, str],
     settings: Settings,
     *,
-    platform: str,
-    resource_config: Mapping[str, Any],
-    model_dir: Path | None = None,
-    checkpoint_dir: Path | None = None,
-    channels: Mapping[str, Path] | None = None,
-    master_port: int | None = None,
-    processes_per_host: int | None = None,
-    distributed_by: str | None = None,
     job_name: str | None = None,
     distribution_groups: list[str] | None = None,
-) -> TrainingEnv:
-    """A :class:`TrainingEnv` for ``platform`` from what its reader found, laid out as on SageMaker.
+) -> PlatformFacts:
+    """``facts`` from a platform without SageMaker's job directory, completed as the contract asks, and
+    the job directory laid out (:func:`lay_out_job_dir`) so that every ``SM_*`` path exists.
 
     Hyperparameters come from the script's arguments (``SMC_SCRIPT_ARGS``, which ``train ARG...``
-    sets), which reach the script as given; the code source from ``SAGEMAKER_SUBMIT_DIRECTORY`` and the
-    entry point from ``SAGEMAKER_PROGRAM``. ``SMC_MODEL_DIR`` replaces ``model_dir``; ``SMC_CHANNELS``
-    adds to (and replaces) ``channels``. ``distribution_groups`` become
+    sets), which reach the script as given; the code source from ``SAGEMAKER_SUBMIT_DIRECTORY`` and
+    the entry point from ``SAGEMAKER_PROGRAM``. ``SMC_MODEL_DIR`` replaces the model dir;
+    ``SMC_CHANNELS`` adds to (and replaces) the channels. ``job_name`` becomes ``sagemaker_job_name``
+    (unless the arguments give one); ``distribution_groups`` become
     ``sagemaker_distribution_instance_groups`` (the instance groups a distributed launch spans).
 
     :raises ConfigError: bad input, naming the variable, the value and the fix.
@@ -191,22 +188,12 @@ def platform_environment(
         hyperparameters["sagemaker_job_name"] = job_name
     if distribution_groups is not None:
         hyperparameters["sagemaker_distribution_instance_groups"] = list(distribution_groups)
-    if settings[MODEL_DIR]:
-        model_dir = Path(settings[MODEL_DIR])
-    paths = JobPaths(base, custom_model_dir=model_dir, custom_checkpoint_dir=checkpoint_dir)
-    lay_out_job_dir(paths)
-    return create_environment(
-        base,
-        environ,
-        settings=settings,
+    model_dir = Path(settings[MODEL_DIR]) if settings[MODEL_DIR] else facts.model_dir
+    lay_out_job_dir(JobPaths(base, custom_model_dir=model_dir, custom_checkpoint_dir=facts.checkpoint_dir))
+    return replace(
+        facts,
         hyperparameters=hyperparameters,
-        resource_config=resource_config,
-        channel_dirs=_channels(settings, channels or {}),
+        channel_dirs=_channels(settings, facts.channel_dirs or {}),
         model_dir=model_dir,
-        checkpoint_dir=checkpoint_dir,
         script_args=tuple(args),
-        platform=platform,
-        master_port=master_port,
-        processes_per_host=processes_per_host,
-        distributed_by=distributed_by,
     )

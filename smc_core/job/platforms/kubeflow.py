@@ -25,12 +25,12 @@ from typing import Any
 
 from smc_core.base.settings import Settings
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv
 from smc_core.job.hardware import available_cpus, available_gpus
-from smc_core.job.platforms.common import platform_environment, processes_from
+from smc_core.job.platforms.common import off_sagemaker, processes_from
+from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.job.platforms.tf_config import resource_config_from_tf_config
 
-__all__ = ["KubeflowJob", "kubeflow_environment", "read_kubeflow_job"]
+__all__ = ["KubeflowJob", "kubeflow_facts", "read_kubeflow_job"]
 
 TRAINER_MASTER_PORT = 29500
 PYTORCHJOB_MASTER_PORT = 23456
@@ -203,8 +203,9 @@ def read_kubeflow_job(environ: Mapping[str, str]) -> KubeflowJob:
     )
 
 
-def kubeflow_environment(base: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv:
-    """The :class:`TrainingEnv` of a Kubeflow pod (see the module docstring for the mapping).
+def kubeflow_facts(base: Path, environ: Mapping[str, str], settings: Settings) -> PlatformFacts:
+    """What a Kubeflow pod's variables say about the job (see the module docstring for the mapping),
+    completed by :func:`~smc_core.job.platforms.common.off_sagemaker`.
 
     :raises ConfigError: a missing or malformed variable, naming it.
     """
@@ -219,16 +220,13 @@ def kubeflow_environment(base: Path, environ: Mapping[str, str], settings: Setti
         model_dir = WORKSPACE / "model"
         if (WORKSPACE / "dataset").is_dir():
             channels = {"training": WORKSPACE / "dataset"}
-    return platform_environment(
-        base,
-        environ,
-        settings,
-        platform="kubeflow",
+    facts = PlatformFacts(
+        name="kubeflow",
         resource_config=job.resource_config,
         model_dir=model_dir,
-        channels=channels,
+        channel_dirs=channels,
         master_port=job.master_port,
         processes_per_host=processes,
         distributed_by=job.distributed_by,
-        job_name=job.job_name,
     )
+    return off_sagemaker(facts, base, environ, settings, job_name=job.job_name)

@@ -8,22 +8,24 @@ from pathlib import Path
 
 from smc_core.base.settings import PLATFORM, SCRIPT_ARGS, Settings
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv, create_environment
 from smc_core.job.hyperparameters import load_hyperparameters
 from smc_core.job.paths import JobPaths, job_paths
 from smc_core.job.platforms.detect import sagemaker_job_files
+from smc_core.job.platforms.facts import PlatformFacts
 from smc_core.job.platforms.modeltrainer import (
     ModelTrainerJob,
     merged_framework_parameters,
     read_model_trainer_job,
 )
 
-__all__ = ["model_trainer_environment", "sagemaker_environment"]
+__all__ = ["model_trainer_facts", "sagemaker_facts"]
 
 
-def sagemaker_environment(base: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv:
-    """Read ``base/input/config`` and ``environ`` with :func:`create_environment`; a ModelTrainer
-    layout (an ``sm_drivers`` channel holding ``sourcecode.json``) with :func:`model_trainer_environment`.
+def sagemaker_facts(base: Path, environ: Mapping[str, str], settings: Settings) -> PlatformFacts:
+    """SageMaker's record: the job directory ``base/input/config`` says everything, so the record adds
+    nothing to it (:func:`~smc_core.job.environment.create_environment` reads the job directory); a
+    ModelTrainer layout (an ``sm_drivers`` channel holding ``sourcecode.json``) adds what
+    :func:`model_trainer_facts` reads.
 
     SageMaker runs plain ``train``: the script's arguments come from ``hyperparameters.json``, so
     arguments given to ``train`` are refused, except on a ModelTrainer layout, where they are
@@ -31,7 +33,7 @@ def sagemaker_environment(base: Path, environ: Mapping[str, str], settings: Sett
     must hold ``hyperparameters.json`` or ``resourceconfig.json``.
 
     :raises ConfigError: arguments given to ``train``, a pinned SageMaker without its job directory,
-        or bad input in the job directory.
+        or a ModelTrainer layout that cannot run.
     """
     paths = job_paths(base, environ)
     job = read_model_trainer_job(paths, environ)
@@ -50,15 +52,15 @@ def sagemaker_environment(base: Path, environ: Mapping[str, str], settings: Sett
             "SMC_PLATFORM to recognise the platform."
         )
     if job is not None:
-        return model_trainer_environment(paths, environ, settings, job)
-    return create_environment(base, environ, settings=settings)
+        return model_trainer_facts(paths, environ, settings, job)
+    return PlatformFacts(name="sagemaker")
 
 
-def model_trainer_environment(
+def model_trainer_facts(
     paths: JobPaths, environ: Mapping[str, str], settings: Settings, job: ModelTrainerJob
-) -> TrainingEnv:
-    """The :class:`TrainingEnv` of a ModelTrainer job: the code in the ``code`` channel (tuning jobs:
-    fetched from ``sagemaker_submit_directory`` as usual), the entry point from ``sourcecode.json``,
+) -> PlatformFacts:
+    """The record of a ModelTrainer job: the code in the ``code`` channel (tuning jobs: fetched from
+    ``sagemaker_submit_directory`` as usual), the entry point from ``sourcecode.json``,
     ``distributed.json`` as the launch switch it stands for, ``train``'s arguments (``SourceCode.args``)
     as the script's.
 
@@ -73,10 +75,8 @@ def model_trainer_environment(
             "(the SDK warns that command wins; it does, and train runs the entry script)."
         )
     args = settings[SCRIPT_ARGS]
-    return create_environment(
-        paths.base_dir,
-        environ,
-        settings=settings,
+    return PlatformFacts(
+        name="sagemaker",
         hyperparameters=hyperparameters,
         code_dir=job.code_channel,
         entry_point=job.entry_script,

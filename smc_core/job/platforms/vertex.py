@@ -23,10 +23,10 @@ from typing import Any
 from smc_core.base.messages import quoted
 from smc_core.base.settings import Settings
 from smc_core.errors import ConfigError
-from smc_core.job.environment import TrainingEnv
-from smc_core.job.platforms.common import gcs_path, platform_environment
+from smc_core.job.platforms.common import gcs_path, off_sagemaker
+from smc_core.job.platforms.facts import PlatformFacts
 
-__all__ = ["DATA_CHANNELS", "resource_config_from_cluster_spec", "vertex_environment"]
+__all__ = ["DATA_CHANNELS", "resource_config_from_cluster_spec", "vertex_facts"]
 
 POOLS = ("workerpool0", "workerpool1", "workerpool2", "workerpool3")
 TRAINING_POOLS = ("workerpool0", "workerpool1")
@@ -89,8 +89,9 @@ def _data_channel(uri: str, variable: str) -> Path:
     return path.parent if any(char in path.name for char in "*?[") else path
 
 
-def vertex_environment(base: Path, environ: Mapping[str, str], settings: Settings) -> TrainingEnv:
-    """The :class:`TrainingEnv` of a Vertex AI replica (see the module docstring for the mapping).
+def vertex_facts(base: Path, environ: Mapping[str, str], settings: Settings) -> PlatformFacts:
+    """What a Vertex AI replica's variables say about the job (see the module docstring for the
+    mapping), completed by :func:`~smc_core.job.platforms.common.off_sagemaker`.
 
     :raises ConfigError: ``CLUSTER_SPEC`` is missing or malformed, or a ``AIP_*`` URI is not ``gs://``.
     """
@@ -114,20 +115,17 @@ def vertex_environment(base: Path, environ: Mapping[str, str], settings: Setting
         if environ.get(variable, "").strip()
     }
     in_training = resource_config["current_host"] in training_hosts
-    return platform_environment(
-        base,
-        environ,
-        settings,
-        platform="vertex",
+    facts = PlatformFacts(
+        name="vertex",
         resource_config=resource_config,
         model_dir=gcs_path(model, "AIP_MODEL_DIR") if model else None,
         checkpoint_dir=gcs_path(checkpoints, "AIP_CHECKPOINT_DIR") if checkpoints else None,
-        channels=channels,
+        channel_dirs=channels,
         master_port=port,
-        distribution_groups=distribution_groups,
         distributed_by=(
             f"Vertex AI's CLUSTER_SPEC ({len(training_hosts)} replicas in workerpool0 and workerpool1)"
             if len(training_hosts) > 1 and in_training
             else None
         ),
     )
+    return off_sagemaker(facts, base, environ, settings, distribution_groups=distribution_groups)
