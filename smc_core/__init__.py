@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "Settings": "smc_core.base.settings",
     "GRACE_PERIOD": "smc_core.base.settings",
     "HOST_WAIT_TIMEOUT": "smc_core.base.settings",
+    "LIVENESS_TIMEOUT": "smc_core.base.settings",
     "settings_table": "smc_core.base.settings",
     # the supervision policy every launch obeys
     "Supervision": "smc_core.base.supervision",
@@ -99,6 +100,9 @@ _EXPORTS: dict[str, str] = {
     "RankFailed": "smc_core.cluster.messages",
     "OutputStream": "smc_core.cluster.messages",
     "Output": "smc_core.cluster.messages",
+    "Heartbeat": "smc_core.cluster.messages",
+    "JobStopping": "smc_core.cluster.messages",
+    "HostLost": "smc_core.cluster.messages",
     "ChannelMaster": "smc_core.cluster.channel",
     "ChannelLink": "smc_core.cluster.channel",
     "Connection": "smc_core.cluster.channel",
@@ -108,6 +112,8 @@ _EXPORTS: dict[str, str] = {
     "JobChannel": "smc_core.cluster.job",
     "job_channel": "smc_core.cluster.job",
     "open_job_channel": "smc_core.cluster.job",
+    "LostHost": "smc_core.cluster.job",
+    "StopSeen": "smc_core.cluster.job",
     # what the user's process gets
     "exported_vars": "smc_core.job.exports",
     "encode_value": "smc_core.job.exports",
@@ -146,6 +152,7 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.base.log import logger as logger
     from smc_core.base.settings import GRACE_PERIOD as GRACE_PERIOD
     from smc_core.base.settings import HOST_WAIT_TIMEOUT as HOST_WAIT_TIMEOUT
+    from smc_core.base.settings import LIVENESS_TIMEOUT as LIVENESS_TIMEOUT
     from smc_core.base.settings import Setting as Setting
     from smc_core.base.settings import Settings as Settings
     from smc_core.base.settings import settings_table as settings_table
@@ -159,11 +166,16 @@ if TYPE_CHECKING:  # names for type checkers and IDEs; at run time __getattr__ i
     from smc_core.cluster.group import first_failure as first_failure
     from smc_core.cluster.group import run_ranks as run_ranks
     from smc_core.cluster.job import JobChannel as JobChannel
+    from smc_core.cluster.job import LostHost as LostHost
+    from smc_core.cluster.job import StopSeen as StopSeen
     from smc_core.cluster.job import job_channel as job_channel
     from smc_core.cluster.job import open_job_channel as open_job_channel
     from smc_core.cluster.messages import Ack as Ack
     from smc_core.cluster.messages import Bye as Bye
+    from smc_core.cluster.messages import Heartbeat as Heartbeat
     from smc_core.cluster.messages import Hello as Hello
+    from smc_core.cluster.messages import HostLost as HostLost
+    from smc_core.cluster.messages import JobStopping as JobStopping
     from smc_core.cluster.messages import Message as Message
     from smc_core.cluster.messages import Outcome as Outcome
     from smc_core.cluster.messages import Output as Output

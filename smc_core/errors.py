@@ -21,13 +21,19 @@ code   meaning                                                           failure
 4      the user's code could not be fetched (S3 unreachable, a missing   ``FetchError: ...``
        object, a truncated, corrupt or hostile archive)
 5      the user's requirements or package could not be installed         ``InstallError: ...``
-6      the cluster did not come together: a peer host did not resolve    ``ClusterError: ...``
+6      the cluster did not come together, or lost a host: a peer host    ``ClusterError: ...``
+       did not resolve or join; a host's smc died, or it fell silent
+       for ``SMC_LIVENESS_TIMEOUT`` (the failure file names it and how)
 7      the job stalled: no progress on any host for the stall timeout    ``StallError: ...``
-       (``SMC_STALL_TIMEOUT``); every rank's stacks are in the log
-128+S  the job was stopped by signal S before the user's code ran        ``JobStopped: ...``
+       (``SMC_STALL_TIMEOUT``), every host still there; every rank's
+       stacks are in the log
+128+S  the job was stopped by signal S, in any phase, on this host or    ``JobStopped: ...``
+       on another that told every host, whatever the user's code
+       exited with afterwards (a checkpoint it saved is kept)
 N      any other code is the user's own process's exit code, kept as     ``UserCodeError: ...``
        it was; killed by signal S: ``128 + S`` (137: SIGKILL, its cause
-       named when known: smc's grace period, the OOM killer)
+       named when known: smc's grace period or its own stop, the OOM
+       killer)
 =====  ================================================================  ===========================
 
 **User exit codes 2-7 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
@@ -100,7 +106,8 @@ class InstallError(SmcError):
 
 
 class ClusterError(SmcError):
-    """A peer host did not resolve, or did not accept connections, within the bound."""
+    """A peer host did not resolve, or did not accept connections, within the bound; or the job lost a
+    host while it ran (its smc died, or it fell silent for ``SMC_LIVENESS_TIMEOUT``)."""
 
     exit_code = 6
     kind = "ClusterError"

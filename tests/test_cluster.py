@@ -251,3 +251,69 @@ def test_the_core_opens_the_jobs_channel(tmp_path, job_dir) -> None:
         channel.end(0, None)
     with pytest.raises(ClusterError):
         job_channel()
+
+
+def test_heartbeats_keep_hosts_alive_and_a_silent_one_is_closed_once() -> None:
+    # The master keeps its hosts alive with a 0.6 s bound: algo-2 beats, algo-3 joins without liveness
+    # (it never beats: as silent as a host behind a cut network) and is closed as silent, once.
+    master = ChannelMaster(
+        "algo-1", ["algo-2", "algo-3"], port=0, address="127.0.0.1", resolve=local, liveness=0.6
+    ).start()
+    closed: list[tuple[str, str | None, str]] = []
+    master.on_closed(lambda peer: closed.append((peer.host, peer.closed, peer.reason)))
+    try:
+        alive = join(master, "algo-2", liveness=0.6)
+        join(master, "algo-3")
+        start = time.monotonic()
+        wait_until(lambda: closed, timeout=5, waiting_for="algo-3 to fall silent")
+        took = time.monotonic() - start
+        assert [(h, how) for h, how, _ in closed] == [("algo-3", "silent")]
+        assert "more than the liveness bound of 0.6 s (SMC_LIVENESS_TIMEOUT)" in (closed[0][2])
+        assert 0.5 < took < 3, took
+        time.sleep(1.5)  # algo-2 beats on: never taken as silent; algo-3 is not reported again
+        assert len(closed) == 1 and alive.closed is None and master.joined() == ["algo-2"]
+        assert master.probe(timeout=2) == ["algo-3"]  # algo-2 answers a probe at once
+        assert alive.probe(timeout=2)
+    finally:
+        master.close()
+
+
+def test_a_link_takes_a_silent_master_as_lost() -> None:
+    quiet = ChannelMaster("algo-1", ["algo-2"], port=0, address="127.0.0.1", resolve=local).start()
+    try:
+        link = join(quiet, "algo-2", liveness=0.6)  # the master sends no heartbeat
+        seen = threading.Event()
+        link.on_closed(lambda _: seen.set())
+        assert seen.wait(5)
+        assert link.closed == "silent" and "nothing heard from it for" in link.reason
+        assert not link.probe(timeout=0.5)
+    finally:
+        quiet.close()
+
+
+def test_a_lost_host_and_a_stop_are_named_for_the_failure_file() -> None:
+    from smc_core import LostHost
+    from smc_core.base.stopping import JobStopped
+
+    silent = LostHost("algo-2", "silent", "nothing heard from it for 30.1 s, more than ...", "algo-1")
+    assert silent.describe("algo-1", "algo-1").startswith(
+        "algo-2 was lost: it fell silent (nothing heard from it for 30.1 s"
+    )
+    died = LostHost("algo-3", "died", "", "algo-1")
+    assert died.describe("algo-2", "algo-1").startswith(
+        "algo-3 was lost (algo-1 noticed and told every host): its smc died"
+    )
+    assert (
+        LostHost("algo-1", "silent", "x", "algo-2")
+        .describe("algo-2", "algo-1")
+        .startswith("the master algo-1 was lost: it fell silent")
+    )
+    text = JobStopped(
+        15, "invoke_train", origin="algo-1", after="The training code then exited 0."
+    ).failure_text()
+    lines = text.split("\n")
+    assert lines[0] == (
+        "JobStopped: the job was stopped by SIGTERM on algo-1 while the user's code ran (invoke_train); "
+        "the user's code had started"
+    )
+    assert lines[1] == "ExitCode 143" and lines[-1] == "The training code then exited 0."

@@ -31,6 +31,7 @@ def test_of_two_that_fail_the_earlier_is_named_whatever_its_index():
     earlier = _python("import time, sys; time.sleep(0.3); sys.exit(4)")
     assert first_failure([later, earlier]) == 1
     later.stop(grace_period=5)
+    assert earlier.wait().exit_code == 4
 
 
 def test_when_all_succeed_there_is_none():

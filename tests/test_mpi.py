@@ -167,7 +167,6 @@ def test_mpirun_command_follows_the_reference(tmp_path):
         custom_options=("-x", "A=1"),
         ssh_port=22,
         wait_timeout=10,
-        silence_timeout=20,
     )
     command = mpirun_command(job, ["python", "train.py", "--lr", "0.1"], environ, mpirun="/usr/bin/mpirun")
     text = " ".join(command)
@@ -211,6 +210,17 @@ def test_job_counts_from_hyperparameters(tmp_path):
     base = make_job_dir(tmp_path, hyperparameters={"sagemaker_mpi_num_processes": "zero"})
     with pytest.raises(ConfigError, match="sagemaker_mpi_num_processes"):
         mpi_job(create_environment(base, {}, settings=MPI_SETTINGS))
+
+
+def test_the_replaced_silence_setting_is_an_error_naming_its_successor(tmp_path):
+    # The job's channel keeps every host alive now (SMC_LIVENESS_TIMEOUT): MPI's own bound is gone, and a
+    # job that still sets it is told so rather than silently running with another bound.
+    base = make_job_dir(tmp_path, hyperparameters={"sagemaker_mpi_enabled": True})
+    environ = {"SMC_MPI_MASTER_SILENCE_TIMEOUT": "20"}
+    with pytest.raises(ConfigError) as info:
+        mpi_job(create_environment(base, environ, settings=parse_settings(environ, SETTINGS)))
+    assert "SMC_MPI_MASTER_SILENCE_TIMEOUT is set, but smc no longer reads it" in info.value.message
+    assert "Set SMC_LIVENESS_TIMEOUT instead" in info.value.message
 
 
 NOISY = """

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from smc_core.testing import make_job_dir
+from smc_core.testing.hostfaults import HOST_FAULTS, HostFaultTrial
 from smc_core.testing.mpi import ALLREDUCE_SCRIPT, mpi_leftovers, mpi_unavailable_reason
 from smc_core.testing.netns import HostRun, NetnsCluster, NetnsHost
 
@@ -207,32 +206,40 @@ def test_the_jobs_sshd_lets_no_one_else_in(netns_hosts):
     assert mpi_leftovers(SCRIPT) == []
 
 
-def test_a_vanished_master_is_detected_within_30_s(netns_hosts):
-    cluster = netns_hosts(2)
-    prepare(cluster, sleep=120)
-    master, worker = cluster.hosts
-    earlier = set(Path("/tmp").glob("smc-mpi-*"))
-    logs = [cluster.base / f"{h.name}.log" for h in cluster.hosts]
-    processes = [
-        cluster.popen(
-            h, [TRAIN], env=host_env(h), stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=h.job_dir
-        )
-        for h, log in zip(cluster.hosts, logs, strict=True)
-    ]
-    wait_for_ranks(logs)
-    # The master's machine drops off the network: no FIN, no RST, only silence.
-    subprocess.run(["ip", "-n", master.namespace, "link", "set", master.interface, "down"], check=True)
-    start = time.monotonic()
-    processes[1].wait(timeout=60)
-    took = time.monotonic() - start
-    output = logs[1].read_text()
-    assert processes[1].returncode == 1, output[-4000:]
-    assert took < 30, f"the worker took {took:.0f} s"
-    failure = (worker.job_dir / "output" / "failure").read_text()
-    assert re.search(r"nothing heard from the master algo-1 for \d+ s", failure), failure
-    # The worker's sshd and Open MPI's daemon under it are gone (the master runs neither).
-    left = mpi_leftovers(wait=5)
-    assert not [line for line in left if "sshd" in line or "orted" in line or "prted" in line], left
-    cluster.close()  # the master, cut off, is killed: its key directory is left to remove here
-    for directory in set(Path("/tmp").glob("smc-mpi-*")) - earlier:
-        shutil.rmtree(directory, ignore_errors=True)
+LOOP = r"""
+import os, signal, sys, time
+from mpi4py import MPI
+
+host = os.environ["SM_CURRENT_HOST"]
+
+def checkpoint(signum, frame):
+    with open(os.path.join(os.environ["SM_OUTPUT_DATA_DIR"], f"checkpoint-{host}"), "w") as f:
+        f.write("saved on SIGTERM")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, checkpoint)
+comm = MPI.COMM_WORLD
+for step in range(600):  # a collective every 0.1 s
+    comm.allreduce(1)
+    print(f"{host} step {step}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("fault", HOST_FAULTS)
+def test_every_host_ends_when_one_is_lost_or_stopped(smc_job, netns_hosts, fault):
+    # Issue 29: a worker killed or cut off, a stop to one host's train. A master that falls silent is
+    # the worker's side of the network cut (each takes the other as silent).
+    trial = HostFaultTrial.start(
+        smc_job,
+        netns_hosts(2),
+        fault,
+        code={"train.py": LOOP},
+        entry_point="train.py",
+        hyperparameters={"sagemaker_mpi_enabled": True},
+        env={"SMC_DISABLE_PLUGINS": "pytorch", "SMC_MPI_WAIT_TIMEOUT": "60"},
+    )
+    outcomes = trial.run()
+    if fault.startswith("sigterm"):  # MPI reports a stop as a stop (143), not as exit code 1
+        assert "exit code 1" not in (outcomes[0].failure or "").split("\n")[0]
+    # nothing left running: the trial checks every host's namespace (mpirun, orted, sshd, the ranks)

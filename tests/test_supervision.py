@@ -89,9 +89,11 @@ def test_a_stop_signal_gets_the_grace_period_and_no_more(smc_job, style) -> None
     wait_for_files(job.job_dir / "model", ready)
     sent = job.signal(signal.SIGTERM)
     outcome = job.wait(timeout=60)
-    assert outcome.exit_code == 137, outcome.describe()
+    # A stop is a stop: 143 and JobStopped, the SIGKILL after the grace period told below
+    assert outcome.exit_code == 143, outcome.describe()
     assert outcome.ended is not None and outcome.ended - sent < GRACE + MARGIN, outcome.describe()
-    failure = outcome.assert_failure(137)
+    failure = outcome.assert_failure(143)
+    assert failure.startswith("JobStopped: the job was stopped by SIGTERM while the user's code ran"), failure
     assert "SMC_GRACE_PERIOD" in failure[:1024] and f"{GRACE:g} s" in failure, failure
     assert f"Supervision (every launch obeys it): SMC_GRACE_PERIOD={GRACE:g} s" in outcome.logs
 
@@ -116,9 +118,10 @@ def test_mpi_across_hosts_obeys_the_policy_on_every_host(smc_job, netns_hosts) -
     sent = [job.signal(signal.SIGTERM) for job in jobs]
     for job, when in zip(jobs, sent, strict=True):
         outcome = job.wait(timeout=60)
-        assert outcome.exit_code in (137, 143), outcome.describe()
+        assert outcome.exit_code == 143, outcome.describe()
         assert outcome.ended is not None and outcome.ended - when < GRACE + MARGIN, outcome.describe()
         failure = outcome.assert_failure()
+        assert failure.startswith("JobStopped: the job was stopped by SIGTERM"), failure
         assert "SMC_GRACE_PERIOD" in failure[:1024], failure
     # A worker whose master never comes: bounded by SMC_HOST_WAIT_TIMEOUT, which names itself.
     cluster = netns_hosts(2)

@@ -500,6 +500,15 @@ HOST_WAIT_TIMEOUT = Setting.seconds(
     positive=True,
     policy=True,
 )
+LIVENESS_TIMEOUT = Setting.seconds(
+    "SMC_LIVENESS_TIMEOUT",
+    30.0,
+    "multi-host jobs: seconds a host may go unheard on the job's channel (heartbeats every sixth of it) "
+    "before every other host takes it as lost, stops its own processes and fails with exit code 6 naming "
+    "it; a host whose smc dies is known at once",
+    positive=True,
+    policy=True,
+)
 LEFTOVER_GRACE = Setting.seconds(
     "SMC_LEFTOVER_GRACE",
     5.0,
@@ -634,6 +643,7 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     GRACE_PERIOD,
     PEER_STOP_GRACE,
     HOST_WAIT_TIMEOUT,
+    LIVENESS_TIMEOUT,
     LEFTOVER_GRACE,
     CHANNEL_PORT,
     S3_TIMEOUT,

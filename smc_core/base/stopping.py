@@ -20,6 +20,13 @@ Every signal whose default action ends a process is decided here, for ``train`` 
   user's processes get them back at their default.
 * SIGKILL cannot be handled; SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS and SIGTRAP are a
   crash of smc itself, left at their default.
+
+**A stop is a stop.** Once smc has received a stop signal in any phase, the job's outcome is "stopped"
+(:class:`JobStopped`, exit ``128 + signal``), whatever the user's code does with the signal afterwards
+(a handler that saves a checkpoint and exits 0, a framework's preemption handler that finishes the
+loop): every handler of a stop signal smc installs calls :func:`notify_stop`, and the job's channel
+(:mod:`smc_core.cluster.job`), listening with :func:`add_stop_listener`, records the stop and tells the
+other hosts, which stop too.
 """
 
 from __future__ import annotations
@@ -27,19 +34,24 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
+
+from smc_core.base.log import logger
 
 __all__ = [
     "IGNORED_SIGNALS",
     "STOP_SIGNALS",
     "JobStopped",
+    "add_stop_listener",
     "catch_early_stops",
     "current_phase",
     "ignore_stray_signals",
+    "notify_stop",
     "raise_caught_stop",
     "raise_if_stopped",
+    "remove_stop_listener",
     "set_phase",
     "stop_on_signals",
 ]
@@ -74,14 +86,29 @@ _phase = "starting"
 
 class JobStopped(BaseException):
     """The job was stopped by a signal (a BaseException, as KeyboardInterrupt: no ``except Exception``
-    on the way out may swallow it)."""
+    on the way out may swallow it).
 
-    def __init__(self, signum: int, phase: str | None = None) -> None:
+    :param signum: the stop signal.
+    :param phase: the phase it came in (default: the current one).
+    :param origin: the host whose smc received it, when another host's did and told this one over the
+        job's channel (None: this host's smc received it).
+    :param after: what happened after the stop, for the failure file's later lines (how the user's
+        code ended, what smc did).
+    """
+
+    def __init__(
+        self, signum: int, phase: str | None = None, *, origin: str | None = None, after: str | None = None
+    ) -> None:
         self.signum = signum
         self.phase = phase or _phase
+        self.origin = origin
+        self.after = after
         self.ended: str | None = None
         """How the user's code had ended when the stop came (``exit code 0``), when it had."""
-        super().__init__(f"stopped by {signal.Signals(signum).name} {PHASES.get(self.phase, self.phase)}")
+        where = f" on {origin}" if origin else ""
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}{where} {PHASES.get(self.phase, self.phase)}"
+        )
 
     @property
     def exit_code(self) -> int:
@@ -89,8 +116,9 @@ class JobStopped(BaseException):
         return 128 + self.signum
 
     def failure_text(self) -> str:
-        """The failure file's text."""
+        """The failure file's text: the stop and its phase first, then ``ExitCode``, then what came after."""
         name = signal.Signals(self.signum).name
+        where = f" on {self.origin}" if self.origin else ""
         ended = self.ended
         if ended:
             code = f"had ended ({ended})"
@@ -98,10 +126,19 @@ class JobStopped(BaseException):
             code = (
                 "had started" if self.phase in ("invoke_train", "finishing", "reporting") else "did not run"
             )
-        return (
-            f"JobStopped: the job was stopped by {name} {PHASES.get(self.phase, self.phase)}; the user's "
-            f"code {code}\nExitCode {self.exit_code}"
-        )
+        lines = [
+            f"JobStopped: the job was stopped by {name}{where} {PHASES.get(self.phase, self.phase)}; the "
+            f"user's code {code}",
+            f"ExitCode {self.exit_code}",
+        ]
+        if self.origin:
+            lines.append(
+                f"{self.origin}'s smc received {name} and told every host over the job's channel; smc passed "
+                "it on to this host's processes too: a stop is a stop on every host."
+            )
+        if self.after:
+            lines.append(self.after.rstrip())
+        return "\n".join(lines)
 
 
 def set_phase(phase: str) -> None:
@@ -122,7 +159,41 @@ def raise_if_stopped(details: Mapping[str, Any]) -> None:
         raise JobStopped(int(signal.Signals[name]))
 
 
+_listeners: list[Callable[[int], None]] = []
+_listeners_lock = threading.Lock()
+
+
+def add_stop_listener(listener: Callable[[int], None]) -> None:
+    """Call ``listener(signum)`` whenever smc receives a stop signal (:data:`STOP_SIGNALS`), in any
+    phase.
+
+    It is called from the signal handler, in the main thread, between two bytecodes of whatever ran:
+    it must not block (start a thread for anything slow)."""
+    with _listeners_lock:
+        _listeners.append(listener)
+
+
+def remove_stop_listener(listener: Callable[[int], None]) -> None:
+    """Stop calling ``listener`` (see :func:`add_stop_listener`)."""
+    with _listeners_lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+
+def notify_stop(signum: int) -> None:
+    """smc received the stop signal ``signum``: tell every listener (:func:`add_stop_listener`). Each
+    handler of a stop signal that smc installs calls it, whatever it then does with the signal."""
+    with _listeners_lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        try:
+            listener(signum)
+        except Exception:  # a listener's bug must not turn a stop into a crash
+            logger.exception("A stop listener raised")
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
+    notify_stop(signum)
     raise JobStopped(signum)
 
 
@@ -130,6 +201,7 @@ _caught: list[int] = []
 
 
 def _catch(signum: int, frame: FrameType | None) -> None:
+    notify_stop(signum)  # a stop is a stop (no listener yet this early: for the rule's sake)
     _caught.append(signum)
 
 

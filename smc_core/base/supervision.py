@@ -22,7 +22,18 @@ field                  setting                    what it bounds
                                                   once the job is over
 ``host_wait_timeout``  ``SMC_HOST_WAIT_TIMEOUT``  every wait for a peer host: its name to resolve,
                                                   its port to open, it to join the job's channel
+``liveness_timeout``   ``SMC_LIVENESS_TIMEOUT``   how long a host of a running job may go unheard
+                                                  on the job's channel before the others take it
+                                                  as lost (heartbeats every sixth of it)
 =====================  =========================  ===============================================
+
+**Why 30 s for** ``SMC_LIVENESS_TIMEOUT``: a host whose smc dies is known at once (its connection
+closes); the bound is for a host that falls silent (a network partition, a hung NIC, a frozen
+instance). Six heartbeats missed in a row ride out what is not a loss (a long garbage-collection
+pause, a CPU saturated by data loading, a brief network blip) and the whole job still ends in well
+under a minute, where the frameworks' own timeouts wait 30 minutes (NCCL's, gloo's). It is of the same
+order as PyTorch elastic's rendezvous keep-alive (3 missed beats of 5 s) and Kubernetes' node
+monitor grace (40 s).
 
 **A plugin adds a field of its own** by declaring a seconds setting with ``policy=True``; the policy
 then carries its value, read by the launch as ``training_env.supervision[SETTING]``::
@@ -54,6 +65,7 @@ from smc_core.base.settings import (
     GRACE_PERIOD,
     HOST_WAIT_TIMEOUT,
     LEFTOVER_GRACE,
+    LIVENESS_TIMEOUT,
     PEER_STOP_GRACE,
     Setting,
     Settings,
@@ -66,6 +78,7 @@ _CORE_FIELDS: Mapping[str, Setting[Any]] = {
     "peer_stop_grace": PEER_STOP_GRACE,
     "leftover_grace": LEFTOVER_GRACE,
     "host_wait_timeout": HOST_WAIT_TIMEOUT,
+    "liveness_timeout": LIVENESS_TIMEOUT,
 }
 
 
@@ -80,6 +93,8 @@ class Supervision:
         leftover_grace: seconds from SIGTERM to SIGKILL for what is left running once a process ended,
             and for smc's own helpers at the end (``SMC_LEFTOVER_GRACE``).
         host_wait_timeout: seconds any wait for a peer host lasts (``SMC_HOST_WAIT_TIMEOUT``).
+        liveness_timeout: seconds a host of a running job may go unheard before the others take it as
+            lost (``SMC_LIVENESS_TIMEOUT``).
         declared: the plugins' own policy fields, by setting name (settings declared ``policy=True``).
     """
 
@@ -87,6 +102,7 @@ class Supervision:
     peer_stop_grace: float = PEER_STOP_GRACE.default
     leftover_grace: float = LEFTOVER_GRACE.default
     host_wait_timeout: float = HOST_WAIT_TIMEOUT.default
+    liveness_timeout: float = LIVENESS_TIMEOUT.default
     declared: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     @classmethod

@@ -20,6 +20,12 @@ The core's messages
 ``welcome``      master→worker    the host is accepted: ``master``, ``hosts``
 ``bye``          either way       the sender leaves on purpose (``reason``): a connection that closes
                                   without it is a **lost** peer (its smc died, or the network broke)
+``heartbeat``    either way       the sender is alive: sent every sixth of the liveness bound; sent as a
+                                  request, a probe that the other end answers at once
+``stop``         any→master,      a host's smc received a stop signal (``host``, ``signal``): the master
+                 master→all       passes it on, and every host stops (:mod:`smc_core.cluster.job`)
+``lost``         master→all       the master lost a host (``host``, ``how``: ``died`` or ``silent``,
+                                  ``detail``): every host stops (:mod:`smc_core.cluster.job`)
 ``outcome``      master→all       how the job ended: ``exit_code``, ``failure``; sent at the job's end
                                   (:meth:`ChannelMaster.finish`), each host acknowledges it
 ``rank_failed``  any→master       a process failed: its :class:`~smc_core.cluster.report.RankFailure`
@@ -42,18 +48,25 @@ on the other end. MPI's key exchange (``mpi.key``, ``mpi.ready``, ``mpi.failed``
 failure relay (``tf.failure``, ``tf.ended``, ``tf.done``) are built this way.
 
 How a connection closes is known: :attr:`Peer.closed` (master side) and :attr:`ChannelLink.closed` are
-``"bye"`` after a goodbye and ``"lost"`` when the connection ended without one; ``on_closed`` handlers
-hear of both.
+``"bye"`` after a goodbye, ``"lost"`` when the connection ended without one, and ``"silent"`` when
+nothing came over it within the liveness bound (the channel then closes it); ``on_closed`` handlers
+hear of each, once.
+
+Liveness
+--------
+Given a bound (``liveness=`` seconds: the job's ``SMC_LIVENESS_TIMEOUT``), both ends keep every
+connection of a joined host alive: each sends a ``heartbeat`` every sixth of the bound (from a thread of
+its own, so that a send held up by a broken network never delays the check), and a watcher compares
+:attr:`Peer.last_heard` / :attr:`ChannelLink.last_heard`, which every message received moves on, to the
+bound. A host unheard for longer is closed as ``"silent"`` and reported to ``on_closed`` handlers, with
+how long it was silent in ``reason``. A host whose smc dies is ``"lost"`` at once (its kernel closes the
+connection). A watcher that itself woke up late (this process was frozen) skips one check, so that the
+heartbeats waiting in its sockets are read first. :meth:`ChannelMaster.probe` and
+:meth:`ChannelLink.probe` ask the other end for a heartbeat now: a quick answer from a live host, or
+the liveness bound for a silent one.
 
 Seams for what comes next
 -------------------------
-* **Liveness** (heartbeats; a host whose smc dies or falls silent is found in bounded time and named):
-  every message received updates :attr:`Peer.last_heard` and :attr:`ChannelLink.last_heard`; a closed
-  connection without ``bye`` is already reported as ``lost`` to ``on_closed`` handlers. A heartbeat is a
-  message kind of its own (``heartbeat``, sent every fraction of the liveness bound by both ends from a
-  thread started beside :meth:`ChannelMaster.start` / :meth:`ChannelLink.connect`); a checker compares
-  ``last_heard`` to the bound (a :class:`~smc_core.base.supervision.Supervision` field) and reports a
-  silent peer through the same ``on_closed`` path with ``closed="silent"``.
 * **Stacks from every host** (a stall, or on demand): the master sends a request to every host with
   :meth:`ChannelMaster.gather` (``stacks.request``); each host's handler (``link.on(StacksRequest, ...)``)
   returns its ranks' stacks as the reply; ``gather`` returns the replies and names the hosts that did
@@ -82,6 +95,7 @@ from smc_core.cluster.messages import (
     Ack,
     Bye,
     Envelope,
+    Heartbeat,
     Hello,
     Message,
     Outcome,
@@ -105,12 +119,16 @@ __all__ = [
     "Gathered",
     "Peer",
     "deliver",
+    "heartbeat_interval",
 ]
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[Any, Any], Message | None]
 
 PORT_SETTING = "SMC_CHANNEL_PORT"
+LIVENESS_SETTING = "SMC_LIVENESS_TIMEOUT"
+BEATS_PER_BOUND = 6
+"""Heartbeats each end sends within one liveness bound."""
 TAIL_LINES = 60
 """stderr lines the master keeps per relayed process (for the root cause's traceback)."""
 _MAX_LINE = 1024 * 1024
@@ -277,7 +295,7 @@ class Peer:
         joined_at: when it joined (``time.monotonic()``).
         last_heard: when anything last came from it (``time.monotonic()``).
         closed: None while connected; ``"bye"`` when it left on purpose, ``"lost"`` when its connection
-            ended without a goodbye.
+            ended without a goodbye, ``"silent"`` when nothing came from it within the liveness bound.
         reason: the goodbye's reason, or what ended the connection.
     """
 
@@ -312,6 +330,7 @@ class ChannelMaster:
     :param port: the TCP port (0: any free one, for a one-host job's processes).
     :param address: where to listen: an address of this host, or None for every interface.
     :param resolve: how a worker's name becomes the address it must connect from (``resolve_host``).
+    :param liveness: the liveness bound in seconds (see the module docstring), None for none.
     """
 
     def __init__(
@@ -322,11 +341,13 @@ class ChannelMaster:
         port: int,
         address: str | None = None,
         resolve: Callable[[str], str | None] = resolve_host,
+        liveness: float | None = None,
     ) -> None:
         self.host = host
         self.workers = tuple(workers)
         self.port = port
         self.address = address
+        self.liveness = liveness
         self._resolve = resolve
         self.changed = threading.Condition(threading.RLock())
         """Notified on every change of what the master knows (a peer joined or closed, a reply, a
@@ -368,6 +389,8 @@ class ChannelMaster:
         self.port = int(server.getsockname()[1])
         self.opened_at = time.monotonic()
         threading.Thread(target=self._accept, daemon=True, name="smc-channel-accept").start()
+        if self.liveness:
+            _keep_alive(self.liveness, self._closing, self._beat, self._check, self.host)
         logger.info(
             "The job's channel listens on %s:%d for %s.",
             self.address or "every interface",
@@ -402,9 +425,59 @@ class ChannelMaster:
         self._handlers.remove(kind, handler)
 
     def on_closed(self, handler: Callable[[Peer], None]) -> None:
-        """Call ``handler(peer)`` when a joined host leaves (``peer.closed == "bye"``) or is lost
-        (``"lost"``)."""
+        """Call ``handler(peer)`` when a joined host leaves (``peer.closed == "bye"``), is lost
+        (``"lost"``) or falls silent (``"silent"``); once per host."""
         self._closed_handlers.append(handler)
+
+    # --- liveness --------------------------------------------------------------------------------
+    def _connected(self) -> list[Peer]:
+        with self.changed:
+            return [p for p in self.peers.values() if p.closed is None and p.connection is not None]
+
+    def _beat(self) -> None:
+        for peer in self._connected():
+            assert peer.connection is not None
+            peer.connection.send(Heartbeat())
+
+    def _check(self, bound: float) -> None:
+        now = time.monotonic()
+        for peer in self._connected():
+            silent = now - peer.last_heard
+            if silent > bound:
+                self._close_peer(
+                    peer,
+                    "silent",
+                    f"nothing heard from it for {silent:.1f} s, more than the liveness bound of {bound:g} s "
+                    f"({LIVENESS_SETTING})",
+                )
+
+    def _close_peer(self, peer: Peer, how: str, reason: str) -> None:
+        """Close ``peer`` as ``how`` (``"silent"``), unless it closed already; tell the handlers."""
+        with self.changed:
+            if peer.closed is not None or self.peers.get(peer.host) is not peer:
+                return
+            peer.closed, peer.reason = how, reason
+            self.changed.notify_all()
+        if peer.connection is not None:
+            peer.connection.close()
+        self._tell_closed(peer)
+
+    def _tell_closed(self, peer: Peer) -> None:
+        if self._closing.is_set():
+            return
+        if peer.closed != "bye":
+            logger.warning("The job's channel lost %s: %s.", peer.host, peer.reason)
+        for handler in list(self._closed_handlers):
+            try:
+                handler(peer)
+            except Exception:
+                logger.exception("Channel: an on_closed handler raised")
+
+    def probe(self, *, timeout: float, hosts: Sequence[str] | None = None) -> list[str]:
+        """Ask every connected host of ``hosts`` (default: all) for a heartbeat now and wait, at most
+        ``timeout`` seconds, until each answered or closed (a silent one closes when the liveness
+        bound runs out); the hosts that did not answer."""
+        return list(self.gather(Heartbeat(), timeout=timeout, hosts=hosts).missing)
 
     # --- serving ---------------------------------------------------------------------------------
     def _accept(self) -> None:
@@ -453,28 +526,24 @@ class ChannelMaster:
                 with self.changed:
                     self.rank_failures.append(message.failure)
                     self.changed.notify_all()
-            core = isinstance(message, (Bye, OutputStream, Output, RankFailed))
+            core = isinstance(message, (Bye, OutputStream, Output, RankFailed, Heartbeat))
             reply = self._handlers.run(peer, message, keep=not core)
             if envelope.id is not None:
                 connection.send(reply or Ack(), reply_to=envelope.id)
             if said_bye:
                 break
         connection.close()
+        closed_here = False
         with self.changed:
             if streaming:
                 self.streams_ended += 1
             if peer is not None and self.peers.get(peer.host) is peer and peer.closed is None:
                 peer.closed = "bye" if said_bye else "lost"
                 peer.reason = said_bye or "the connection ended without a goodbye"
+                closed_here = True
             self.changed.notify_all()
-        if peer is not None and peer.closed is not None and not self._closing.is_set():
-            if peer.closed == "lost":
-                logger.warning("The job's channel lost %s: %s.", peer.host, peer.reason)
-            for handler in list(self._closed_handlers):
-                try:
-                    handler(peer)
-                except Exception:
-                    logger.exception("Channel: an on_closed handler raised")
+        if peer is not None and closed_here:
+            self._tell_closed(peer)
 
     def _join(self, connection: Connection, hello: Hello) -> Peer | None:
         host = hello.host
@@ -593,7 +662,7 @@ class ChannelMaster:
             return [h for h in wanted if h not in self.peers]
 
         def check() -> bool:
-            gone = [p for h, p in self.peers.items() if h in wanted and p.closed == "lost"]
+            gone = [p for h, p in self.peers.items() if h in wanted and p.closed in ("lost", "silent")]
             if gone:
                 raise ClusterError(f"{gone[0].host} left the job's channel on {self.host}: {gone[0].reason}.")
             return not missing()
@@ -679,8 +748,9 @@ class ChannelLink:
     Make one with :meth:`connect`.
     """
 
-    def __init__(self, connection: Connection, host: str, master: str) -> None:
+    def __init__(self, connection: Connection, host: str, master: str, liveness: float | None = None) -> None:
         self.connection = connection
+        self.liveness = liveness
         self.host = host
         self.master = master
         self.changed = threading.Condition(threading.RLock())
@@ -691,7 +761,7 @@ class ChannelLink:
         """How the job ended, once the master said."""
         self.closed: str | None = None
         """None while connected; ``"bye"`` after the master's goodbye (or :meth:`close`), ``"lost"`` when
-        the connection ended without one."""
+        the connection ended without one, ``"silent"`` when nothing came within the liveness bound."""
         self.reason = ""
         self.retry = False
         """The master turned this host away for now (a goodbye with ``retry``)."""
@@ -699,6 +769,7 @@ class ChannelLink:
         self._closed_handlers: list[Callable[[ChannelLink], None]] = []
         self._replies = _Replies(self.changed)
         self._leaving = False
+        self._ended = threading.Event()
         threading.Thread(target=self._read, daemon=True, name="smc-channel-link").start()
 
     @classmethod
@@ -714,9 +785,12 @@ class ChannelLink:
         source: str | None = None,
         stop: threading.Event | None = None,
         quiet: bool = False,
+        liveness: float | None = None,
     ) -> ChannelLink:
         """Join the job channel of ``master`` as ``host``: connect (retrying while the master is not up
-        yet), say hello, and wait for the welcome; all within ``timeout`` seconds.
+        yet), say hello, and wait for the welcome; all within ``timeout`` seconds. Once joined, with
+        ``liveness`` (seconds), the link keeps the connection alive and takes a silent master as lost
+        (see the module docstring).
 
         :param setting: the variable that sets ``timeout``, named in the progress lines and the error.
         :param source: this host's own address, to connect from.
@@ -750,6 +824,10 @@ class ChannelLink:
                     refused.append(link.reason)
                 link.connection.close()
                 return None
+            if liveness:
+                link.liveness = liveness
+                link.last_heard = time.monotonic()
+                _keep_alive(liveness, link._ended, link._beat, link._check, host)
             return link
 
         def refused_or(check: Callable[[], ChannelLink | None]) -> ChannelLink | None:
@@ -792,6 +870,41 @@ class ChannelLink:
         """Call ``handler(link)`` when the link closes: :attr:`closed` says how."""
         self._closed_handlers.append(handler)
 
+    def _beat(self) -> None:
+        if self.closed is None:
+            self.connection.send(Heartbeat())
+
+    def _check(self, bound: float) -> None:
+        silent = time.monotonic() - self.last_heard
+        if self.closed is not None or silent <= bound:
+            return
+        with self.changed:
+            if self.closed is not None:
+                return
+            self.closed = "silent"
+            self.reason = (
+                f"nothing heard from it for {silent:.1f} s, more than the liveness bound of {bound:g} s "
+                f"({LIVENESS_SETTING})"
+            )
+            self.changed.notify_all()
+        self.connection.close()
+        self._tell_closed()
+
+    def _tell_closed(self) -> None:
+        self._ended.set()
+        if self.closed != "bye" and self.welcome is not None:
+            logger.warning("The job's channel: lost the master %s (%s).", self.master, self.reason)
+        for handler in list(self._closed_handlers):
+            try:
+                handler(self)
+            except Exception:
+                logger.exception("Channel: an on_closed handler raised")
+
+    def probe(self, *, timeout: float) -> bool:
+        """Ask the master for a heartbeat now and wait, at most ``timeout`` seconds, for its answer (a
+        silent master closes the link when the liveness bound runs out); whether it answered."""
+        return self.request(Heartbeat(), timeout=timeout) is not None
+
     def _read(self) -> None:
         for envelope in self.connection.envelopes():
             message = envelope.message
@@ -813,9 +926,10 @@ class ChannelLink:
                 break
             if isinstance(message, Welcome):
                 continue
-            reply = self._handlers.run(self, message)
+            reply = None if isinstance(message, Heartbeat) else self._handlers.run(self, message)
             if envelope.id is not None:
                 self.connection.send(reply or Ack(), reply_to=envelope.id)
+        closed_here = False
         with self.changed:
             if self.closed is None:
                 self.closed = "bye" if self._leaving else "lost"
@@ -824,14 +938,10 @@ class ChannelLink:
                     if self._leaving
                     else f"the connection to {self.master} ended without a goodbye"
                 )
+                closed_here = True
             self.changed.notify_all()
-        if self.closed == "lost" and self.welcome is not None:
-            logger.warning("The job's channel: lost the master %s (%s).", self.master, self.reason)
-        for handler in list(self._closed_handlers):
-            try:
-                handler(self)
-            except Exception:
-                logger.exception("Channel: an on_closed handler raised")
+        if closed_here:
+            self._tell_closed()
 
     def send(self, message: Message) -> bool:
         """Send ``message`` to the master; False when the link is gone."""
@@ -863,9 +973,38 @@ class ChannelLink:
     def close(self, reason: str = "done") -> None:
         """Say goodbye (``reason``) and close the connection."""
         self._leaving = True
+        self._ended.set()
         if self.closed is None:
             self.connection.send(Bye(reason))
         self.connection.close()
+
+
+def heartbeat_interval(bound: float) -> float:
+    """Seconds between two heartbeats for the liveness bound ``bound``."""
+    return bound / BEATS_PER_BOUND
+
+
+def _keep_alive(
+    bound: float, ended: threading.Event, beat: Callable[[], None], check: Callable[[float], None], host: str
+) -> None:
+    """Start the two liveness threads of one end of the channel (see the module docstring): one sends
+    a heartbeat every :func:`heartbeat_interval`, the other checks twice as often, until ``ended``."""
+    interval = heartbeat_interval(bound)
+
+    def beating() -> None:
+        while not ended.wait(interval):
+            beat()
+
+    def checking() -> None:
+        last = time.monotonic()
+        while not ended.wait(interval / 2):
+            now = time.monotonic()
+            late, last = now - last > interval / 2 + bound / 3, now
+            if not late:  # after a freeze of this process, its readers first catch up
+                check(bound)
+
+    threading.Thread(target=beating, daemon=True, name=f"smc-channel-beat-{host}").start()
+    threading.Thread(target=checking, daemon=True, name=f"smc-channel-watch-{host}").start()
 
 
 def join_error(

@@ -28,7 +28,10 @@ __all__ = [
     "Ack",
     "Bye",
     "Envelope",
+    "Heartbeat",
     "Hello",
+    "HostLost",
+    "JobStopping",
     "Message",
     "Outcome",
     "Output",
@@ -166,6 +169,34 @@ class Bye(Message):
 
     reason: str = ""
     retry: bool = False
+
+
+@message_kind("heartbeat")
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """The sender's smc is alive (either way, every sixth of the liveness bound); sent as a request,
+    a probe whose reply says the other end is alive now."""
+
+
+@message_kind("stop")
+@dataclass(frozen=True)
+class JobStopping(Message):
+    """A host's smc received a stop signal (a host to the master, the master to every other host):
+    every host stops too."""
+
+    host: str = ""
+    signal: str = "SIGTERM"
+
+
+@message_kind("lost")
+@dataclass(frozen=True)
+class HostLost(Message):
+    """The master lost a host (master to every other host): ``how`` is ``"died"`` (its connection
+    ended without a goodbye) or ``"silent"`` (nothing heard from it within the liveness bound)."""
+
+    host: str = ""
+    how: str = ""
+    detail: str = ""
 
 
 @message_kind("ack")

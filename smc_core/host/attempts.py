@@ -10,10 +10,11 @@
   result's ``details["restarted_by"]``, and the core adds no restart of its own;
 * **what is not**: a deterministic error of the user's code (:func:`restart_refusal`: a
   ``SyntaxError``, ``IndentationError``, ``ImportError``, ``ModuleNotFoundError``, ``NameError``, an
-  argument error of argparse) and a stop (SIGTERM to smc: a stop is a stop). A **stall** is restarted
-  as any other failure is (every host's stacks logged first, each time): a hang in a collective after
-  a lost link is the failure a restart from the checkpoint survives, and one that comes back at the
-  same place costs at most the restarts the job asked for, then ends in
+  argument error of argparse), a stop (a stop is a stop) and a lost host (``ClusterError``, exit 6:
+  the job's channel concludes both, :meth:`~smc_core.cluster.job.JobChannel.conclude`). A
+  **stall** is restarted as any other failure is (every host's stacks logged first, each time): a
+  hang in a collective after a lost link is the failure a restart from the checkpoint survives, and
+  one that comes back at the same place costs at most the restarts the job asked for, then ends in
   :class:`~smc_core.errors.StallError` (exit 7) naming every attempt. A launch style that restarts
   on its own (torchrun) is not restarted by the core after a stall either: smc ended it on every host;
   torch's own collective timeouts (its NCCL watchdog) end a worker, which torchrun does restart;
@@ -211,11 +212,8 @@ class _Agreement:
         if attempt != self.current:
             return
 
-        def stop() -> None:
-            for process in running_processes():
-                process.stop(self.grace)
-
-        threading.Thread(target=stop, daemon=True, name="smc-restart-stop").start()
+        for process in running_processes():  # without waiting: the attempt's own wait sees them end
+            process.terminate(self.grace, f"the job restarts (attempt {attempt + 1})")
 
     def restarting(self, attempt: int) -> tuple[bool, str] | None:
         """The decision already taken on ``attempt`` (a restart the master told), if any."""
@@ -258,6 +256,8 @@ def run_attempts(
                 logger.info("Attempt %d of at most %d starts.", attempt, policy.max_restarts + 1)
             with watch:
                 result = invoke(env)
+            if channel.cause is not None:  # a stop or a lost host: the channel concludes, no restart
+                return _with_attempts(result, attempts, attempt)
             stalled = watch.stalled
             final = not policy.max_restarts or result.details.get("restarted_by")
             if stalled is not None and final:

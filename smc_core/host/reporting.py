@@ -144,8 +144,9 @@ def format_user_failure(
 ) -> str:
     """The failure-file text for user code that exited with ``exit_code``.
 
-    ``details`` are the result's (``kill_cause`` names who sent a SIGKILL); ``note`` is added to the
-    first line (a full disk, say).
+    ``details`` are the result's (``kill_cause`` names who sent a SIGKILL; ``failing_process``, set by a
+    launch style that reports another process's failure as the root cause, makes the first line that
+    report's: ``reason``'s first line); ``note`` is added to the first line (a full disk, say).
 
     The platform shows the first 1024 characters, so they hold, in order: the error kind with the
     exception line (``UserCodeError: ValueError: loss is NaN``), ``ExitCode N`` with what a death by
@@ -156,7 +157,13 @@ def format_user_failure(
     """
     reason = redact(reason) if reason else reason
     summary = summary_line(reason)
-    if signal_of(exit_code) is not None:
+    failing = (details or {}).get("failing_process")
+    if signal_of(exit_code) is not None and failing and reason:
+        # Another process's failure, relayed (a rank, a parameter server on another host): its report's
+        # first line says who died of which signal; "the training code ended: killed by SIGKILL" would
+        # put the signal on this host's code, which smc stopped.
+        head = f"UserCodeError: {reason.splitlines()[0].rstrip(':')}"
+    elif signal_of(exit_code) is not None:
         cause = (details or {}).get("kill_cause")
         ended = describe_exit_code(exit_code, cause).split(": ", 1)[-1]
         head = f"UserCodeError: the training code ended: {ended}"

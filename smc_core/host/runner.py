@@ -19,7 +19,7 @@ from smc_core.base.redact import forget_secrets, remember_secrets
 from smc_core.base.settings import Setting, Settings, SettingsRegistry
 from smc_core.base.stopping import JobStopped, raise_caught_stop, set_phase, stop_on_signals
 from smc_core.base.supervision import apply_supervision
-from smc_core.cluster.job import open_job_channel
+from smc_core.cluster.job import open_job_channel, stop_outcome
 from smc_core.errors import ConfigError, PluginError, SmcError
 from smc_core.host.attempts import check_long_jobs, run_attempts
 from smc_core.host.claims import claimed_hyperparameters, hand_over
@@ -146,7 +146,8 @@ def run_training(
     check_switches(training_env, claimed, pm)
     check_long_jobs(training_env)  # a bad stall or restart setting fails here, before any work
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
-    # the job's channel joins its hosts (job_channel()) and ends with the outcome on every host.
+    # the job's channel joins its hosts (job_channel()), keeps them alive, and ends with one outcome on
+    # every host: a stop or a lost host overrules what the user's code returned.
     with apply_supervision(training_env.supervision), open_job_channel(training_env) as channel:
         user_code = require(hook.fetch_user_code(training_env=training_env), "fetch_user_code", pm)
         contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
@@ -159,7 +160,7 @@ def run_training(
 
         # Watched for stalls and asked for stacks (SIGUSR1); restarted when the job asks for it.
         result = run_attempts(invoke, training_env, user_code, process_env, channel)
-        channel.end(result.exit_code, result.failure)
+        result = channel.conclude(result)
     return result
 
 
@@ -287,16 +288,20 @@ def report_hard_exit(
     paths: JobPaths,
     reason: str | None = None,
     details: Mapping[str, Any] | None = None,
-) -> None:
+) -> int:
     """The outcome of a job whose process ends at once in function mode: the user's code ended it
-    itself (``os._exit``, ``reason`` None), or ``train()`` outlived its grace period (``reason`` says so)."""
+    itself (``os._exit``, ``reason`` None), or ``train()`` outlived its grace period (``reason`` says so);
+    the exit code to end with (a stop's ``128 + signal``: a stop is a stop, however the code ended)."""
+    ended = reason or f"the training code ended the process with os._exit({exit_code})"
+    stopped = stop_outcome(f"Then: {ended}")
+    if stopped is not None:
+        return report_failure(failure_file, stopped.failure_text(), stopped.exit_code, paths)
     if exit_code == 0 and reason is None:
         failure_file.release()
         write_success(paths.success_file)
-        return
-    reason = reason or f"the training code ended the process with os._exit({exit_code})"
-    report_failure(
-        failure_file, format_user_failure(exit_code, reason, None, details=details), exit_code, paths
+        return 0
+    return report_failure(
+        failure_file, format_user_failure(exit_code, ended, None, details=details), exit_code, paths
     )
 
 

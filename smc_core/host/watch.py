@@ -367,9 +367,8 @@ class AttemptWatch:
             self.host,
             grace,
         )
-        threads = [threading.Thread(target=p.stop, args=(grace,), daemon=True) for p in processes]
-        for thread in threads:
-            thread.start()
+        for process in processes:  # without waiting: each attempt's own wait sees it end
+            process.terminate(grace, f"the job stalled (no progress on any host for {self.timeout:g} s)")
 
 
 def _restore(handler: Any) -> None:

@@ -77,14 +77,15 @@ class SignalRelay:
             remove_signal_target(id(self))
             self._forwarding.__exit__(None, None, None)
 
-    def _on_signal(self, signum: int) -> None:
+    def _on_signal(self, signum: int) -> bool:
         # Runs in the main thread, between any two bytecodes of whatever it was doing (the teardown
         # included): it must neither block nor start anything once the process has ended.
         if self.done.is_set():
-            return
+            return False
         self._pending.append(signum)
         if self.pid:
             self._pass_on_pending()
+        return True
 
     def _pass_on_pending(self) -> None:
         """Pass on the signals received so far (each exactly once: ``list.pop`` is atomic)."""

@@ -59,7 +59,7 @@ from typing import Any
 from smc_core.base.log import logger
 from smc_core.base.messages import did_you_mean
 from smc_core.base.redact import REDACTED, is_secret_name
-from smc_core.base.stopping import STOP_SIGNALS
+from smc_core.base.stopping import STOP_SIGNALS, notify_stop
 from smc_core.base.supervision import Supervision, applied_supervision
 from smc_core.errors import ConfigError
 from smc_core.launch.result import TrainingResult
@@ -320,11 +320,13 @@ def call_with_hyperparameters(
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    notify_stop(signum)
     raise SystemExit(128 + signum)
 
 
-HardExitReport = Callable[[int, "str | None", Mapping[str, Any]], None]
-"""``report(exit_code, reason, details)``: writes the outcome of a job whose process ends at once."""
+HardExitReport = Callable[[int, "str | None", Mapping[str, Any]], "int | None"]
+"""``report(exit_code, reason, details)``: writes the outcome of a job whose process ends at once; may
+return the exit code to end with (a stop's ``128 + signal``)."""
 
 _HARD_EXIT_REPORT: list[HardExitReport] = []
 _real_exit = os._exit  # the process's own, whatever the user's code is handed meanwhile
@@ -341,7 +343,9 @@ def _end_at_once(code: int, reason: str | None = None, details: Mapping[str, Any
     """Report through :func:`on_hard_exit`'s callback, then end the process with ``code``."""
     for report in list(_HARD_EXIT_REPORT):
         with contextlib.suppress(BaseException):
-            report(code, reason, details or {})
+            chosen = report(code, reason, details or {})
+            if isinstance(chosen, int):
+                code = chosen
     with contextlib.suppress(BaseException):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -430,6 +434,8 @@ def _grace_watch(where: str, policy: Supervision) -> Iterator[None]:
             if not data or done.is_set():
                 break
             for signum in data:
+                if signum in STOP_SIGNALS:
+                    notify_stop(signum)  # seen even when train() replaced the handler
                 if signum in STOP_SIGNALS and timer is None:
                     name = signal.Signals(signum).name
                     logger.warning(

@@ -22,7 +22,11 @@ Supervision, for every process started here:
   SIGKILL after the leftover grace, each named in a warning: no orphan outlives the job;
 * orphans that exit while it runs are reaped within half a second (smc is their subreaper, or the
   container's PID 1): no zombie piles up, however many helpers the code double-forks;
-* the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`).
+* the exit code is the process's own; death by signal S is ``128 + S`` (see :mod:`smc_core.launch.signals`);
+* when the job cannot go on on this host (the job's channel lost a host), :func:`halt_processes` stops
+  every supervised process at once, from any thread (SIGTERM, SIGKILL after the grace it is given), and
+  refuses to start others until :func:`resume_processes`: a SIGKILL smc sends that way is reported as
+  smc's, never as the out-of-memory killer's.
 
 The grace periods come from the job's supervision policy (:class:`~smc_core.base.supervision.Supervision`:
 ``SMC_GRACE_PERIOD``, ``SMC_LEFTOVER_GRACE``), which the runner applies for the whole job: a launch
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import errno
 import os
 import signal
@@ -70,7 +75,9 @@ __all__ = [
     "DEFAULT_TAIL_LINES",
     "SupervisedProcess",
     "current_environ",
+    "halt_processes",
     "python_executable",
+    "resume_processes",
     "run_process",
     "running_processes",
     "start_process",
@@ -81,13 +88,41 @@ DEFAULT_TAIL_LINES = 60
 _PUMP_JOIN = 3.0  # seconds to wait for the output once every process is stopped
 
 _RUNNING: set[int] = set()  # pids of the supervised processes now running in this smc
-_PROCESSES: dict[int, SupervisedProcess] = {}  # the same, as objects (running_processes())
+_LIVE: dict[int, SupervisedProcess] = {}  # the same, by pid: what halt_processes stops
+_LIVE_LOCK = threading.Lock()
+_HALTED: list[BaseException] = []  # why no process may start now (halt_processes)
+
+
+def halt_processes(error: BaseException, grace: float) -> int:
+    """The job cannot go on on this host: stop every supervised process now running in this smc
+    (SIGTERM to its group now, SIGKILL to everything it started after ``grace`` seconds) and refuse to
+    start any other (:func:`start_process` raises a copy of ``error``) until :func:`resume_processes`.
+
+    Safe from any thread, and returns at once (the processes' own :meth:`~SupervisedProcess.wait`
+    sees them end). Each stopped process's result says why (``details["stopped_by_smc"]``: the
+    error's message). How many processes it stopped.
+    """
+    with _LIVE_LOCK:
+        if not _HALTED:
+            _HALTED.append(error)
+        live = list(_LIVE.values())
+    reason = str(error.args[0]) if error.args else str(error)
+    # A process that already ended (its wait() not called yet) is not stopped, nor counted.
+    return sum(process.terminate(grace, reason) for process in live)
+
+
+def resume_processes() -> None:
+    """Allow processes to start again (the job that :func:`halt_processes` halted has ended)."""
+    with _LIVE_LOCK:
+        _HALTED.clear()
 
 
 def running_processes() -> list[SupervisedProcess]:
     """The supervised processes running in this smc now (the user's code, a launcher, an installer):
-    what the stall watch stops when the job stalled."""
-    return [p for p in list(_PROCESSES.values()) if p.poll() is None]
+    what the stall watch and a restart stop (each with :meth:`SupervisedProcess.terminate`)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE.values())
+    return [p for p in live if p.poll() is None]
 
 
 def _children(pid: int) -> list[tuple[int, float]]:
@@ -139,12 +174,17 @@ class SupervisedProcess:
         stderr: IO[Any] | None = None,
     ) -> None:
         self.command = [os.fspath(c) for c in command]
+        with _LIVE_LOCK:
+            if _HALTED:
+                raise copy.copy(_HALTED[0])
         policy = applied_supervision() if supervision is None else supervision
         self.grace_period = policy.grace_period
         self.leftover_grace = policy.leftover_grace
         self.tail: collections.deque[str] = collections.deque(maxlen=max(1, tail_lines))
         self._result: TrainingResult | None = None
         self._finish_lock = threading.Lock()
+        self.stopped_by_smc: str | None = None
+        """Why smc stopped the process on its own account (:meth:`terminate`), or None."""
         become_subreaper()  # orphans that leave the session come back to smc, to be stopped at the end
         self._oom_before = oom_kill_count()
         self._started_at = time.time()
@@ -175,7 +215,11 @@ class SupervisedProcess:
         self.pid = self._popen.pid
         self.pgid = self.pid  # start_new_session: the leader's pid names the session and the group
         _RUNNING.add(self.pid)
-        _PROCESSES[self.pid] = self
+        with _LIVE_LOCK:
+            _LIVE[self.pid] = self
+            halted = list(_HALTED)
+        if halted:  # halted while it started: it is stopped with the others
+            self.terminate(0.0, str(halted[0]))
         self.relay.attach(self.pid)
         raw_prefix = prefix.encode() if prefix else b""
         assert self._popen.stdout is not None and self._popen.stderr is not None
@@ -243,7 +287,8 @@ class SupervisedProcess:
         # The relay stays armed (ignoring signals: done is set) until the teardown is over, so that a
         # stop signal cannot break it off half-way and leave what it was stopping running.
         _RUNNING.discard(self.pid)
-        _PROCESSES.pop(self.pid, None)
+        with _LIVE_LOCK:
+            _LIVE.pop(self.pid, None)
 
         def scan() -> list[Any]:
             return find_leftovers(self.pid, self._watch.seen, self._started_at, other_leaders=_RUNNING)
@@ -277,16 +322,51 @@ class SupervisedProcess:
             grace_period=self.relay.grace_period,
             killed_after_grace=self.relay.killed_after_grace,
             oom_before=self._oom_before,
+            stopped_by_smc=self.stopped_by_smc,
         )
 
-    def stop(self, grace_period: float | None = None) -> TrainingResult:
+    def terminate(self, grace: float, reason: str) -> bool:
+        """Stop the process on smc's own account (``reason``), from any thread, without waiting:
+        SIGTERM to its group now, SIGKILL to its group and everything it started after ``grace``
+        seconds if it still runs. :meth:`wait` returns its result, which names ``reason``.
+
+        :returns: whether it stopped the process (False: it had already ended).
+        """
+        if self.relay.done.is_set() or self._popen.poll() is not None:
+            return False
+        if self.stopped_by_smc is None:
+            self.stopped_by_smc = reason
+        kill_group(self.pgid, signal.SIGTERM)
+
+        def kill_after_grace() -> None:
+            if not self.relay.done.is_set() and self._popen.returncode is None:
+                logger.warning(
+                    "pid %d did not exit %g s after smc stopped it: sending SIGKILL to its group and what "
+                    "it started.",
+                    self.pid,
+                    grace,
+                )
+                self.relay.killed_after_grace = True
+                self.relay.grace_period = grace
+                self._kill_everything()
+
+        timer = threading.Timer(grace, kill_after_grace)
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def stop(self, grace_period: float | None = None, reason: str | None = None) -> TrainingResult:
         """SIGTERM the process group, wait up to ``grace_period`` seconds, then SIGKILL; the result.
 
         :param grace_period: the grace to give it; default :attr:`grace_period`, the policy's for a
             stop signal. Pass the policy's ``peer_stop_grace`` when stopping it because the job failed
             elsewhere, its ``leftover_grace`` for a helper at the end of the job.
+        :param reason: why smc stops it, when on its own account (another host failed): the result
+            names it, and a SIGKILL after the grace is then reported as smc's stop.
         """
         grace = self.grace_period if grace_period is None else grace_period
+        if reason is not None and self.stopped_by_smc is None and self._popen.poll() is None:
+            self.stopped_by_smc = reason
         if self._popen.poll() is None:
             kill_group(self.pgid, signal.SIGTERM)
             try:

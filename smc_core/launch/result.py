@@ -1,6 +1,7 @@
 """The outcome of the user's processes (:class:`TrainingResult`), and the words for how one ended.
 
-A death by SIGKILL is told apart by its cause: smc's own SIGKILL after the grace period, the
+A death by SIGKILL is told apart by its cause: smc's own SIGKILL after the grace period (of a stop
+signal it passed on, or of a stop it decided itself: another host was lost or failed), the
 kernel's out-of-memory killer (where the cgroup's ``memory.events``, or ``memory.oom_control`` on
 cgroup v1, counted an ``oom_kill`` while the process ran), or neither (plainly "killed by SIGKILL").
 """
@@ -83,12 +84,15 @@ def oom_kill_count() -> int | None:
     return None
 
 
-def kill_cause(exit_code: int, *, killed_after_grace: bool, oom_before: int | None) -> str | None:
-    """Why a process ended by SIGKILL: ``grace-period``, ``out-of-memory`` or ``unknown``; else None."""
+def kill_cause(
+    exit_code: int, *, killed_after_grace: bool, oom_before: int | None, stopped_by_smc: bool = False
+) -> str | None:
+    """Why a process ended by SIGKILL: ``grace-period`` (after a stop signal smc passed on),
+    ``smc-stop`` (after smc stopped it on its own account), ``out-of-memory`` or ``unknown``; else None."""
     if exit_code != 128 + signal.SIGKILL:
         return None
     if killed_after_grace:
-        return "grace-period"
+        return "smc-stop" if stopped_by_smc else "grace-period"
     after = oom_kill_count()
     if oom_before is not None and after is not None and after > oom_before:
         return "out-of-memory"
@@ -105,18 +109,35 @@ def supervised_result(
     grace_period: float,
     killed_after_grace: bool,
     oom_before: int | None,
+    stopped_by_smc: str | None = None,
 ) -> TrainingResult:
-    """The :class:`TrainingResult` of a supervised process, with its ``failure`` text and ``details``."""
+    """The :class:`TrainingResult` of a supervised process, with its ``failure`` text and ``details``.
+
+    :param stopped_by_smc: why smc stopped the process on its own account, if it did.
+    """
     details: dict[str, Any] = {"pid": pid, "stderr_tail": tail}
     if forwarded:
         details["signal"] = forwarded[0]
-    cause = kill_cause(exit_code, killed_after_grace=killed_after_grace, oom_before=oom_before)
+    if stopped_by_smc:
+        details["stopped_by_smc"] = stopped_by_smc
+    cause = kill_cause(
+        exit_code,
+        killed_after_grace=killed_after_grace,
+        oom_before=oom_before,
+        stopped_by_smc=bool(stopped_by_smc) and not forwarded,
+    )
     if cause:
         details["kill_cause"] = cause
     failure = None
     if exit_code != 0:
         failure = tail
-        if killed_after_grace:
+        if killed_after_grace and cause == "smc-stop":
+            details["killed_after_grace_period"] = grace_period
+            failure = (
+                f"smc stopped the process and sent SIGKILL {grace_period:g} s later: it did not exit within "
+                "that grace.\n" + tail
+            )
+        elif killed_after_grace:
             details["killed_after_grace_period"] = grace_period
             failure = (
                 f"smc sent SIGKILL {grace_period:.0f} s after passing on "

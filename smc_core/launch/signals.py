@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from smc_core.base.stopping import STOP_SIGNALS
+from smc_core.base.stopping import STOP_SIGNALS, notify_stop
 
 SIGNAL_HINTS = {
     signal.SIGKILL: "killed by SIGKILL (not by smc; the kernel's out-of-memory killer is a common cause: "
@@ -66,6 +66,8 @@ def signal_of(exit_code: int) -> signal.Signals | None:
 KILL_CAUSES = {
     "grace-period": "killed by SIGKILL, sent by smc when the grace period after passing on the stop "
     "signal ran out: the code did not exit in time (set SMC_GRACE_PERIOD to allow longer)",
+    "smc-stop": "killed by SIGKILL, sent by smc: it had stopped the process because the job could not go "
+    "on (another host was lost or failed) and the process did not exit within the grace it was given",
     "out-of-memory": "killed by the kernel's out-of-memory killer (the cgroup's memory.events counted an "
     "oom_kill): use a larger instance or a smaller batch size",
 }
@@ -92,15 +94,16 @@ class _Forwarder:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.targets: dict[int, Callable[[int], None]] = {}  # id -> on_signal(signum)
+        self.targets: dict[int, Callable[[int], bool]] = {}  # id -> on_signal(signum): passed on?
         self.depth = 0
         self.previous: dict[int, Any] = {}
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         with self.lock:
             targets = list(self.targets.values())
-        for on_signal in targets:
-            on_signal(signum)
+        passed_on = [on_signal(signum) for on_signal in targets]
+        if any(passed_on):  # a stop is the job's, whatever the processes then do with it
+            notify_stop(signum)
 
     def install(self) -> None:
         with self.lock:
@@ -127,8 +130,11 @@ class _Forwarder:
 _FORWARDER = _Forwarder()
 
 
-def add_signal_target(key: int, on_signal: Callable[[int], None]) -> None:
-    """Call ``on_signal(signum)`` when smc receives a stop signal (see :func:`forward_signals`)."""
+def add_signal_target(key: int, on_signal: Callable[[int], bool]) -> None:
+    """Call ``on_signal(signum)`` when smc receives a stop signal (see :func:`forward_signals`); it
+    returns whether it passes the signal on (its process still runs). A signal passed on is the job's
+    stop (:func:`~smc_core.base.stopping.notify_stop`); one that comes once every process has ended
+    (smc is tidying up) is not."""
     with _FORWARDER.lock:
         _FORWARDER.targets[key] = on_signal
 

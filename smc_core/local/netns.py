@@ -22,6 +22,7 @@ Plain use::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -311,6 +312,27 @@ class NetnsCluster:
             log.close()
             runs.append(HostRun(host.name, code, log_path.read_text(errors="replace")))
         return runs
+
+    # --- faults a test makes: a host that dies, or falls off the network -------------------------
+    def processes(self, host: NetnsHost) -> list[int]:
+        """The pids of every process running inside ``host`` (its network namespace) now."""
+        out = subprocess.run(
+            ["ip", "netns", "pids", host.namespace], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split() if pid.isdigit()]
+
+    def kill_host(self, host: NetnsHost) -> int:
+        """SIGKILL every process of ``host``, as when the instance dies; how many there were."""
+        pids = self.processes(host)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return len(pids)
+
+    def cut_network(self, host: NetnsHost) -> None:
+        """Take ``host``'s interface down inside its namespace: its processes live on, and nothing reaches
+        them or comes from them (no FIN, no RST: silence, as a network partition or a hung NIC)."""
+        _ip("-n", host.namespace, "link", "set", host.interface, "down")
 
     def close(self) -> None:
         """End every process started here and delete the namespaces and hosts files (idempotent)."""

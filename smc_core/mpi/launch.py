@@ -13,7 +13,8 @@ Plain functions and two runners, composed by the plugin :mod:`smc_core.mpi.plugi
 * :func:`run_worker` (every other host): asks the master for the job's key over the channel, starts
   the job's sshd (:mod:`smc_core.mpi.sshd`) with it, watches for Open MPI's daemon (``orted``;
   ``prted`` in Open MPI 5) under it, and ends as the master says the job ended, or with a failure
-  when the master is lost or falls silent.
+  when the master is lost or falls silent (the job's channel keeps the hosts alive with heartbeats,
+  ``SMC_LIVENESS_TIMEOUT``, for MPI as for every launch style: :mod:`smc_core.cluster.job`).
 
 One host with several processes runs ``mpirun`` locally: no ssh, no sshd.
 
@@ -26,13 +27,11 @@ MPI's own messages on the job's channel:
 ``mpi.key``          reply          ``public_key``, ``master_address``
 ``mpi.ready``        worker→master  the job's sshd listens; ``host_key`` is its host key
 ``mpi.failed``       worker→master  the worker could not start its sshd (``reason``)
-``mpi.ping``         master→worker  a heartbeat: a worker that hears nothing for
-                                    ``SMC_MPI_MASTER_SILENCE_TIMEOUT`` takes the master as gone
 ===================  =============  ==============================================================
 
-Bounds: the waits for peers are policy settings (``SMC_MPI_WAIT_TIMEOUT``,
-``SMC_MPI_MASTER_SILENCE_TIMEOUT``, see :mod:`smc_core.mpi.plugin`; joining the channel
-``SMC_HOST_WAIT_TIMEOUT``), stopping follows the job's supervision policy (a stop signal's grace
+Bounds: the waits for peers are policy settings (``SMC_MPI_WAIT_TIMEOUT``, see
+:mod:`smc_core.mpi.plugin`; joining the channel ``SMC_HOST_WAIT_TIMEOUT``; a host lost while the job
+runs, ``SMC_LIVENESS_TIMEOUT``), stopping follows the job's supervision policy (a stop signal's grace
 period, the peer-stop grace when the master is lost, the leftover grace for what is left at the end);
 the short local ones are fixed: a worker's sshd must listen within 30 s, a rank's failure report is
 acknowledged within 5 s.
@@ -50,7 +49,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -130,8 +128,6 @@ class MpiJob:
         ssh_port: the port of the job's sshd on the workers (``SMC_MPI_SSH_PORT``).
         wait_timeout: seconds the master waits for the workers' sshd, and a worker for the job's key
             (``SMC_MPI_WAIT_TIMEOUT``).
-        silence_timeout: seconds a worker waits without hearing from the master
-            (``SMC_MPI_MASTER_SILENCE_TIMEOUT``).
         mpirun: the ``mpirun`` to run (``SMC_MPIRUN``, else found).
         sshd: the ``sshd`` path setting (``SMC_MPI_SSHD``), None to look it up.
         variables: more ``-x NAME=VALUE`` for every rank (the EFA and NCCL variables, a launcher's own),
@@ -150,7 +146,6 @@ class MpiJob:
     custom_options: tuple[str, ...]
     ssh_port: int
     wait_timeout: float
-    silence_timeout: float
     mpirun: str | None = None
     sshd: str | None = None
     variables: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -399,12 +394,6 @@ class SshdFailed(Message):
     reason: str = ""
 
 
-@message_kind("mpi.ping")
-@dataclass(frozen=True)
-class Ping(Message):
-    """The master is alive."""
-
-
 # ------------------------------------------------------------------------------------------------
 # The master
 
@@ -435,7 +424,6 @@ class _Workers:
         ]
         for kind, handler in self._handlers:
             master.on(kind, handler)
-        self._stop = threading.Event()
 
     def _ready(self, peer: Peer | None, message: SshdReady) -> None:
         if peer is not None:
@@ -496,21 +484,9 @@ class _Workers:
         logger.info("MPI: every worker's sshd is ready after %.1f s.", time.monotonic() - start)
         return {h: self.host_keys[h] for h in job.workers}
 
-    def ping(self) -> None:
-        """Send heartbeats to the workers until :meth:`stop` (every quarter of their silence bound)."""
-        interval = max(0.5, self.job.silence_timeout / 4)
-
-        def beat() -> None:
-            while not self._stop.wait(interval):
-                for host in self.job.workers:
-                    self.master.send(host, Ping())
-
-        threading.Thread(target=beat, daemon=True, name="smc-mpi-ping").start()
-
     def stop(self) -> None:
-        """Stop the heartbeats, and hear no more of the workers: an attempt after a restart
-        (``SMC_MAX_RESTARTS``) hands out its own key and waits for the workers' new sshd."""
-        self._stop.set()
+        """Hear no more of the workers: an attempt after a restart (``SMC_MAX_RESTARTS``) hands out its
+        own key and waits for the workers' new sshd."""
         for kind, handler in self._handlers:
             self.master.off(kind, handler)
 
@@ -539,7 +515,6 @@ def run_master(
             local = interface_address(job.interface) or addresses[job.master]
             endpoint = f"{local}:{master.port}"
             workers = _Workers(job, master, make_key_pair(keys, keygen), local)
-            workers.ping()
             host_keys = workers.wait_ready()
             known = {}
             for host, key in host_keys.items():
@@ -576,16 +551,24 @@ def run_master(
             _shown(command, len(passed_variables(process_env))),
         )
         result = run_process(command, env=env, cwd=cwd, supervision=job.supervision)
+        if result.details.get("signal") or result.details.get("stopped_by_smc"):
+            return result  # a stop, or a lost host: the job's story, not a rank's
         master.wait_for_streams(job.num_processes, timeout=5.0 if result.succeeded else 2.0)
-        if result.succeeded or result.details.get("signal"):
-            return result  # a stop smc passed on is the job's story, not a rank's
+        if result.succeeded:
+            return result
         root = master.root_failure(wait=2.0)
         if root is None:
             return result
         return dataclasses.replace(
             result,
             failure=root.describe(job.current_host),
-            details={**result.details, "rank": root.rank, "local_rank": root.local_rank, "host": root.host},
+            details={
+                **result.details,
+                "rank": root.rank,
+                "local_rank": root.local_rank,
+                "host": root.host,
+                "failing_process": root.who,
+            },
         )
     finally:
         if workers is not None:
@@ -688,7 +671,6 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
     master, host = job.master, job.current_host
     require_programs(job, process_env)
     link = channel.link()
-    link.on(Ping, _heard)  # only heard: last_heard moves on
     keys = JobKeys.create()
     sshd: SupervisedProcess | None = None
     since = time.time()
@@ -727,7 +709,6 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
             outcome, grace = _watch(job, link, sshd, since)
         return outcome
     finally:
-        link.off(Ping, _heard)  # an attempt after a restart registers it anew
         if sshd is not None:
             sshd.stop(job.supervision.leftover_grace)
         stopped, killed = stop_open_mpi_daemons(since, grace)
@@ -738,10 +719,6 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
                 "MPI: %d of them did not exit within %g s of SIGTERM: smc sent SIGKILL.", killed, grace
             )
         keys.remove()
-
-
-def _heard(_link: ChannelLink, _message: Ping) -> None:
-    """A heartbeat of the master's: nothing to do (the link's ``last_heard`` moved on)."""
 
 
 def _wait_for_sshd(sshd: SupervisedProcess, address: str, port: int, timeout: float = 30.0) -> None:
@@ -797,15 +774,9 @@ def _watch(
             )
         if sshd.forwarded:  # smc passed a stop signal on: the ranks here get the grace period
             return _stopped(job, sshd.forwarded[0]), policy.grace_period
-        if link.closed is not None:
+        if link.closed is not None:  # it left, died or fell silent (SMC_LIVENESS_TIMEOUT)
             return _lost(job, f"the master {master} left the job's channel without saying how the job "
                          f"ended ({link.reason})"), policy.peer_stop_grace  # fmt: skip
-        if time.monotonic() - link.last_heard > job.silence_timeout:
-            return _lost(
-                job,
-                f"nothing heard from the master {master} for {job.silence_timeout:g} s "
-                "(SMC_MPI_MASTER_SILENCE_TIMEOUT): it is gone",
-            ), policy.peer_stop_grace
         if sshd.poll() is not None:
             return _lost(job, f"the job's sshd on {job.current_host} exited (code {sshd.poll()})"), (
                 policy.peer_stop_grace

@@ -15,6 +15,7 @@ from smc_core import hookimpl
 from smc_core.base.log import logger
 from smc_core.base.settings import Setting
 from smc_core.cluster.job import job_channel
+from smc_core.errors import ConfigError
 from smc_core.job.accelerators import network_variables
 from smc_core.job.environment import TrainingEnv
 from smc_core.job.exports import user_args
@@ -35,14 +36,13 @@ WAIT_TIMEOUT = Setting.seconds(
     positive=True,
     policy=True,
 )
-SILENCE_TIMEOUT = Setting.seconds(
-    "SMC_MPI_MASTER_SILENCE_TIMEOUT",
-    20.0,
-    "MPI jobs: seconds a worker hears nothing from the master (heartbeats every quarter of it) before it "
-    "takes the master as gone and fails",
-    positive=True,
-    policy=True,
+REPLACED = {"SMC_MPI_MASTER_SILENCE_TIMEOUT": "SMC_LIVENESS_TIMEOUT"}
+"""Settings MPI jobs no longer read, and what replaced them: one set is an error, never ignored."""
+REPLACED_SETTINGS = tuple(
+    Setting.text(old, None, f"MPI jobs: no longer read, replaced by {new}: set, an MPI job fails naming it")
+    for old, new in REPLACED.items()
 )
+"""Declared (the job's settings read no undeclared name), so that :func:`mpi_job` can see one is set."""
 SSH_PORT = Setting.integer(
     "SMC_MPI_SSH_PORT",
     22,
@@ -57,7 +57,7 @@ SSHD = Setting.text(
     "SMC_MPI_SSHD", None, "MPI jobs: the sshd to start on worker hosts (default: sshd, /usr/sbin)"
 )
 
-SETTINGS = (WAIT_TIMEOUT, SILENCE_TIMEOUT, SSH_PORT, MPIRUN, SSHD)
+SETTINGS = (WAIT_TIMEOUT, SSH_PORT, MPIRUN, SSHD, *REPLACED_SETTINGS)
 
 
 @hookimpl(trylast=True)
@@ -90,6 +90,13 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
     total = total or per_host * len(hosts)
     options = params.get(CUSTOM_OPTIONS_KEY) or ""
     settings, policy = training_env.settings, training_env.supervision
+    for old, new in REPLACED.items():
+        if settings.is_set(old):
+            raise ConfigError(
+                f"The environment variable {old} is set, but smc no longer reads it: the job's channel now "
+                f"keeps every host of every launch style alive, MPI's master included, within {new} "
+                f"(seconds; default {policy.liveness_timeout:g}). Set {new} instead, and remove {old}."
+            )
     return MpiJob(
         hosts=hosts,
         current_host=training_env.current_host,
@@ -99,7 +106,6 @@ def mpi_job(training_env: TrainingEnv, *, launcher: str = "mpi") -> Any:
         custom_options=parse_custom_options(str(options)),
         ssh_port=settings[SSH_PORT],
         wait_timeout=policy[WAIT_TIMEOUT],
-        silence_timeout=policy[SILENCE_TIMEOUT],
         mpirun=settings[MPIRUN],
         sshd=settings[SSHD],
         variables=network_variables(training_env, launcher),

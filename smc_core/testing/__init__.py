@@ -13,7 +13,8 @@ Enable it with ``pytest -p smc_core.testing`` (or ``addopts = "-p smc_core.testi
   override it in your ``conftest.py``.
 * ``job_dir``: a factory that only writes a job directory (see :func:`make_job_dir`).
 * ``netns_hosts``: N Linux network namespaces as the hosts of a cluster (:mod:`smc_core.testing.netns`);
-  run a job on all of them with ``smc_job.on_cluster(cluster, ...)``.
+  run a job on all of them with ``smc_job.on_cluster(cluster, ...)``; hold a launch style to hosts that
+  die, fall silent or are stopped with :mod:`smc_core.testing.hostfaults`.
 * ``s3_server``, ``fault_proxy``: moto's S3 server on 127.0.0.1 and a fault-injecting proxy in front
   of it (:mod:`smc_core.testing.s3`).
 * ``plugin_manager``, ``register_plugin``: a fresh plugin manager with the defaults only, and a

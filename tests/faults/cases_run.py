@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.kit import Kit, Outcome, closed_port_url, pid_gone, silent_server, tmpfs, wait_for
 
 OK = "print('trained')\n"
@@ -138,7 +140,8 @@ def sigterm_user_ignores(kit: Kit) -> Outcome:
     )
     base = kit.job({"train.py": script})
     done = kit.signal_when(base, lambda: _ready(base), env={"SMC_GRACE_PERIOD": "1"})
-    assert "SMC_GRACE_PERIOD" in done.first_line
+    assert "killed by SIGKILL, sent by smc when the grace period" in done.failure, done.failure
+    assert "SMC_GRACE_PERIOD" in done.failure
     return done
 
 
@@ -151,6 +154,62 @@ def sigterm_user_checkpoints(kit: Kit) -> Outcome:
     base = kit.job({"train.py": script})
     done = kit.signal_when(base, lambda: _ready(base), env={"SMC_GRACE_PERIOD": "10"})
     assert (base / "code" / "checkpoint").exists()
+    assert (
+        "it exited 0 (it handled the stop itself" in done.failure
+        and not (base / "output" / "success").exists()
+    )
+    return done
+
+
+# --- hosts lost or stopped while the user's code runs (exit 6, 128 + S) -----------------------------------
+LOOP = """
+import os, signal, sys, time
+host = os.environ["SM_CURRENT_HOST"]
+def checkpoint(signum, frame):
+    open(os.path.join(os.environ["SM_MODEL_DIR"], "checkpoint"), "w").write(host)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, checkpoint)
+for step in range(600):
+    print(f"{host} step {step}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def _on_two_hosts(kit: Kit, fault: str, reporting: int) -> Outcome:
+    """A plain script on two network-namespace hosts, ``fault`` made while it runs (see
+    :mod:`smc_core.testing.hostfaults`, which checks both hosts); the outcome of host ``reporting``."""
+    from smc_core.testing import JobRunner
+    from smc_core.testing.hostfaults import HostFaultTrial
+    from smc_core.testing.netns import NetnsCluster, netns_unavailable_reason
+
+    reason = netns_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with NetnsCluster(2, kit.tmp / "hosts") as cluster:
+        trial = HostFaultTrial.start(
+            JobRunner(kit.tmp / "jobs"),
+            cluster,
+            fault,
+            code={"train.py": LOOP},
+            entry_point="train.py",
+            env={"SMC_DISABLE_PLUGINS": "pytorch"},
+        )
+        trial.run()
+        outcome = trial.outcomes[reporting]
+    return Outcome(outcome.exit_code or 0, outcome.stdout, outcome.stderr, outcome.job_dir, outcome.duration)
+
+
+def host_killed(kit: Kit) -> Outcome:
+    return _on_two_hosts(kit, "host-killed", 0)
+
+
+def host_network_cut(kit: Kit) -> Outcome:
+    return _on_two_hosts(kit, "network-cut", 0)
+
+
+def peer_stopped(kit: Kit) -> Outcome:
+    done = _on_two_hosts(kit, "sigterm-master", 1)
+    assert (done.base / "model" / "checkpoint").read_text() == "algo-2" if done.base else False
     return done
 
 

@@ -152,8 +152,9 @@ def test_final_flush_before_the_failure_file(sync_job, s3_server, tmp_path, how)
     expected = {f"step-{i}.txt" for i in range(20)} | ({"on-term.txt"} if how == "SIGTERM" else set())
     assert set(final) == expected
     assert (base / "output" / "failure").exists()
-    # the flush is logged before the runner reports the failure (and writes output/failure)
-    assert output.index("Synced") < output.index("Training failed")
+    # the flush is logged before the runner reports the failure, or the stop (and writes output/failure)
+    reported = "Training failed" if how == "failing script" else "The job was stopped by SIGTERM"
+    assert output.index("Synced") < output.index(reported)
 
 
 def test_transient_errors_are_retried(sync_job, s3_server, fault_proxy, tmp_path):

@@ -211,7 +211,11 @@ def test_sigterm_is_passed_on_and_the_script_checkpoints(job_dir: Callable[..., 
     assert (base / "code" / "checkpoint.txt").read_text() == "saved at step 7"
     assert "checkpoint written" in out
     assert "Received SIGTERM" in err
-    assert train.returncode == 0  # the script's own exit code
+    # A stop is a stop: the script exited 0 after checkpointing, the job is still stopped (143)
+    assert train.returncode == 143
+    text = failure_text(base)
+    assert text.startswith("JobStopped: the job was stopped by SIGTERM while the user's code ran"), text
+    assert "it exited 0 (it handled the stop itself" in text and not (base / "output" / "success").exists()
 
 
 def _catches(pid: int, sig: int) -> bool:
@@ -260,9 +264,10 @@ def test_grace_period_then_sigkill_and_no_orphans(job_dir: Callable[..., Path]) 
     child_pid = int((base / "code" / "child.pid").read_text())
     train.send_signal(signal.SIGTERM)
     _, err = train.communicate(timeout=60)
-    assert train.returncode == 137
+    assert train.returncode == 143  # the stop's, whatever the code's end
     assert "sending SIGKILL" in err
     text = failure_text(base)
+    assert text.startswith("JobStopped: the job was stopped by SIGTERM"), text
     assert "smc sent SIGKILL 1 s after passing on SIGTERM" in text
     assert not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE
 
@@ -336,8 +341,9 @@ def test_sigint_is_passed_on(job_dir: Callable[..., Path]) -> None:
     train.send_signal(signal.SIGINT)
     out, _ = train.communicate(timeout=60)
     assert "interrupted cleanly" in out
-    assert train.returncode == 130  # Python re-raises an uncaught KeyboardInterrupt as death by SIGINT
+    assert train.returncode == 130  # the stop's: 128 + SIGINT
     assert failure_text(base).startswith(
-        "UserCodeError: the training code ended: interrupted (SIGINT); last error output: KeyboardInterrupt\n"
-        "ExitCode 130\n"
+        "JobStopped: the job was stopped by SIGINT while the user's code ran (invoke_train); the user's code "
+        "had started\nExitCode 130\nThe training code had SMC_GRACE_PERIOD (100 s) to end after the stop; it "
+        "ended with exit code 130: interrupted (SIGINT); last error output: KeyboardInterrupt"
     )

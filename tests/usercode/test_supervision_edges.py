@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from smc_core.launch.process import run_process
+from smc_core.errors import ClusterError
+from smc_core.launch.process import halt_processes, resume_processes, run_process, start_process
 
 from ..helpers import TRAIN, failure_text, run_train
 
@@ -212,3 +213,32 @@ def test_crlf_lines_with_a_prefix_and_progress_bars() -> None:
     assert err.getvalue() == b"[h] w1\r\n[h] ValueError: boom\r\n"
     assert result.exit_code == 2
     assert result.failure == "w1\nValueError: boom"
+
+
+# --- 4. halting every process: the job cannot go on on this host (a lost host) -------------------
+
+
+def test_halt_stops_every_process_starts_none_and_owns_its_sigkill(marker: str) -> None:
+    ignores = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+               f"print('up', flush=True); time.sleep(60)  # {marker}"]  # fmt: skip
+    obeys = [sys.executable, "-c", f"import time; print('up', flush=True); time.sleep(60)  # {marker}"]
+    out = io.BytesIO()
+    stubborn, polite = (start_process(c, env=os.environ, stdout=out) for c in (ignores, obeys))
+    try:
+        deadline = time.monotonic() + 30
+        while out.getvalue().count(b"up") < 2:
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.05)
+        start = time.monotonic()
+        assert halt_processes(ClusterError("algo-2 was lost: it fell silent"), grace=0.5) == 2
+        with pytest.raises(ClusterError, match="algo-2 was lost"):  # nothing starts while halted
+            start_process(obeys, env=os.environ)
+        quick, slow = polite.wait(timeout=10), stubborn.wait(timeout=10)
+        assert time.monotonic() - start < 5
+    finally:
+        resume_processes()
+    assert quick.exit_code == 143 and quick.details["stopped_by_smc"] == "algo-2 was lost: it fell silent"
+    # SIGKILL after the grace smc gave: smc's own, never the out-of-memory killer's
+    assert slow.exit_code == 137 and slow.details["kill_cause"] == "smc-stop", slow.details
+    assert (slow.failure or "").startswith("smc stopped the process and sent SIGKILL 0.5 s later")
+    assert run_process([sys.executable, "-c", "pass"], env=os.environ).exit_code == 0  # resumed

@@ -60,8 +60,11 @@ def test_each_distributed_path_obeys_the_jobs_policy(smc_job, backend) -> None:
     sent = job.signal(signal.SIGTERM)
     outcome = job.wait(timeout=60)
     assert outcome.ended is not None and outcome.ended - sent < GRACE + MARGIN, outcome.describe()
-    failure = outcome.assert_failure(137)
+    # A stop is a stop: 143 and JobStopped, the SIGKILL after the grace period told below
+    failure = outcome.assert_failure(143)
+    assert failure.startswith("JobStopped: the job was stopped by SIGTERM"), failure
     assert "SMC_GRACE_PERIOD" in failure[:1024] and f"{GRACE:g} s" in failure, failure
+    assert "killed by SIGKILL, sent by smc" in failure, failure
     # Across hosts, each path first waits for its peers: bounded by the job's SMC_HOST_WAIT_TIMEOUT.
     waited = smc_job(  # algo-2 never comes up (neither name resolves on this machine)
         code={"train.py": "pass\n"},

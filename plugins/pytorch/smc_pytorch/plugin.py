@@ -155,6 +155,7 @@ def invoke_train(
             "rank": root["rank"],
             "local_rank": root["local_rank"],
             "host": root["host"],
+            "failing_process": f"rank {root['rank']} on host {root['host']}",
         },
     )
 

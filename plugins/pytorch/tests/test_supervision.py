@@ -69,8 +69,11 @@ def stop_on_two_hosts(smc_job, request) -> None:
 
 def check_stopped(outcome, sent: float) -> None:
     assert outcome.ended is not None and outcome.ended - sent < GRACE + MARGIN, outcome.describe()
-    failure = outcome.assert_failure(137)
+    # A stop is a stop: 143 and JobStopped, the SIGKILL after the grace period told below
+    failure = outcome.assert_failure(143)
+    assert failure.startswith("JobStopped: the job was stopped by SIGTERM"), failure
     assert "SMC_GRACE_PERIOD" in failure[:1024] and f"{GRACE:g} s" in failure, failure
+    assert "killed by SIGKILL, sent by smc" in failure, failure
 
 
 def leftovers_get_the_leftover_grace(smc_job, request) -> None:

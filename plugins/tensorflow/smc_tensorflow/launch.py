@@ -193,7 +193,10 @@ def _supervise(
             _log_stop(stopped_for, host, channel)
             # The job is over for this worker: the end of a serving worker is a leftover's; anything
             # else means the job failed (elsewhere, or in this host's parameter server).
-            worker.stop(policy.leftover_grace if stopped_for == "done" else policy.peer_stop_grace)
+            if stopped_for == "done":
+                worker.stop(policy.leftover_grace)
+            else:
+                worker.stop(policy.peer_stop_grace, reason=_STOP_REASONS[stopped_for])
             break
         channel.wait_changed(0.5)
     result = worker.wait()
@@ -292,6 +295,14 @@ def _after_success(
     return success
 
 
+_STOP_REASONS = {
+    "failure": "a process of another host failed",
+    "ps": "this host's parameter server ended",
+    "lost": "this host lost contact with the master host",
+}
+"""Why smc stops a worker that still runs, for its result (a SIGKILL after the grace is smc's)."""
+
+
 def _log_stop(reason: str, host: str, channel: Channel) -> None:
     if reason == "failure":
         root = channel.remote_failure
@@ -336,7 +347,7 @@ def _failed(
         result,
         exit_code=exit_code if exit_code else 1,
         failure=failure_reason(root, host, also=also),
-        details={**result.details, "host": root.host, "process": root.process},
+        details={**result.details, "host": root.host, "process": root.process, "failing_process": root.who},
     )
 
 

@@ -20,7 +20,8 @@ multi-host job (:func:`smc_core.job_channel`), with three messages of this adapt
   before its own worker starts;
 * a host whose worker or parameter server fails reports it; the first failure reported is the job's
   root cause, and the master passes it to every host, which stops its own processes; a host that
-  leaves the channel without a goodbye before its worker ended is a failure too;
+  leaves the channel without a goodbye, or falls silent, before its worker ended is a failure too (the
+  core then reports it as the lost host it is: :func:`smc_core.job_channel`);
 * when the master's worker has succeeded it says ``tf.done`` and, bounded by
   ``SMC_TF_PEER_WAIT_TIMEOUT``, waits until every other host's worker has ended, to keep passing
   failures on between them.
@@ -150,7 +151,7 @@ class MasterChannel(Channel):
         self.changed.set()
 
     def _closed(self, peer: Peer) -> None:
-        if peer.host not in self.peers or peer.host in self.ended or self._closing or peer.closed != "lost":
+        if peer.host not in self.peers or peer.host in self.ended or self._closing or peer.closed == "bye":
             return
         self.publish(
             failure(
@@ -158,7 +159,7 @@ class MasterChannel(Channel):
                 "smc",
                 1,
                 f"smc on {peer.host} lost contact with the master host {self.host} before its worker ended "
-                "(smc there was killed, or the network between the hosts failed).",
+                f"({peer.reason}).",
             )
         )
         with self._lock:
@@ -256,11 +257,10 @@ class PeerChannel(Channel):
         self.changed.set()
 
     def _closed(self, link: ChannelLink) -> None:
-        if not self._closing and not self.done and self.root is None and link.closed == "lost":
+        if not self._closing and not self.done and self.root is None and link.closed != "bye":
             self.lost = (
                 f"smc on {self.host} lost contact with the master host {self.master} before it said the job "
-                "was done: smc there ended or the network between the hosts failed; see the master host's "
-                "log."
+                f"was done ({link.reason}); see the master host's log."
             )
         self.changed.set()
 
