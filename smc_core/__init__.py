@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "InstallError": "smc_core.errors",
     "ClusterError": "smc_core.errors",
     "UserCodeError": "smc_core.errors",
+    "StallError": "smc_core.errors",
     # settings
     "Setting": "smc_core.base.settings",
     "Settings": "smc_core.base.settings",
@@ -52,6 +53,11 @@ _EXPORTS: dict[str, str] = {
     "settings_table": "smc_core.base.settings",
     # the supervision policy every launch obeys
     "Supervision": "smc_core.base.supervision",
+    "LongJobPolicy": "smc_core.job.longjobs",
+    "deterministic_error": "smc_core.job.longjobs",
+    "ProcessStacks": "smc_core.launch.stacks",
+    "dump_stacks": "smc_core.launch.stacks",
+    "adopted_processes": "smc_core.launch.stacks",
     # running processes
     "SupervisedProcess": "smc_core.launch.process",
     "start_process": "smc_core.launch.process",

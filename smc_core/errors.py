@@ -24,6 +24,9 @@ code   meaning                                                           failure
 6      the cluster did not come together, or lost a host: a peer host    ``ClusterError: ...``
        did not resolve or join; a host's smc died, or it fell silent
        for ``SMC_LIVENESS_TIMEOUT`` (the failure file names it and how)
+7      the job stalled: no progress on any host for the stall timeout    ``StallError: ...``
+       (``SMC_STALL_TIMEOUT``), every host still there; every rank's
+       stacks are in the log
 128+S  the job was stopped by signal S, in any phase, on this host or    ``JobStopped: ...``
        on another that told every host, whatever the user's code
        exited with afterwards (a checkpoint it saved is kept)
@@ -33,7 +36,7 @@ N      any other code is the user's own process's exit code, kept as     ``UserC
        killer)
 =====  ================================================================  ===========================
 
-**User exit codes 2-6 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
+**User exit codes 2-7 overlap smc's own.** A user's script that exits 2 (argparse does, for a bad
 argument) ends the job with exit code 2 as a configuration error does: the failure file's first
 line tells them apart (``UserCodeError`` for the user's code, the kinds above for smc's).
 """
@@ -47,6 +50,7 @@ __all__ = [
     "InstallError",
     "PluginError",
     "SmcError",
+    "StallError",
     "UserCodeError",
 ]
 
@@ -114,3 +118,11 @@ class UserCodeError(SmcError):
 
     exit_code = 1
     kind = "UserCodeError"
+
+
+class StallError(SmcError):
+    """The job made no progress on any host for the stall timeout (``SMC_STALL_TIMEOUT``): smc read
+    every rank's stacks and ended the job on every host; the message says where each rank was."""
+
+    exit_code = 7
+    kind = "StallError"

@@ -51,7 +51,7 @@ def installed_settings() -> list[Setting[Any]]:
 def bad_value(setting: Setting[Any]) -> str | None:
     """A value ``setting`` refuses (a negative number, a word for a switch, a name with a space ...),
     or None when it accepts any text."""
-    for candidate in ("-5", "maybe", "not a name!", "70000"):
+    for candidate in ("-5", "maybe", "not a name!", "70000", "step ("):  # the last: not a regex
         try:
             setting.parse(candidate)
         except (ValueError, TypeError):

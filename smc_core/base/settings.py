@@ -240,6 +240,13 @@ def _parse_channels(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(channels)
 
 
+def _parse_regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise ValueError(f"not a valid regular expression: {error}") from None
+
+
 def _parse_argument_list(text: str) -> tuple[str, ...]:
     value = json.loads(text)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -584,6 +591,47 @@ SYS_ROOT = Setting.text(
     "where sysfs is mounted: EFA devices are read from its class/infiniband (tests point it at a fake tree)",
 )
 
+STALL_TIMEOUT = Setting.seconds(
+    "SMC_STALL_TIMEOUT",
+    None,
+    "stall detection (off when unset): seconds without progress on any host (an output line of any "
+    "rank, or a file written under the model, checkpoint or output dirs) after which smc logs every "
+    "rank's Python stacks, ends the job on every host and exits 7 (or restarts it, while SMC_MAX_RESTARTS "
+    "allows); not in function mode; the hyperparameter sagemaker_stall_timeout sets it from the job",
+    positive=True,
+)
+STALL_PROGRESS: Setting[re.Pattern[str] | None] = Setting(
+    "SMC_STALL_PROGRESS",
+    None,
+    "with SMC_STALL_TIMEOUT: only output lines this regular expression matches count as progress (as "
+    "smc local --metric and MetricDefinitions take them, searched in the line), e.g. 'step [0-9]+'; "
+    "files written still count; the hyperparameter sagemaker_stall_progress sets it from the job",
+    _parse_regex,
+    "a regular expression (Python re)",
+)
+STACKS = Setting.choice(
+    "SMC_STACKS",
+    ("auto", "py-spy", "faulthandler"),
+    "auto",
+    "how smc reads the Python stacks of the job's processes (on a stall, on SIGUSR1 to train): py-spy, "
+    "else faulthandler armed in every Python process of the job where py-spy cannot attach (auto)",
+)
+MAX_RESTARTS = Setting.integer(
+    "SMC_MAX_RESTARTS",
+    0,
+    "restarts of the user's code after a failure that is not its own deterministic error (torchrun's "
+    "--max-restarts for torch jobs; the whole code on every host for other launch styles); the "
+    "hyperparameter sagemaker_max_restarts sets it from the job",
+    minimum=0,
+    maximum=100,
+)
+WARM_POOL_CACHE = Setting.switch(
+    "SMC_WARM_POOL_CACHE",
+    True,
+    "keep uv's and pip's caches and the extracted code in the platform's persistent cache directory "
+    "(a SageMaker warm pool's sagemaker/warmpoolcache) when it offers one, so the next job starts faster",
+)
+
 CORE_SETTINGS: tuple[Setting[Any], ...] = (
     ADAPTER,
     PLUGINS,
@@ -609,6 +657,11 @@ CORE_SETTINGS: tuple[Setting[Any], ...] = (
     SYNC_CONCURRENCY,
     SYNC_SETTLE,
     SYS_ROOT,
+    STALL_TIMEOUT,
+    STALL_PROGRESS,
+    STACKS,
+    MAX_RESTARTS,
+    WARM_POOL_CACHE,
 )
 """The core's own settings, in the order the reference lists them."""
 

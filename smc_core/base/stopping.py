@@ -12,7 +12,8 @@ Every signal whose default action ends a process is decided here, for ``train`` 
   The phase is the hook that was running, which the timing wrappers record.
 * :data:`IGNORED_SIGNALS` (SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT and the
   real-time signals) are ignored: smc sets no timers and uses none of them, so one is a stray that
-  must not end a job without an outcome; SIGUSR1 and SIGUSR2 are reserved for smc's own use later.
+  must not end a job without an outcome. While the user's code runs, SIGUSR1 asks for every rank's
+  stacks (:mod:`smc_core.host.watch`); SIGUSR2 stays reserved for smc's own use.
   They are ignored with a handler that does nothing, not ``SIG_IGN``, so that the user's processes
   (which ``exec`` resets to the default) do not inherit the ignoring.
 * SIGPIPE and SIGXFSZ are ignored by Python itself (a write fails with an error instead), and the

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -242,10 +243,57 @@ def build_parser(settings: Sequence[Setting[Any]] | None = None) -> argparse.Arg
     p.add_argument("name", help="the framework's name, as users pin it with SMC_ADAPTER (e.g. jax)")
     p.add_argument("--dir", default=".", help="where to create smc-NAME/ (default: here)")
     p.set_defaults(func=cmd_new_adapter)
+    p = sub.add_parser(
+        "stacks",
+        help="write the Python stacks of every rank of a running job into its log (SIGUSR1 to its "
+        "master's train; the job goes on)",
+    )
+    p.add_argument(
+        "job",
+        nargs="?",
+        default=".smc/jobs",
+        help="the job's directory (smc local's .smc/jobs/NAME, or any job dir); default: the one job "
+        "running under ./.smc/jobs",
+    )
+    p.set_defaults(func=cmd_stacks)
     sub.add_parser(
         "local", help="run a training job on this machine (see `smc local --help`)", add_help=False
     )
     return parser
+
+
+def cmd_stacks(args: Any) -> int:
+    """``smc stacks [JOB]``: SIGUSR1 to the ``train`` of the job's master host (the first host's, on
+    several), whose log then shows every rank's stacks on every host."""
+    import psutil
+
+    root = os.path.abspath(args.job)
+    found: list[tuple[str, int]] = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            base = proc.environ().get("SAGEMAKER_BASE_DIR", "")
+            command = proc.info["cmdline"] or []
+        except (psutil.Error, OSError):
+            continue
+        if base and (base == root or base.startswith(root + os.sep)) and _is_train(command):
+            found.append((base, proc.pid))
+    if not found:
+        print(f"smc stacks: no running train has its job directory under {root}.", file=sys.stderr)
+        return 1
+    jobs = {os.path.dirname(b) if os.path.basename(b).startswith("algo-") else b for b, _ in found}
+    if len(jobs) > 1:
+        listed = "\n  ".join(sorted(jobs))
+        print(f"smc stacks: several jobs run under {root}; name one:\n  {listed}", file=sys.stderr)
+        return 2
+    base, pid = sorted(found)[0]  # algo-1 first: the master of a multi-host job
+    os.kill(pid, signal.SIGUSR1)
+    print(f"smc stacks: asked train (pid {pid}, {base}) for every rank's stacks: they are in the job's log.")
+    return 0
+
+
+def _is_train(command: Sequence[str]) -> bool:
+    names = [os.path.basename(c) for c in command[:3]]
+    return "train" in names or (len(command) > 2 and command[1:3] == ["-m", "smc_core.cli.main"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

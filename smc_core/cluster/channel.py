@@ -110,6 +110,7 @@ from smc_core.cluster.network import resolve_host
 from smc_core.cluster.report import TRACEBACK_HEADER, RankFailure, root_failure
 from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError
+from smc_core.launch.progress import observe_line
 
 __all__ = [
     "ChannelLink",
@@ -222,6 +223,12 @@ class _Handlers:
                 self.waiting.remove(item)
         for sender, message in kept:
             self._call(handler, sender, message)
+
+    def remove(self, kind: type[Message], handler: Handler) -> None:
+        with self.lock:
+            handlers = self.by_kind.get(kind.kind, [])
+            if handler in handlers:
+                handlers.remove(handler)
 
     def run(self, sender: Any, message: Message, *, keep: bool = True) -> Message | None:
         """Call the handlers of ``message``'s kind (or keep it for later, unless ``keep`` is False: a
@@ -412,6 +419,11 @@ class ChannelMaster:
         ``on(Hello, handler)`` hears every host that joins (after its welcome)."""
         self._handlers.add(kind, handler)
 
+    def off(self, kind: type[M], handler: Callable[[Peer | None, M], Message | None]) -> None:
+        """Stop calling ``handler`` for ``kind`` (a launch style that runs again, after a restart,
+        registers its handlers anew)."""
+        self._handlers.remove(kind, handler)
+
     def on_closed(self, handler: Callable[[Peer], None]) -> None:
         """Call ``handler(peer)`` when a joined host leaves (``peer.closed == "bye"``), is lost
         (``"lost"``) or falls silent (``"silent"``); once per host."""
@@ -571,6 +583,7 @@ class ChannelMaster:
 
     def _write_output(self, message: Output) -> None:
         write_line(message.fd, message.data)
+        observe_line(message.line)  # a rank's line is progress for the stall watch
         if message.fd != 2:
             return
         key = (message.host, message.rank)
@@ -848,6 +861,10 @@ class ChannelLink:
         returns is the reply to a request (:meth:`ChannelMaster.gather`). Messages of ``kind`` that came
         before any handler of it was registered are handed to it now."""
         self._handlers.add(kind, handler)
+
+    def off(self, kind: type[M], handler: Callable[[ChannelLink, M], Message | None]) -> None:
+        """Stop calling ``handler`` for ``kind``."""
+        self._handlers.remove(kind, handler)
 
     def on_closed(self, handler: Callable[[ChannelLink], None]) -> None:
         """Call ``handler(link)`` when the link closes: :attr:`closed` says how."""

@@ -17,6 +17,7 @@ from smc_core.job.environment import TrainingEnv
 from smc_core.job.platforms.modeltrainer import ModelTrainerJob
 from smc_core.usercode.describe import EntryKind, UserCode, is_package
 from smc_core.usercode.install import install_package, install_requirements
+from smc_core.usercode.warmpool import warm_pool
 
 
 @hookimpl(trylast=True)
@@ -29,23 +30,31 @@ def prepare_training(training_env: TrainingEnv, user_code: UserCode) -> None:
     code_dir = user_code.code_dir
     installer = training_env.settings[INSTALLER]
     timeout = training_env.settings[INSTALL_TIMEOUT]
+    package = False
+    requirements: str | None = "requirements.txt"
     job = training_env.model_trainer
     if job is not None:
         requirements = model_trainer_requirements(job, user_code)
-        if requirements is not None:
-            install_requirements(
-                code_dir,
-                environ=training_env.environ,
-                installer=installer,
-                timeout=timeout,
-                requirements=requirements,
-            )
     elif user_code.kind is EntryKind.MODULE or (
         user_code.kind is EntryKind.FUNCTION and is_package(code_dir)
     ):
-        install_package(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
+        package = True
+    if not package and (requirements is None or not (code_dir / requirements).is_file()):
+        return None
+    environ = dict(training_env.environ)
+    cache = warm_pool(training_env)
+    if cache is not None:  # uv's and pip's caches kept for the next job on the warm pool
+        environ.update(cache.installer_environ(environ))
+        cache.forget_installers()  # sealed again only once the install succeeded
+    if package:
+        install_package(code_dir, environ=environ, installer=installer, timeout=timeout)
     else:
-        install_requirements(code_dir, environ=training_env.environ, installer=installer, timeout=timeout)
+        assert requirements is not None
+        install_requirements(
+            code_dir, environ=environ, installer=installer, timeout=timeout, requirements=requirements
+        )
+    if cache is not None:
+        cache.seal_installers()
     return None
 
 

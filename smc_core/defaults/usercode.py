@@ -24,6 +24,7 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
     if source:
         # fetching (archives, hashing, locks, S3) only when there is a source: every job's start imports this
         from smc_core.usercode.fetch import fetch_code
+        from smc_core.usercode.warmpool import warm_pool
 
         outcome = fetch_code(
             source,
@@ -33,6 +34,7 @@ def fetch_user_code(training_env: TrainingEnv) -> UserCode:
             environ=training_env.environ,
             s3_timeout=training_env.settings[S3_TIMEOUT],
             s3_retries=training_env.settings[S3_RETRIES],
+            cache=warm_pool(training_env) if source.startswith("s3://") else None,
         )
         if outcome == "kept":
             source = None

@@ -179,6 +179,9 @@ def format_user_failure(
     full_command = redact(" ".join(_quote(c) for c in command)) if command else ""
     if full_command:
         lines.append("Command " + _shorten(full_command, 200))
+    attempts = (details or {}).get("attempts")
+    if attempts:  # restarts (SMC_MAX_RESTARTS): every attempt, the last one included
+        lines.append(_shorten(f"Attempts ({len(attempts)}): " + "; ".join(map(str, attempts)), 500))
     text = "\n".join(lines)
     tail = [line for line in (reason or "").rstrip().splitlines()]
     budget = FAILURE_LIMIT - len(text) - len("\nErrorMessage:\n")

@@ -21,6 +21,7 @@ from smc_core.base.stopping import JobStopped, raise_caught_stop, set_phase, sto
 from smc_core.base.supervision import apply_supervision
 from smc_core.cluster.job import open_job_channel, stop_outcome
 from smc_core.errors import ConfigError, PluginError, SmcError
+from smc_core.host.attempts import check_long_jobs, run_attempts
 from smc_core.host.claims import claimed_hyperparameters, hand_over
 from smc_core.host.jobdir import check_job_dir, create_job_folders, disk_full, job_lock
 from smc_core.host.plugins import get_plugin_manager, raising_plugin
@@ -143,6 +144,7 @@ def run_training(
     training_env = hand_over(training_env, owned)  # plugins' own hyperparameters: not the script's
     create_job_folders(training_env)  # model/, output/data/ ... where a job dir made by hand lacks them
     check_switches(training_env, claimed, pm)
+    check_long_jobs(training_env)  # a bad stall or restart setting fails here, before any work
     # Every process started and every wait from here on obeys the job's policy, whoever starts it;
     # the job's channel joins its hosts (job_channel()), keeps them alive, and ends with one outcome on
     # every host: a stop or a lost host overrules what the user's code returned.
@@ -151,11 +153,13 @@ def run_training(
         contributions = hook.prepare_training(training_env=training_env, user_code=user_code)
         process_env = merge_process_env(contributions, environ)
         remember_secrets(process_env)
-        result = require(
-            hook.invoke_train(training_env=training_env, user_code=user_code, process_env=process_env),
-            "invoke_train",
-            pm,
-        )
+
+        def invoke(attempt_env: Mapping[str, str]) -> TrainingResult:
+            found = hook.invoke_train(training_env=training_env, user_code=user_code, process_env=attempt_env)
+            return require(found, "invoke_train", pm)
+
+        # Watched for stalls and asked for stacks (SIGUSR1); restarted when the job asks for it.
+        result = run_attempts(invoke, training_env, user_code, process_env, channel)
         result = channel.conclude(result)
     return result
 

@@ -65,6 +65,7 @@ from smc_core.job.hyperparameters import (
     split_hyperparameters,
 )
 from smc_core.job.hyperparameters import SAGEMAKER_PREFIX as SAGEMAKER_PREFIX  # re-exported, as before
+from smc_core.job.longjobs import LongJobPolicy, long_job_policy
 from smc_core.job.paths import DEFAULT_BASE_DIR as DEFAULT_BASE_DIR  # re-exported, as before outside __all__
 from smc_core.job.paths import JobPaths, base_dir, job_paths, persistent_cache_dir
 from smc_core.job.platforms.facts import PlatformFacts
@@ -265,6 +266,14 @@ class TrainingEnv:
         host-wait bound every launch obeys, and the plugins' own policy fields
         (:class:`~smc_core.base.supervision.Supervision`). The runner applies it for the whole job."""
         return Supervision.from_settings(self.settings)
+
+    @functools.cached_property
+    def long_jobs(self) -> LongJobPolicy:
+        """Stall detection and restarts as the job asks for them: the hyperparameters
+        ``sagemaker_stall_timeout``, ``sagemaker_stall_progress``, ``sagemaker_max_restarts``, else the
+        settings (:func:`~smc_core.job.longjobs.long_job_policy`). The runner reads it at start, so a
+        bad value fails the job before any work (:class:`~smc_core.errors.ConfigError`)."""
+        return long_job_policy(self.settings, self.additional_framework_parameters)
 
     @property
     def master_hostname(self) -> str:

@@ -4,7 +4,8 @@ Each :class:`LinePump` copies a pipe to a :class:`Sink` (smc's stdout or stderr,
 whole lines at a time (every complete line of one read in one write), unchanged, under one lock per
 destination so that lines of several processes never interleave mid-line. ``\\r\\n`` ends a line as
 ``\\n`` does, and a line ending in a lone ``\\r`` (a progress bar) is passed on at once. The pump on
-stderr keeps the last lines for the failure file.
+stderr keeps the last lines for the failure file; every block of whole lines also goes to the
+progress clocks (:mod:`smc_core.launch.progress`) that watch for stalls.
 
 Where several processes of a job print, each line starts with the one rank prefix,
 ``"[algo-2 rank 1]: "`` (:func:`rank_prefix`); ``smc local`` recognises it (:data:`RANK_PREFIX`) and
@@ -21,6 +22,8 @@ import os
 import re
 import threading
 from typing import IO, Any
+
+from smc_core.launch.progress import observe_output
 
 __all__ = ["RANK_PREFIX", "LinePump", "Sink", "rank_prefix"]
 
@@ -120,6 +123,7 @@ class LinePump(threading.Thread):
             self.sink.write(self.prefix + body if at_line_start else body)
         else:
             self.sink.write(block)
+        observe_output(block)
         if self.tail is not None:
             maxlen = self.tail.maxlen or 1
             for line in block[:-1].rsplit(b"\n", maxlen)[-maxlen:]:
@@ -145,11 +149,13 @@ class LinePump(threading.Thread):
             at_line_start = True
             start = end
         self.sink.write(b"".join(out))
+        observe_output(block)
         return segment if at_end and segment.endswith(b"\r") else None
 
     def emit(self, segment: bytes, at_line_start: bool, *, complete: bool) -> None:
         self.sink.write(self.prefix + segment if (self.prefix and at_line_start) else segment)
         if complete:
+            observe_output(segment)
             self.keep(segment)
 
     def keep(self, line: bytes) -> None:

@@ -79,6 +79,7 @@ __all__ = [
     "python_executable",
     "resume_processes",
     "run_process",
+    "running_processes",
     "start_process",
 ]
 
@@ -114,6 +115,14 @@ def resume_processes() -> None:
     """Allow processes to start again (the job that :func:`halt_processes` halted has ended)."""
     with _LIVE_LOCK:
         _HALTED.clear()
+
+
+def running_processes() -> list[SupervisedProcess]:
+    """The supervised processes running in this smc now (the user's code, a launcher, an installer):
+    what the stall watch and a restart stop (each with :meth:`SupervisedProcess.terminate`)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE.values())
+    return [p for p in live if p.poll() is None]
 
 
 def _children(pid: int) -> list[tuple[int, float]]:

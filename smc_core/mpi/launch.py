@@ -67,6 +67,7 @@ from smc_core.cluster.waits import wait_until
 from smc_core.errors import ClusterError, ConfigError, SmcError
 from smc_core.launch.process import SupervisedProcess, python_executable, run_process
 from smc_core.launch.result import TrainingResult
+from smc_core.launch.stacks import adopted_processes
 from smc_core.mpi.rank import CHANNEL_VAR, HOSTS_VAR
 from smc_core.mpi.sshd import (
     JobKeys,
@@ -416,9 +417,13 @@ class _Workers:
         self.job, self.master = job, master
         self.host_keys: dict[str, str] = {}
         self.failures: dict[str, str] = {}
-        master.on(KeyRequest, lambda peer, _: Key(public_key, address))
-        master.on(SshdReady, self._ready)
-        master.on(SshdFailed, self._failed)
+        self._handlers: list[tuple[Any, Any]] = [
+            (KeyRequest, lambda peer, _: Key(public_key, address)),
+            (SshdReady, self._ready),
+            (SshdFailed, self._failed),
+        ]
+        for kind, handler in self._handlers:
+            master.on(kind, handler)
 
     def _ready(self, peer: Peer | None, message: SshdReady) -> None:
         if peer is not None:
@@ -478,6 +483,12 @@ class _Workers:
         )
         logger.info("MPI: every worker's sshd is ready after %.1f s.", time.monotonic() - start)
         return {h: self.host_keys[h] for h in job.workers}
+
+    def stop(self) -> None:
+        """Hear no more of the workers: an attempt after a restart (``SMC_MAX_RESTARTS``) hands out its
+        own key and waits for the workers' new sshd."""
+        for kind, handler in self._handlers:
+            self.master.off(kind, handler)
 
 
 def run_master(
@@ -560,6 +571,8 @@ def run_master(
             },
         )
     finally:
+        if workers is not None:
+            workers.stop()
         keys.remove()
 
 
@@ -692,7 +705,8 @@ def run_worker(job: MpiJob, process_env: Mapping[str, str], *, channel: JobChann
             "MPI: the job's sshd listens on %s:%d; waiting for the master %s.", address, job.ssh_port, master
         )
         link.send(SshdReady(host_key))
-        outcome, grace = _watch(job, link, sshd, since)
+        with adopted_processes(lambda: open_mpi_daemons(since)):  # the ranks here, for their stacks
+            outcome, grace = _watch(job, link, sshd, since)
         return outcome
     finally:
         if sshd is not None:

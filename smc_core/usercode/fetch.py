@@ -51,6 +51,7 @@ from smc_core.base.settings import EXISTING_CODE
 from smc_core.errors import ConfigError, FetchError
 from smc_core.usercode.progress import Progress, ProgressReader
 from smc_core.usercode.s3 import S3ObjectReader, open_s3_object, parse_s3_uri, s3_client
+from smc_core.usercode.warmpool import WarmPoolCache
 
 __all__ = [
     "EXISTING_CODE_POLICIES",
@@ -168,6 +169,7 @@ def fetch_code(
     environ: Mapping[str, str] | None = None,
     s3_timeout: float = 120.0,
     s3_retries: int = 8,
+    cache: WarmPoolCache | None = None,
 ) -> str:
     """Make ``source`` the content of ``code_dir``, by the rules in this module's docstring.
 
@@ -181,6 +183,8 @@ def fetch_code(
         region from (default: this process's).
     :param s3_timeout: the overall bound in seconds on reading an S3 object, retries included.
     :param s3_retries: how many times one S3 request is retried after a transient error.
+    :param cache: a warm pool's cache (:mod:`smc_core.usercode.warmpool`): an ``s3://`` source whose
+        ETag it holds, intact, is copied from there instead of downloaded; one it lacks is kept there.
     :return: what was done: ``"as-is"`` (no source), ``"fetched"``, ``"reused"`` (already fetched
         from the same source) or ``"kept"`` (policy ``keep``).
     :raises FetchError: the source cannot be read, is not an archive, is truncated, or is hostile.
@@ -216,7 +220,9 @@ def fetch_code(
                 return "kept"
             if code_dir.is_symlink():
                 existing = _unlink_code_dir(code_dir)
-            _stage_and_swap(source, code_dir, existing, region=region, reader=reader)
+            _stage_and_swap(
+                source, code_dir, existing, region=region, reader=reader, cache=cache, version=version
+            )
             _write_marker(code_dir, source, version)
             logger.info("Fetched %s into %s.", source, code_dir)
             return "fetched"
@@ -357,13 +363,25 @@ def _existing_to_replace(code_dir: Path, source: str, version: str, policy: str)
 
 
 def _stage_and_swap(
-    source: str, code_dir: Path, existing: list[str], *, region: str | None, reader: Any
+    source: str,
+    code_dir: Path,
+    existing: list[str],
+    *,
+    region: str | None,
+    reader: Any,
+    cache: WarmPoolCache | None = None,
+    version: str = "",
 ) -> None:
-    """Extract ``source`` into a staging dir inside ``code_dir``; only once complete, replace
-    ``existing`` with it. The staging dir is removed whatever happens (a signal included)."""
+    """Extract ``source`` into a staging dir inside ``code_dir`` (or copy it from a warm pool's
+    ``cache``); only once complete, replace ``existing`` with it. The staging dir is removed whatever
+    happens (a signal included)."""
     staging = Path(tempfile.mkdtemp(prefix=_OWN_PREFIX + "staging-", dir=code_dir))
+    cached = cache is not None and reader is not None
     try:
-        download_and_extract(source, staging, region=region, reader=reader)
+        if not (cached and cache is not None and cache.restore_code(source, version, staging)):
+            download_and_extract(source, staging, region=region, reader=reader)
+            if cached and cache is not None:
+                cache.store_code(source, version, staging)
         for name in existing:
             _remove(code_dir / name)
         with contextlib.suppress(FileNotFoundError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tests.faults import cases_config as cfg
 from tests.faults import cases_fetch as fetch
+from tests.faults import cases_longjobs as long
 from tests.faults import cases_round3 as r3
 from tests.faults import cases_run as run
 from tests.faults.kit import Kit, Outcome
@@ -1057,6 +1058,47 @@ CASES: tuple[Case, ...] = (
         NONE,
         "the output never stalls; the regex dropped, named; other metrics complete",
     ),
+    # --- long jobs (docs/long-jobs.md): a stall exits 7; restarts name their attempts -----------------
+    Case(
+        "stall",
+        long.stall,
+        "SMC_STALL_TIMEOUT=3; the script prints a line, then sleeps in a function",
+        7,
+        "StallError: no progress on any host for 3 s",
+        "ends within the stall time + 10 s; the first line names the line it sleeps on; every stack logged",
+    ),
+    Case(
+        "stall-timeout-not-a-number",
+        long.stall_timeout_not_a_number,
+        'sagemaker_stall_timeout is "soon"',
+        2,
+        "ConfigError: hyperparameters.json: 'sagemaker_stall_timeout'",
+        "code not run; an example value named",
+    ),
+    Case(
+        "stall-watch-in-function-mode",
+        long.stall_watch_in_function_mode,
+        "SMC_STALL_TIMEOUT=60 with SMC_FUNCTION_MODE=1 (train() inside smc's own process)",
+        2,
+        "ConfigError: SMC_STALL_TIMEOUT asks for stall detection, but the job runs in function mode",
+        "code not run; says to run it as a script or unset the timeout",
+    ),
+    Case(
+        "restarts-run-out",
+        long.restarts_run_out,
+        "sagemaker_max_restarts=1; the script raises ConnectionError on every attempt",
+        1,
+        "UserCodeError: ConnectionError: peer reset on attempt 2",
+        "run twice (SMC_ATTEMPT 1, 2); the failure file names both attempts",
+    ),
+    Case(
+        "syntax-error-not-restarted",
+        long.syntax_error_not_restarted,
+        "sagemaker_max_restarts=3; the script has a SyntaxError",
+        1,
+        "UserCodeError: SyntaxError",
+        "run once; the log says why it is not restarted",
+    ),
     Case("success", run.success, "nothing wrong", 0, NONE, "success written; reserve removed"),
 )
 
@@ -1069,9 +1111,10 @@ def render() -> str:
         "Every row is a test through the real `train` or `smc` (`tests/faults/test_catalogue.py`, table in",
         "`tests/faults/catalogue.py`; regenerate this file with",
         "`python -m tests.faults.catalogue > docs/faults.md`).",
-        "Exit codes 2-6 are both smc's own and codes a user's script may exit with: the failure file's first",
-        "line tells them apart (`ConfigError`, `PluginError`, `FetchError`, `InstallError`, `ClusterError`",
-        "against `UserCodeError`); an smc-internal crash says `InternalError: internal error` there.",
+        "Exit codes 2-7 are both smc's own and codes a user's script may exit with: the failure file's first",
+        "line tells them apart (`ConfigError`, `PluginError`, `FetchError`, `InstallError`, `ClusterError`,",
+        "`StallError` against `UserCodeError`); an smc-internal crash says `InternalError: internal error`",
+        "there.",
         "",
         "| id | fault | exit | failure file's first line starts | preserved / checked |",
         "|---|---|---|---|---|",

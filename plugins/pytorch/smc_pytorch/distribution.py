@@ -154,9 +154,17 @@ def torchrun_args(
     nproc_per_host: int,
     port: int = DEFAULT_MASTER_PORT,
     timeout: int = 600,
+    max_restarts: int = 0,
 ) -> list[str]:
     """torchrun's arguments for this host: ``--nnodes N --nproc_per_node P --node_rank i
     --master_addr M --master_port 7777 --max-restarts 0 ... <entry point> <args>``.
+
+    With ``max_restarts`` (the job's ``SMC_MAX_RESTARTS``), torchrun's c10d rendezvous instead of
+    the static one (``--rdzv-backend c10d --rdzv-endpoint M:7777 --local-addr <host>``, the master
+    hosting the store): when one host's workers fail, its agent restarts them and every other host's
+    agent sees it waiting and restarts its own, so all restart together (the static rendezvous would
+    hand the next attempt's workers the dead ones' addresses). The hosts' group ranks then follow
+    their sorted names (the master, ``algo-1``, first).
 
     A shell script or command runs as the default ``invoke_train`` runs it (:func:`smc_core.entry_command`:
     its ``#!`` line honoured, ``$0`` as ``./train.sh``), under ``--no-python``."""
@@ -172,15 +180,29 @@ def torchrun_args(
             "No entry point: the job names none. Set the hyperparameter sagemaker_program "
             '(e.g. "train.py") or the environment variable SAGEMAKER_PROGRAM.'
         )
-    command = [
-        "--nnodes", str(len(hosts)),
-        "--nproc_per_node", str(nproc_per_host),
-        "--node_rank", str(hosts.index(training_env.current_host)),
-        "--master_addr", master_addr(training_env),
-        "--master_port", str(port),
-        "--max-restarts", "0",
-        "--rdzv-conf", f"timeout={timeout}",
-    ]  # fmt: skip
+    if max_restarts:
+        is_host = int(training_env.current_host == hosts[0])
+        local = training_env.current_host if len(hosts) > 1 else master_addr(training_env)
+        command = [
+            "--nnodes", str(len(hosts)),
+            "--nproc_per_node", str(nproc_per_host),
+            "--rdzv-backend", "c10d",
+            "--rdzv-endpoint", f"{master_addr(training_env)}:{port}",
+            "--rdzv-id", training_env.job_name or "smc",
+            "--local-addr", local,
+            "--max-restarts", str(max_restarts),
+            "--rdzv-conf", f"timeout={timeout},is_host={is_host}",
+        ]  # fmt: skip
+    else:
+        command = [
+            "--nnodes", str(len(hosts)),
+            "--nproc_per_node", str(nproc_per_host),
+            "--node_rank", str(hosts.index(training_env.current_host)),
+            "--master_addr", master_addr(training_env),
+            "--master_port", str(port),
+            "--max-restarts", str(max_restarts),
+            "--rdzv-conf", f"timeout={timeout}",
+        ]  # fmt: skip
     if user_code.kind is EntryKind.MODULE:
         command += ["--module", user_code.module_name or entry]
     elif user_code.kind in (EntryKind.SHELL, EntryKind.COMMAND):

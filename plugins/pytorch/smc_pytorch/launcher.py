@@ -22,6 +22,11 @@ runs torchrun's own code (``torch.distributed.run``) in this process, with three
   could report its own aborted rank (134) instead of the rank that failed.
 * **The user's exit code is kept** (torchrun itself always exits 1): the root cause's code, or
   ``128 + signal``.
+* **Restarts, named** (``--max-restarts N``, from the job's ``SMC_MAX_RESTARTS``): each failed attempt
+  of this host's workers is logged with its root cause and kept for the report (``attempts``); a
+  failure that is the code's own deterministic error (a ``SyntaxError``, an ``ImportError``: see
+  ``smc_core.deterministic_error``) is not restarted; the workers of attempt N see
+  ``SMC_ATTEMPT=N`` (torchrun's own ``TORCHELASTIC_RESTART_COUNT`` is N-1).
 
 Imports torch only inside :func:`main`.
 """
@@ -330,6 +335,60 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     tmp.replace(path)
 
 
+class Attempts:
+    """This host's attempts under torchrun's restarts: each failure logged and kept, a deterministic
+    error not restarted, ``SMC_ATTEMPT`` set for the next attempt's workers.
+
+    It wraps two methods of torchrun's agent (``LocalElasticAgent``) for the life of this launcher:
+    ``_monitor_workers`` (what each look at the workers found) and ``_restart_workers``.
+    """
+
+    def __init__(self, host: str, log_dir: Path) -> None:
+        self.host, self.log_dir = host, log_dir
+        self.records: list[str] = []
+        self.attempt = 1
+
+    def install(self) -> None:
+        from torch.distributed.elastic.agent.server.api import WorkerState
+        from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
+
+        monitor, restart = LocalElasticAgent._monitor_workers, LocalElasticAgent._restart_workers
+        attempts = self
+
+        def monitored(agent: Any, worker_group: Any) -> Any:
+            result = monitor(agent, worker_group)
+            if result.state in (WorkerState.FAILED, WorkerState.UNHEALTHY) and result.failures:
+                attempts.failed(agent, result.failures)
+            return result
+
+        def restarted(agent: Any, worker_group: Any) -> Any:
+            attempts.attempt += 1
+            os.environ["SMC_ATTEMPT"] = str(attempts.attempt)  # the agent's environment is the workers'
+            print(f"smc: torchrun starts attempt {attempts.attempt} on {attempts.host}.", file=sys.stderr)
+            return restart(agent, worker_group)
+
+        LocalElasticAgent._monitor_workers = monitored  # type: ignore[method-assign]
+        LocalElasticAgent._restart_workers = restarted  # type: ignore[method-assign]
+
+    def failed(self, agent: Any, failures: Mapping[int, Any]) -> None:
+        from smc_core import deterministic_error
+
+        entries = describe_failures(failures, self.host, self.log_dir)
+        root = entries[0]
+        what = (root["traceback"].strip().splitlines() or [f"exit code {root['exitcode']}"])[-1]
+        who = f"rank {root['rank']} on {self.host}"
+        record = f"attempt {self.attempt}: {who}, exit code {root['exitcode']}: {what}"
+        self.records.append(record)
+        refusal = deterministic_error(root["traceback"], int(root["exitcode"]))
+        left = int(getattr(agent, "_remaining_restarts", 0))
+        if refusal and left > 0:
+            agent._remaining_restarts = 0
+            print(f"smc: {record}; not restarted: {refusal}.", file=sys.stderr, flush=True)
+        elif left > 0:
+            print(f"smc: {record}; torchrun restarts the workers ({left} restart(s) left).", file=sys.stderr)
+        sys.stderr.flush()
+
+
 def _raise_signal(signum: int, frame: Any) -> None:
     from torch.distributed.elastic.multiprocessing.api import SignalException
 
@@ -353,15 +412,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", f"[{options.host} rank ${{rank}}]: ")
     nnodes = int(str(args.nnodes).split(":")[-1])
     watch = None
+    attempts = Attempts(options.host, log_dir)
+    if int(args.max_restarts) > 0:
+        attempts.install()
+        # A store of its own for each attempt's workers: with the agent's shared store (torch's
+        # default), the workers of attempt 2 read the addresses the dead workers of attempt 1 left.
+        os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     if nnodes > 1:
-        timeout = float(
-            dict(kv.split("=", 1) for kv in args.rdzv_conf.split(",") if "=" in kv).get("timeout", 600)
-        )
+        conf = dict(kv.split("=", 1) for kv in args.rdzv_conf.split(",") if "=" in kv)
+        timeout = float(conf.get("timeout", 600))
+        if args.rdzv_backend == "c10d":  # restarts: the store is on the rendezvous endpoint
+            master_addr, _, port = str(args.rdzv_endpoint).rpartition(":")
+            is_master = conf.get("is_host") == "1"
+        else:
+            master_addr, port, is_master = args.master_addr, args.master_port, int(args.node_rank) == 0
         watch = PeerWatch(
-            args.master_addr,
-            int(args.master_port),
+            master_addr,
+            int(port),
             options.host,
-            is_master=int(args.node_rank) == 0,
+            is_master=is_master,
             nnodes=nnodes,
             connect_timeout=timeout,
             report=report,
@@ -374,8 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             watch.start()
         run(args)
         if watch and watch.remote:  # a peer failed while this host's workers were finishing
-            write_report(report, {"root_cause": watch.remote, "local_failures": []})
+            write_report(
+                report, {"root_cause": watch.remote, "local_failures": [], "attempts": attempts.records}
+            )
             return int(watch.remote.get("exitcode") or 1)
+        write_report(report, {"attempts": attempts.records})
         return 0
     except ChildFailedError as error:
         entries = describe_failures(error.failures, options.host, log_dir)
@@ -383,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if watch:
             wait = PEER_ROOT_WAIT if root["collateral"] or root["stopped"] else 0.0
             root = watch.publish({k: v for k, v in root.items() if k != "written"}, wait_for_peer=wait)
-        write_report(report, {"root_cause": root, "local_failures": entries})
+        write_report(report, {"root_cause": root, "local_failures": entries, "attempts": attempts.records})
         return int(root["exitcode"])
     except SignalException as error:
         code = 128 + int(error.sigval)

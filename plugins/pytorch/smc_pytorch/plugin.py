@@ -117,6 +117,7 @@ def invoke_train(
         nproc_per_host=nproc,
         port=platform_port(training_env),
         timeout=rendezvous_timeout(training_env),
+        max_restarts=training_env.long_jobs.max_restarts,
     )
     prefix = neuron_parallel_compile(training_env, env)
     shown = [*(["neuron_parallel_compile"] if prefix else []), "torchrun", *arguments]
@@ -135,6 +136,14 @@ def invoke_train(
         result = run_process([*prefix, *command], env=env, cwd=user_code.code_dir)
         report = _read_report(report_path)
     result = dataclasses.replace(result, command=shown)
+    if training_env.long_jobs.max_restarts:  # torchrun restarted (or not): the core adds no restart
+        attempts = [str(a) for a in report.get("attempts") or ()]
+        details = {**result.details, "restarted_by": "torchrun"}
+        if attempts and result.succeeded:
+            details["attempts"] = [*attempts, f"attempt {len(attempts) + 1}: succeeded"]
+        elif attempts:
+            details["attempts"] = attempts
+        result = dataclasses.replace(result, details=details)
     if result.succeeded or not report.get("root_cause"):
         return result
     root = report["root_cause"]
