@@ -4,7 +4,8 @@ A :class:`SignalRelay` is armed before the process starts (a signal that arrives
 and passed on as soon as the group exists) and disarmed once the process has ended. SIGINT is passed
 on as SIGINT, every other stop signal (SIGHUP, SIGQUIT ...) as SIGTERM
 (:func:`~smc_core.launch.signals.signal_to_pass_on`). After passing one on it starts the grace
-period; when that runs out the group gets SIGKILL.
+period; when that runs out the group gets SIGKILL. A stop is passed on once: a second one (another
+signal, or a peer host's report of its own stop) leaves the first one's grace period running.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class SignalRelay:
         self._kill = kill
         self.pid = 0
         self.forwarded: list[str] = []
+        self._stop_sent: str | None = None  # the stop signal passed on, once one was
         self.killed_after_grace = False
         self.done = threading.Event()  # set once the process has exited: signals are no longer passed on
         # Reentrant: a second signal can interrupt the main thread inside send's critical section.
@@ -94,6 +96,8 @@ class SignalRelay:
                 signum = self._pending.pop(0)
             except IndexError:
                 return
+            if self._stop_passed_on(signum):
+                continue
             sent = signal_to_pass_on(signum)
             logger.warning(
                 "Received %s: passing it on%s to pid %d and its group (grace period %.0f s).",
@@ -107,10 +111,12 @@ class SignalRelay:
     def send(self, signum: int) -> None:
         """Send ``signum`` to the group (a stop signal as :func:`signal_to_pass_on` says); a stop
         signal also starts the grace period. ``forwarded`` records the signal received."""
-        if self.done.is_set() or not self.pid:
+        if self.done.is_set() or not self.pid or self._stop_passed_on(signum):
             return
         self.forwarded.append(signal.Signals(signum).name)
         stop = signum in FORWARDED_SIGNALS
+        if stop:
+            self._stop_sent = signal.Signals(signum).name
         kill_group(self.pid, signal_to_pass_on(signum) if stop else signum)
         if stop:
             with self._lock:
@@ -118,6 +124,26 @@ class SignalRelay:
                     self._timer = threading.Timer(self.grace_period, self._kill_after_grace)
                     self._timer.daemon = True
                     self._timer.start()
+
+    def _stop_passed_on(self, signum: int) -> bool:
+        """Whether ``signum`` is a stop and one was passed on already: then it is not sent again.
+
+        One stop is one stop, however many reach smc (the platform's signal and a peer host's report
+        of its own, say): its grace period is already running, and a second SIGTERM or SIGINT makes
+        some launchers quit at once without stopping what they started (``mpirun`` aborts on the
+        second, leaving its ranks behind).
+        """
+        if signum not in FORWARDED_SIGNALS or self._stop_sent is None:
+            return False
+        logger.info(
+            "Received %s again: the stop passed on to pid %d (%s) stands; SIGKILL follows when its grace "
+            "period (%.0f s) runs out.",
+            signal.Signals(signum).name,
+            self.pid,
+            self._stop_sent,
+            self.grace_period,
+        )
+        return True
 
     def _kill_after_grace(self) -> None:
         if self.still_running():

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from smc_core.base.supervision import Supervision
 from smc_core.errors import ClusterError
 from smc_core.launch.process import halt_processes, resume_processes, run_process, start_process
 
@@ -242,3 +243,35 @@ def test_halt_stops_every_process_starts_none_and_owns_its_sigkill(marker: str) 
     assert slow.exit_code == 137 and slow.details["kill_cause"] == "smc-stop", slow.details
     assert (slow.failure or "").startswith("smc stopped the process and sent SIGKILL 0.5 s later")
     assert run_process([sys.executable, "-c", "pass"], env=os.environ).exit_code == 0  # resumed
+
+
+def test_a_second_stop_is_not_passed_on_again(tmp_path: Path) -> None:
+    # The platform's SIGTERM and a peer host's report of its own stop reach smc both: one stop. A
+    # second SIGTERM would make some launchers quit at once, leaving what they started (mpirun
+    # aborts on it); the first one's grace period runs, then SIGKILL.
+    counts = tmp_path / "sigterms"
+    script = (
+        "import signal, time\n"
+        f"path = {str(counts)!r}\n"
+        "def on_term(signum, frame):\n"
+        "    with open(path, 'a') as f:\n"
+        "        f.write('x')\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    out = io.BytesIO()
+    process = start_process(
+        [sys.executable, "-c", script], env=os.environ, stdout=out, supervision=Supervision(grace_period=1)
+    )
+    deadline = time.monotonic() + 30
+    while b"up" not in out.getvalue():
+        assert time.monotonic() < deadline, out.getvalue()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)  # any stop: SIGINT too
+    process.send_signal(signal.SIGTERM)
+    result = process.wait(timeout=30)
+    assert counts.read_text() == "x"  # one SIGTERM reached the process
+    assert process.forwarded == ["SIGTERM"]
+    assert result.exit_code == 137 and process.killed_after_grace  # the first stop's grace, then SIGKILL
