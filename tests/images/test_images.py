@@ -117,7 +117,9 @@ def test_podman_stop_during_a_long_epoch(
     assert "Stopping pid" not in logs and "still running" not in logs  # nothing was left behind
 
     failure = (stubborn / "output" / "failure").read_text()
-    assert "smc sent SIGKILL 3 s after passing on SIGTERM" in failure, failure
+    # smc's SIGKILL after the job's grace period, named as smc's (liveness's JobStopped wording)
+    assert "SMC_GRACE_PERIOD (3 s)" in failure, failure
+    assert "killed by SIGKILL, sent by smc when the grace period" in failure, failure
     assert failure.startswith("JobStopped: ") and "ExitCode 143" in failure
     assert not (stubborn / "checkpoints" / "checkpoint.pt").exists()
 
