@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import signal
 import time
-from pathlib import Path
 
 import pytest
 from keras_helpers import needs
+
+from smc_core.testing import RunningJob
 
 GRACE = 2.0
 MARGIN = 3.0
@@ -40,10 +41,16 @@ PATHS = {
 }
 
 
-def wait_for_files(directory: Path, count: int, timeout: float = 120) -> None:
+def wait_for_files(job: RunningJob, count: int, timeout: float = 120) -> None:
+    """Until every rank has written its ready file; a job that ends first fails at once, showing why."""
+    directory = job.job_dir / "model"
     deadline = time.monotonic() + timeout
     while len(list(directory.glob("ready-*"))) < count:
-        assert time.monotonic() < deadline, f"only {list(directory.glob('ready-*'))} in {directory}"
+        if job.process.poll() is not None:
+            pytest.fail(f"the job ended before its {count} ranks were ready:\n{job.wait().describe()}")
+        if time.monotonic() > deadline:
+            ready = sorted(p.name for p in directory.glob("ready-*"))
+            pytest.fail(f"only {ready} after {timeout:g} s:\n{job.wait(0).describe()}")
         time.sleep(0.1)
 
 
@@ -56,7 +63,7 @@ def test_each_distributed_path_obeys_the_jobs_policy(smc_job, backend) -> None:
         hyperparameters=hyperparameters,
         env={"SMC_GRACE_PERIOD": str(GRACE)},
     )
-    wait_for_files(job.job_dir / "model", ranks)
+    wait_for_files(job, ranks)
     sent = job.signal(signal.SIGTERM)
     outcome = job.wait(timeout=60)
     assert outcome.ended is not None and outcome.ended - sent < GRACE + MARGIN, outcome.describe()
