@@ -123,6 +123,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=Message)
+C = TypeVar("C")
 Handler = Callable[[Any, Any], Message | None]
 
 PORT_SETTING = "SMC_CHANNEL_PORT"
@@ -467,11 +468,7 @@ class ChannelMaster:
             return
         if peer.closed != "bye":
             logger.warning("The job's channel lost %s: %s.", peer.host, peer.reason)
-        for handler in list(self._closed_handlers):
-            try:
-                handler(peer)
-            except Exception:
-                logger.exception("Channel: an on_closed handler raised")
+        _call_closed_handlers(self._closed_handlers, peer)
 
     def probe(self, *, timeout: float, hosts: Sequence[str] | None = None) -> list[str]:
         """Ask every connected host of ``hosts`` (default: all) for a heartbeat now and wait, at most
@@ -894,11 +891,7 @@ class ChannelLink:
         self._ended.set()
         if self.closed != "bye" and self.welcome is not None:
             logger.warning("The job's channel: lost the master %s (%s).", self.master, self.reason)
-        for handler in list(self._closed_handlers):
-            try:
-                handler(self)
-            except Exception:
-                logger.exception("Channel: an on_closed handler raised")
+        _call_closed_handlers(self._closed_handlers, self)
 
     def probe(self, *, timeout: float) -> bool:
         """Ask the master for a heartbeat now and wait, at most ``timeout`` seconds, for its answer (a
@@ -977,6 +970,16 @@ class ChannelLink:
         if self.closed is None:
             self.connection.send(Bye(reason))
         self.connection.close()
+
+
+def _call_closed_handlers(handlers: list[Callable[[C], None]], closed: C) -> None:
+    """Tell every ``on_closed`` handler (of a master or of a link) that ``closed`` has closed; one that
+    raises is logged and the others still run."""
+    for handler in list(handlers):
+        try:
+            handler(closed)
+        except Exception:
+            logger.exception("Channel: an on_closed handler raised")
 
 
 def heartbeat_interval(bound: float) -> float:
